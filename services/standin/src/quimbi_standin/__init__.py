@@ -1,0 +1,1 @@
+"""Deterministic stand-in for the external Quimbi Intelligence API (development and tests)."""
