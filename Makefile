@@ -1,0 +1,51 @@
+# Quimbi Support Backend. `make run` starts everything with demo data; `make test` runs every test.
+SHELL := /bin/bash
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON := python3.11
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+INFRA := deploy/local/infra.sh
+
+.PHONY: help setup infra infra-stop run stop test test-unit test-service test-e2e lint format catalogue bench
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+setup: ## install uv (from PyPI) and the workspace's packages into .venv
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	@$(UV) sync --frozen --quiet
+
+infra: ## install (if missing) and start PostgreSQL, Redis and Kafka on loopback
+	@$(INFRA) start
+
+infra-stop: ## stop PostgreSQL, Redis and Kafka
+	@$(INFRA) stop
+
+run: setup infra ## start the whole suite with demo data (gateway on :8001)
+	@$(UV) run python -m deploy.local.launcher
+
+test: setup infra ## run unit, service and end-to-end tests
+	@$(UV) run pytest
+
+test-unit: setup ## fast loop: pure logic only
+	@$(UV) run pytest -m unit -q
+
+test-service: setup infra ## one service at a time against real infrastructure
+	@$(UV) run pytest -m service
+
+test-e2e: setup infra ## the whole suite through the gateway
+	@$(UV) run pytest -m e2e
+
+lint: setup ## ruff (lint + format) and mypy
+	@$(UV) run ruff check .
+	@$(UV) run ruff format --check .
+	@$(UV) run mypy libs/common/src services/*/src
+
+format: setup
+	@$(UV) run ruff format .
+	@$(UV) run ruff check --fix .
+
+catalogue: setup ## regenerate docs/events from the event contracts
+	@$(UV) run python -m quimbi_common.catalogue
+
+bench: setup infra ## run every benchmark under bench/
+	@for script in bench/*.py; do echo "== $$script"; $(UV) run python $$script || exit 1; done

@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# Installs (when missing) and starts PostgreSQL, Redis and a single-node KRaft Kafka on loopback,
+# with all data under .local/. Idempotent: what already runs is left alone.
+#   deploy/local/infra.sh start|stop|status
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+LOCAL="${QUIMBI_LOCAL_DIR:-$ROOT/.local}"
+PG_PORT="${PG_PORT:-5432}"
+REDIS_PORT="${REDIS_PORT:-6379}"
+KAFKA_PORT="${KAFKA_PORT:-9092}"
+KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+PG_USER="${PG_USER:-quimbi}"
+PG_PASSWORD="${PG_PASSWORD:-quimbi}"
+DATABASES="${DATABASES:-tickets agents sla scoring ai_proxy}"
+PG_BIN="${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)}"
+
+log() { printf '\033[1;34m[infra]\033[0m %s\n' "$*"; }
+die() { printf '\033[1;31m[infra] error:\033[0m %s\n' "$*" >&2; exit 1; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_port() { # port name seconds
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do port_open "$1" && return 0; sleep 0.1; done
+  die "$2 did not open port $1 within $3 s (see $LOCAL/logs/)"
+}
+pid_alive() { [ -f "$1" ] && kill -0 "$(head -n1 "$1")" 2>/dev/null; }
+
+install_packages() {
+  local missing=()
+  [ -n "$PG_BIN" ] && [ -x "$PG_BIN/initdb" ] || missing+=(postgresql)
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+  command -v mvn >/dev/null || missing+=(maven)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing ${missing[*]} from Debian's packages"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } \
+    >"$LOCAL/logs/apt.log" 2>&1 || die "apt-get install ${missing[*]} failed (see $LOCAL/logs/apt.log)"
+  PG_BIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)"
+}
+
+start_postgres() {
+  local data="$LOCAL/postgres"
+  if pid_alive "$data/postmaster.pid"; then log "postgres already running"; else
+    port_open "$PG_PORT" && die "port $PG_PORT is taken by another process; set PG_PORT"
+    if [ ! -f "$data/PG_VERSION" ]; then
+      log "initialising postgres in $data"
+      mkdir -p "$data"
+      chown -R postgres:postgres "$data" 2>/dev/null || true
+      echo "$PG_PASSWORD" >"$LOCAL/pgpass.tmp"; chmod 644 "$LOCAL/pgpass.tmp"
+      as_pg "$PG_BIN/initdb" -D "$data" -U "$PG_USER" --pwfile="$LOCAL/pgpass.tmp" -A scram-sha-256 -E UTF8 >/dev/null
+      rm -f "$LOCAL/pgpass.tmp"
+      cat >>"$data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$LOCAL'
+max_connections = 400
+shared_buffers = 256MB
+fsync = on
+synchronous_commit = off
+log_min_messages = warning
+CONF
+    fi
+    log "starting postgres on 127.0.0.1:$PG_PORT"
+    as_pg "$PG_BIN/pg_ctl" -D "$data" -o "-p $PG_PORT" -l "$LOCAL/logs/postgres.log" -w start >/dev/null \
+      || die "postgres failed to start (see $LOCAL/logs/postgres.log)"
+  fi
+  local db
+  for db in $DATABASES; do
+    if ! PGPASSWORD="$PG_PASSWORD" psql -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" -d postgres -tAc \
+      "SELECT 1 FROM pg_database WHERE datname='$db'" | grep -q 1; then
+      PGPASSWORD="$PG_PASSWORD" psql -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" -d postgres -qc "CREATE DATABASE $db" >/dev/null
+      log "created database $db"
+    fi
+  done
+}
+
+as_pg() { # PostgreSQL refuses to run as root
+  if [ "$(id -u)" = 0 ]; then chown -R postgres:postgres "$LOCAL/postgres" "$LOCAL/logs" 2>/dev/null || true
+    chmod 777 "$LOCAL" "$LOCAL/logs"; runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+start_redis() {
+  if pid_alive "$LOCAL/redis.pid"; then log "redis already running"; return; fi
+  port_open "$REDIS_PORT" && die "port $REDIS_PORT is taken by another process; set REDIS_PORT"
+  log "starting redis on 127.0.0.1:$REDIS_PORT"
+  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no --daemonize yes \
+    --pidfile "$LOCAL/redis.pid" --logfile "$LOCAL/logs/redis.log" --dir "$LOCAL" \
+    || die "redis failed to start (see $LOCAL/logs/redis.log)"
+  wait_port "$REDIS_PORT" redis 10
+}
+
+KAFKA_LIBS="${KAFKA_LIBS:-$LOCAL/kafka/libs}"
+KAFKA_DIR="${KAFKA_DIR:-$LOCAL/kafka}"
+
+fetch_kafka() {
+  local libs="$KAFKA_LIBS"
+  [ -f "$libs/.complete" ] && return 0
+  log "fetching the Kafka broker from Maven Central (once)"
+  mkdir -p "$libs"
+  mvn -q -f "$ROOT/deploy/local/kafka-pom.xml" dependency:copy-dependencies \
+    -DoutputDirectory="$libs" -DincludeScope=runtime >"$LOCAL/logs/maven.log" 2>&1 \
+    || die "fetching Kafka's jars failed (see $LOCAL/logs/maven.log)"
+  touch "$libs/.complete"
+}
+
+start_kafka() {
+  local dir="$KAFKA_DIR"
+  mkdir -p "$dir"
+  if pid_alive "$dir/kafka.pid"; then log "kafka already running"; return; fi
+  [ "${KAFKA_FRESH:-0}" = 1 ] && rm -rf "$dir/data"
+  port_open "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by another process; set KAFKA_PORT"
+  fetch_kafka
+  cat >"$dir/server.properties" <<CONF
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$dir/data
+num.partitions=3
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=10
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=true
+log.retention.hours=168
+CONF
+  cat >"$dir/log4j2.properties" <<CONF
+rootLogger.level=WARN
+rootLogger.appenderRef.file.ref=FILE
+appender.file.type=File
+appender.file.name=FILE
+appender.file.fileName=$dir/kafka.log
+appender.file.layout.type=PatternLayout
+appender.file.layout.pattern=[%d] %p %m (%c)%n
+CONF
+  local cp="$KAFKA_LIBS/*"
+  if [ ! -f "$dir/data/meta.properties" ]; then
+    log "formatting kafka storage"
+    local cluster_id
+    cluster_id="$(java -cp "$cp" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1)"
+    java -Dlog4j2.configurationFile="$dir/log4j2.properties" -cp "$cp" kafka.tools.StorageTool format \
+      -t "$cluster_id" -c "$dir/server.properties" --standalone >"$dir/format.log" 2>&1 \
+      || die "formatting Kafka storage failed (see $dir/format.log)"
+  fi
+  log "starting kafka on 127.0.0.1:$KAFKA_PORT"
+  nohup java -Xms256m -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$dir/log4j2.properties" -cp "$cp" kafka.Kafka "$dir/server.properties" \
+    >"$dir/kafka.out" 2>&1 &
+  echo $! >"$dir/kafka.pid"
+  wait_port "$KAFKA_PORT" kafka 60
+}
+
+stop_all() {
+  if [ -f "$KAFKA_DIR/kafka.pid" ]; then
+    local pid; pid="$(cat "$KAFKA_DIR/kafka.pid")"
+    if kill "$pid" 2>/dev/null; then
+      log "stopping kafka"; for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+    rm -f "$KAFKA_DIR/kafka.pid"
+  fi
+  if pid_alive "$LOCAL/redis.pid"; then log "stopping redis"; kill "$(cat "$LOCAL/redis.pid")"; fi
+  if pid_alive "$LOCAL/postgres/postmaster.pid"; then
+    log "stopping postgres"; as_pg "$PG_BIN/pg_ctl" -D "$LOCAL/postgres" -m fast -w stop >/dev/null
+  fi
+}
+
+status() {
+  local name port
+  for name in postgres:$PG_PORT redis:$REDIS_PORT kafka:$KAFKA_PORT; do
+    port="${name#*:}"; if port_open "$port"; then echo "${name%%:*}: up ($port)"; else echo "${name%%:*}: down"; fi
+  done
+}
+
+mkdir -p "$LOCAL/logs" "$LOCAL/kafka"
+case "${1:-start}" in
+  start)
+    install_packages
+    start_postgres
+    start_redis
+    start_kafka
+    log "ready: postgres :$PG_PORT, redis :$REDIS_PORT, kafka :$KAFKA_PORT"
+    ;;
+  stop) stop_all ;;
+  stop-kafka) # used by tests that prove nothing is lost while the broker is down
+    pid="$(cat "$KAFKA_DIR/kafka.pid" 2>/dev/null || true)"; [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+    for _ in $(seq 150); do [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
+    rm -f "$KAFKA_DIR/kafka.pid" ;;
+  start-kafka) start_kafka ;;
+  status) status ;;
+  *) die "usage: $0 start|stop|status" ;;
+esac

@@ -1,0 +1,1 @@
+"""Mechanisms every Quimbi service shares: each written once, used everywhere."""

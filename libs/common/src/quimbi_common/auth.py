@@ -1,0 +1,324 @@
+"""Tokens and who may do what: RS256 JWTs verified against a JWKS, revocation in Redis,
+the ordered roles of ARCHITECTURE §3, and the FastAPI dependencies routes use.
+
+Revocation fails closed: when Redis cannot be asked, a token is not accepted (503), since a
+revoked token must fail everywhere within a second.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Protocol
+
+import httpx
+import redis.asyncio as aioredis
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi import Depends, Request
+from jose import JWTError, jwk, jwt
+from redis.exceptions import RedisError
+
+from .enums import Role
+from .errors import ForbiddenError, ServiceUnavailableError, UnauthorizedError
+from .settings import CommonSettings
+
+log = logging.getLogger(__name__)
+ALGORITHM = "RS256"
+INTEGRATION: Literal["integration"] = "integration"
+
+
+# --- keys and signing -------------------------------------------------------------------------
+
+
+def generate_rsa_private_key_pem(bits: int = 2048) -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+def public_key_pem(private_pem: str) -> str:
+    key = serialization.load_pem_private_key(private_pem.encode(), password=None)
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
+def public_jwk(private_or_public_pem: str, kid: str) -> dict[str, str]:
+    """The public JWK (with `kid`, `use`, `alg`) for a PEM key."""
+    pem = private_or_public_pem
+    if "PRIVATE KEY" in pem:
+        pem = public_key_pem(pem)
+    data = jwk.construct(pem, ALGORITHM).to_dict()
+    return {
+        "kty": "RSA",
+        "kid": kid,
+        "use": "sig",
+        "alg": ALGORITHM,
+        "n": data["n"],
+        "e": data["e"],
+    }
+
+
+def issue_token(
+    private_pem: str,
+    kid: str,
+    *,
+    subject: str,
+    email: str,
+    role: Role | str,
+    issuer: str,
+    audience: str,
+    ttl_seconds: int,
+    now: float | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """Sign an access token; `iat` keeps milliseconds so "void before T" is exact."""
+    issued = round(now if now is not None else time.time(), 3)
+    claims: dict[str, Any] = {
+        "sub": subject,
+        "email": email,
+        "role": str(role),
+        "iss": issuer,
+        "aud": audience,
+        "iat": issued,
+        "nbf": int(issued),
+        "exp": int(issued) + ttl_seconds,
+        "jti": uuid.uuid4().hex,
+    }
+    token = jwt.encode(claims, private_pem, algorithm=ALGORITHM, headers={"kid": kid})
+    return token, claims
+
+
+# --- key sets -----------------------------------------------------------------------------------
+
+
+class KeySet(Protocol):
+    async def key(self, kid: str) -> dict[str, str] | None: ...
+
+
+class StaticKeySet:
+    """Keys known up front (the agents service's own, or a test's)."""
+
+    def __init__(self, jwks: dict[str, Any]) -> None:
+        self._keys = {k["kid"]: k for k in jwks.get("keys", [])}
+
+    async def key(self, kid: str) -> dict[str, str] | None:
+        return self._keys.get(kid)
+
+
+class RemoteKeySet:
+    """A JWKS fetched over HTTP, cached, and refetched on an unknown `kid` (at most every 5 s)."""
+
+    def __init__(
+        self, url: str, *, ttl_seconds: float = 300, min_refresh_seconds: float = 5
+    ) -> None:
+        self.url = url
+        self.ttl = ttl_seconds
+        self.min_refresh = min_refresh_seconds
+        self._keys: dict[str, dict[str, str]] = {}
+        self._fetched_at = 0.0
+
+    async def key(self, kid: str) -> dict[str, str] | None:
+        age = time.monotonic() - self._fetched_at
+        if age > self.ttl or (kid not in self._keys and age > self.min_refresh):
+            await self._refresh()
+        return self._keys.get(kid)
+
+    async def _refresh(self) -> None:
+        try:
+            async with httpx.AsyncClient(timeout=3.0) as client:
+                response = await client.get(self.url)
+                response.raise_for_status()
+                self._keys = {k["kid"]: k for k in response.json().get("keys", [])}
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            log.warning("could not fetch JWKS from %s: %s", self.url, exc)
+        finally:
+            self._fetched_at = time.monotonic()
+
+
+def key_set_from_settings(settings: CommonSettings) -> KeySet:
+    if settings.jwks_json:
+        return StaticKeySet(json.loads(settings.jwks_json))
+    return RemoteKeySet(settings.jwks_url)
+
+
+# --- revocation ---------------------------------------------------------------------------------
+
+
+class RevocationStore:
+    """Revoked token ids, and per-agent "tokens issued before T are void" marks, in Redis."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+
+    @staticmethod
+    def _jti_key(jti: str) -> str:
+        return f"auth:revoked:{jti}"
+
+    @staticmethod
+    def _void_key(agent_id: str) -> str:
+        return f"auth:void-before:{agent_id}"
+
+    async def revoke(self, jti: str, expires_at: float) -> None:
+        ttl = max(1, int(expires_at - time.time()) + 1)
+        await self.redis.set(self._jti_key(jti), "1", ex=ttl)
+
+    async def void_agent_tokens(self, agent_id: str, *, max_token_ttl_seconds: int) -> None:
+        """Every token of this agent issued until now stops working."""
+        await self.redis.set(
+            self._void_key(agent_id), f"{time.time():.3f}", ex=max_token_ttl_seconds + 60
+        )
+
+    async def is_revoked(self, jti: str, agent_id: str, issued_at: float) -> bool:
+        revoked, void_before = await self.redis.mget(self._jti_key(jti), self._void_key(agent_id))
+        return revoked is not None or (void_before is not None and issued_at < float(void_before))
+
+
+# --- verification -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: an agent with a role, or the integration key."""
+
+    kind: Literal["agent", "integration"]
+    agent_id: str | None = None
+    email: str | None = None
+    role: Role | None = None
+    jti: str | None = None
+    issued_at: float = 0.0
+    expires_at: float = 0.0
+    token: str | None = None
+
+    @property
+    def is_agent(self) -> bool:
+        return self.kind == "agent"
+
+    def has_role(self, role: Role) -> bool:
+        return self.role is not None and self.role.at_least(role)
+
+    @property
+    def sees_all_tickets(self) -> bool:
+        """Senior agents and up see every ticket; the integration key creates tickets too."""
+        return self.kind == INTEGRATION or self.has_role(Role.SENIOR_AGENT)
+
+
+class TokenVerifier:
+    def __init__(
+        self, keys: KeySet, revocations: RevocationStore | None, *, issuer: str, audience: str
+    ) -> None:
+        self.keys = keys
+        self.revocations = revocations
+        self.issuer = issuer
+        self.audience = audience
+
+    async def verify(self, token: str) -> Principal:
+        """A principal for a valid, unrevoked token; UnauthorizedError otherwise."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except JWTError as exc:
+            raise UnauthorizedError("Malformed token") from exc
+        if header.get("alg") != ALGORITHM:
+            raise UnauthorizedError("Token algorithm not accepted")
+        key = await self.keys.key(str(header.get("kid", "")))
+        if key is None:
+            raise UnauthorizedError("Token signed by an unknown key")
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                audience=self.audience,
+                issuer=self.issuer,
+                options={
+                    "require_exp": True,
+                    "require_iat": True,
+                    "require_sub": True,
+                    "require_jti": True,
+                },
+            )
+            role = Role(claims["role"])
+        except (JWTError, KeyError, ValueError) as exc:
+            raise UnauthorizedError(f"Invalid token: {exc}") from exc
+        principal = Principal(
+            kind="agent",
+            agent_id=str(claims["sub"]),
+            email=claims.get("email"),
+            role=role,
+            jti=str(claims["jti"]),
+            issued_at=float(claims["iat"]),
+            expires_at=float(claims["exp"]),
+            token=token,
+        )
+        if self.revocations is not None:
+            try:
+                revoked = await self.revocations.is_revoked(
+                    principal.jti or "", principal.agent_id or "", principal.issued_at
+                )
+            except RedisError as exc:
+                raise ServiceUnavailableError("Token revocation store unavailable") from exc
+            if revoked:
+                raise UnauthorizedError("Token has been revoked")
+        return principal
+
+
+# --- FastAPI dependencies -----------------------------------------------------------------------
+
+
+@dataclass
+class AuthConfig:
+    """What the dependencies need, kept on `app.state.auth`."""
+
+    verifier: TokenVerifier
+    api_key: str | None
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+async def current_caller(request: Request) -> Principal:
+    """An agent (Bearer token) or the integration (X-API-Key)."""
+    config: AuthConfig = request.app.state.auth
+    token = bearer_token(request)
+    if token:
+        return await config.verifier.verify(token)
+    api_key = request.headers.get("x-api-key")
+    if api_key and config.api_key and secrets.compare_digest(api_key, config.api_key):
+        return Principal(kind=INTEGRATION)
+    raise UnauthorizedError()
+
+
+async def current_agent(caller: Annotated[Principal, Depends(current_caller)]) -> Principal:
+    if not caller.is_agent:
+        raise ForbiddenError(
+            "The integration key may only create tickets and post customer messages"
+        )
+    return caller
+
+
+def require_role(role: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    """A dependency admitting agents of `role` or above."""
+
+    async def dependency(agent: Annotated[Principal, Depends(current_agent)]) -> Principal:
+        if not agent.has_role(role):
+            raise ForbiddenError(f"Requires role {role.value} or above")
+        return agent
+
+    return dependency
+
+
+Caller = Annotated[Principal, Depends(current_caller)]
+CurrentAgent = Annotated[Principal, Depends(current_agent)]

@@ -1,0 +1,273 @@
+"""Event contracts: the CloudEvents 1.0 envelope and the data of every topic (ARCHITECTURE §4).
+
+Within a `dataversion` a contract only grows: new optional fields, never a removed or retyped
+one. `docs/events/` is generated from these models (`python -m quimbi_common.catalogue`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .enums import (
+    AgentStatus,
+    AssignmentReason,
+    AssignmentStatus,
+    Channel,
+    Intent,
+    Role,
+    SlaMetric,
+    SlaStatus,
+    TicketPriority,
+    TicketStatus,
+)
+
+
+class Contract(BaseModel):
+    """Base of every event's data: immutable, and tolerant of fields added later."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+
+class FieldChange(Contract):
+    old: Any = None
+    new: Any = None
+
+
+class CustomerSnapshot(Contract):
+    id: str
+    email: str
+    name: str | None = None
+    lifetime_value: float = 0.0
+    churn_risk: float = 0.0
+
+
+class TicketData(Contract):
+    """A ticket after the change."""
+
+    id: str
+    customer_id: str
+    subject: str
+    status: TicketStatus
+    priority: TicketPriority
+    channel: Channel
+    category: str | None = None
+    assigned_agent_id: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    customer_sentiment: float = 0.5
+    estimated_difficulty: float = 0.5
+    version: int
+    customer: CustomerSnapshot
+
+
+class TicketUpdatedData(TicketData):
+    changes: dict[str, FieldChange] = Field(default_factory=dict)
+
+
+class TicketDeletedData(Contract):
+    id: str
+    version: int
+    deleted_at: datetime
+    deleted_by: str | None = None
+
+
+class MessageData(Contract):
+    """A message after the change, with the ticket's status after it."""
+
+    id: str
+    ticket_id: str
+    from_agent: bool
+    author_agent_id: str | None = None
+    from_name: str | None = None
+    from_email: str | None = None
+    content: str
+    created_at: datetime
+    sentiment_score: float | None = None
+    detected_intent: Intent | None = None
+    version: int
+    ticket_status: TicketStatus
+
+
+class MessageUpdatedData(MessageData):
+    changes: dict[str, FieldChange] = Field(default_factory=dict)
+
+
+class ScoreParts(Contract):
+    priority: float
+    wait: float
+    sentiment: float
+    value: float
+    churn: float
+
+
+class TicketScoredData(Contract):
+    ticket_id: str
+    smart_score: float
+    parts: ScoreParts
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    computed_at: datetime
+    version: int
+
+
+class AssignmentData(Contract):
+    id: str
+    ticket_id: str
+    agent_id: str
+    previous_agent_id: str | None = None
+    reason: AssignmentReason
+    transfer_reason: str | None = None
+    status: AssignmentStatus
+    assigned_at: datetime
+    accepted_at: datetime | None = None
+    completed_at: datetime | None = None
+    time_to_accept_seconds: int | None = None
+    time_to_complete_seconds: int | None = None
+    is_active: bool
+    version: int
+
+
+class SlaTrackingData(Contract):
+    ticket_id: str
+    priority: TicketPriority
+    first_response_status: SlaStatus
+    first_response_deadline: datetime
+    first_response_at: datetime | None = None
+    resolution_status: SlaStatus
+    resolution_deadline: datetime
+    resolved_at: datetime | None = None
+    is_paused: bool = False
+    total_paused_seconds: int = 0
+    version: int
+
+
+class SlaAlertData(SlaTrackingData):
+    metric: SlaMetric
+
+
+class AgentData(Contract):
+    id: str
+    email: str
+    name: str
+    role: Role
+    status: AgentStatus
+    department: str | None = None
+    specializations: list[str] = Field(default_factory=list)
+    max_concurrent_tickets: int
+    is_active: bool
+    version: int
+
+
+class AgentUpdatedData(AgentData):
+    changes: dict[str, FieldChange] = Field(default_factory=dict)
+
+
+class CustomerIntelligenceData(Contract):
+    customer_id: str
+    churn_risk: float
+    churn_risk_level: str
+    lifetime_value: float
+    archetype: dict[str, Any] = Field(default_factory=dict)
+    segments: dict[str, Any] = Field(default_factory=dict)
+    fetched_at: datetime
+
+
+DataT = TypeVar("DataT", bound=Contract)
+
+
+class Event(BaseModel, Generic[DataT]):
+    """A CloudEvents 1.0 structured-mode envelope around one contract."""
+
+    model_config = ConfigDict(frozen=True)
+
+    specversion: Literal["1.0"] = "1.0"
+    id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    source: str
+    type: str
+    time: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    subject: str
+    datacontenttype: Literal["application/json"] = "application/json"
+    dataversion: int = 1
+    correlationid: str | None = None
+    data: DataT
+
+
+@dataclass(frozen=True)
+class Topic:
+    """One topic: its name (= the event type), data model, version and how it is keyed."""
+
+    name: str
+    data: type[Contract]
+    key_field: str
+    subject_field: str
+    summary: str
+    dataversion: int = 1
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.name}.dlq"
+
+    def key(self, data: Contract) -> str:
+        return str(getattr(data, self.key_field))
+
+    def subject(self, data: Contract) -> str:
+        return str(getattr(data, self.subject_field))
+
+    def envelope(self) -> type[Event[Any]]:
+        return Event[self.data]  # type: ignore[name-defined]
+
+
+TOPICS: dict[str, Topic] = {
+    t.name: t
+    for t in (
+        Topic("ticket.created", TicketData, "id", "id", "A ticket was created."),
+        Topic("ticket.updated", TicketUpdatedData, "id", "id", "A ticket changed."),
+        Topic("ticket.deleted", TicketDeletedData, "id", "id", "A ticket was deleted."),
+        Topic("message.added", MessageData, "ticket_id", "id", "A message was added."),
+        Topic("message.updated", MessageUpdatedData, "ticket_id", "id", "A message was edited."),
+        Topic("message.deleted", MessageData, "ticket_id", "id", "A message was deleted."),
+        Topic("ticket.scored", TicketScoredData, "ticket_id", "ticket_id", "A score changed."),
+        Topic("ticket.assigned", AssignmentData, "ticket_id", "id", "A ticket was assigned."),
+        Topic("assignment.updated", AssignmentData, "ticket_id", "id", "An assignment changed."),
+        Topic("sla.updated", SlaTrackingData, "ticket_id", "ticket_id", "An SLA clock changed."),
+        Topic("sla.warning", SlaAlertData, "ticket_id", "ticket_id", "An SLA metric is at risk."),
+        Topic("sla.breached", SlaAlertData, "ticket_id", "ticket_id", "An SLA was breached."),
+        Topic("agent.created", AgentData, "id", "id", "An agent was created."),
+        Topic("agent.updated", AgentUpdatedData, "id", "id", "An agent changed."),
+        Topic("agent.deleted", AgentData, "id", "id", "An agent was deleted."),
+        Topic(
+            "customer.intelligence_updated",
+            CustomerIntelligenceData,
+            "customer_id",
+            "customer_id",
+            "Fresh customer intelligence (churn risk, lifetime value) from Quimbi.",
+        ),
+    )
+}
+
+
+def build_event(
+    topic: str, data: Contract, *, source: str, correlation_id: str | None = None
+) -> tuple[str, Event[Any]]:
+    """The Kafka key and the envelope for `data` on `topic`; refuses data of the wrong contract."""
+    spec = TOPICS[topic]
+    if not isinstance(data, spec.data):
+        raise TypeError(f"{topic} carries {spec.data.__name__}, not {type(data).__name__}")
+    event = Event[spec.data](  # type: ignore[name-defined]
+        source=f"/services/{source}",
+        type=topic,
+        subject=spec.subject(data),
+        dataversion=spec.dataversion,
+        correlationid=correlation_id,
+        data=data,
+    )
+    return spec.key(data), event
+
+
+def parse_event(topic: str, raw: bytes | str) -> Event[Any]:
+    """Validate a message body against its topic's contract (raises pydantic.ValidationError)."""
+    return TOPICS[topic].envelope().model_validate_json(raw)

@@ -1,0 +1,41 @@
+"""`/health/live` (the process answers) and `/health/ready` (what it depends on answers)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+Check = Callable[[], Awaitable[object]]
+
+
+def health_router(service: str, checks: Mapping[str, Check], timeout: float = 2.0) -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/health/live")
+    async def live() -> dict[str, str]:
+        return {"status": "ok", "service": service}
+
+    @router.get("/health/ready")
+    async def ready() -> JSONResponse:
+        async def run(check: Check) -> dict[str, object]:
+            try:
+                result = await asyncio.wait_for(check(), timeout)
+            except Exception as exc:
+                return {"ok": False, "detail": f"{type(exc).__name__}: {exc}"[:300]}
+            if result is False:
+                return {"ok": False, "detail": "not connected"}
+            return {"ok": True}
+
+        names = list(checks)
+        results = await asyncio.gather(*(run(checks[name]) for name in names))
+        detail = dict(zip(names, results, strict=True))
+        healthy = all(r["ok"] for r in results)
+        return JSONResponse(
+            {"status": "ok" if healthy else "unavailable", "service": service, "checks": detail},
+            status_code=200 if healthy else 503,
+        )
+
+    return router

@@ -1,0 +1,205 @@
+"""Transactional outbox: an event is stored with the change that caused it, and a relay
+publishes committed events to Kafka (idempotent producer, acks=all, keyed) after the commit.
+
+The relay wakes on a PostgreSQL NOTIFY sent by the committing transaction and polls as a
+fallback. Several replicas are safe: a transaction-scoped advisory lock lets one relay
+publish at a time, which also keeps per-key order across replicas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+import asyncpg
+import sqlalchemy as sa
+from aiokafka import AIOKafkaProducer
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from .db import asyncpg_dsn
+from .events import Contract, build_event
+from .kafka import create_producer
+from .observability import EVENTS_PUBLISHED, correlation_id
+from .settings import CommonSettings
+
+log = logging.getLogger(__name__)
+NOTIFY_CHANNEL = "quimbi_outbox"
+_RELAY_LOCK_ID = 0x0B0B0_0001
+
+
+def infrastructure_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
+    """The outbox and processed-events tables, declared on a service's own metadata."""
+    outbox = sa.Table(
+        "outbox",
+        metadata,
+        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        sa.Column("event_id", UUID(as_uuid=True), nullable=False, unique=True),
+        sa.Column("topic", sa.String(200), nullable=False),
+        sa.Column("key", sa.String(255), nullable=False),
+        sa.Column("payload", JSONB, nullable=False),
+        sa.Column("headers", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Index("ix_outbox_unpublished", "id", postgresql_where=sa.text("published_at IS NULL")),
+        sa.Index("ix_outbox_published_at", "published_at"),
+    )
+    processed = sa.Table(
+        "processed_events",
+        metadata,
+        sa.Column("consumer", sa.String(200), primary_key=True),
+        sa.Column("event_id", UUID(as_uuid=True), primary_key=True),
+        sa.Column("processed_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+    )
+    return outbox, processed
+
+
+_INSERT = sa.text(
+    "INSERT INTO outbox (event_id, topic, key, payload, headers) "
+    "VALUES (:event_id, :topic, :key, CAST(:payload AS jsonb), CAST(:headers AS jsonb))"
+)
+_NOTIFY = sa.text(f"SELECT pg_notify('{NOTIFY_CHANNEL}', '')")
+
+
+async def add_event(session: AsyncSession, topic: str, data: Contract, *, source: str) -> str:
+    """Store an event in the caller's transaction; it is published only if that commits."""
+    key, event = build_event(topic, data, source=source, correlation_id=correlation_id.get())
+    await session.execute(
+        _INSERT,
+        {
+            "event_id": event.id,
+            "topic": topic,
+            "key": key,
+            "payload": event.model_dump_json(),
+            "headers": json.dumps({"correlation_id": event.correlationid or ""}),
+        },
+    )
+    await session.execute(_NOTIFY)
+    return str(event.id)
+
+
+class OutboxRelay:
+    """Publishes committed outbox rows in id order; marks them sent after Kafka acknowledges."""
+
+    def __init__(self, engine: AsyncEngine, settings: CommonSettings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self._wake = asyncio.Event()
+        self._producer: AIOKafkaProducer | None = None
+        self._listener: asyncpg.Connection | None = None
+
+    async def run(self) -> None:
+        """Run until cancelled, surviving Kafka or database outages."""
+        backoff = 0.5
+        try:
+            while True:
+                try:
+                    await self._ensure_connections()
+                    published = await self.publish_batch()
+                    backoff = 0.5
+                    if published < self.settings.outbox_batch_size:
+                        await self._sleep(self.settings.outbox_poll_interval_seconds)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # any outage: keep the rows, back off, retry
+                    log.warning("outbox relay: %s: %s; retrying", type(exc).__name__, exc)
+                    await self._reset_producer()
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+        finally:
+            await self._reset_producer()
+            await self._close_listener()
+
+    async def publish_batch(self) -> int:
+        """Publish one batch; returns how many rows it sent."""
+        assert self._producer is not None
+        async with self.engine.begin() as conn:
+            locked = await conn.scalar(
+                sa.text("SELECT pg_try_advisory_xact_lock(:id)"), {"id": _RELAY_LOCK_ID}
+            )
+            if not locked:
+                return 0
+            rows = (
+                await conn.execute(
+                    sa.text(
+                        "SELECT id, topic, key, payload::text AS payload, headers FROM outbox "
+                        "WHERE published_at IS NULL ORDER BY id LIMIT :n FOR UPDATE SKIP LOCKED"
+                    ),
+                    {"n": self.settings.outbox_batch_size},
+                )
+            ).all()
+            if not rows:
+                return 0
+            pending = [
+                await self._producer.send(
+                    self.settings.topic(row.topic),
+                    value=row.payload.encode(),
+                    key=row.key.encode(),
+                    headers=_kafka_headers(row.topic, row.headers),
+                )
+                for row in rows
+            ]
+            await asyncio.gather(*pending)
+            await self._mark_published(conn, [row.id for row in rows])
+            for row in rows:
+                EVENTS_PUBLISHED.labels(row.topic).inc()
+            await self._prune(conn)
+            return len(rows)
+
+    async def _mark_published(self, conn: Any, ids: list[int]) -> None:
+        await conn.execute(
+            sa.text("UPDATE outbox SET published_at = now() WHERE id = ANY(:ids)"), {"ids": ids}
+        )
+
+    async def _prune(self, conn: Any) -> None:
+        await conn.execute(
+            sa.text("DELETE FROM outbox WHERE published_at < now() - make_interval(hours => :h)"),
+            {"h": self.settings.outbox_retention_hours},
+        )
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        self._wake.clear()
+
+    async def _ensure_connections(self) -> None:
+        if self._producer is None:
+            producer = create_producer(self.settings)
+            try:
+                await producer.start()
+            except Exception:
+                await producer.stop()
+                raise
+            self._producer = producer
+        if self._listener is None or self._listener.is_closed():
+            self._listener = await asyncpg.connect(asyncpg_dsn(self.settings.database_url))
+            await self._listener.add_listener(NOTIFY_CHANNEL, self._on_notify)
+
+    def _on_notify(self, *_: object) -> None:
+        self._wake.set()
+
+    async def _reset_producer(self) -> None:
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                await self._producer.stop()
+            self._producer = None
+
+    async def _close_listener(self) -> None:
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close()
+            self._listener = None
+
+
+def _kafka_headers(topic: str, headers: dict[str, str] | str) -> list[tuple[str, bytes]]:
+    values = json.loads(headers) if isinstance(headers, str) else headers
+    result = [
+        ("content-type", b"application/cloudevents+json"),
+        ("ce_type", topic.encode()),
+    ]
+    if values.get("correlation_id"):
+        result.append(("correlation_id", values["correlation_id"].encode()))
+    return result

@@ -1,0 +1,237 @@
+"""A service's runtime (database, Redis, Kafka, auth, background work) and its FastAPI app.
+
+`main.py` of every service builds one `Runtime`, registers handlers and background tasks on
+it, and calls `create_app`. The app's lifespan starts and stops everything in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Annotated, Any
+
+import redis.asyncio as aioredis
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .auth import AuthConfig, KeySet, RevocationStore, TokenVerifier, key_set_from_settings
+from .consumer import EventConsumer
+from .db import create_engine, create_sessionmaker
+from .errors import install_problem_handlers
+from .health import Check, health_router
+from .kafka import create_broker, ensure_topics
+from .observability import RequestContextMiddleware, configure_logging, metrics_router
+from .outbox import OutboxRelay
+from .settings import CommonSettings
+
+log = logging.getLogger(__name__)
+BackgroundTask = Callable[[], Awaitable[None]]
+
+
+class Runtime:
+    """Everything a service holds open while it runs."""
+
+    def __init__(
+        self,
+        settings: CommonSettings,
+        *,
+        database: bool = True,
+        kafka: bool = True,
+        keys: KeySet | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = create_engine(settings) if database else None
+        self.sessions = create_sessionmaker(self.engine) if self.engine else None
+        self.redis = aioredis.from_url(
+            settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0
+        )
+        self.revocations = RevocationStore(self.redis)
+        self.verifier = TokenVerifier(
+            keys or key_set_from_settings(settings),
+            self.revocations,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+        )
+        self.broker = create_broker(settings) if kafka else None
+        self.consumer = (
+            EventConsumer(self.broker, self.sessions, settings)
+            if self.broker is not None and self.sessions is not None
+            else None
+        )
+        self.relay = OutboxRelay(self.engine, settings) if self.engine and kafka else None
+        self.background: list[BackgroundTask] = []
+        self.on_startup: list[BackgroundTask] = []
+        self.checks: dict[str, Check] = {}
+        self.kafka_connected = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def events(self) -> EventConsumer:
+        assert self.consumer is not None, "this runtime has no database or no Kafka"
+        return self.consumer
+
+    async def _check_database(self) -> None:
+        assert self.engine is not None
+        async with self.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+    async def _check_redis(self) -> None:
+        await self.redis.ping()
+
+    async def _check_kafka(self) -> bool:
+        assert self.broker is not None
+        return self.kafka_connected and await self.broker.ping(timeout=1.0)
+
+    def readiness_checks(self) -> dict[str, Check]:
+        checks: dict[str, Check] = {"redis": self._check_redis}
+        if self.engine is not None:
+            checks["database"] = self._check_database
+        if self.broker is not None:
+            checks["kafka"] = self._check_kafka
+        return {**checks, **self.checks}
+
+    async def _connect_kafka(self) -> None:
+        """Start consuming once Kafka answers; the API serves (and the outbox fills) meanwhile."""
+        assert self.broker is not None
+        delay = 0.5
+        while True:
+            try:
+                await ensure_topics(self.settings)
+                await self.broker.start()
+                self.kafka_connected = True
+                log.info("connected to kafka at %s", self.settings.kafka_bootstrap_servers)
+                return
+            except Exception as exc:
+                log.warning("kafka not available (%s); retrying in %.1fs", exc, delay)
+                with contextlib.suppress(Exception):
+                    await self.broker.stop()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def start(self) -> None:
+        for hook in self.on_startup:
+            await hook()
+        if self.broker is not None:
+            self._tasks.append(asyncio.create_task(self._connect_kafka(), name="kafka-connect"))
+        if self.relay is not None:
+            self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
+        for task in self.background:
+            self._tasks.append(asyncio.create_task(_supervised(task), name=task.__name__))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self.broker is not None:
+            with contextlib.suppress(Exception):
+                await self.broker.stop()
+        self.kafka_connected = False
+        await self.redis.aclose()
+        if self.engine is not None:
+            await self.engine.dispose()
+
+
+async def _supervised(task: BackgroundTask) -> None:
+    """Run a background loop forever, restarting it after an unexpected error."""
+    while True:
+        try:
+            await task()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background task %s failed; restarting in 1 s", task.__name__)
+            await asyncio.sleep(1.0)
+
+
+def create_app(
+    runtime: Runtime,
+    *,
+    title: str,
+    description: str = "",
+    routers: Sequence[APIRouter] = (),
+    cors: bool = False,
+) -> FastAPI:
+    """The service's FastAPI app: problem+json errors, request ids, health, metrics, lifespan."""
+    settings = runtime.settings
+    configure_logging(settings.service_name, settings.log_level, as_json=settings.log_json)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    app.state.runtime = runtime
+    app.state.auth = AuthConfig(runtime.verifier, settings.api_key.get_secret_value())
+    install_problem_handlers(app)
+    app.add_middleware(RequestContextMiddleware, service=settings.service_name)
+    if cors:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins_list,
+            allow_credentials=True,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=[
+                "X-Request-ID",
+                "Retry-After",
+                "RateLimit-Limit",
+                "RateLimit-Remaining",
+                "RateLimit-Reset",
+            ],
+        )
+    app.include_router(health_router(settings.service_name, runtime.readiness_checks()))
+    app.include_router(metrics_router)
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A session per request; use cases commit explicitly, anything uncommitted rolls back."""
+    sessions = get_runtime(request).sessions
+    assert sessions is not None
+    async with sessions() as session:
+        yield session
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+def json_safe(value: Any) -> Any:
+    """Helper for `changes` payloads: enums and datetimes as JSON values."""
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "value"):
+        return value.value
+    return value
+
+
+def serve(factory: Callable[[], FastAPI], settings: CommonSettings) -> None:
+    """Run a service's app under uvicorn (what `python -m quimbi_<service>` does)."""
+    import uvicorn
+
+    uvicorn.run(
+        factory,
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+    )

@@ -1,0 +1,58 @@
+"""The settings base every service extends; environment names follow the seed document."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_API_KEY = "dev-integration-key"
+
+
+class CommonSettings(BaseSettings):
+    """Settings every service reads. A service subclasses it and sets its own defaults."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    service_name: str = "service"
+    environment: Literal["development", "test", "staging", "production"] = "development"
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    database_url: str = "postgresql+asyncpg://quimbi:quimbi@127.0.0.1:5432/postgres"
+    database_pool_size: int = 10
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_topic_prefix: str = ""
+    kafka_topic_partitions: int = 3
+    kafka_linger_ms: int = 1
+    kafka_auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    consumer_max_retries: int = 3
+    consumer_retry_backoff_seconds: float = 0.2
+    outbox_poll_interval_seconds: float = 1.0
+    outbox_batch_size: int = 500
+    outbox_retention_hours: int = 24
+
+    jwt_issuer: str = "quimbi-support"
+    jwt_audience: str = "quimbi-support-api"
+    jwks_url: str = "http://127.0.0.1:8102/.well-known/jwks.json"
+    jwks_json: str | None = None  # a static JWKS document, used instead of jwks_url when set
+    api_key: SecretStr = SecretStr(DEV_API_KEY)
+
+    cors_origins: str = "http://localhost:5173,http://localhost:3000"
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @property
+    def cors_origins_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    def topic(self, name: str) -> str:
+        """The Kafka topic for an event type (a prefix isolates test runs on a shared broker)."""
+        return f"{self.kafka_topic_prefix}{name}"

@@ -1,0 +1,208 @@
+"""Helpers for tests that run against the real PostgreSQL, Redis and Kafka.
+
+Each test session gets its own databases and its own Kafka topic prefix, so tests can run
+against infrastructure that already holds other data, in any order, side by side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from aiokafka import AIOKafkaConsumer
+from fastapi import FastAPI
+
+from .auth import generate_rsa_private_key_pem, issue_token, public_jwk
+from .enums import Role
+from .migrations import upgrade
+
+ADMIN_DSN = os.environ.get(
+    "TEST_POSTGRES_ADMIN_DSN", "postgresql://quimbi:quimbi@127.0.0.1:5432/postgres"
+)
+KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+TEST_ISSUER = "quimbi-support"
+TEST_AUDIENCE = "quimbi-support-api"
+
+
+def unique(prefix: str = "t") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+async def create_database(name: str) -> str:
+    """Create an empty database; returns its SQLAlchemy URL."""
+    conn = await asyncpg.connect(ADMIN_DSN)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    base = ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    return f"{base}/{name}"
+
+
+async def drop_database(name: str) -> None:
+    conn = await asyncpg.connect(ADMIN_DSN)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def migrated_database(migrations_dir: Path, prefix: str) -> AsyncIterator[str]:
+    """A fresh database at the head of a service's migrations, dropped afterwards."""
+    name = unique(f"test_{prefix}_")
+    url = await create_database(name)
+    try:
+        await asyncio.to_thread(upgrade, migrations_dir, url)
+        yield url
+    finally:
+        await drop_database(name)
+
+
+@contextlib.asynccontextmanager
+async def running_app(
+    app: FastAPI, base_url: str = "http://service"
+) -> AsyncIterator[httpx.AsyncClient]:
+    """Run an app's lifespan (Kafka, relay, background tasks) and talk to it in-process."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
+            yield client
+
+
+@dataclass
+class SigningKeys:
+    """A signing key for tests and the matching JWKS, so services verify real RS256 tokens."""
+
+    kid: str = field(default_factory=lambda: unique("test-key-"))
+    private_pem: str = field(default_factory=generate_rsa_private_key_pem)
+
+    @property
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [public_jwk(self.private_pem, self.kid)]}
+
+    @property
+    def jwks_json(self) -> str:
+        return json.dumps(self.jwks)
+
+    def token(
+        self,
+        role: Role | str = Role.AGENT,
+        agent_id: str | None = None,
+        email: str | None = None,
+        ttl_seconds: int = 3600,
+        **overrides: Any,
+    ) -> str:
+        agent_id = agent_id or unique("agent-")
+        token, _ = issue_token(
+            self.private_pem,
+            self.kid,
+            subject=agent_id,
+            email=email or f"{agent_id}@example.com",
+            role=role,
+            issuer=overrides.get("issuer", TEST_ISSUER),
+            audience=overrides.get("audience", TEST_AUDIENCE),
+            ttl_seconds=ttl_seconds,
+            now=overrides.get("now"),
+        )
+        return token
+
+    def headers(self, role: Role | str = Role.AGENT, agent_id: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(role, agent_id)}"}
+
+
+class EventProbe:
+    """Reads topics from the beginning, so tests can wait for the events they caused."""
+
+    def __init__(self, topics: list[str], prefix: str = "", bootstrap: str = KAFKA) -> None:
+        self.prefix = prefix
+        self.bootstrap = bootstrap
+        self.topics = [f"{prefix}{t}" for t in topics]
+        self.received: list[tuple[str, str | None, dict[str, Any], dict[str, bytes]]] = []
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> EventProbe:
+        self._consumer = AIOKafkaConsumer(
+            *self.topics,
+            bootstrap_servers=self.bootstrap,
+            group_id=None,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._read())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer:
+            await self._consumer.stop()
+
+    async def _read(self) -> None:
+        assert self._consumer is not None
+        async for record in self._consumer:
+            topic = record.topic.removeprefix(self.prefix)
+            key = record.key.decode() if record.key else None
+            try:
+                body = json.loads(record.value or b"null")
+            except ValueError:
+                body = {"_raw": (record.value or b"").decode(errors="replace")}
+            headers = dict(record.headers or [])
+            self.received.append((topic, key, body, headers))
+
+    def events(
+        self, topic: str, predicate: Callable[[dict[str, Any]], bool] = lambda _: True
+    ) -> list[dict[str, Any]]:
+        return [body for t, _, body, _ in self.received if t == topic and predicate(body)]
+
+    async def wait_for(
+        self,
+        topic: str,
+        predicate: Callable[[dict[str, Any]], bool] = lambda _: True,
+        *,
+        count: int = 1,
+        timeout: float = 15.0,
+    ) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.events(topic, predicate)
+            if len(found) >= count:
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"expected {count} event(s) on {topic}, saw {len(found)} "
+                    f"(all topics: {[t for t, *_ in self.received][-20:]})"
+                )
+            await asyncio.sleep(0.05)
+
+
+async def eventually(
+    check: Callable[[], Any], *, timeout: float = 15.0, interval: float = 0.1
+) -> Any:
+    """Retry an async or sync check until it stops raising AssertionError; return its result."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = check()
+            if asyncio.iscoroutine(result):
+                result = await result
+            return result
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(interval)

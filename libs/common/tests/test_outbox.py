@@ -1,0 +1,149 @@
+"""The outbox against real PostgreSQL and Kafka: committed events arrive, nothing is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from quimbi_common.db import create_engine, create_sessionmaker
+from quimbi_common.events import TicketDeletedData
+from quimbi_common.outbox import OutboxRelay, add_event
+from quimbi_common.settings import CommonSettings
+from quimbi_common.testing import EventProbe, unique
+
+pytestmark = pytest.mark.service
+INFRA = Path(__file__).resolve().parents[3] / "deploy" / "local" / "infra.sh"
+
+
+def _deleted(ticket_id: str, version: int = 1) -> TicketDeletedData:
+    return TicketDeletedData(id=ticket_id, version=version, deleted_at=datetime.now(UTC))
+
+
+async def _write(settings: CommonSettings, ticket_ids: list[str], *, commit: bool = True) -> None:
+    engine = create_engine(settings)
+    async with create_sessionmaker(engine)() as session:
+        for ticket_id in ticket_ids:
+            await add_event(session, "ticket.deleted", _deleted(ticket_id), source="test")
+        if commit:
+            await session.commit()
+        else:
+            await session.rollback()
+    await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def _relay(
+    settings: CommonSettings, relay_type: type[OutboxRelay] = OutboxRelay
+) -> AsyncIterator[OutboxRelay]:
+    engine = create_engine(settings)
+    relay = relay_type(engine, settings)
+    task = asyncio.create_task(relay.run())
+    try:
+        yield relay
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await engine.dispose()
+
+
+async def test_committed_event_reaches_its_topic_once_with_envelope_and_key(
+    settings: CommonSettings,
+) -> None:
+    ticket_id = unique("tk-")
+    async with (
+        EventProbe(["ticket.deleted"], settings.kafka_topic_prefix) as probe,
+        _relay(settings),
+    ):
+        await _write(settings, [ticket_id])
+        [event] = await probe.wait_for("ticket.deleted", lambda e: e["subject"] == ticket_id)
+        await asyncio.sleep(1.5)  # a second relay pass must not send it again
+        assert len(probe.events("ticket.deleted")) == 1
+    _, key, _, headers = probe.received[0]
+    assert key == ticket_id
+    assert event["specversion"] == "1.0"
+    assert event["type"] == "ticket.deleted"
+    assert event["source"] == "/services/test"
+    assert event["data"]["id"] == ticket_id
+    assert headers["ce_type"] == b"ticket.deleted"
+
+
+async def test_rolled_back_event_is_never_published(settings: CommonSettings) -> None:
+    rolled_back, committed = unique("rb-"), unique("ok-")
+    async with (
+        EventProbe(["ticket.deleted"], settings.kafka_topic_prefix) as probe,
+        _relay(settings),
+    ):
+        await _write(settings, [rolled_back], commit=False)
+        await _write(settings, [committed])
+        await probe.wait_for("ticket.deleted", lambda e: e["subject"] == committed)
+        await asyncio.sleep(1.0)
+    assert [e["subject"] for e in probe.events("ticket.deleted")] == [committed]
+
+
+class _CrashAfterPublish(OutboxRelay):
+    """Dies after Kafka acknowledged the batch but before the rows were marked as sent."""
+
+    crashes = 0
+
+    async def _mark_published(self, conn: Any, ids: list[int]) -> None:
+        if _CrashAfterPublish.crashes == 0:
+            _CrashAfterPublish.crashes += 1
+            raise RuntimeError("relay killed between publish and mark-as-sent")
+        await super()._mark_published(conn, ids)
+
+
+async def test_relay_killed_before_marking_sent_republishes_and_loses_nothing(
+    settings: CommonSettings,
+) -> None:
+    ids = [unique("k-") for _ in range(5)]
+    await _write(settings, ids)
+    async with EventProbe(["ticket.deleted"], settings.kafka_topic_prefix) as probe:
+        async with _relay(settings, _CrashAfterPublish):
+            await probe.wait_for("ticket.deleted", count=10, timeout=20)
+        subjects = [e["subject"] for e in probe.events("ticket.deleted")]
+    assert sorted(set(subjects)) == sorted(ids)
+    assert len(subjects) == 10  # each twice: duplicates are allowed, consumers dedupe by id
+    assert len({e["id"] for e in probe.events("ticket.deleted")}) == 5
+
+
+def _private_kafka(action: str, directory: Path) -> None:
+    env = {
+        **os.environ,
+        "KAFKA_DIR": str(directory),
+        "KAFKA_PORT": "19092",
+        "KAFKA_CONTROLLER_PORT": "19093",
+    }
+    subprocess.run([str(INFRA), action], env=env, check=True, capture_output=True, timeout=120)
+
+
+async def test_events_written_while_kafka_is_down_are_delivered_when_it_returns(
+    settings: CommonSettings, tmp_path: Path
+) -> None:
+    """Uses a private broker, so stopping it disturbs no other test."""
+    settings = settings.model_copy(update={"kafka_bootstrap_servers": "127.0.0.1:19092"})
+    await asyncio.to_thread(_private_kafka, "start-kafka", tmp_path)
+    try:
+        ids = [unique("down-") for _ in range(20)]
+        async with _relay(settings):
+            await _write(settings, ids[:1])  # the relay is connected and working
+            await asyncio.sleep(2)
+            await asyncio.to_thread(_private_kafka, "stop-kafka", tmp_path)
+            await _write(settings, ids[1:])  # writes keep working while Kafka is down
+            await asyncio.sleep(2)
+            await asyncio.to_thread(_private_kafka, "start-kafka", tmp_path)
+            probe = EventProbe(["ticket.deleted"], settings.kafka_topic_prefix, "127.0.0.1:19092")
+            async with probe:
+                await probe.wait_for("ticket.deleted", count=20, timeout=60)
+                subjects = {e["subject"] for e in probe.events("ticket.deleted")}
+        assert subjects == set(ids)
+    finally:
+        await asyncio.to_thread(_private_kafka, "stop-kafka", tmp_path)
