@@ -1,0 +1,322 @@
+"""Run the whole suite as supervised local processes: migrations, six services and the Quimbi
+stand-in, demo data, and one clean stop on Ctrl-C.
+
+    uv run python deploy/local/launcher.py              # what `make run` does
+    uv run python deploy/local/launcher.py --no-seed --port-offset 10000 --namespace e2e1
+
+Each service runs as `python -m quimbi_<name>` with its own environment; a process that exits
+is restarted (with back-off). Logs go to `<log dir>/<service>.log` and, prefixed, to the console.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "deploy" / "local"))
+
+from demo_data import seed_demo_data  # noqa: E402
+
+COLORS = ["\033[36m", "\033[32m", "\033[33m", "\033[35m", "\033[34m", "\033[31m", "\033[37m"]
+RESET = "\033[0m"
+
+
+@dataclass
+class Service:
+    name: str
+    module: str
+    port: int
+    database: str | None
+    env: dict[str, str] = field(default_factory=dict)
+    process: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def migrations(self) -> Path | None:
+        path = ROOT / "services" / self.name / "migrations"
+        return path if self.database and path.exists() else None
+
+
+@dataclass
+class Options:
+    port_offset: int = 0
+    namespace: str = ""
+    postgres_dsn: str = "postgresql://quimbi:quimbi@127.0.0.1:5432/postgres"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    kafka: str = "127.0.0.1:9092"
+    log_dir: Path = ROOT / ".local" / "logs"
+    seed: bool = True
+    echo_logs: bool = True
+    ready_file: Path | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+def build_services(opts: Options) -> list[Service]:
+    off = opts.port_offset
+    ns = opts.namespace
+    services = [
+        Service("standin", "quimbi_standin", 8199 + off, None),
+        Service("agents", "quimbi_agents", 8102 + off, f"agents{ns}"),
+        Service("tickets", "quimbi_tickets", 8101 + off, f"tickets{ns}"),
+        Service("sla", "quimbi_sla", 8103 + off, f"sla{ns}"),
+        Service("scoring", "quimbi_scoring", 8104 + off, f"scoring{ns}"),
+        Service("ai-proxy", "quimbi_ai_proxy", 8105 + off, f"ai_proxy{ns}"),
+        Service("gateway", "quimbi_gateway", 8001 + off, None),
+    ]
+    by_name = {s.name: s for s in services}
+    pg_base = opts.postgres_dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    shared = {
+        "ENVIRONMENT": "development",
+        "REDIS_URL": opts.redis_url,
+        "KAFKA_BOOTSTRAP_SERVERS": opts.kafka,
+        "KAFKA_TOPIC_PREFIX": f"{ns}." if ns else "",
+        "JWKS_URL": f"{by_name['agents'].url}/.well-known/jwks.json",
+        "TICKETS_URL": by_name["tickets"].url,
+        "AGENTS_URL": by_name["agents"].url,
+        "SLA_URL": by_name["sla"].url,
+        "SCORING_URL": by_name["scoring"].url,
+        "AI_PROXY_URL": by_name["ai-proxy"].url,
+        "QUIMBI_BASE_URL": by_name["standin"].url,
+        "LOG_JSON": "true",
+        "PYTHONUNBUFFERED": "1",
+        **opts.extra_env,
+    }
+    for service in services:
+        service.env = {**shared, "PORT": str(service.port), "HOST": "127.0.0.1"}
+        if service.name == "standin":
+            service.env.update({"STANDIN_PORT": str(service.port), "STANDIN_HOST": "127.0.0.1"})
+        if service.database:
+            service.env["DATABASE_URL"] = f"{pg_base}/{service.database}"
+    return services
+
+
+class Suite:
+    """Starts, supervises and stops the services."""
+
+    def __init__(self, opts: Options) -> None:
+        self.opts = opts
+        self.services = build_services(opts)
+        self.stopping = False
+        self._supervisors: list[asyncio.Task[None]] = []
+        self._pumps: set[asyncio.Task[None]] = set()
+        opts.log_dir.mkdir(parents=True, exist_ok=True)
+
+    def say(self, message: str) -> None:
+        print(f"\033[1m[suite]\033[0m {message}", flush=True)
+
+    async def prepare_databases(self) -> None:
+        conn = await asyncpg.connect(self.opts.postgres_dsn)
+        try:
+            existing = {r["datname"] for r in await conn.fetch("SELECT datname FROM pg_database")}
+            for service in self.services:
+                if service.database and service.database not in existing:
+                    await conn.execute(f'CREATE DATABASE "{service.database}"')
+        finally:
+            await conn.close()
+        from quimbi_common.migrations import upgrade
+
+        await asyncio.gather(
+            *(
+                asyncio.to_thread(upgrade, s.migrations, s.env["DATABASE_URL"])
+                for s in self.services
+                if s.migrations
+            )
+        )
+
+    async def _spawn(self, service: Service, color: str) -> asyncio.subprocess.Process:
+        env = {**os.environ, **service.env}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            service.module,
+            env=env,
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._pumps.add(pump := asyncio.create_task(self._pump(service, process, color)))
+        pump.add_done_callback(self._pumps.discard)
+        return process
+
+    async def _pump(
+        self, service: Service, process: asyncio.subprocess.Process, color: str
+    ) -> None:
+        assert process.stdout is not None
+        log_path = self.opts.log_dir / f"{service.name}.log"
+        with log_path.open("ab") as log:
+            async for line in process.stdout:
+                log.write(line)
+                log.flush()
+                if self.opts.echo_logs:
+                    text = _readable(line.decode(errors="replace").rstrip())
+                    if text:
+                        print(f"{color}{service.name:>9}{RESET} | {text}", flush=True)
+
+    async def _supervise(self, service: Service, color: str) -> None:
+        backoff = 1.0
+        while not self.stopping:
+            started = time.monotonic()
+            service.process = await self._spawn(service, color)
+            code = await service.process.wait()
+            if self.stopping:
+                return
+            service.restarts += 1
+            if time.monotonic() - started > 30:
+                backoff = 1.0
+            self.say(f"{service.name} exited with {code}; restarting in {backoff:.0f}s")
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 30.0)
+
+    async def start(self) -> None:
+        for i, service in enumerate(self.services):
+            self._supervisors.append(
+                asyncio.create_task(self._supervise(service, COLORS[i % len(COLORS)]))
+            )
+
+    async def wait_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        pending = {s.name: s for s in self.services}
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            while pending:
+                for name, service in list(pending.items()):
+                    with contextlib.suppress(httpx.HTTPError):
+                        response = await client.get(f"{service.url}/health/ready")
+                        if response.status_code == 200:
+                            del pending[name]
+                            self.say(f"{name} ready on {service.url}")
+                if pending and time.monotonic() > deadline:
+                    raise TimeoutError(f"not ready after {timeout:.0f}s: {', '.join(pending)}")
+                await asyncio.sleep(0.3)
+
+    async def restart(self, name: str) -> None:
+        """Kill one service; its supervisor starts it again (the e2e suite uses this)."""
+        service = next(s for s in self.services if s.name == name)
+        if service.process and service.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(service.process.pid, signal.SIGKILL)
+
+    async def stop(self) -> None:
+        self.stopping = True
+        for service in self.services:
+            if service.process and service.process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(service.process.pid, signal.SIGTERM)
+        for service in self.services:
+            if service.process and service.process.returncode is None:
+                try:
+                    await asyncio.wait_for(service.process.wait(), timeout=10)
+                except TimeoutError:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(service.process.pid, signal.SIGKILL)
+        for task in self._supervisors:
+            task.cancel()
+        await asyncio.gather(*self._supervisors, return_exceptions=True)
+
+    @property
+    def gateway_url(self) -> str:
+        return next(s.url for s in self.services if s.name == "gateway")
+
+
+def _readable(line: str) -> str:
+    """Console form of a JSON log line: level and message; warnings and errors always shown."""
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return line
+    if not isinstance(entry, dict):
+        return line
+    level = entry.get("level", "")
+    message = entry.get("message", "")
+    if level in ("WARNING", "ERROR", "CRITICAL"):
+        return f"{level} {message}" + (f"\n{entry['exception']}" if entry.get("exception") else "")
+    return f"{message}" if level == "INFO" else ""
+
+
+async def run(opts: Options) -> None:
+    started = time.monotonic()
+    suite = Suite(opts)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    suite.say("migrating databases")
+    await suite.prepare_databases()
+    suite.say("starting services")
+    await suite.start()
+    try:
+        await suite.wait_ready()
+        suite.say(f"all services ready in {time.monotonic() - started:.1f}s")
+        logins: list[tuple[str, str, str]] = []
+        if opts.seed:
+            suite.say("seeding demo data through the API")
+            logins = await seed_demo_data(suite.gateway_url, say=suite.say)
+        if opts.ready_file:
+            opts.ready_file.write_text(json.dumps({"gateway": suite.gateway_url}))
+        _banner(suite, logins, time.monotonic() - started)
+        await stop.wait()
+    finally:
+        suite.say("stopping")
+        await suite.stop()
+
+
+def _banner(suite: Suite, logins: list[tuple[str, str, str]], seconds: float) -> None:
+    print()
+    print(f"  Quimbi Support Backend is up ({seconds:.1f}s)")
+    print(f"  API      {suite.gateway_url}")
+    print(f"  Swagger  {suite.gateway_url}/docs")
+    if logins:
+        print("  Logins:")
+        for role, email, password in logins:
+            print(f"    {role:<13} {email:<32} {password}")
+    print("  Ctrl-C stops everything.")
+    print(flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--no-seed", dest="seed", action="store_false")
+    parser.add_argument("--port-offset", type=int, default=0)
+    parser.add_argument("--namespace", default="", help="suffix for databases, prefix for topics")
+    parser.add_argument("--postgres-dsn", default=Options.postgres_dsn)
+    parser.add_argument("--redis-url", default=Options.redis_url)
+    parser.add_argument("--kafka", default=Options.kafka)
+    parser.add_argument("--log-dir", type=Path, default=Options.log_dir)
+    parser.add_argument("--quiet", dest="echo_logs", action="store_false")
+    parser.add_argument("--ready-file", type=Path)
+    parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for every service")
+    args = parser.parse_args()
+    extra = dict(item.split("=", 1) for item in args.env)
+    opts = Options(
+        port_offset=args.port_offset,
+        namespace=args.namespace,
+        postgres_dsn=args.postgres_dsn,
+        redis_url=args.redis_url,
+        kafka=args.kafka,
+        log_dir=args.log_dir,
+        seed=args.seed,
+        echo_logs=args.echo_logs,
+        ready_file=args.ready_file,
+        extra_env=extra,
+    )
+    asyncio.run(run(opts))
+
+
+if __name__ == "__main__":
+    main()
