@@ -1,0 +1,171 @@
+"""Routes: parse, authorize, call a use case, shape the answer."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+
+from quimbi_common.auth import CurrentAgent, Principal, require_role
+from quimbi_common.enums import AgentStatus, Role
+from quimbi_common.runtime import SessionDep
+
+from . import assignments, service
+from .context import ContextDep
+from .schemas import (
+    AgentCreate,
+    AgentList,
+    AgentRead,
+    AgentUpdate,
+    AssignmentHistory,
+    AssignmentRead,
+    AssignRequest,
+    LoginRequest,
+    LoginResponse,
+    StatusUpdate,
+)
+
+TeamLead = Annotated[Principal, Depends(require_role(Role.TEAM_LEAD))]
+Manager = Annotated[Principal, Depends(require_role(Role.MANAGER))]
+Admin = Annotated[Principal, Depends(require_role(Role.ADMIN))]
+AgentId = Annotated[str, Path(min_length=1, max_length=255)]
+TicketId = Annotated[str, Path(min_length=1, max_length=255)]
+
+keys_router = APIRouter(tags=["keys"])
+agents_router = APIRouter(prefix="/api/agents", tags=["agents"])
+assignments_router = APIRouter(prefix="/api/tickets/{ticket_id}", tags=["assignments"])
+
+
+@keys_router.get("/.well-known/jwks.json", summary="Public keys that verify access tokens")
+async def jwks(context: ContextDep, response: Response) -> dict[str, Any]:
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return context.keyring.jwks
+
+
+# --- identity -------------------------------------------------------------------------------------
+
+
+@agents_router.post("/login", summary="Exchange email and password for an access token")
+async def login(
+    body: LoginRequest, request: Request, session: SessionDep, context: ContextDep
+) -> LoginResponse:
+    client_ip = request.client.host if request.client else "unknown"
+    return await service.login(session, context, body, client_ip)
+
+
+@agents_router.post(
+    "/logout", status_code=status.HTTP_204_NO_CONTENT, summary="Revoke the caller's token"
+)
+async def logout(agent: CurrentAgent, context: ContextDep) -> None:
+    await service.logout(context, agent)
+
+
+@agents_router.get("/me", summary="The caller's own profile")
+async def me(agent: CurrentAgent, session: SessionDep, context: ContextDep) -> AgentRead:
+    return service.agent_read(await service.current_agent_row(session, agent), context)
+
+
+@agents_router.patch("/me/status", summary="Set the caller's availability")
+async def set_status(
+    body: StatusUpdate, agent: CurrentAgent, session: SessionDep, context: ContextDep
+) -> AgentRead:
+    updated = await service.set_own_status(session, context, agent, body.status)
+    return service.agent_read(updated, context)
+
+
+# --- management -----------------------------------------------------------------------------------
+
+
+@agents_router.get("", summary="List agents (team leads: their department)")
+async def list_agents(
+    actor: TeamLead,
+    session: SessionDep,
+    context: ContextDep,
+    page: Annotated[int, Query(ge=1)] = 1,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    department: Annotated[str | None, Query(max_length=100)] = None,
+    role: Role | None = None,
+    agent_status: Annotated[AgentStatus | None, Query(alias="status")] = None,
+    is_active: bool | None = None,
+) -> AgentList:
+    return await service.list_agents(
+        session,
+        context,
+        actor,
+        page=page,
+        limit=limit,
+        department=department,
+        role=role,
+        status=agent_status,
+        is_active=is_active,
+    )
+
+
+@agents_router.post("", status_code=status.HTTP_201_CREATED, summary="Create an agent")
+async def create_agent(
+    body: AgentCreate, actor: Manager, session: SessionDep, context: ContextDep
+) -> AgentRead:
+    return service.agent_read(await service.create_agent(session, context, actor, body), context)
+
+
+@agents_router.get("/{agent_id}", summary="One agent (self; team leads their department)")
+async def get_agent(
+    agent_id: AgentId, actor: CurrentAgent, session: SessionDep, context: ContextDep
+) -> AgentRead:
+    return service.agent_read(await service.get_agent(session, context, actor, agent_id), context)
+
+
+@agents_router.patch("/{agent_id}", summary="Update an agent")
+async def update_agent(
+    agent_id: AgentId, body: AgentUpdate, actor: Manager, session: SessionDep, context: ContextDep
+) -> AgentRead:
+    updated = await service.update_agent(session, context, actor, agent_id, body)
+    return service.agent_read(updated, context)
+
+
+@agents_router.delete(
+    "/{agent_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete an agent"
+)
+async def delete_agent(
+    agent_id: AgentId, actor: Admin, session: SessionDep, context: ContextDep
+) -> None:
+    await service.delete_agent(session, context, actor, agent_id)
+
+
+# --- assignments ----------------------------------------------------------------------------------
+
+
+@assignments_router.post(
+    "/assign", status_code=status.HTTP_201_CREATED, summary="Assign or transfer a ticket"
+)
+async def assign(
+    ticket_id: TicketId,
+    body: AssignRequest,
+    actor: CurrentAgent,
+    session: SessionDep,
+    context: ContextDep,
+) -> AssignmentRead:
+    assignment = await assignments.assign_ticket(session, context.settings, actor, ticket_id, body)
+    return AssignmentRead.model_validate(assignment, from_attributes=True)
+
+
+@assignments_router.post("/assignment/accept", summary="Accept the caller's assignment")
+async def accept(
+    ticket_id: TicketId, actor: CurrentAgent, session: SessionDep, context: ContextDep
+) -> AssignmentRead:
+    assignment = await assignments.accept_assignment(session, context.settings, actor, ticket_id)
+    return AssignmentRead.model_validate(assignment, from_attributes=True)
+
+
+@assignments_router.get("/assignments", summary="The ticket's assignment history")
+async def history(
+    ticket_id: TicketId, actor: CurrentAgent, session: SessionDep
+) -> AssignmentHistory:
+    rows = await assignments.assignment_history(session, actor, ticket_id)
+    return AssignmentHistory(
+        ticket_id=ticket_id,
+        assignments=[AssignmentRead.model_validate(row, from_attributes=True) for row in rows],
+    )
+
+
+routers = (keys_router, agents_router, assignments_router)

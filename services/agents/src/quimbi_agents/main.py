@@ -1,0 +1,63 @@
+"""The agents app: Runtime (verifying its own tokens with its own keys) + handlers + routes."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from quimbi_common.auth import StaticKeySet
+from quimbi_common.runtime import Runtime, create_app
+
+from . import handlers
+from .api import routers
+from .context import Context
+from .keys import KeyRing, load_keyring
+from .passwords import Passwords
+from .ratelimit import LoginThrottle
+from .safety import production_problems
+from .service import bootstrap_admin
+from .settings import Settings
+
+
+def build_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    problems = production_problems(settings)
+    if problems:
+        raise RuntimeError("refusing to start: " + "; ".join(problems))
+    keyring = keyring_from_settings(settings)
+    runtime = Runtime(settings, keys=StaticKeySet(keyring.jwks))
+    context = Context(
+        settings=settings,
+        keyring=keyring,
+        passwords=Passwords(settings.bcrypt_rounds),
+        throttle=LoginThrottle(
+            runtime.redis,
+            window_seconds=settings.login_window_seconds,
+            max_failures_per_email=settings.login_max_failures_per_email,
+            max_failures_per_ip=settings.login_max_failures_per_ip,
+        ),
+        revocations=runtime.revocations,
+        runtime=runtime,
+    )
+    handlers.register(runtime)
+
+    async def create_first_admin() -> None:
+        assert runtime.sessions is not None
+        async with runtime.sessions() as session:
+            await bootstrap_admin(session, context)
+
+    runtime.on_startup.append(create_first_admin)
+    app = create_app(
+        runtime,
+        title="Quimbi agents",
+        description="Agents, login and tokens, roles, assignments and auto-assignment.",
+        routers=routers,
+    )
+    app.state.context = context
+    return app
+
+
+def keyring_from_settings(settings: Settings) -> KeyRing:
+    private_key = settings.jwt_private_key.get_secret_value() if settings.jwt_private_key else None
+    return load_keyring(
+        private_key, settings.jwt_key_id, settings.jwt_additional_public_keys, settings.jwt_keys_dir
+    )

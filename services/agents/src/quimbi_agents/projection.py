@@ -1,0 +1,257 @@
+"""What ticket and message events do here: keep the ticket facts assignment needs, follow the
+ticket's assignee, complete assignments when tickets are done, auto-assign new tickets, and
+derive agent metrics. Every function runs inside the consumer's transaction (it never commits).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from quimbi_common.enums import AssignmentReason, AssignmentStatus, TicketStatus
+from quimbi_common.events import MessageData, TicketData, TicketDeletedData
+
+from .assignments import (
+    active_assignment,
+    assign_waiting_tickets,
+    auto_assign,
+    current_assignee,
+    end_assignment,
+    lock_live_agent,
+    start_assignment,
+    take_auto_assign_lock,
+)
+from .domain import (
+    add_response_sample,
+    assignment_reason,
+    count_resolution,
+    local_date,
+    normalize_label,
+    seconds_between,
+)
+from .models import ResponseClock, TicketAssignment, TicketProjection
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TicketFacts:
+    """The projection as it was before an event changed it."""
+
+    status: str
+    assigned_agent_id: str | None
+
+    @property
+    def is_done(self) -> bool:
+        return TicketStatus(self.status).is_done
+
+
+async def _apply_ticket(
+    session: AsyncSession, data: TicketData
+) -> tuple[TicketProjection | None, TicketFacts | None]:
+    """Store the ticket's facts when this version is newer than ours.
+    Returns (the locked row, its facts before) — (row, None) on first sighting, (None, None)
+    when the event is stale or the ticket was deleted."""
+    values = {
+        "status": data.status.value,
+        "priority": data.priority.value,
+        "category": normalize_label(data.category) if data.category else None,
+        "assigned_agent_id": data.assigned_agent_id,
+        "created_at": data.created_at,
+        "updated_at": data.updated_at,
+        "version": data.version,
+    }
+    inserted = await session.scalar(
+        insert(TicketProjection)
+        .values(id=data.id, **values)
+        .on_conflict_do_nothing()
+        .returning(TicketProjection.id)
+    )
+    ticket = await session.get(
+        TicketProjection, data.id, with_for_update=True, populate_existing=True
+    )
+    assert ticket is not None
+    if inserted is not None:
+        return ticket, None
+    if ticket.deleted_at is not None or data.version <= ticket.version:
+        return None, None
+    before = TicketFacts(ticket.status, ticket.assigned_agent_id)
+    for name, value in values.items():
+        setattr(ticket, name, value)
+    return ticket, before
+
+
+async def _follow_assignee(
+    session: AsyncSession,
+    settings: Settings,
+    ticket: TicketProjection,
+    agent_id: str,
+    active: TicketAssignment | None,
+) -> None:
+    """The ticket names an assignee we did not choose (its creator, or the tickets API):
+    record the assignment so history and workload know it."""
+    if active is not None and active.agent_id == agent_id:
+        return  # our own assignment coming back
+    agent = await lock_live_agent(session, agent_id)
+    if agent is None:
+        log.warning("ticket %s names unknown agent %s as assignee", ticket.id, agent_id)
+        return
+    reason = assignment_reason(None, has_previous=active is not None)
+    await start_assignment(session, settings, ticket, agent, reason, previous=active)
+
+
+async def _first_sighting(
+    session: AsyncSession, settings: Settings, ticket: TicketProjection
+) -> None:
+    if TicketStatus(ticket.status).is_done:
+        return
+    if ticket.assigned_agent_id:
+        await _follow_assignee(session, settings, ticket, ticket.assigned_agent_id, None)
+    elif settings.auto_assign:
+        await auto_assign(session, settings, ticket)
+
+
+async def _count_resolution(
+    session: AsyncSession, settings: Settings, agent_id: str, at: datetime
+) -> None:
+    agent = await lock_live_agent(session, agent_id)
+    if agent is None:
+        return
+    day = local_date(at, settings.timezone)
+    agent.tickets_resolved_today, agent.resolved_count_date = count_resolution(
+        agent.tickets_resolved_today, agent.resolved_count_date, day
+    )
+
+
+async def _reopen(session: AsyncSession, settings: Settings, ticket: TicketProjection) -> None:
+    """A reopened ticket goes back to whoever held it last, so it counts in their workload."""
+    holder = ticket.assigned_agent_id or await session.scalar(
+        sa.select(TicketAssignment.agent_id)
+        .where(TicketAssignment.ticket_id == ticket.id)
+        .order_by(TicketAssignment.assigned_at.desc())
+        .limit(1)
+    )
+    agent = await lock_live_agent(session, holder) if holder else None
+    if agent is not None and agent.is_active:
+        await start_assignment(
+            session, settings, ticket, agent, AssignmentReason.MANUAL, previous=None
+        )
+    elif settings.auto_assign:
+        await auto_assign(session, settings, ticket)
+
+
+async def _ticket_changed(
+    session: AsyncSession,
+    settings: Settings,
+    ticket: TicketProjection,
+    before: TicketFacts,
+    at: datetime,
+) -> None:
+    active = await active_assignment(session, ticket.id)
+    done_now = TicketStatus(ticket.status).is_done
+    if not done_now and ticket.assigned_agent_id != before.assigned_agent_id:
+        if ticket.assigned_agent_id:
+            await _follow_assignee(session, settings, ticket, ticket.assigned_agent_id, active)
+        elif active is not None:
+            await end_assignment(session, settings, active, AssignmentStatus.TRANSFERRED, at)
+        active = await active_assignment(session, ticket.id)
+    if done_now and not before.is_done:
+        resolver = current_assignee(ticket, active)
+        if active is not None:
+            await end_assignment(session, settings, active, AssignmentStatus.COMPLETED, at)
+        if resolver:
+            await _count_resolution(session, settings, resolver, at)
+        if settings.auto_assign:
+            await assign_waiting_tickets(session, settings)  # capacity was freed
+    elif before.is_done and not done_now and active is None:
+        await _reopen(session, settings, ticket)
+
+
+async def apply_ticket_event(session: AsyncSession, settings: Settings, data: TicketData) -> None:
+    """ticket.created and ticket.updated: both carry the whole ticket, and either may be the
+    first we see (they are different topics), so both take the same path."""
+    if settings.auto_assign:
+        await take_auto_assign_lock(session)
+    ticket, before = await _apply_ticket(session, data)
+    if ticket is None:
+        return
+    if before is None:
+        await _first_sighting(session, settings, ticket)
+    else:
+        await _ticket_changed(session, settings, ticket, before, data.updated_at)
+
+
+async def apply_ticket_deleted(
+    session: AsyncSession, settings: Settings, data: TicketDeletedData
+) -> None:
+    """A deleted ticket leaves a tombstone (older events for it are ignored) and frees its
+    assignee's capacity; its active assignment ends as completed."""
+    if settings.auto_assign:
+        await take_auto_assign_lock(session)
+    await session.execute(
+        insert(TicketProjection)
+        .values(
+            id=data.id,
+            status=TicketStatus.CLOSED.value,
+            priority="normal",
+            created_at=data.deleted_at,
+            updated_at=data.deleted_at,
+            deleted_at=data.deleted_at,
+            version=data.version,
+        )
+        .on_conflict_do_update(
+            index_elements=[TicketProjection.id],
+            set_={
+                "deleted_at": data.deleted_at,
+                "version": sa.func.greatest(TicketProjection.version, data.version),
+            },
+        )
+    )
+    active = await active_assignment(session, data.id)
+    if active is not None:
+        await end_assignment(session, settings, active, AssignmentStatus.COMPLETED, data.deleted_at)
+        if settings.auto_assign:
+            await assign_waiting_tickets(session, settings)
+
+
+async def apply_message_added(session: AsyncSession, settings: Settings, data: MessageData) -> None:
+    """Response time: from a customer's message (the first not yet answered) to the next agent
+    message, credited to that message's author (else the ticket's assignee)."""
+    await session.execute(
+        insert(ResponseClock).values(ticket_id=data.ticket_id).on_conflict_do_nothing()
+    )
+    clock = await session.get(
+        ResponseClock, data.ticket_id, with_for_update=True, populate_existing=True
+    )
+    assert clock is not None
+    if not data.from_agent:
+        if clock.awaiting_since is None:
+            clock.awaiting_since = data.created_at
+        return
+    if clock.awaiting_since is None:
+        return
+    waited = seconds_between(clock.awaiting_since, data.created_at)
+    clock.awaiting_since = None
+    agent_id = data.author_agent_id or await _assignee_of(session, data.ticket_id)
+    agent = await lock_live_agent(session, agent_id) if agent_id else None
+    if agent is None:
+        return
+    (
+        agent.response_time_total_seconds,
+        agent.response_time_samples,
+        agent.avg_response_time_seconds,
+    ) = add_response_sample(agent.response_time_total_seconds, agent.response_time_samples, waited)
+
+
+async def _assignee_of(session: AsyncSession, ticket_id: str) -> str | None:
+    active = await active_assignment(session, ticket_id, lock=False)
+    if active is not None:
+        return active.agent_id
+    ticket = await session.get(TicketProjection, ticket_id)
+    return ticket.assigned_agent_id if ticket is not None else None
