@@ -1,0 +1,50 @@
+"""Routes: the score breakdown (the gateway sends /api/tickets/{id}/score-breakdown here)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from quimbi_common.auth import CurrentAgent
+from quimbi_common.errors import UnprocessableError
+from quimbi_common.runtime import RuntimeDep, SessionDep
+
+from . import domain, service
+from .schemas import ScoreBreakdown
+from .settings import Settings
+
+router = APIRouter(prefix="/api/tickets", tags=["scoring"])
+
+
+@router.get("/{ticket_id}/score-breakdown", response_model=ScoreBreakdown)
+async def get_score_breakdown(
+    ticket_id: str,
+    agent: CurrentAgent,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    topic_alerts: Annotated[
+        str | None,
+        Query(description="Comma-separated keywords; a match adds TOPIC_ALERT_BOOST"),
+    ] = None,
+) -> ScoreBreakdown:
+    """Every part of the ticket's smart score, the inputs and weights used, and the total."""
+    settings = runtime.settings
+    assert isinstance(settings, Settings)
+    keywords = _topic_alerts(topic_alerts, settings)
+    return await service.score_breakdown(session, ticket_id, agent, keywords, settings)
+
+
+def _topic_alerts(raw: str | None, settings: Settings) -> list[str]:
+    keywords = domain.parse_topic_alerts(raw)
+    problem = None
+    if len(keywords) > settings.topic_alerts_max_keywords:
+        problem = f"at most {settings.topic_alerts_max_keywords} keywords"
+    elif any(len(k) > settings.topic_alert_max_length for k in keywords):
+        problem = f"each keyword at most {settings.topic_alert_max_length} characters"
+    if problem:
+        raise UnprocessableError(
+            f"topic_alerts: {problem}",
+            errors=[{"loc": ["query", "topic_alerts"], "msg": problem, "type": "value_error"}],
+        )
+    return keywords

@@ -1,0 +1,23 @@
+"""The scoring app: runtime, Kafka handlers, the recalculation loop, and the routes."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from quimbi_common.runtime import Runtime, create_app
+
+from . import api, handlers, recalculation
+from .settings import Settings
+
+
+def build_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    runtime = Runtime(settings)
+    handlers.register(runtime)
+    recalculation.register(runtime)
+    return create_app(
+        runtime,
+        title="Quimbi Scoring",
+        description="The smart inbox score: computed from events, explained on request.",
+        routers=[api.router],
+    )
