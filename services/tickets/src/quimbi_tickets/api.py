@@ -1,0 +1,287 @@
+"""Routes: parse, authorize, call the use case, shape the answer (Appendix B shapes)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, cast
+
+from fastapi import APIRouter, Depends, Query, Response, status
+
+from quimbi_common.auth import Caller, CurrentAgent, Principal, require_role
+from quimbi_common.enums import Channel, Role, TicketPriority, TicketStatus
+from quimbi_common.errors import UnprocessableError
+from quimbi_common.runtime import RuntimeDep, SessionDep
+
+from . import domain, inbox, service
+from .models import Customer, Message, Ticket
+from .schemas import (
+    PAGE_MAX,
+    PAGE_SIZE_DEFAULT,
+    PAGE_SIZE_MAX,
+    TOPIC_ALERT_MAX_CHARS,
+    TOPIC_ALERTS_MAX,
+    CustomerRead,
+    CustomerSummary,
+    MessageCreate,
+    MessageList,
+    MessageRead,
+    MessageUpdate,
+    MessageWithStatus,
+    Pagination,
+    SlaSummary,
+    TicketCreate,
+    TicketDetail,
+    TicketList,
+    TicketListItem,
+    TicketSummary,
+    TicketUpdate,
+)
+from .settings import Settings
+
+router = APIRouter(tags=["tickets"])
+Admin = Annotated[Principal, Depends(require_role(Role.ADMIN))]
+
+
+def get_settings(runtime: RuntimeDep) -> Settings:
+    return cast(Settings, runtime.settings)
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+# --- shaping ------------------------------------------------------------------------------------
+
+
+def _customer_summary(customer: Customer) -> CustomerSummary:
+    return CustomerSummary(
+        id=customer.id,
+        email=customer.email,
+        name=customer.name,
+        lifetime_value=customer.lifetime_value,
+        churn_risk=customer.churn_risk_score,
+    )
+
+
+def _summary_fields(ticket: Ticket) -> dict[str, Any]:
+    return {name: getattr(ticket, name) for name in TicketSummary.model_fields}
+
+
+def _sla(ticket: Ticket) -> SlaSummary | None:
+    if not ticket.sla_version or ticket.sla_first_response_status is None:
+        return None
+    return SlaSummary(
+        first_response_status=ticket.sla_first_response_status,
+        first_response_deadline=ticket.sla_first_response_deadline,
+        first_response_at=ticket.sla_first_response_at,
+        resolution_status=ticket.sla_resolution_status,
+        resolution_deadline=ticket.sla_resolution_deadline,
+        resolved_at=ticket.sla_resolved_at,
+        is_paused=ticket.sla_is_paused,
+        total_paused_seconds=ticket.sla_total_paused_seconds,
+    )
+
+
+def _message(message: Message) -> MessageRead:
+    return MessageRead.model_validate(message, from_attributes=True)
+
+
+def _detail(view: service.TicketView) -> TicketDetail:
+    ticket = view.ticket
+    return TicketDetail(
+        **_summary_fields(ticket),
+        version=ticket.version,
+        created_by_agent_id=ticket.created_by_agent_id,
+        customer=_customer_summary(ticket.customer),
+        sla=_sla(ticket),
+        messages=[_message(m) for m in view.messages],
+    )
+
+
+# --- tickets ------------------------------------------------------------------------------------
+
+
+def _topic_alerts(raw: str | None) -> list[str]:
+    keywords = domain.parse_topic_alerts(raw)
+    problem = None
+    if len(keywords) > TOPIC_ALERTS_MAX:
+        problem = f"at most {TOPIC_ALERTS_MAX} keywords"
+    elif any(len(k) > TOPIC_ALERT_MAX_CHARS for k in keywords):
+        problem = f"each keyword at most {TOPIC_ALERT_MAX_CHARS} characters"
+    if problem:
+        raise UnprocessableError(
+            f"query.topic_alerts: {problem}",
+            errors=[{"loc": ["query", "topic_alerts"], "msg": problem, "type": "value_error"}],
+        )
+    return keywords
+
+
+@router.get("/api/tickets", response_model=TicketList, summary="The smart inbox")
+async def list_tickets(
+    agent: CurrentAgent,
+    session: SessionDep,
+    settings: SettingsDep,
+    status: TicketStatus | None = None,
+    channel: Channel | None = None,
+    priority: TicketPriority | None = None,
+    category: Annotated[str | None, Query(max_length=100)] = None,
+    assigned_agent_id: Annotated[str | None, Query(max_length=255)] = None,
+    unassigned: bool = False,
+    customer_id: Annotated[str | None, Query(max_length=255)] = None,
+    page: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 1,
+    limit: Annotated[int, Query(ge=1, le=PAGE_SIZE_MAX)] = PAGE_SIZE_DEFAULT,
+    topic_alerts: Annotated[
+        str | None, Query(description="Comma-separated keywords", max_length=4000)
+    ] = None,
+) -> TicketList:
+    """Tickets by smart score (plus TOPIC_ALERT_BOOST on a keyword match), then oldest first.
+
+    `smart_score` in each item is the ordering score, i.e. including the boost.
+    """
+    query = inbox.InboxQuery(
+        page=page,
+        limit=limit,
+        status=status,
+        channel=channel,
+        priority=priority,
+        category=category.strip().lower() if category else None,
+        assigned_agent_id=assigned_agent_id,
+        unassigned=unassigned,
+        customer_id=customer_id,
+        topic_alerts=_topic_alerts(topic_alerts),
+    )
+    result = await inbox.list_tickets(session, agent, query, boost=settings.topic_alert_boost)
+    tickets = [
+        TicketListItem(**{**row, "smart_score": round(float(row["smart_score"]), 2)})
+        for row in result.rows
+    ]
+    return TicketList(
+        tickets=tickets,
+        pagination=Pagination(
+            page=page,
+            limit=limit,
+            total=result.total,
+            has_next=page * limit < result.total,
+            has_prev=page > 1,
+        ),
+        topic_alerts_active=query.topic_alerts,
+        matches=result.matches,
+    )
+
+
+@router.post("/api/tickets", status_code=status.HTTP_201_CREATED)
+async def create_ticket(
+    body: TicketCreate, caller: Caller, session: SessionDep, settings: SettingsDep
+) -> TicketDetail:
+    """Create a ticket (agents, and the integration key). An agent's ticket is theirs unless
+    a senior agent or above names another assignee."""
+    return _detail(await service.create_ticket(session, settings, caller, body))
+
+
+@router.get("/api/tickets/{ticket_id}")
+async def get_ticket(ticket_id: str, agent: CurrentAgent, session: SessionDep) -> TicketDetail:
+    """The ticket with its customer, SLA summary and messages."""
+    return _detail(await service.get_ticket(session, agent, ticket_id))
+
+
+@router.patch("/api/tickets/{ticket_id}")
+async def update_ticket(
+    ticket_id: str,
+    body: TicketUpdate,
+    agent: CurrentAgent,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> TicketDetail:
+    """Change subject, status, priority, channel or category (illegal status moves: 409)."""
+    return _detail(await service.update_ticket(session, settings, agent, ticket_id, body))
+
+
+@router.delete("/api/tickets/{ticket_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_ticket(
+    ticket_id: str, admin: Admin, session: SessionDep, settings: SettingsDep
+) -> Response:
+    """Delete a ticket and its messages (admin only)."""
+    await service.delete_ticket(session, settings, admin, ticket_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# --- messages -----------------------------------------------------------------------------------
+
+
+@router.get("/api/tickets/{ticket_id}/messages", tags=["messages"])
+async def list_messages(ticket_id: str, agent: CurrentAgent, session: SessionDep) -> MessageList:
+    """The conversation, oldest first."""
+    messages = await service.list_messages(session, agent, ticket_id)
+    return MessageList(ticket_id=ticket_id, messages=[_message(m) for m in messages])
+
+
+@router.post(
+    "/api/tickets/{ticket_id}/messages", status_code=status.HTTP_201_CREATED, tags=["messages"]
+)
+async def add_message(
+    ticket_id: str,
+    body: MessageCreate,
+    caller: Caller,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> MessageWithStatus:
+    """Post a message. A customer message reopens a pending or resolved ticket; a closed
+    ticket refuses messages (409). The integration key may post customer messages only."""
+    message, ticket_status = await service.add_message(session, settings, caller, ticket_id, body)
+    return MessageWithStatus(**_message(message).model_dump(), ticket_status=ticket_status)
+
+
+@router.patch("/api/tickets/{ticket_id}/messages/{message_id}", tags=["messages"])
+async def edit_message(
+    ticket_id: str,
+    message_id: str,
+    body: MessageUpdate,
+    agent: CurrentAgent,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> MessageWithStatus:
+    """Edit a message's content: an agent their own messages, an admin any message."""
+    message, ticket_status = await service.edit_message(
+        session, settings, agent, ticket_id, message_id, body
+    )
+    return MessageWithStatus(**_message(message).model_dump(), ticket_status=ticket_status)
+
+
+@router.delete(
+    "/api/tickets/{ticket_id}/messages/{message_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["messages"],
+)
+async def delete_message(
+    ticket_id: str,
+    message_id: str,
+    agent: CurrentAgent,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> Response:
+    """Delete a message: an agent their own messages, an admin any message."""
+    await service.delete_message(session, settings, agent, ticket_id, message_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# --- customers ----------------------------------------------------------------------------------
+
+
+@router.get("/api/customers/{customer_id}", tags=["customers"])
+async def get_customer(
+    customer_id: str, agent: CurrentAgent, session: SessionDep, settings: SettingsDep
+) -> CustomerRead:
+    """Basic info, lifetime value and churn risk as last known, and recent tickets (an agent:
+    only through, and only, their own tickets)."""
+    view = await service.get_customer(session, settings, agent, customer_id)
+    customer = view.customer
+    return CustomerRead(
+        id=customer.id,
+        email=customer.email,
+        name=customer.name,
+        created_at=customer.created_at,
+        lifetime_value=customer.lifetime_value,
+        total_orders=customer.total_orders,
+        churn_risk=customer.churn_risk_score,
+        churn_risk_level=customer.churn_risk_level,
+        intelligence_fetched_at=customer.intelligence_fetched_at,
+        recent_tickets=[TicketSummary(**_summary_fields(t)) for t in view.recent_tickets],
+    )

@@ -1,0 +1,154 @@
+"""Tables: customers, tickets and messages (the seed's schema plus what the events need).
+
+Beyond the seed: `version` on tickets and messages (bumped with every published change),
+`assigned_agent_id` and `category` on tickets, the last applied score/assignment/SLA versions
+(stale events are ignored), and indexes matching the inbox's ORDER BY.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from quimbi_common.enums import Channel, TicketPriority, TicketStatus
+from quimbi_common.outbox import infrastructure_tables
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+infrastructure_tables(Base.metadata)
+
+Timestamp = sa.DateTime(timezone=True)
+Score = sa.Numeric(3, 2, asdecimal=False)  # 0.00-1.00
+
+
+def _one_of(column: str, values: type[TicketStatus | TicketPriority | Channel]) -> str:
+    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+
+    id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(255), unique=True)  # stored lower-case
+    name: Mapped[str | None] = mapped_column(sa.String(255))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+    lifetime_value: Mapped[float] = mapped_column(
+        sa.Numeric(12, 2, asdecimal=False), server_default="0"
+    )
+    total_orders: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    churn_risk_score: Mapped[float] = mapped_column(Score, server_default="0")
+    churn_risk_level: Mapped[str | None] = mapped_column(sa.String(50))
+    intelligence_fetched_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+    __table_args__ = (
+        sa.CheckConstraint(_one_of("status", TicketStatus), name="ck_tickets_status"),
+        sa.CheckConstraint(_one_of("priority", TicketPriority), name="ck_tickets_priority"),
+        sa.CheckConstraint(_one_of("channel", Channel), name="ck_tickets_channel"),
+        # The inbox: ORDER BY smart_score DESC, created_at, id, optionally within a status
+        # and/or an assignee, read straight off these indexes.
+        sa.Index("ix_tickets_inbox", sa.text("smart_score DESC"), "created_at", "id"),
+        sa.Index(
+            "ix_tickets_status_inbox", "status", sa.text("smart_score DESC"), "created_at", "id"
+        ),
+        sa.Index(
+            "ix_tickets_assignee_inbox",
+            "assigned_agent_id",
+            "status",
+            sa.text("smart_score DESC"),
+            "created_at",
+            "id",
+        ),
+        sa.Index("ix_tickets_channel", "channel"),
+        sa.Index("ix_tickets_created_at", sa.text("created_at DESC")),
+        sa.Index("ix_tickets_customer", "customer_id", sa.text("created_at DESC")),
+        sa.Index(
+            "ix_tickets_subject_trgm",
+            "subject",
+            postgresql_using="gin",
+            postgresql_ops={"subject": "gin_trgm_ops"},
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(sa.String(255), sa.ForeignKey("customers.id"))
+    subject: Mapped[str] = mapped_column(sa.String(500))
+    status: Mapped[str] = mapped_column(sa.String(50))
+    priority: Mapped[str] = mapped_column(sa.String(50))
+    channel: Mapped[str] = mapped_column(sa.String(50))
+    category: Mapped[str | None] = mapped_column(sa.String(100))
+    assigned_agent_id: Mapped[str | None] = mapped_column(sa.String(255))
+    created_by_agent_id: Mapped[str | None] = mapped_column(sa.String(255))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+    version: Mapped[int] = mapped_column(sa.Integer)
+
+    customer_sentiment: Mapped[float] = mapped_column(Score, server_default="0.5")
+    estimated_difficulty: Mapped[float] = mapped_column(Score, server_default="0.5")
+
+    # From ticket.scored (scoring): not a change of the ticket, so no version bump.
+    smart_score: Mapped[float] = mapped_column(
+        sa.Numeric(6, 2, asdecimal=False), server_default="0"
+    )
+    score_version: Mapped[int] = mapped_column(sa.BigInteger, server_default="0")
+
+    # The assignment (agents) the assignee came from, to order ticket.assigned/assignment.updated.
+    assignment_id: Mapped[str | None] = mapped_column(sa.String(255))
+    assignment_version: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    assignment_assigned_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+    # From sla.updated (sla): the summary shown on the ticket.
+    sla_version: Mapped[int] = mapped_column(sa.BigInteger, server_default="0")
+    sla_first_response_status: Mapped[str | None] = mapped_column(sa.String(20))
+    sla_first_response_deadline: Mapped[datetime | None] = mapped_column(Timestamp)
+    sla_first_response_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    sla_resolution_status: Mapped[str | None] = mapped_column(sa.String(20))
+    sla_resolution_deadline: Mapped[datetime | None] = mapped_column(Timestamp)
+    sla_resolved_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    sla_is_paused: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false())
+    sla_total_paused_seconds: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+
+    customer: Mapped[Customer] = relationship(lazy="raise")
+    messages: Mapped[list[Message]] = relationship(
+        lazy="raise",
+        order_by="(Message.created_at, Message.id)",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (
+        sa.Index("ix_messages_ticket_created", "ticket_id", "created_at", "id"),
+        sa.Index("ix_messages_created_at", "created_at"),
+        sa.Index(
+            "ix_messages_content_trgm",
+            "content",
+            postgresql_using="gin",
+            postgresql_ops={"content": "gin_trgm_ops"},
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    ticket_id: Mapped[str] = mapped_column(
+        sa.String(255), sa.ForeignKey("tickets.id", ondelete="CASCADE")
+    )
+    from_agent: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false())
+    author_agent_id: Mapped[str | None] = mapped_column(sa.String(255))
+    content: Mapped[str] = mapped_column(sa.Text)
+    from_name: Mapped[str | None] = mapped_column(sa.String(255))
+    from_email: Mapped[str | None] = mapped_column(sa.String(255))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+    sentiment_score: Mapped[float | None] = mapped_column(Score)
+    detected_intent: Mapped[str | None] = mapped_column(sa.String(100))
+    version: Mapped[int] = mapped_column(sa.Integer)

@@ -1,0 +1,232 @@
+"""Request and response models. Response shapes follow the seed's Appendix B (a frontend
+contract); request models refuse unknown fields, so a typo is a 422 rather than a silent no-op.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+from quimbi_common.enums import Channel, Intent, SlaStatus, TicketPriority, TicketStatus
+
+SUBJECT_MAX_CHARS = 500
+CONTENT_MAX_BYTES = 64 * 1024
+NAME_MAX_CHARS = 255
+CATEGORY_MAX_CHARS = 100
+PAGE_SIZE_DEFAULT = 50
+PAGE_SIZE_MAX = 100
+PAGE_MAX = 100_000
+TOPIC_ALERTS_MAX = 20
+TOPIC_ALERT_MAX_CHARS = 100
+
+
+def _content_fits(value: str) -> str:
+    if not value.strip():
+        raise ValueError("content must not be blank")
+    if len(value.encode()) > CONTENT_MAX_BYTES:
+        raise ValueError(f"content must be at most {CONTENT_MAX_BYTES} bytes (UTF-8)")
+    return value
+
+
+def _lower(value: str) -> str:
+    return value.lower()
+
+
+Subject = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=SUBJECT_MAX_CHARS)
+]
+Content = Annotated[str, AfterValidator(_content_fits)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, max_length=NAME_MAX_CHARS)]
+Category = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, to_lower=True, min_length=1, max_length=CATEGORY_MAX_CHARS
+    ),
+]
+Email = Annotated[EmailStr, AfterValidator(_lower)]
+Identifier = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.:@-]+$"
+    ),
+]
+
+
+class RequestModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- requests -----------------------------------------------------------------------------------
+
+
+class CustomerIn(RequestModel):
+    """A customer found by email, or created (optionally with an external id)."""
+
+    email: Email
+    name: Name | None = None
+    id: Identifier | None = None
+
+
+class MessageCreate(RequestModel):
+    content: Content
+    from_agent: bool | None = Field(
+        None, description="Defaults to true for an agent's token, false for the integration key"
+    )
+    from_name: Name | None = None
+    from_email: Email | None = None
+
+
+class TicketCreate(RequestModel):
+    customer_id: Identifier | None = None
+    customer: CustomerIn | None = None
+    subject: Subject
+    priority: TicketPriority = TicketPriority.NORMAL
+    channel: Channel
+    category: Category | None = None
+    assigned_agent_id: Identifier | None = None
+    message: MessageCreate | None = Field(None, description="The ticket's first message")
+
+    @model_validator(mode="after")
+    def _one_customer(self) -> TicketCreate:
+        if (self.customer_id is None) == (self.customer is None):
+            raise ValueError("give exactly one of customer_id and customer")
+        return self
+
+
+class TicketUpdate(RequestModel):
+    """Fields to change; omitted ones stay. The assignee changes through the agents service."""
+
+    subject: Subject | None = None
+    status: TicketStatus | None = None
+    priority: TicketPriority | None = None
+    channel: Channel | None = None
+    category: Category | None = None  # null clears it
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> TicketUpdate:
+        for name in self.model_fields_set - {"category"}:
+            if getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
+class MessageUpdate(RequestModel):
+    content: Content
+
+
+# --- responses ----------------------------------------------------------------------------------
+
+
+class CustomerSummary(BaseModel):
+    id: str
+    email: str
+    name: str | None
+    lifetime_value: float
+    churn_risk: float
+
+
+class SlaSummary(BaseModel):
+    first_response_status: SlaStatus
+    first_response_deadline: datetime | None
+    first_response_at: datetime | None
+    resolution_status: SlaStatus
+    resolution_deadline: datetime | None
+    resolved_at: datetime | None
+    is_paused: bool
+    total_paused_seconds: int
+
+
+class TicketSummary(BaseModel):
+    id: str
+    customer_id: str
+    subject: str
+    status: TicketStatus
+    priority: TicketPriority
+    channel: Channel
+    category: str | None
+    assigned_agent_id: str | None
+    created_at: datetime
+    updated_at: datetime
+    customer_sentiment: float
+    smart_score: float
+    estimated_difficulty: float
+
+
+class TicketListItem(TicketSummary):
+    smart_score: float = Field(description="The stored score plus TOPIC_ALERT_BOOST on a match")
+    matches_topic_alert: bool
+
+
+class Pagination(BaseModel):
+    page: int
+    limit: int
+    total: int
+    has_next: bool
+    has_prev: bool
+
+
+class TicketList(BaseModel):
+    tickets: list[TicketListItem]
+    pagination: Pagination
+    topic_alerts_active: list[str]
+    matches: int
+
+
+class MessageRead(BaseModel):
+    id: str
+    ticket_id: str
+    from_agent: bool
+    author_agent_id: str | None
+    from_name: str | None
+    from_email: str | None
+    content: str
+    created_at: datetime
+    updated_at: datetime
+    sentiment_score: float | None
+    detected_intent: Intent | None
+    version: int
+
+
+class MessageWithStatus(MessageRead):
+    ticket_status: TicketStatus = Field(description="The ticket's status after this message")
+
+
+class MessageList(BaseModel):
+    ticket_id: str
+    messages: list[MessageRead]
+
+
+class TicketDetail(TicketSummary):
+    version: int
+    created_by_agent_id: str | None
+    customer: CustomerSummary
+    sla: SlaSummary | None = Field(description="The SLA clocks as last reported; null until known")
+    messages: list[MessageRead]
+
+
+class CustomerRead(BaseModel):
+    id: str
+    email: str
+    name: str | None
+    created_at: datetime
+    lifetime_value: float
+    total_orders: int
+    churn_risk: float
+    churn_risk_level: str | None
+    intelligence_fetched_at: datetime | None
+    recent_tickets: list[TicketSummary]
+
+
+def as_dict(model: Any) -> dict[str, Any]:
+    """Column values of an ORM row, for building response models."""
+    return {c.key: getattr(model, c.key) for c in model.__table__.columns}

@@ -1,0 +1,602 @@
+"""Use cases: one function per thing the service does, each taking a session.
+
+API use cases commit (the change and its outbox events together); the `apply_*` functions
+called by event handlers run inside the consumer's transaction and leave the commit to it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload
+
+from quimbi_common.auth import Principal
+from quimbi_common.enums import Intent, Role, TicketPriority, TicketStatus
+from quimbi_common.errors import ConflictError, ForbiddenError, NotFoundError, UnprocessableError
+from quimbi_common.events import (
+    AssignmentData,
+    Contract,
+    CustomerIntelligenceData,
+    CustomerSnapshot,
+    FieldChange,
+    MessageData,
+    MessageUpdatedData,
+    SlaTrackingData,
+    TicketData,
+    TicketDeletedData,
+    TicketScoredData,
+    TicketUpdatedData,
+)
+from quimbi_common.outbox import add_event
+from quimbi_common.runtime import json_safe
+
+from . import domain
+from .models import Customer, Message, Ticket
+from .schemas import CustomerIn, MessageCreate, MessageUpdate, TicketCreate, TicketUpdate
+from .settings import Settings
+
+# Fields whose change is a change of the ticket (a version bump and a ticket.updated event).
+TRACKED_FIELDS = (
+    "subject",
+    "status",
+    "priority",
+    "channel",
+    "category",
+    "assigned_agent_id",
+    "customer_sentiment",
+    "estimated_difficulty",
+)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+# --- event data ---------------------------------------------------------------------------------
+
+
+def customer_snapshot(customer: Customer) -> CustomerSnapshot:
+    return CustomerSnapshot(
+        id=customer.id,
+        email=customer.email,
+        name=customer.name,
+        lifetime_value=customer.lifetime_value,
+        churn_risk=customer.churn_risk_score,
+    )
+
+
+def ticket_data(ticket: Ticket, **extra: Any) -> TicketData:
+    cls = TicketUpdatedData if "changes" in extra else TicketData
+    return cls(
+        id=ticket.id,
+        customer_id=ticket.customer_id,
+        subject=ticket.subject,
+        status=TicketStatus(ticket.status),
+        priority=TicketPriority(ticket.priority),
+        channel=ticket.channel,
+        category=ticket.category,
+        assigned_agent_id=ticket.assigned_agent_id,
+        created_at=ticket.created_at,
+        updated_at=ticket.updated_at,
+        customer_sentiment=ticket.customer_sentiment,
+        estimated_difficulty=ticket.estimated_difficulty,
+        version=ticket.version,
+        customer=customer_snapshot(ticket.customer),
+        **extra,
+    )
+
+
+def message_data(message: Message, ticket_status: str, **extra: Any) -> MessageData:
+    cls = MessageUpdatedData if "changes" in extra else MessageData
+    return cls(
+        id=message.id,
+        ticket_id=message.ticket_id,
+        from_agent=message.from_agent,
+        author_agent_id=message.author_agent_id,
+        from_name=message.from_name,
+        from_email=message.from_email,
+        content=message.content,
+        created_at=message.created_at,
+        sentiment_score=message.sentiment_score,
+        detected_intent=message.detected_intent,
+        version=message.version,
+        ticket_status=TicketStatus(ticket_status),
+        **extra,
+    )
+
+
+def _snapshot(entity: Any, fields: tuple[str, ...]) -> dict[str, Any]:
+    return {name: getattr(entity, name) for name in fields}
+
+
+def _changes(before: dict[str, Any], entity: Any) -> dict[str, FieldChange]:
+    return {
+        name: FieldChange(old=json_safe(old), new=json_safe(getattr(entity, name)))
+        for name, old in before.items()
+        if getattr(entity, name) != old
+    }
+
+
+async def _publish(session: AsyncSession, settings: Settings, topic: str, data: Contract) -> None:
+    await add_event(session, topic, data, source=settings.service_name)
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+def visibility(principal: Principal) -> list[sa.ColumnElement[bool]]:
+    """The WHERE clause limiting tickets to those the caller may see (agents: their own)."""
+    if principal.sees_all_tickets:
+        return []
+    return [Ticket.assigned_agent_id == principal.agent_id]
+
+
+async def load_ticket(
+    session: AsyncSession, principal: Principal, ticket_id: str, *, lock: bool = False
+) -> Ticket:
+    """The ticket with its customer, or 404 when it does not exist or the caller may not see it."""
+    stmt = (
+        sa.select(Ticket)
+        .where(Ticket.id == ticket_id, *visibility(principal))
+        .options(joinedload(Ticket.customer))
+    )
+    if lock:
+        stmt = stmt.with_for_update(of=Ticket)
+    ticket = (await session.execute(stmt)).scalar_one_or_none()
+    if ticket is None:
+        raise NotFoundError(f"Ticket {ticket_id} not found")
+    return ticket
+
+
+async def ticket_messages(session: AsyncSession, ticket_id: str) -> list[Message]:
+    """The conversation, oldest first."""
+    rows = await session.scalars(
+        sa.select(Message)
+        .where(Message.ticket_id == ticket_id)
+        .order_by(Message.created_at, Message.id)
+    )
+    return list(rows)
+
+
+@dataclass(frozen=True)
+class TicketView:
+    ticket: Ticket
+    messages: list[Message]
+
+
+async def get_ticket(session: AsyncSession, principal: Principal, ticket_id: str) -> TicketView:
+    ticket = await load_ticket(session, principal, ticket_id)
+    return TicketView(ticket, await ticket_messages(session, ticket_id))
+
+
+async def list_messages(
+    session: AsyncSession, principal: Principal, ticket_id: str
+) -> list[Message]:
+    await load_ticket(session, principal, ticket_id)
+    return await ticket_messages(session, ticket_id)
+
+
+@dataclass(frozen=True)
+class CustomerView:
+    customer: Customer
+    recent_tickets: list[Ticket]
+
+
+async def get_customer(
+    session: AsyncSession, settings: Settings, principal: Principal, customer_id: str
+) -> CustomerView:
+    """A customer and their latest tickets; an agent sees a customer only through own tickets."""
+    customer = await session.get(Customer, customer_id)
+    if customer is None:
+        raise NotFoundError(f"Customer {customer_id} not found")
+    tickets = list(
+        await session.scalars(
+            sa.select(Ticket)
+            .where(Ticket.customer_id == customer_id, *visibility(principal))
+            .order_by(Ticket.created_at.desc(), Ticket.id)
+            .limit(settings.context_max_past_tickets)
+        )
+    )
+    if not tickets and not principal.sees_all_tickets:
+        raise NotFoundError(f"Customer {customer_id} not found")
+    return CustomerView(customer, tickets)
+
+
+# --- derived fields -----------------------------------------------------------------------------
+
+
+async def refresh_derived(session: AsyncSession, settings: Settings, ticket: Ticket) -> None:
+    """Recompute customer_sentiment and estimated_difficulty from the stored conversation."""
+    await session.flush()
+    customer_messages = Message.ticket_id == ticket.id, Message.from_agent.is_(False)
+    recent = await session.scalars(
+        sa.select(Message.sentiment_score)
+        .where(*customer_messages)
+        .order_by(Message.created_at.desc(), Message.id.desc())
+        .limit(settings.customer_sentiment_window)
+    )
+    ticket.customer_sentiment = domain.customer_sentiment(list(recent))
+    intents = await session.scalars(
+        sa.select(Message.detected_intent).where(*customer_messages).distinct()
+    )
+    message_count = await session.scalar(
+        sa.select(sa.func.count()).where(Message.ticket_id == ticket.id)
+    )
+    subject_intent = domain.detect_intent(ticket.subject, domain.sentiment_score(ticket.subject))
+    ticket.estimated_difficulty = domain.estimated_difficulty(
+        priority=TicketPriority(ticket.priority),
+        intents=[subject_intent, *(Intent(i) for i in intents if i)],
+        message_count=message_count or 0,
+        sentiment=ticket.customer_sentiment,
+    )
+
+
+async def _bump_and_publish(
+    session: AsyncSession, settings: Settings, ticket: Ticket, before: dict[str, Any], at: datetime
+) -> bool:
+    """If a tracked field changed: new version, updated_at, and a ticket.updated event."""
+    changes = _changes(before, ticket)
+    if not changes:
+        return False
+    ticket.version += 1
+    ticket.updated_at = at
+    await _publish(session, settings, "ticket.updated", ticket_data(ticket, changes=changes))
+    return True
+
+
+# --- tickets ------------------------------------------------------------------------------------
+
+
+def _initial_assignee(principal: Principal, requested: str | None) -> str | None:
+    """An agent's new ticket is theirs unless they (senior and up) name someone else."""
+    if not principal.is_agent:
+        if requested is not None:
+            raise ForbiddenError("The integration key may not assign tickets")
+        return None
+    if requested is None or requested == principal.agent_id:
+        return principal.agent_id
+    if not principal.has_role(Role.SENIOR_AGENT):
+        raise ForbiddenError("Only senior agents and above may assign tickets to someone else")
+    return requested
+
+
+async def _customer_for(session: AsyncSession, body: TicketCreate, at: datetime) -> Customer:
+    if body.customer_id is not None:
+        customer = await session.get(Customer, body.customer_id)
+        if customer is None:
+            raise UnprocessableError(
+                f"Customer {body.customer_id} not found",
+                errors=[
+                    {
+                        "loc": ["body", "customer_id"],
+                        "msg": "unknown customer",
+                        "type": "value_error",
+                    }
+                ],
+            )
+        return customer
+    assert body.customer is not None
+    return await _find_or_create_customer(session, body.customer, at)
+
+
+async def _find_or_create_customer(
+    session: AsyncSession, wanted: CustomerIn, at: datetime
+) -> Customer:
+    """The customer with this email, created if new (safe against concurrent creation)."""
+    await session.execute(
+        pg_insert(Customer)
+        .values(
+            id=wanted.id or new_id("cust"),
+            email=wanted.email,
+            name=wanted.name,
+            created_at=at,
+            updated_at=at,
+        )
+        .on_conflict_do_nothing()
+    )
+    customer = await session.scalar(sa.select(Customer).where(Customer.email == wanted.email))
+    if customer is None or (wanted.id is not None and customer.id != wanted.id):
+        raise ConflictError("That customer id belongs to a customer with another email")
+    if customer.name is None and wanted.name:
+        customer.name = wanted.name
+        customer.updated_at = at
+    return customer
+
+
+def _new_message(
+    ticket: Ticket, body: MessageCreate, principal: Principal, from_agent: bool, at: datetime
+) -> Message:
+    sentiment = domain.sentiment_score(body.content)
+    if from_agent:
+        from_name, from_email = body.from_name, body.from_email or principal.email
+    else:
+        customer = ticket.customer
+        from_name = body.from_name or customer.name
+        from_email = body.from_email or customer.email
+    return Message(
+        id=new_id("msg"),
+        ticket_id=ticket.id,
+        from_agent=from_agent,
+        author_agent_id=principal.agent_id if from_agent else None,
+        content=body.content,
+        from_name=from_name,
+        from_email=from_email,
+        created_at=at,
+        updated_at=at,
+        sentiment_score=sentiment,
+        detected_intent=domain.detect_intent(body.content, sentiment).value,
+        version=1,
+    )
+
+
+def _message_author(principal: Principal, body: MessageCreate) -> bool:
+    """Whether the message is an agent's; only an agent's token may speak as an agent."""
+    from_agent = principal.is_agent if body.from_agent is None else body.from_agent
+    if from_agent and not principal.is_agent:
+        raise ForbiddenError("The integration key may only post customer messages")
+    return from_agent
+
+
+async def create_ticket(
+    session: AsyncSession, settings: Settings, principal: Principal, body: TicketCreate
+) -> TicketView:
+    at = now()
+    assignee = _initial_assignee(principal, body.assigned_agent_id)
+    from_agent = _message_author(principal, body.message) if body.message else False
+    customer = await _customer_for(session, body, at)
+    ticket = Ticket(
+        id=new_id("ticket"),
+        customer_id=customer.id,
+        subject=body.subject,
+        status=TicketStatus.OPEN.value,
+        priority=body.priority.value,
+        channel=body.channel.value,
+        category=body.category,
+        assigned_agent_id=assignee,
+        created_by_agent_id=principal.agent_id,
+        created_at=at,
+        updated_at=at,
+        version=1,
+        smart_score=0.0,
+    )
+    ticket.customer = customer
+    session.add(ticket)
+    messages = []
+    if body.message is not None:
+        messages.append(_new_message(ticket, body.message, principal, from_agent, at))
+        session.add_all(messages)
+    await refresh_derived(session, settings, ticket)
+    await _publish(session, settings, "ticket.created", ticket_data(ticket))
+    for message in messages:
+        await _publish(session, settings, "message.added", message_data(message, ticket.status))
+    await session.commit()
+    return TicketView(ticket, messages)
+
+
+async def update_ticket(
+    session: AsyncSession,
+    settings: Settings,
+    principal: Principal,
+    ticket_id: str,
+    body: TicketUpdate,
+) -> TicketView:
+    ticket = await load_ticket(session, principal, ticket_id, lock=True)
+    wanted = body.model_dump(exclude_unset=True)
+    if "status" in wanted and not domain.can_transition(
+        TicketStatus(ticket.status), wanted["status"]
+    ):
+        raise ConflictError(
+            f"A ticket cannot go from {ticket.status} to {wanted['status'].value}",
+            allowed=sorted(
+                s.value for s in domain.ALLOWED_TRANSITIONS[TicketStatus(ticket.status)]
+            ),
+        )
+    before = _snapshot(ticket, TRACKED_FIELDS)
+    for name, value in wanted.items():
+        setattr(ticket, name, json_safe(value))
+    if ticket.subject != before["subject"] or ticket.priority != before["priority"]:
+        await refresh_derived(session, settings, ticket)
+    await _bump_and_publish(session, settings, ticket, before, now())
+    await session.commit()
+    return TicketView(ticket, await ticket_messages(session, ticket_id))
+
+
+async def delete_ticket(
+    session: AsyncSession, settings: Settings, principal: Principal, ticket_id: str
+) -> None:
+    """Hard delete (messages go with it); consumers learn it from ticket.deleted."""
+    ticket = await load_ticket(session, principal, ticket_id, lock=True)
+    await session.execute(sa.delete(Ticket).where(Ticket.id == ticket_id))
+    data = TicketDeletedData(
+        id=ticket_id, version=ticket.version + 1, deleted_at=now(), deleted_by=principal.agent_id
+    )
+    await _publish(session, settings, "ticket.deleted", data)
+    await session.commit()
+
+
+# --- messages -----------------------------------------------------------------------------------
+
+
+async def add_message(
+    session: AsyncSession,
+    settings: Settings,
+    principal: Principal,
+    ticket_id: str,
+    body: MessageCreate,
+) -> tuple[Message, str]:
+    """Store a message; a customer's reopens a pending or resolved ticket, a closed one refuses."""
+    from_agent = _message_author(principal, body)
+    ticket = await load_ticket(session, principal, ticket_id, lock=True)
+    try:
+        status = domain.status_after_message(TicketStatus(ticket.status), from_agent=from_agent)
+    except domain.ClosedTicketError:
+        raise ConflictError("The ticket is closed; open a new ticket instead") from None
+    at = now()
+    message = _new_message(ticket, body, principal, from_agent, at)
+    session.add(message)
+    before = _snapshot(ticket, TRACKED_FIELDS)
+    ticket.status = status.value
+    await refresh_derived(session, settings, ticket)
+    await _bump_and_publish(session, settings, ticket, before, at)
+    await _publish(session, settings, "message.added", message_data(message, ticket.status))
+    await session.commit()
+    return message, ticket.status
+
+
+async def _editable_message(
+    session: AsyncSession, principal: Principal, ticket_id: str, message_id: str
+) -> tuple[Ticket, Message]:
+    """The ticket (locked) and message, if the caller may change it: an agent their own
+    messages, an admin any (customer messages included)."""
+    ticket = await load_ticket(session, principal, ticket_id, lock=True)
+    message = await session.scalar(
+        sa.select(Message).where(Message.id == message_id, Message.ticket_id == ticket_id)
+    )
+    if message is None:
+        raise NotFoundError(f"Message {message_id} not found")
+    own = message.from_agent and message.author_agent_id == principal.agent_id
+    if not own and not principal.has_role(Role.ADMIN):
+        raise ForbiddenError("Agents may change only their own messages")
+    return ticket, message
+
+
+async def edit_message(
+    session: AsyncSession,
+    settings: Settings,
+    principal: Principal,
+    ticket_id: str,
+    message_id: str,
+    body: MessageUpdate,
+) -> tuple[Message, str]:
+    ticket, message = await _editable_message(session, principal, ticket_id, message_id)
+    if body.content == message.content:
+        return message, ticket.status
+    at = now()
+    message_before = _snapshot(message, ("content", "sentiment_score", "detected_intent"))
+    message.content = body.content
+    message.sentiment_score = domain.sentiment_score(body.content)
+    message.detected_intent = domain.detect_intent(body.content, message.sentiment_score).value
+    message.version += 1
+    message.updated_at = at
+    before = _snapshot(ticket, TRACKED_FIELDS)
+    await refresh_derived(session, settings, ticket)
+    await _bump_and_publish(session, settings, ticket, before, at)
+    changes = _changes(message_before, message)
+    await _publish(
+        session, settings, "message.updated", message_data(message, ticket.status, changes=changes)
+    )
+    await session.commit()
+    return message, ticket.status
+
+
+async def delete_message(
+    session: AsyncSession, settings: Settings, principal: Principal, ticket_id: str, message_id: str
+) -> None:
+    ticket, message = await _editable_message(session, principal, ticket_id, message_id)
+    await session.delete(message)
+    message.version += 1
+    before = _snapshot(ticket, TRACKED_FIELDS)
+    await refresh_derived(session, settings, ticket)
+    await _bump_and_publish(session, settings, ticket, before, now())
+    await _publish(session, settings, "message.deleted", message_data(message, ticket.status))
+    await session.commit()
+
+
+# --- what other services tell us (called by handlers, inside the consumer's transaction) -----
+
+
+async def apply_score(session: AsyncSession, data: TicketScoredData) -> None:
+    """Store the newest score; derived data, so no version bump and no event."""
+    await session.execute(
+        sa.update(Ticket)
+        .where(Ticket.id == data.ticket_id, Ticket.score_version < data.version)
+        .values(smart_score=round(data.smart_score, 2), score_version=data.version)
+    )
+
+
+async def apply_sla(session: AsyncSession, data: SlaTrackingData) -> None:
+    """Store the newest SLA summary shown on the ticket; no version bump, no event."""
+    await session.execute(
+        sa.update(Ticket)
+        .where(Ticket.id == data.ticket_id, Ticket.sla_version < data.version)
+        .values(
+            sla_version=data.version,
+            sla_first_response_status=data.first_response_status.value,
+            sla_first_response_deadline=data.first_response_deadline,
+            sla_first_response_at=data.first_response_at,
+            sla_resolution_status=data.resolution_status.value,
+            sla_resolution_deadline=data.resolution_deadline,
+            sla_resolved_at=data.resolved_at,
+            sla_is_paused=data.is_paused,
+            sla_total_paused_seconds=data.total_paused_seconds,
+        )
+    )
+
+
+async def apply_customer_intelligence(
+    session: AsyncSession, data: CustomerIntelligenceData
+) -> None:
+    """Keep the customer's LTV and churn risk as last fetched; older fetches are ignored."""
+    await session.execute(
+        sa.update(Customer)
+        .where(
+            Customer.id == data.customer_id,
+            sa.or_(
+                Customer.intelligence_fetched_at.is_(None),
+                Customer.intelligence_fetched_at < data.fetched_at,
+            ),
+        )
+        .values(
+            lifetime_value=round(data.lifetime_value, 2),
+            churn_risk_score=round(domain.clamp(data.churn_risk), 2),
+            churn_risk_level=data.churn_risk_level,
+            intelligence_fetched_at=data.fetched_at,
+            updated_at=now(),
+        )
+    )
+
+
+def _is_newer_assignment(ticket: Ticket, data: AssignmentData) -> bool:
+    if ticket.assignment_id == data.id:
+        return data.version > ticket.assignment_version
+    return (
+        ticket.assignment_assigned_at is None or data.assigned_at >= ticket.assignment_assigned_at
+    )
+
+
+async def apply_assignment(session: AsyncSession, settings: Settings, data: AssignmentData) -> None:
+    """The active assignment names the assignee (which decides who sees the ticket).
+
+    An assignment that ended (completed, or transferred before its successor arrived) leaves
+    the assignee as it is: the successor's own event moves the ticket on.
+    """
+    ticket = (
+        await session.execute(
+            sa.select(Ticket)
+            .where(Ticket.id == data.ticket_id)
+            .options(joinedload(Ticket.customer))
+            .with_for_update(of=Ticket)
+        )
+    ).scalar_one_or_none()
+    if ticket is None or not _is_newer_assignment(ticket, data):
+        return
+    if not data.is_active:
+        if ticket.assignment_id == data.id:
+            ticket.assignment_version = data.version
+        return
+    ticket.assignment_id = data.id
+    ticket.assignment_version = data.version
+    ticket.assignment_assigned_at = data.assigned_at
+    before = _snapshot(ticket, TRACKED_FIELDS)
+    ticket.assigned_agent_id = data.agent_id
+    await _bump_and_publish(session, settings, ticket, before, now())

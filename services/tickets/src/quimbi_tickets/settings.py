@@ -1,0 +1,19 @@
+"""The tickets service's settings (environment names follow the seed document).
+
+Limits that are part of the API contract (subject 500 characters, content 64 KiB, page size
+1-100) live in `schemas.py`, not here: they are not a deployment's choice.
+"""
+
+from __future__ import annotations
+
+from quimbi_common.settings import CommonSettings
+
+
+class Settings(CommonSettings):
+    service_name: str = "tickets"
+    port: int = 8101
+    database_url: str = "postgresql+asyncpg://quimbi:quimbi@127.0.0.1:5432/tickets"
+
+    topic_alert_boost: float = 5.0  # TOPIC_ALERT_BOOST: added in the inbox when a keyword matches
+    customer_sentiment_window: int = 3  # the last N customer messages make customer_sentiment
+    context_max_past_tickets: int = 5  # CONTEXT_MAX_PAST_TICKETS: recent tickets on a customer

@@ -1,0 +1,200 @@
+"""One tickets app per test session, on its own database and Kafka topic prefix.
+
+Tests share the app but create their own customers, tickets and agent ids, so they can run in
+any order; inbox tests filter by their own customer to see only their tickets.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from quimbi_common.db import asyncpg_dsn
+from quimbi_common.enums import Role
+from quimbi_common.events import Contract, build_event
+from quimbi_common.testing import (
+    KAFKA,
+    REDIS_URL,
+    TEST_AUDIENCE,
+    TEST_ISSUER,
+    EventProbe,
+    SigningKeys,
+    eventually,
+    migrated_database,
+    running_app,
+    unique,
+)
+from quimbi_tickets.main import build_app
+from quimbi_tickets.settings import Settings
+
+MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
+API_KEY = "tickets-test-integration-key"
+OUTPUT_TOPICS = [
+    "ticket.created",
+    "ticket.updated",
+    "ticket.deleted",
+    "message.added",
+    "message.updated",
+    "message.deleted",
+]
+
+
+@pytest.fixture(scope="session")
+def keys() -> SigningKeys:
+    return SigningKeys()
+
+
+@pytest.fixture(scope="session")
+async def database_url() -> AsyncIterator[str]:
+    async with migrated_database(MIGRATIONS, "tickets") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, keys: SigningKeys) -> Settings:
+    return Settings(
+        service_name=unique("tickets-test-"),  # its own consumer group on the shared broker
+        environment="test",
+        database_url=database_url,
+        redis_url=REDIS_URL,
+        kafka_bootstrap_servers=KAFKA,
+        kafka_topic_prefix=f"{unique('t')}.",
+        kafka_topic_partitions=1,
+        jwks_json=keys.jwks_json,
+        jwt_issuer=TEST_ISSUER,
+        jwt_audience=TEST_AUDIENCE,
+        api_key=API_KEY,
+        outbox_poll_interval_seconds=0.2,
+        consumer_retry_backoff_seconds=0.01,
+        log_json=False,
+        log_level="WARNING",
+    )
+
+
+@pytest.fixture(scope="session")
+async def probe(settings: Settings) -> AsyncIterator[EventProbe]:
+    async with EventProbe(OUTPUT_TOPICS, prefix=settings.kafka_topic_prefix) as probe:
+        yield probe
+
+
+@pytest.fixture(scope="session")
+async def client(settings: Settings, probe: EventProbe) -> AsyncIterator[httpx.AsyncClient]:
+    async with running_app(build_app(settings)) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+async def producer() -> AsyncIterator[AIOKafkaProducer]:
+    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all")
+    await producer.start()
+    yield producer
+    await producer.stop()
+
+
+@pytest.fixture(scope="session")
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    yield conn
+    await conn.close()
+
+
+@dataclass
+class Actor:
+    """Someone calling the API: an agent with a role, or the integration key."""
+
+    headers: dict[str, str]
+    agent_id: str | None = None
+
+
+@dataclass
+class World:
+    """What a test needs to talk to the service and to its topics."""
+
+    client: httpx.AsyncClient
+    keys: SigningKeys
+    settings: Settings
+    probe: EventProbe
+    producer: AIOKafkaProducer
+    db: asyncpg.Connection
+
+    def agent(self, role: Role = Role.AGENT) -> Actor:
+        agent_id = unique(f"{role.value}-")
+        return Actor(self.keys.headers(role, agent_id), agent_id)
+
+    @property
+    def integration(self) -> Actor:
+        return Actor({"X-API-Key": API_KEY})
+
+    async def create_ticket(self, actor: Actor, **fields: Any) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "customer": {"email": f"{unique('c')}@example.com", "name": "Casey Customer"},
+            "subject": "Where is my parcel",
+            "channel": "email",
+            **fields,
+        }
+        response = await self.client.post("/api/tickets", json=body, headers=actor.headers)
+        assert response.status_code == 201, response.text
+        ticket: dict[str, Any] = response.json()
+        return ticket
+
+    async def publish(self, topic: str, data: Contract) -> str:
+        """Publish an event as another service would; returns its id."""
+        key, event = build_event(topic, data, source="test")
+        await self.producer.send_and_wait(
+            self.settings.topic(topic), event.model_dump_json().encode(), key=key.encode()
+        )
+        return str(event.id)
+
+    async def processed(self, event_id: str) -> None:
+        """Wait until the service's consumer has handled (or skipped) an event."""
+
+        async def recorded() -> None:
+            found = await self.db.fetchval(
+                "SELECT count(*) FROM processed_events WHERE event_id = $1::uuid", event_id
+            )
+            assert found, f"event {event_id} not processed yet"
+
+        await eventually(recorded, timeout=30)
+
+    async def event(self, topic: str, **match: Any) -> dict[str, Any]:
+        """The first `topic` event whose data has these field values (waits for it)."""
+
+        def wanted(body: dict[str, Any]) -> bool:
+            return all(body["data"].get(k) == v for k, v in match.items())
+
+        found = await self.probe.wait_for(topic, wanted, timeout=20)
+        return found[0]
+
+    @staticmethod
+    def problem(response: httpx.Response, status: int) -> dict[str, Any]:
+        """The problem+json body of a response that must have this status."""
+        assert response.status_code == status, response.text
+        assert response.headers["content-type"].startswith("application/problem+json")
+        body: dict[str, Any] = json.loads(response.text)
+        assert body["status"] == status
+        return body
+
+    def events(self, topic: str, **match: Any) -> list[dict[str, Any]]:
+        return self.probe.events(
+            topic, lambda body: all(body["data"].get(k) == v for k, v in match.items())
+        )
+
+
+@pytest.fixture
+def world(
+    client: httpx.AsyncClient,
+    keys: SigningKeys,
+    settings: Settings,
+    probe: EventProbe,
+    producer: AIOKafkaProducer,
+    db: asyncpg.Connection,
+) -> World:
+    return World(client, keys, settings, probe, producer, db)
