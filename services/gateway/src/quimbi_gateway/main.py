@@ -1,0 +1,67 @@
+"""The gateway app: the common runtime (Redis only, no database, no Kafka), its own routes, and
+the proxy on every routed path."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from starlette.routing import Route
+
+from quimbi_common.auth import TokenVerifier
+from quimbi_common.runtime import Runtime, create_app
+
+from . import api
+from .edge import EdgeGuard, RateLimiter, VerifiedTokens
+from .proxy import Proxy
+from .service import Suite
+from .settings import Settings
+from .upstreams import Upstreams
+
+# FastAPI's own docs routes describe only the gateway; ours serve the merged spec.
+_DEFAULT_DOCS_PATHS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+
+
+def build_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    runtime = Runtime(settings, database=False, kafka=False)
+    upstreams = Upstreams(settings)
+    tokens = VerifiedTokens(
+        TokenVerifier(
+            runtime.verifier.keys,
+            None,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+        ),
+        settings.token_cache_size,
+    )
+    guard = EdgeGuard(tokens, RateLimiter(runtime.redis, settings), settings)
+    proxy = Proxy(upstreams, guard, settings.max_request_body_bytes)
+
+    app = create_app(
+        runtime,
+        title="Quimbi Support gateway",
+        description="The public edge: JWT, routing, rate limits, CORS and the merged docs.",
+        cors=True,
+    )
+    app.router.routes[:] = [
+        r for r in app.router.routes if getattr(r, "path", None) not in _DEFAULT_DOCS_PATHS
+    ]
+    app.include_router(api.router)
+    app.router.routes.append(Route("/api/{path:path}", proxy, include_in_schema=False))
+    app.router.routes.append(Route("/.well-known/jwks.json", proxy, include_in_schema=False))
+    app.state.suite = Suite(upstreams, runtime.redis, settings, app.openapi)
+
+    runtime_lifespan = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with runtime_lifespan(app):
+            try:
+                yield
+            finally:
+                await upstreams.aclose()
+
+    app.router.lifespan_context = lifespan
+    return app

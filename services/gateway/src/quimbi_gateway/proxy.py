@@ -1,0 +1,142 @@
+"""The hot path: a raw ASGI endpoint that admits a request at the edge and streams it to the
+service the routing table names, and the answer back. No per-request clients, no buffering."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+from prometheus_client import Counter, Histogram
+from starlette.types import Receive, Scope, Send
+
+from quimbi_common.errors import NotFoundError, PayloadTooLargeError, ProblemError
+from quimbi_common.observability import correlation_id
+
+from .domain import Quota, read_request, response_headers, route
+from .edge import REJECTED, EdgeGuard
+from .upstreams import Upstreams
+
+log = logging.getLogger(__name__)
+
+UPSTREAM_LATENCY = Histogram(
+    "gateway_upstream_seconds",
+    "Time until a service's response headers arrive",
+    ["upstream"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+UPSTREAM_FAILURES = Counter(
+    "gateway_upstream_failures_total", "Services unreachable or too slow", ["upstream", "reason"]
+)
+
+
+class _BodyTooLarge(Exception):
+    """The streamed request body passed the limit (raised inside the upload, stops it)."""
+
+
+class _ClientGone(Exception):
+    """The caller disconnected before sending its whole body."""
+
+
+def _upstream_problem(status: int, detail: str, service: str, quota: Quota) -> ProblemError:
+    return ProblemError(detail, status=status, service=service, headers=quota.header_dict())
+
+
+class Proxy:
+    """ASGI app mounted on the routed paths (`/api/...`, `/.well-known/jwks.json`)."""
+
+    def __init__(self, upstreams: Upstreams, guard: EdgeGuard, max_body_bytes: int) -> None:
+        self.upstreams = upstreams
+        self.guard = guard
+        self.max_body_bytes = max_body_bytes
+        self._latency = {name: UPSTREAM_LATENCY.labels(name) for name in upstreams.urls}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        service = route(path)
+        if service is None:
+            raise NotFoundError(f"No service serves {path}")
+        client = scope.get("client")
+        client_ip = client[0] if client else "unknown"
+        request = read_request(
+            scope["headers"],
+            client_ip=client_ip,
+            scheme=scope.get("scheme", "http"),
+            request_id=correlation_id.get() or uuid.uuid4().hex,
+        )
+        if request.content_length is not None and request.content_length > self.max_body_bytes:
+            raise self._too_large()
+        quota = await self.guard.admit(method, path, request, client_ip)
+
+        query: bytes = scope.get("query_string", b"")
+        raw_path: bytes = scope.get("raw_path") or path.encode()
+        url = (raw_path + b"?" + query if query else raw_path).decode("latin-1")
+        http = self.upstreams[service]
+        upstream_request = http.build_request(
+            method,
+            url,
+            headers=request.forward_headers,
+            content=self._body(receive) if request.has_body else None,
+        )
+        started = time.perf_counter()
+        try:
+            response = await http.send(upstream_request, stream=True)
+        except _BodyTooLarge:
+            raise self._too_large() from None
+        except _ClientGone:
+            return
+        except httpx.TimeoutException as exc:
+            UPSTREAM_FAILURES.labels(service, "timeout").inc()
+            timeout = self.upstreams.timeouts[service]
+            raise _upstream_problem(
+                504, f"The {service} service did not answer within {timeout:g} s", service, quota
+            ) from exc
+        except httpx.TransportError as exc:
+            UPSTREAM_FAILURES.labels(service, "unreachable").inc()
+            raise _upstream_problem(
+                502, f"The {service} service is unreachable ({type(exc).__name__})", service, quota
+            ) from exc
+        self._latency[service].observe(time.perf_counter() - started)
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status_code,
+                    "headers": response_headers(response.headers.raw) + quota.headers(),
+                }
+            )
+            async for chunk in response.aiter_raw():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except httpx.HTTPError as exc:
+            # Headers are gone already: all we can do is cut the response short.
+            UPSTREAM_FAILURES.labels(service, "broken_response").inc()
+            log.warning("%s broke off its response to %s %s: %r", service, method, path, exc)
+        finally:
+            await response.aclose()
+
+    async def _body(self, receive: Receive) -> AsyncIterator[bytes]:
+        """The request body as it arrives, cut off once it passes the limit."""
+        received = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientGone
+            chunk: bytes = message.get("body", b"")
+            received += len(chunk)
+            if received > self.max_body_bytes:
+                raise _BodyTooLarge
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                return
+
+    def _too_large(self) -> ProblemError:
+        REJECTED.labels("too_large").inc()
+        return PayloadTooLargeError(
+            f"Request bodies are limited to {self.max_body_bytes} bytes",
+            max_bytes=self.max_body_bytes,
+        )

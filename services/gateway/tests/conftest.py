@@ -1,0 +1,326 @@
+"""Fixtures, and the test upstreams: tiny stand-ins for the services, started on real ports,
+that show what the gateway forwards (they test proxy mechanics, not our services' behaviour)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel
+
+from quimbi_common.testing import REDIS_URL, SigningKeys, unique
+from quimbi_gateway.main import build_app
+from quimbi_gateway.settings import Settings
+
+ECHO_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+class Problem(BaseModel):
+    """Identical in every test upstream: the merged spec keeps one."""
+
+    title: str
+    status: int
+
+
+class TicketSummary(BaseModel):
+    """Named alike in tickets and sla test upstreams but shaped differently: renamed on merge."""
+
+    id: str
+    subject: str
+
+
+class SlaTicketSummary(BaseModel):
+    id: str
+    first_response_status: str
+
+
+def make_test_upstream(
+    name: str, *, ready: bool = True, jwks: dict[str, Any] | None = None
+) -> FastAPI:
+    """A test upstream named like a service. Its catch-all echoes what it received."""
+    app = FastAPI(title=f"test upstream {name}")
+    app.state.gates = {}  # gate id -> asyncio.Event, opened by tests
+    app.state.seen = {}  # gate id -> asyncio.Event, set by the upstream when it got there
+
+    def gate(kind: str, gate_id: str) -> asyncio.Event:
+        gates: dict[str, asyncio.Event] = getattr(app.state, kind)
+        return gates.setdefault(gate_id, asyncio.Event())
+
+    app.state.gate = gate
+
+    @app.get("/health/ready")
+    async def health_ready() -> JSONResponse:
+        checks = {"database": {"ok": ready}}
+        return JSONResponse(
+            {"status": "ok" if ready else "unavailable", "service": name, "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    if jwks is not None:
+
+        @app.get("/.well-known/jwks.json")
+        async def jwks_document() -> dict[str, Any]:
+            return jwks
+
+    if name == "tickets":
+
+        @app.get(
+            "/api/tickets/{ticket_id}",
+            response_model=TicketSummary,
+            responses={404: {"model": Problem}},
+            tags=["tickets"],
+        )
+        async def get_ticket(ticket_id: str) -> Any:
+            return {"id": ticket_id, "subject": "documented"}
+
+        @app.get("/api/tickets/{ticket_id}/sla", response_model=TicketSummary)
+        async def shadowed(ticket_id: str) -> Any:
+            """Declared here, but the gateway routes this path to sla: not in the merged spec."""
+            return {"id": ticket_id, "subject": "shadowed"}
+
+    if name == "sla":
+
+        @app.get(
+            "/api/tickets/{ticket_id}/sla",
+            response_model=SlaTicketSummary,
+            responses={404: {"model": Problem}},
+        )
+        async def ticket_sla(ticket_id: str) -> Any:
+            return {"id": ticket_id, "first_response_status": "pending"}
+
+        @app.get("/api/sla/policies", response_model=list[TicketSummary], tags=["policies"])
+        async def policies() -> Any:
+            return []
+
+    if name == "agents":
+
+        @app.post("/api/agents/login", tags=["auth"])
+        async def login(request: Request) -> dict[str, Any]:
+            return {"upstream": name, "login": True, "body": (await request.body()).decode()}
+
+    @app.get("/{prefix:path}/_test/slow/{gate_id}")
+    async def slow(prefix: str, gate_id: str) -> dict[str, str]:
+        """Answers only once the test opens the gate (a stuck service)."""
+        gate("seen", gate_id).set()
+        await gate("gates", gate_id).wait()
+        return {"upstream": name}
+
+    @app.get("/{prefix:path}/_test/stream/{gate_id}")
+    async def stream(prefix: str, gate_id: str) -> StreamingResponse:
+        """Sends a first chunk, then waits for the test's go before the second."""
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b"first chunk\n"
+            await gate("gates", gate_id).wait()
+            yield b"second chunk\n"
+
+        return StreamingResponse(chunks(), media_type="text/plain")
+
+    @app.post("/{prefix:path}/_test/upload/{gate_id}")
+    async def upload(prefix: str, gate_id: str, request: Request) -> dict[str, int]:
+        """Counts the body as it arrives, announcing the first chunk to the test."""
+        size = chunks = 0
+        async for chunk in request.stream():
+            if chunk:
+                size += len(chunk)
+                chunks += 1
+                gate("seen", gate_id).set()
+        return {"bytes": size, "chunks": chunks}
+
+    @app.get("/{prefix:path}/_test/response-headers")
+    async def response_headers(prefix: str) -> Response:
+        return Response(
+            b"ok",
+            headers={
+                "Connection": "X-Internal-Hop",
+                "X-Internal-Hop": "must not leak",
+                "Access-Control-Allow-Origin": "*",
+                "X-Upstream": name,
+                "Cache-Control": "no-store",
+            },
+        )
+
+    @app.get("/{prefix:path}/_test/status/{status}")
+    async def status(prefix: str, status: int) -> JSONResponse:
+        problem = {"type": "about:blank", "title": "From the service", "status": status}
+        return JSONResponse(problem, status_code=status, media_type="application/problem+json")
+
+    @app.get("/{prefix:path}/_test/large")
+    async def large(prefix: str) -> StreamingResponse:
+        async def chunks() -> AsyncIterator[bytes]:
+            for i in range(32):
+                yield bytes([65 + i % 26]) * 65536
+
+        return StreamingResponse(chunks(), media_type="application/octet-stream")
+
+    @app.api_route(
+        "/{path:path}",
+        methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+        include_in_schema=False,
+    )
+    async def echo(path: str, request: Request) -> JSONResponse:
+        body = await request.body()
+        return JSONResponse(
+            {
+                "upstream": name,
+                "method": request.method,
+                "path": request.url.path,
+                "raw_path": request.scope["raw_path"].decode(),
+                "query": request.url.query,
+                "headers": [[k.decode(), v.decode()] for k, v in request.scope["headers"]],
+                "body_bytes": len(body),
+            }
+        )
+
+    return app
+
+
+def free_port() -> int:
+    """A port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def serve(app: Any) -> AsyncIterator[str]:
+    """Run an ASGI app under uvicorn on a real loopback port in this event loop."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app, lifespan="on", log_config=None, access_log=False, timeout_graceful_shutdown=1
+    )
+    server = uvicorn.Server(config)
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("server stopped during startup")
+            await asyncio.sleep(0.005)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+# --- fixtures ------------------------------------------------------------------------------------
+
+
+@dataclass
+class TestUpstream:
+    name: str
+    url: str
+    app: FastAPI
+
+    def open_gate(self, gate_id: str) -> None:
+        self.app.state.gate("gates", gate_id).set()
+
+    async def reached(self, gate_id: str, timeout: float = 5.0) -> None:
+        await asyncio.wait_for(self.app.state.gate("seen", gate_id).wait(), timeout)
+
+
+@dataclass
+class RunningGateway:
+    url: str
+    app: FastAPI
+    settings: Settings
+    client: httpx.AsyncClient
+
+
+SERVICES = ("tickets", "agents", "sla", "scoring", "ai-proxy")
+
+
+@pytest.fixture(scope="session")
+def keys() -> SigningKeys:
+    return SigningKeys()
+
+
+@pytest.fixture(scope="session")
+async def upstreams(keys: SigningKeys) -> AsyncIterator[dict[str, TestUpstream]]:
+    """The five test upstreams, one per service name, for the whole session."""
+    async with contextlib.AsyncExitStack() as stack:
+        running = {}
+        for name in SERVICES:
+            app = make_test_upstream(name, jwks=keys.jwks if name == "agents" else None)
+            url = await stack.enter_async_context(serve(app))
+            running[name] = TestUpstream(name, url, app)
+        yield running
+
+
+@pytest.fixture
+def dead_url() -> str:
+    """A URL where nothing listens (connections are refused)."""
+    return f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture(scope="session")
+async def sick_upstream() -> AsyncIterator[TestUpstream]:
+    """A test upstream that answers but reports itself not ready."""
+    app = make_test_upstream("sla", ready=False)
+    async with serve(app) as url:
+        yield TestUpstream("sla", url, app)
+
+
+@contextlib.asynccontextmanager
+async def _run_gateway(
+    upstreams: dict[str, TestUpstream], keys: SigningKeys, **overrides: Any
+) -> AsyncIterator[RunningGateway]:
+    values: dict[str, Any] = {
+        "environment": "test",
+        "jwks_json": keys.jwks_json,
+        "redis_url": REDIS_URL,
+        "tickets_url": upstreams["tickets"].url,
+        "agents_url": upstreams["agents"].url,
+        "sla_url": upstreams["sla"].url,
+        "scoring_url": upstreams["scoring"].url,
+        "ai_proxy_url": upstreams["ai-proxy"].url,
+        "rate_limit_prefix": unique("test-gateway-rl:"),
+        "health_cache_seconds": 0,
+        "openapi_cache_seconds": 0,
+        "cors_origins": "http://frontend.test",
+        "log_json": False,
+        "log_level": "WARNING",
+    }
+    settings = Settings(**{**values, **overrides})
+    app = build_app(settings)
+    async with (
+        serve(app) as url,
+        httpx.AsyncClient(base_url=url, trust_env=False, timeout=10) as client,
+    ):
+        yield RunningGateway(url, app, settings, client)
+
+
+@pytest.fixture(scope="session")
+async def gateway(
+    upstreams: dict[str, TestUpstream], keys: SigningKeys
+) -> AsyncIterator[RunningGateway]:
+    """A gateway with default mechanics in front of the test upstreams, shared by the tests that
+    need no settings of their own (per-IP limit raised: every test comes from 127.0.0.1)."""
+    async with _run_gateway(upstreams, keys, rate_limit_per_ip=100_000) as running:
+        yield running
+
+
+@pytest.fixture
+def start_gateway(
+    upstreams: dict[str, TestUpstream], keys: SigningKeys
+) -> Callable[..., contextlib.AbstractAsyncContextManager[RunningGateway]]:
+    """`async with start_gateway(**settings) as gw:` a gateway of its own on a real port, in front
+    of the test upstreams, with its own rate-limit key space in the real Redis."""
+
+    def start(**overrides: Any) -> contextlib.AbstractAsyncContextManager[RunningGateway]:
+        return _run_gateway(upstreams, keys, **overrides)
+
+    return start

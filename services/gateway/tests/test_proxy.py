@@ -1,0 +1,246 @@
+"""Proxy mechanics against the test upstreams on real ports: routing, streaming both ways,
+headers, the service being down or slow, request size, CORS."""
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from quimbi_common.testing import unique
+
+pytestmark = pytest.mark.service
+
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture
+def agent_headers(keys):
+    return keys.headers("agent")
+
+
+@pytest.mark.parametrize(
+    ("path", "service"),
+    [
+        ("/api/tickets", "tickets"),
+        ("/api/customers/c-1", "tickets"),
+        ("/api/tickets/t-1/messages", "tickets"),
+        ("/api/tickets/t-1/assign", "agents"),
+        ("/api/agents/me", "agents"),
+        ("/api/tickets/t-1/sla/pause", "sla"),
+        ("/api/sla/policies/urgent", "sla"),
+        ("/api/tickets/t-1/score-breakdown", "scoring"),
+        ("/api/ai/tickets/t-1/draft-response", "ai-proxy"),
+    ],
+)
+async def test_requests_reach_the_service_of_the_routing_table(
+    gateway, agent_headers, path, service
+) -> None:
+    response = await gateway.client.post(path, headers=agent_headers, json={"x": 1})
+    assert response.status_code == 200
+    echoed = response.json()
+    assert echoed["upstream"] == service
+    assert echoed["path"] == path
+    assert echoed["method"] == "POST"
+    assert echoed["body_bytes"] == len(b'{"x":1}')
+
+
+async def test_path_encoding_and_query_string_are_forwarded_untouched(
+    gateway, agent_headers
+) -> None:
+    response = await gateway.client.get(
+        "/api/customers/a%2Fb%20c?email=a%2Bb%40example.com&tag=x&tag=y",
+        headers=agent_headers,
+    )
+    echoed = response.json()
+    assert echoed["raw_path"] == "/api/customers/a%2Fb%20c"
+    assert echoed["query"] == "email=a%2Bb%40example.com&tag=x&tag=y"
+
+
+async def test_unrouted_api_path_is_a_problem_404(gateway, agent_headers) -> None:
+    response = await gateway.client.get("/api/nothing-here", headers=agent_headers)
+    assert response.status_code == 404
+    assert response.headers["content-type"] == PROBLEM
+
+
+async def test_authorization_is_forwarded_unchanged_with_forwarding_headers(
+    gateway, agent_headers
+) -> None:
+    response = await gateway.client.get(
+        "/api/tickets",
+        headers={**agent_headers, "Connection": "keep-alive, X-Hop", "X-Hop": "no"},
+    )
+    forwarded = dict(response.json()["headers"])
+    assert forwarded["authorization"] == agent_headers["Authorization"]
+    assert forwarded["x-forwarded-for"] == "127.0.0.1"
+    assert forwarded["x-forwarded-proto"] == "http"
+    assert forwarded["x-forwarded-host"] == gateway.url.removeprefix("http://")
+    assert "x-hop" not in forwarded
+    assert forwarded["host"] == gateway.settings.tickets_url.removeprefix("http://")
+
+
+async def test_request_id_is_passed_on_upstream_and_returned(gateway, agent_headers) -> None:
+    request_id = unique("req-")
+    given = await gateway.client.get(
+        "/api/tickets", headers={**agent_headers, "X-Request-ID": request_id}
+    )
+    made = await gateway.client.get("/api/tickets", headers=agent_headers)
+    # given an id, the service sees it and the caller gets it back, once
+    assert dict(given.json()["headers"])["x-request-id"] == request_id
+    assert given.headers.get_list("x-request-id") == [request_id]
+    # without one, the gateway makes one and uses the same id both ways
+    made_id = made.headers["x-request-id"]
+    assert made_id
+    assert dict(made.json()["headers"])["x-request-id"] == made_id
+
+
+async def test_response_headers_lose_hop_by_hop_and_service_cors(gateway, agent_headers) -> None:
+    response = await gateway.client.get(
+        "/api/tickets/_test/response-headers",
+        headers={**agent_headers, "Origin": "http://frontend.test"},
+    )
+    assert response.status_code == 200
+    assert response.headers["x-upstream"] == "tickets"
+    assert response.headers["cache-control"] == "no-store"
+    assert "x-internal-hop" not in response.headers
+    # CORS is the gateway's: its allowed origin, not the service's wildcard
+    assert response.headers.get_list("access-control-allow-origin") == ["http://frontend.test"]
+    assert len(response.headers.get_list("date")) == 1
+    assert len(response.headers.get_list("server")) <= 1
+
+
+async def test_large_response_arrives_whole(gateway, agent_headers) -> None:
+    response = await gateway.client.get("/api/tickets/_test/large", headers=agent_headers)
+    assert response.status_code == 200
+    assert len(response.content) == 32 * 65536
+    assert response.content[65536 * 31 :] == bytes([65 + 31 % 26]) * 65536
+
+
+async def test_service_errors_pass_through_unchanged(gateway, agent_headers) -> None:
+    response = await gateway.client.get("/api/tickets/_test/status/409", headers=agent_headers)
+    assert response.status_code == 409
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json()["title"] == "From the service"
+
+
+async def test_response_body_is_streamed_as_the_service_produces_it(
+    gateway, upstreams, agent_headers
+) -> None:
+    gate = unique("stream-")
+    path = f"/api/ai/_test/stream/{gate}"
+    async with gateway.client.stream("GET", path, headers=agent_headers) as response:
+        chunks = response.aiter_raw()
+        # the first chunk arrives while the service still holds back the second
+        first = await asyncio.wait_for(chunks.__anext__(), 5)
+        upstreams["ai-proxy"].open_gate(gate)
+        rest = b"".join([chunk async for chunk in chunks])
+    assert first == b"first chunk\n"
+    assert rest == b"second chunk\n"
+
+
+async def test_request_body_is_streamed_to_the_service_as_it_arrives(
+    gateway, upstreams, agent_headers
+) -> None:
+    gate = unique("upload-")
+    tickets = upstreams["tickets"]
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"a" * 1000
+        # the service has the first chunk before the second is even produced
+        await tickets.reached(gate)
+        yield b"b" * 1000
+
+    response = await gateway.client.post(
+        f"/api/tickets/_test/upload/{gate}", headers=agent_headers, content=body()
+    )
+    assert response.status_code == 200
+    assert response.json() == {"bytes": 2000, "chunks": 2}
+
+
+async def test_service_that_refuses_connections_is_a_502_naming_it(
+    start_gateway, agent_headers, dead_url
+) -> None:
+    async with start_gateway(sla_url=dead_url) as gw:
+        response = await gw.client.get("/api/sla/policies", headers=agent_headers)
+        others = await gw.client.get("/api/tickets", headers=agent_headers)
+    assert response.status_code == 502
+    assert response.headers["content-type"] == PROBLEM
+    problem = response.json()
+    assert problem["service"] == "sla"
+    assert "sla" in problem["detail"]
+    assert "ratelimit-remaining" in response.headers
+    assert others.status_code == 200
+
+
+async def test_service_too_slow_is_a_504_naming_it_without_hanging(
+    start_gateway, upstreams, agent_headers
+) -> None:
+    gate = unique("slow-")
+    async with start_gateway(upstream_timeout_seconds=0.2) as gw:
+        started = asyncio.get_running_loop().time()
+        response = await gw.client.get(f"/api/tickets/_test/slow/{gate}", headers=agent_headers)
+        elapsed = asyncio.get_running_loop().time() - started
+    upstreams["tickets"].open_gate(gate)
+    assert response.status_code == 504
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json()["service"] == "tickets"
+    assert elapsed < 2
+
+
+async def test_ai_proxy_gets_its_own_longer_timeout(
+    start_gateway, upstreams, agent_headers
+) -> None:
+    gate = unique("slow-ai-")
+    ai = upstreams["ai-proxy"]
+    async with start_gateway(upstream_timeout_seconds=0.1, ai_proxy_timeout_seconds=5) as gw:
+        call = asyncio.create_task(
+            gw.client.get(f"/api/ai/_test/slow/{gate}", headers=agent_headers)
+        )
+        await ai.reached(gate)
+        await asyncio.sleep(0.3)  # longer than the default upstream timeout
+        ai.open_gate(gate)
+        response = await call
+    assert response.status_code == 200
+    assert response.json()["upstream"] == "ai-proxy"
+
+
+async def test_body_over_the_limit_by_content_length_is_a_413(start_gateway, agent_headers):
+    async with start_gateway(max_request_body_bytes=1024) as gw:
+        response = await gw.client.post("/api/tickets", headers=agent_headers, content=b"x" * 1025)
+        at_limit = await gw.client.post("/api/tickets", headers=agent_headers, content=b"x" * 1024)
+    assert response.status_code == 413
+    assert response.headers["content-type"] == PROBLEM
+    assert at_limit.status_code == 200
+
+
+async def test_streamed_body_over_the_limit_is_cut_off_with_a_413(start_gateway, agent_headers):
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(10):
+            yield b"x" * 512
+
+    async with start_gateway(max_request_body_bytes=2048) as gw:
+        response = await gw.client.post("/api/tickets", headers=agent_headers, content=body())
+    assert response.status_code == 413
+    assert response.json()["status"] == 413
+
+
+async def test_cors_preflight_and_response_headers_come_from_the_gateway(
+    gateway, agent_headers
+) -> None:
+    origin = {"Origin": "http://frontend.test"}
+    preflight = await gateway.client.options(
+        "/api/tickets",
+        headers={
+            **origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
+    actual = await gateway.client.get("/api/tickets", headers={**agent_headers, **origin})
+    foreign = await gateway.client.get(
+        "/api/tickets", headers={**agent_headers, "Origin": "http://elsewhere.test"}
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "http://frontend.test"
+    assert actual.headers["access-control-allow-origin"] == "http://frontend.test"
+    assert "ratelimit-remaining" in actual.headers["access-control-expose-headers"].lower()
+    assert "access-control-allow-origin" not in foreign.headers
