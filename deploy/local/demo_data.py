@@ -141,7 +141,7 @@ async def seed_demo_data(
                     "priority": rng.choices(["low", "normal", "high", "urgent"], [3, 5, 2, 1])[0],
                     "channel": rng.choice(["email", "chat", "phone", "sms", "form"]),
                     "category": category,
-                    "initial_message": {
+                    "message": {
                         "content": body,
                         "from_agent": False,
                         "from_name": name,

@@ -1,0 +1,134 @@
+"""The whole suite for the end-to-end tests: real servers, real services, one gateway.
+
+The servers come from testcontainers when a Docker API is available (`DOCKER_HOST`), else from
+`deploy/local` (the native PostgreSQL, Redis and Kafka `make test` starts). The services run as
+the launcher runs them for `make run`, on ports offset by 10000, with their own databases and
+Kafka topic prefix, so the suite never touches a developer's `make run` data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from quimbi_common.testing import unique
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT / "deploy" / "local"), str(Path(__file__).parent)]
+
+from launcher import Options, Suite  # noqa: E402
+from support import ADMIN, PASSWORD, Agent, login  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Servers:
+    postgres_dsn: str
+    redis_url: str
+    kafka_bootstrap: str
+
+
+@contextlib.contextmanager
+def servers() -> Iterator[Servers]:
+    if os.environ.get("DOCKER_HOST"):
+        from containers import infrastructure_from_containers  # tests/e2e/containers.py
+
+        with infrastructure_from_containers() as infra:
+            yield Servers(infra.postgres_dsn, infra.redis_url, infra.kafka_bootstrap)
+        return
+    yield Servers(
+        "postgresql://quimbi:quimbi@127.0.0.1:5432/postgres",
+        "redis://127.0.0.1:6379/0",
+        "127.0.0.1:9092",
+    )
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[Servers]:
+    with servers() as found:
+        yield found
+
+
+@pytest.fixture(scope="session")
+async def suite(infra: Servers) -> AsyncIterator[Suite]:
+    namespace = unique("_e2e")
+    opts = Options(
+        port_offset=10000,
+        namespace=namespace,
+        postgres_dsn=infra.postgres_dsn,
+        redis_url=infra.redis_url,
+        kafka=infra.kafka_bootstrap,
+        log_dir=ROOT / ".local" / "logs" / namespace.strip("_"),
+        seed=False,
+        echo_logs=False,
+        extra_env={
+            "AUTO_ASSIGN": "false",
+            "CONSUMER_RETRY_BACKOFF_SECONDS": "0.05",
+            "RATE_LIMIT_PER_AGENT": "100000",
+            "RATE_LIMIT_PER_IP": "100000",
+        },
+    )
+    suite = Suite(opts)
+    await suite.prepare_databases()
+    await suite.start()
+    try:
+        await suite.wait_ready(timeout=180)
+        yield suite
+    finally:
+        await suite.stop()
+        conn = await asyncpg.connect(infra.postgres_dsn)
+        try:
+            for service in suite.services:
+                if service.database:
+                    await conn.execute(f'DROP DATABASE IF EXISTS "{service.database}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+@pytest.fixture(scope="session")
+def topic_prefix(suite: Suite) -> str:
+    return suite.services[0].env["KAFKA_TOPIC_PREFIX"]
+
+
+@pytest.fixture(scope="session")
+async def gateway(suite: Suite) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=suite.gateway_url, timeout=30.0) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+async def admin(gateway: httpx.AsyncClient) -> Agent:
+    token = await login(gateway, ADMIN["email"], ADMIN["password"])
+    me = (await gateway.get("/api/agents/me", headers={"Authorization": f"Bearer {token}"})).json()
+    return Agent(me["id"], ADMIN["email"], "admin", token)
+
+
+@pytest.fixture
+def make_agent(gateway: httpx.AsyncClient, admin: Agent):  # type: ignore[no-untyped-def]
+    """Create an agent of a role (online, with specializations) and log it in."""
+
+    async def create(role: str = "agent", **fields: object) -> Agent:
+        email = f"{unique(role.replace('_', '-') + '-')}@example.com"
+        body = {
+            "email": email,
+            "password": PASSWORD,
+            "name": f"E2E {role}",
+            "role": role,
+            "department": "support",
+            "specializations": ["billing"],
+            "max_concurrent_tickets": 50,
+            **fields,
+        }
+        response = await gateway.post("/api/agents", json=body, headers=admin.headers)
+        assert response.status_code == 201, response.text
+        token = await login(gateway, email, PASSWORD)
+        return Agent(response.json()["id"], email, role, token)
+
+    return create
