@@ -1,0 +1,62 @@
+"""The ai-proxy app: Runtime + QuimbiClient + ticket reader + cache, handlers and routes."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+
+from quimbi_common.runtime import Runtime, create_app
+
+from . import api, handlers
+from .cache import Cache
+from .quimbi import QuimbiClient
+from .service import AiProxy
+from .settings import Settings
+from .tickets import HttpTicketReader, TicketReader
+
+
+def build_app(settings: Settings | None = None, *, tickets: TicketReader | None = None) -> FastAPI:
+    settings = settings or Settings()
+    runtime = Runtime(settings)
+    assert runtime.sessions is not None
+    proxy = AiProxy(
+        settings=settings,
+        quimbi=QuimbiClient(settings),
+        tickets=tickets or HttpTicketReader(settings),
+        cache=Cache(
+            aioredis.from_url(
+                settings.cache_redis,
+                socket_timeout=settings.cache_redis_timeout,
+                socket_connect_timeout=settings.cache_redis_timeout,
+            )
+        ),
+        sessions=runtime.sessions,
+    )
+    handlers.register(runtime, proxy)
+    app = create_app(
+        runtime,
+        title="Quimbi Support: AI proxy",
+        description="Drafts, next best actions and customer intelligence from Quimbi, cached.",
+        routers=[api.router],
+    )
+    app.state.proxy = proxy
+    _close_on_shutdown(app, proxy)
+    return app
+
+
+def _close_on_shutdown(app: FastAPI, proxy: AiProxy) -> None:
+    """Runtime has no shutdown hook for our own clients, so wrap the app's lifespan."""
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with inner(app):
+            try:
+                yield
+            finally:
+                await proxy.aclose()
+
+    app.router.lifespan_context = lifespan
