@@ -15,7 +15,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, create_model
 
 from quimbi_common.testing import REDIS_URL, SigningKeys, unique
 from quimbi_gateway.main import build_app
@@ -32,15 +32,10 @@ class Problem(BaseModel):
 
 
 class TicketSummary(BaseModel):
-    """Named alike in tickets and sla test upstreams but shaped differently: renamed on merge."""
+    """Named alike in the tickets and sla test upstreams but shaped differently."""
 
     id: str
     subject: str
-
-
-class SlaTicketSummary(BaseModel):
-    id: str
-    first_response_status: str
 
 
 def make_test_upstream(
@@ -88,16 +83,18 @@ def make_test_upstream(
             return {"id": ticket_id, "subject": "shadowed"}
 
     if name == "sla":
+        # the same schema name as in the tickets test upstream, other fields
+        sla_summary = create_model("TicketSummary", id=(str, ...), first_response_status=(str, ...))
 
         @app.get(
             "/api/tickets/{ticket_id}/sla",
-            response_model=SlaTicketSummary,
+            response_model=sla_summary,
             responses={404: {"model": Problem}},
         )
         async def ticket_sla(ticket_id: str) -> Any:
             return {"id": ticket_id, "first_response_status": "pending"}
 
-        @app.get("/api/sla/policies", response_model=list[TicketSummary], tags=["policies"])
+        @app.get("/api/sla/policies", response_model=list[sla_summary], tags=["policies"])
         async def policies() -> Any:
             return []
 
@@ -264,6 +261,35 @@ async def upstreams(keys: SigningKeys) -> AsyncIterator[dict[str, TestUpstream]]
 def dead_url() -> str:
     """A URL where nothing listens (connections are refused)."""
     return f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture
+def start_upstream() -> Callable[..., contextlib.AbstractAsyncContextManager[TestUpstream]]:
+    """`async with start_upstream(name) as upstream:` a test upstream of the test's own."""
+
+    @contextlib.asynccontextmanager
+    async def start(name: str, **options: Any) -> AsyncIterator[TestUpstream]:
+        app = make_test_upstream(name, **options)
+        async with serve(app) as url:
+            yield TestUpstream(name, url, app)
+
+    return start
+
+
+@pytest.fixture
+async def silent_url() -> AsyncIterator[str]:
+    """A URL that accepts connections and never answers (a hung service)."""
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # until the caller gives up
+        writer.close()
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
 
 
 @pytest.fixture(scope="session")
