@@ -131,13 +131,9 @@ class Suite:
             await conn.close()
         from quimbi_common.migrations import upgrade
 
-        await asyncio.gather(
-            *(
-                asyncio.to_thread(upgrade, s.migrations, s.env["DATABASE_URL"])
-                for s in self.services
-                if s.migrations
-            )
-        )
+        for service in self.services:  # one at a time: Alembic's context is process-global
+            if service.migrations:
+                await asyncio.to_thread(upgrade, service.migrations, service.env["DATABASE_URL"])
 
     async def _spawn(self, service: Service, color: str) -> asyncio.subprocess.Process:
         env = {**os.environ, **service.env}

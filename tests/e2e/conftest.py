@@ -18,6 +18,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+import redis
 
 from quimbi_common.testing import unique
 
@@ -43,11 +44,12 @@ def servers() -> Iterator[Servers]:
         with infrastructure_from_containers() as infra:
             yield Servers(infra.postgres_dsn, infra.redis_url, infra.kafka_bootstrap)
         return
-    yield Servers(
-        "postgresql://quimbi:quimbi@127.0.0.1:5432/postgres",
-        "redis://127.0.0.1:6379/0",
-        "127.0.0.1:9092",
-    )
+    # Redis database 2 is the e2e suite's own, emptied per run (login limits, caches, revocations).
+    redis_url = "redis://127.0.0.1:6379/2"
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    client.close()
+    yield Servers("postgresql://quimbi:quimbi@127.0.0.1:5432/postgres", redis_url, "127.0.0.1:9092")
 
 
 @pytest.fixture(scope="session")
