@@ -95,16 +95,56 @@ def measured_at(clock: SlaClock, metric: SlaMetric, now: datetime) -> datetime:
 
 def status(clock: SlaClock, metric: SlaMetric, now: datetime) -> SlaStatus:
     """pending → at_risk (warning share used) → breached (deadline passed), or met when done."""
+    return _status(clock, metric, now, deadline(clock, metric), warning_at(clock, metric))
+
+
+def _status(
+    clock: SlaClock, metric: SlaMetric, now: datetime, due: datetime, warn: datetime
+) -> SlaStatus:
     at = measured_at(clock, metric, now)
-    due = deadline(clock, metric)
     done_at = clock.metric(metric).done_at
     if done_at is not None and done_at <= now:
         return SlaStatus.MET if at <= due else SlaStatus.BREACHED
     if at >= due:
         return SlaStatus.BREACHED
-    if at >= warning_at(clock, metric):
+    if at >= warn:
         return SlaStatus.AT_RISK
     return SlaStatus.PENDING
+
+
+@dataclass(frozen=True)
+class MetricState:
+    status: SlaStatus
+    deadline: datetime
+    warning_at: datetime
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Both metrics at an instant, and the next instant a status can change by time alone."""
+
+    metrics: dict[SlaMetric, MetricState]
+    next_check: datetime | None
+
+
+def evaluate(clock: SlaClock, now: datetime) -> Evaluation:
+    metrics: dict[SlaMetric, MetricState] = {}
+    upcoming: list[datetime] = []
+    for metric in METRICS:
+        due, warn = deadline(clock, metric), warning_at(clock, metric)
+        current = _status(clock, metric, now, due, warn)
+        metrics[metric] = MetricState(current, due, warn)
+        if clock.is_paused:
+            continue
+        done_at = clock.metric(metric).done_at
+        if done_at is not None:
+            if done_at > now:  # an answer stamped a moment ahead of this clock
+                upcoming.append(done_at)
+        elif current is SlaStatus.PENDING:
+            upcoming.append(warn)
+        elif current is SlaStatus.AT_RISK:
+            upcoming.append(due)
+    return Evaluation(metrics, min(upcoming) if upcoming else None)
 
 
 def active_time(clock: SlaClock, metric: SlaMetric, now: datetime) -> timedelta:
@@ -158,18 +198,4 @@ def resume(clock: SlaClock, at: datetime) -> SlaClock:
 
 def next_check(clock: SlaClock, now: datetime) -> datetime | None:
     """The next instant a metric's status can change with no new event (None if none can)."""
-    if clock.is_paused:
-        return None
-    upcoming: list[datetime] = []
-    for metric in METRICS:
-        if clock.metric(metric).done_at is not None:
-            done_at = clock.metric(metric).done_at
-            if done_at is not None and done_at > now:
-                upcoming.append(done_at)
-            continue
-        current = status(clock, metric, now)
-        if current is SlaStatus.PENDING:
-            upcoming.append(warning_at(clock, metric))
-        elif current is SlaStatus.AT_RISK:
-            upcoming.append(deadline(clock, metric))
-    return min(upcoming) if upcoming else None
+    return evaluate(clock, now).next_check

@@ -63,7 +63,7 @@ class SlaTracking(Base):
     ticket_created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
     ticket_status: Mapped[str] = mapped_column(sa.String(50))
     priority: Mapped[str] = mapped_column(sa.String(50))
-    assigned_agent_id: Mapped[str | None] = mapped_column(sa.String(255), index=True)
+    assigned_agent_id: Mapped[str | None] = mapped_column(sa.String(255))
     deleted_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
     # the policy in force when the clock started (or the priority last changed)
@@ -106,8 +106,6 @@ class SlaTracking(Base):
             "next_check_at",
             postgresql_where=sa.text("next_check_at IS NOT NULL"),
         ),
-        sa.Index("ix_sla_tracking_first_response_deadline", "first_response_deadline"),
-        sa.Index("ix_sla_tracking_resolution_deadline", "resolution_deadline"),
     )
 
 

@@ -23,6 +23,7 @@ from quimbi_common.auth import Principal
 from quimbi_common.enums import SlaMetric, SlaStatus, TicketPriority, TicketStatus
 from quimbi_common.errors import ConflictError, NotFoundError, UnprocessableError
 from quimbi_common.events import (
+    Contract,
     MessageData,
     SlaAlertData,
     SlaTrackingData,
@@ -34,6 +35,7 @@ from quimbi_common.outbox import add_event
 from . import domain
 from .calendar import WALL_CLOCK, BusinessCalendar, TimeCounter
 from .models import SlaPolicy, SlaTracking, TicketFacts
+from .outbox import add_events
 from .schemas import PolicyUpdate
 
 SOURCE = "sla"
@@ -170,11 +172,30 @@ def tracking_data(row: SlaTracking) -> SlaTrackingData:
     )
 
 
-def _published_state(row: SlaTracking) -> dict[str, Any] | None:
+_PUBLISHED_FIELDS = (
+    "priority",
+    "first_response_status",
+    "first_response_deadline",
+    "first_response_at",
+    "resolution_status",
+    "resolution_deadline",
+    "resolved_at",
+    "is_paused",
+    "total_paused_seconds",
+)
+
+
+def _published_state(row: SlaTracking) -> tuple[Any, ...] | None:
     """What subscribers see of a clock, without its version (None before it exists)."""
     if row.version is None:
         return None
-    return tracking_data(row).model_dump(exclude={"version"})
+    return tuple(getattr(row, name) for name in _PUBLISHED_FIELDS)
+
+
+def _set(row: SlaTracking, name: str, value: Any) -> None:
+    """Assign only real changes (the scheduler's batches stay small and cheap to flush)."""
+    if getattr(row, name) != value:
+        setattr(row, name, value)
 
 
 _METRIC_FIELDS = {
@@ -191,41 +212,52 @@ class Alert:
 
 def _evaluate(row: SlaTracking, calendar: BusinessCalendar, now: datetime) -> list[Alert]:
     """Store deadlines, statuses and next check at `now`; the alerts due for new entries."""
-    clock = to_clock(row, calendar)
+    evaluation = domain.evaluate(to_clock(row, calendar), now)
     alerts: list[Alert] = []
     for metric, prefix in _METRIC_FIELDS.items():
-        status = domain.status(clock, metric, now)
-        setattr(row, f"{prefix}_deadline", domain.deadline(clock, metric))
-        setattr(row, f"{prefix}_status", status.value)
+        state = evaluation.metrics[metric]
+        _set(row, f"{prefix}_deadline", state.deadline)
+        _set(row, f"{prefix}_status", state.status.value)
         for flag, alert_status, topic in (
             ("warning_sent", SlaStatus.AT_RISK, "sla.warning"),
             ("breach_sent", SlaStatus.BREACHED, "sla.breached"),
         ):
-            sent = getattr(row, f"{prefix}_{flag}")
-            if status is alert_status and not sent:
+            if state.status is alert_status and not getattr(row, f"{prefix}_{flag}"):
                 alerts.append(Alert(topic, metric))
-            setattr(row, f"{prefix}_{flag}", status is alert_status)
-    row.next_check_at = None if row.deleted_at else domain.next_check(clock, now)
+            _set(row, f"{prefix}_{flag}", state.status is alert_status)
+    _set(row, "next_check_at", None if row.deleted_at else evaluation.next_check)
     return alerts
+
+
+def _settled_events(
+    row: SlaTracking,
+    before: tuple[Any, ...] | None,
+    calendar: BusinessCalendar,
+    now: datetime,
+) -> list[tuple[str, Contract]]:
+    """Re-evaluate a changed clock; the events subscribers must get about it (version bumped)."""
+    alerts = _evaluate(row, calendar, now)
+    if before is not None and _published_state(row) == before and not alerts:
+        return []
+    row.version = 1 if before is None else row.version + 1
+    data = tracking_data(row)
+    events: list[tuple[str, Contract]] = [("sla.updated", data)]
+    for alert in alerts:
+        alert_data = SlaAlertData.model_construct(**dict(data), metric=alert.metric)
+        events.append((alert.topic, alert_data))
+    return events
 
 
 async def _settle(
     session: AsyncSession,
     row: SlaTracking,
-    before: dict[str, Any] | None,
+    before: tuple[Any, ...] | None,
     calendar: BusinessCalendar,
     now: datetime,
 ) -> None:
     """Re-evaluate a changed clock and publish what subscribers must learn about it."""
-    alerts = _evaluate(row, calendar, now)
-    if before is not None and _published_state(row) == before and not alerts:
-        return
-    row.version = 1 if before is None else row.version + 1
-    data = tracking_data(row)
-    await add_event(session, "sla.updated", data, source=SOURCE)
-    for alert in alerts:
-        alert_data = SlaAlertData(**data.model_dump(), metric=alert.metric)
-        await add_event(session, alert.topic, alert_data, source=SOURCE)
+    for topic, data in _settled_events(row, before, calendar, now):
+        await add_event(session, topic, data, source=SOURCE)
 
 
 async def _lock_ticket(session: AsyncSession, ticket_id: str) -> SlaTracking | None:
@@ -449,6 +481,7 @@ async def run_scheduler_tick(
 
     Due clocks come from the partial index on `next_check_at`, a batch per transaction,
     locked with SKIP LOCKED so scheduler replicas (and busy handlers) never block each other.
+    A batch is written with one UPDATE per shape of change and one outbox insert.
     """
     total = 0
     while True:
@@ -463,8 +496,14 @@ async def run_scheduler_tick(
                     .with_for_update(skip_locked=True)
                 )
             ).all()
-            for row in rows:
-                await _settle(session, row, _published_state(row), calendar, at)
+            with session.no_autoflush:
+                events = [
+                    event
+                    for row in rows
+                    for event in _settled_events(row, _published_state(row), calendar, at)
+                ]
+            await session.flush()
+            await add_events(session, events, source=SOURCE)
         total += len(rows)
         if len(rows) < batch_size:
             return total
