@@ -22,9 +22,12 @@ from quimbi_common.db import create_engine, create_sessionmaker
 from quimbi_common.enums import Channel, TicketPriority, TicketStatus
 from quimbi_common.events import (
     Contract,
+    CustomerIntelligenceData,
     CustomerSnapshot,
     MessageData,
+    MessageUpdatedData,
     TicketData,
+    TicketDeletedData,
     TicketUpdatedData,
     build_event,
 )
@@ -153,10 +156,36 @@ async def scoring() -> AsyncIterator[Scoring]:
                 EventProbe(["ticket.scored"], prefix=settings.kafka_topic_prefix) as probe,
                 running_app(app) as client,
             ):
-                yield Scoring(settings, client, probe, keys, producer, engine)
+                service = Scoring(settings, client, probe, keys, producer, engine)
+                await _warm_up(service)
+                yield service
         finally:
             await producer.stop()
             await engine.dispose()
+
+
+async def _warm_up(service: Scoring) -> None:
+    """Wait until every subscription has joined the consumer group and handles events."""
+    warm = ticket(unique("warm-"))
+    msg = message(warm.id)
+    deleted = TicketDeletedData(id=unique("warm-"), version=1, deleted_at=datetime.now(UTC))
+    intelligence = CustomerIntelligenceData(
+        customer_id=unique("warm-"),
+        churn_risk=0.0,
+        churn_risk_level="low",
+        lifetime_value=0.0,
+        fetched_at=datetime.now(UTC),
+    )
+    ids = [
+        await service.send("ticket.created", warm),
+        await service.send("ticket.updated", TicketUpdatedData(**warm.model_dump())),
+        await service.send("ticket.deleted", deleted),
+        await service.send("message.added", msg),
+        await service.send("message.updated", MessageUpdatedData(**msg.model_dump())),
+        await service.send("message.deleted", msg),
+        await service.send("customer.intelligence_updated", intelligence),
+    ]
+    await service.handled(*ids, timeout=90)
 
 
 def ticket(

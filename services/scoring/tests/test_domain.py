@@ -88,6 +88,14 @@ def test_wait_is_logarithmic_and_rounded_total_to_two_decimals() -> None:
     assert score.total == 2.95
 
 
+def test_totals_round_half_up_like_postgresql() -> None:
+    # given 1 + 2·0.335 + 3·0.335 = 2.675 (a binary float just below the tie)
+    case = inputs(lifetime_value=335.0, churn_risk=0.335)
+    # then the total rounds up, as round(x::numeric, 2) does in PostgreSQL (round() would not)
+    assert compute_score(case, DEFAULTS).total == 2.68
+    assert round(1.0 + 2.0 * 0.335 + 3.0 * 0.335, 2) == 2.67
+
+
 @pytest.mark.parametrize(("hours", "wait"), [(0.0, 0.0), (99.0, 3.0), (999.0, 3.0), (1e9, 3.0)])
 def test_wait_is_capped_at_three_points(hours: float, wait: float) -> None:
     # given a long wait (1.5·log10(1000) = 4.5 uncapped), when scored, then wait ≤ 3

@@ -1,26 +1,30 @@
-"""The periodic recomputation: wait grows with time, due tickets are rescored, replicas share.
+"""The periodic recomputation: wait grows with time, due slots are rescored, replicas share,
+and the SQL formula of the bulk pass agrees with the Python one of the handlers.
 
 Time passing is simulated by moving a ticket's clock facts back in the projection and making
-its recomputation due now.
+its slot due now.
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+import random
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from quimbi_common.enums import TicketStatus
-from quimbi_scoring.recalculation import recalculate_due_tickets
+from quimbi_common.enums import TicketPriority, TicketStatus
+from quimbi_common.testing import unique
+from quimbi_scoring import domain
+from quimbi_scoring.recalculation import recalculate_due_slots, recalculate_slot
 
 pytestmark = pytest.mark.service
 
 
 async def _age(scoring: Any, ticket_ids: list[str], hours: float) -> None:
-    """As if `hours` had passed since these tickets were last scored, and they are due."""
+    """As if `hours` had passed since these tickets were scored, and their slots are due."""
     async with scoring.engine.begin() as conn:
         await conn.execute(
             sa.text(
@@ -32,36 +36,34 @@ async def _age(scoring: Any, ticket_ids: list[str], hours: float) -> None:
         )
         await conn.execute(
             sa.text(
-                "UPDATE ticket_scores SET recalc_due_at = now() - interval '1 second' "
-                "WHERE ticket_id = ANY(CAST(:ids AS text[]))"
+                "UPDATE recalc_slots SET due_at = now() - interval '1 second' WHERE slot IN "
+                "(SELECT recalc_slot FROM tickets WHERE id = ANY(CAST(:ids AS text[])))"
             ),
             {"ids": ticket_ids},
-        )
-
-
-async def _due_at(scoring: Any, ticket_id: str) -> Any:
-    async with scoring.engine.connect() as conn:
-        return await conn.scalar(
-            sa.text("SELECT recalc_due_at FROM ticket_scores WHERE ticket_id = :id"),
-            {"id": ticket_id},
         )
 
 
 async def test_the_background_loop_rescores_due_tickets_as_they_wait(
     scoring: Any, new_ticket: Any
 ) -> None:
-    # given a new normal ticket (score 1.0) scheduled for its next recomputation
+    # given a new normal ticket (score 1.0)
     created = new_ticket()
     await scoring.send("ticket.created", created)
-    first = await scoring.wait_scored(created.id)
-    assert first["smart_score"] == 1.0
-    assert await _due_at(scoring, created.id) is not None
-    # when nine hours pass and its recomputation is due
+    assert (await scoring.wait_scored(created.id))["smart_score"] == 1.0
+    # when nine hours pass and its slot comes due
     await _age(scoring, [created.id], hours=9)
     # then the loop publishes the longer wait: 1 + 1.5·log10(10)
     later = await scoring.wait_scored(created.id, lambda d: d["version"] == 2, timeout=10)
     assert later["smart_score"] == 2.5
+    assert later["parts"]["wait"] == pytest.approx(1.5, abs=1e-3)
     assert later["inputs"]["hours_waiting"] == pytest.approx(9.0, abs=0.01)
+    assert later["inputs"]["priority"] == "normal"
+    # and the breakdown shows the stored recomputation
+    response = await scoring.client.get(
+        f"/api/tickets/{created.id}/score-breakdown", headers=scoring.headers()
+    )
+    assert response.json()["smart_score"] == 2.5
+    assert response.json()["version"] == 2
 
 
 async def test_a_pass_that_changes_nothing_publishes_nothing(
@@ -74,19 +76,44 @@ async def test_a_pass_that_changes_nothing_publishes_nothing(
     await scoring.handled(
         await scoring.send("message.added", new_message(created.id, from_agent=True))
     )
-    # when its recomputation comes due and runs
+    # when its slot comes due and is recomputed
     await _age(scoring, [created.id], hours=9)
-    await recalculate_due_tickets(scoring.sessions, scoring.settings)
-    # then it was recomputed (due again later) but nothing was published
-    assert await _due_at(scoring, created.id) > datetime.now(UTC)
+    await recalculate_due_slots(scoring.sessions, scoring.settings)
+    # then nothing was published
     assert [d["version"] for d in await scoring.published(created.id)] == [1]
 
 
-async def test_resolved_tickets_are_not_scheduled(scoring: Any, new_ticket: Any) -> None:
-    created = new_ticket(status=TicketStatus.RESOLVED)
+async def test_resolved_tickets_are_left_out_of_the_recalculation(
+    scoring: Any, new_ticket: Any
+) -> None:
+    # given a closed urgent ticket (score 0)
+    created = new_ticket(status=TicketStatus.CLOSED, priority=TicketPriority.URGENT)
     await scoring.send("ticket.created", created)
     assert (await scoring.wait_scored(created.id))["smart_score"] == 0.0
-    assert await _due_at(scoring, created.id) is None
+    # when its slot is recomputed much later, then it still scores 0 and nothing is published
+    await _age(scoring, [created.id], hours=50)
+    await recalculate_due_slots(scoring.sessions, scoring.settings)
+    assert [d["smart_score"] for d in await scoring.published(created.id)] == [0.0]
+
+
+async def test_a_slot_is_rescheduled_one_period_on_in_its_own_phase(scoring: Any) -> None:
+    # given a slot that was due 3.5 periods ago (the service was down)
+    period = scoring.settings.recalc_period_seconds
+    now = datetime.now(UTC)
+    async with scoring.engine.begin() as conn:
+        slot = await conn.scalar(sa.text("SELECT min(slot) FROM recalc_slots"))
+        await conn.execute(
+            sa.text("UPDATE recalc_slots SET due_at = :due WHERE slot = :slot"),
+            {"due": now - timedelta(seconds=3.5 * period), "slot": slot},
+        )
+    # when the loop catches up
+    await recalculate_due_slots(scoring.sessions, scoring.settings, clock=lambda: now)
+    # then the slot is next due half a period from now, not a whole period from now
+    async with scoring.engine.connect() as conn:
+        due = await conn.scalar(
+            sa.text("SELECT due_at FROM recalc_slots WHERE slot = :slot"), {"slot": slot}
+        )
+    assert due - now == pytest.approx(timedelta(seconds=0.5 * period), abs=timedelta(seconds=1))
 
 
 async def test_concurrent_replicas_rescore_each_due_ticket_once(
@@ -97,14 +124,98 @@ async def test_concurrent_replicas_rescore_each_due_ticket_once(
     ids = [await scoring.send("ticket.created", t) for t in tickets]
     await scoring.handled(*ids)
     await _age(scoring, [t.id for t in tickets], hours=5)
-    # when three replicas (two here, plus the app's own loop) recompute in small batches
-    small = scoring.settings.model_copy(update={"scoring_recalc_batch_size": 4})
+    # when three replicas (two here, and the app's own loop) work through the due slots
     await asyncio.gather(
-        recalculate_due_tickets(scoring.sessions, small),
-        recalculate_due_tickets(scoring.sessions, small),
+        recalculate_due_slots(scoring.sessions, scoring.settings),
+        recalculate_due_slots(scoring.sessions, scoring.settings),
     )
     # then every ticket was rescored exactly once, with one new version each
     for created in tickets:
         published = await scoring.published(created.id)
         assert [d["version"] for d in published] == [1, 2]
         assert published[-1]["smart_score"] == 2.17  # 1 + 1.5·log10(6)
+
+
+async def test_the_sql_formula_agrees_with_the_domain_formula(scoring: Any) -> None:
+    # given 400 open tickets with tie-prone inputs (2-decimal values) in one slot
+    rng = random.Random(5)
+    now = datetime.now(UTC)
+    cases = []
+    async with scoring.engine.begin() as conn:
+        slot = rng.randrange(256)
+        for i in range(400):
+            waiting = rng.choice([None, now - timedelta(seconds=rng.randint(0, 900_000))])
+            case = {
+                "id": _id_in_slot(slot),
+                "customer_id": unique("cust-"),
+                "priority": rng.choice(list(TicketPriority)).value,
+                "waiting_since": waiting,
+                "sentiment": round(rng.uniform(-0.1, 1.0), 2),
+                "ltv": round(rng.uniform(-10, 1500), 2),
+                "churn": round(rng.uniform(-0.1, 1.2), 3),
+            }
+            if i == 0:  # 1 + 0.67 + 1.005 = 2.675: a tie Python's round() would take down
+                case.update(priority="normal", waiting_since=None, sentiment=0.5)
+                case.update(ltv=335.0, churn=0.335)
+            cases.append(case)
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO customers (id, lifetime_value, churn_risk) "
+                    "VALUES (:customer_id, :ltv, :churn)"
+                ),
+                case,
+            )
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO tickets (id, customer_id, subject, status, priority, "
+                    "created_at, version, waiting_since, customer_sentiment) VALUES "
+                    "(:id, :customer_id, 's', 'open', :priority, now(), 1, :waiting_since, "
+                    ":sentiment)"
+                ),
+                case,
+            )
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO ticket_scores (ticket_id, smart_score, parts, inputs, "
+                    "computed_at, version) VALUES (:id, -1, '{}', '{}', now(), 1)"
+                ),
+                case,
+            )
+    # when PostgreSQL recomputes the slot
+    async with scoring.sessions() as session, session.begin():
+        await recalculate_slot(session, scoring.settings, slot, now)
+    # then every total and part is what the Python formula says
+    async with scoring.engine.connect() as conn:
+        stored = {
+            row.ticket_id: row
+            for row in await conn.execute(
+                sa.text(
+                    "SELECT ticket_id, smart_score, parts FROM ticket_scores "
+                    "WHERE ticket_id = ANY(CAST(:ids AS text[]))"
+                ),
+                {"ids": [c["id"] for c in cases]},
+            )
+        }
+    for case in cases:
+        expected = domain.compute_score(
+            domain.ScoreInputs(
+                priority=TicketPriority(case["priority"]),
+                status=TicketStatus.OPEN,
+                hours_waiting=domain.hours_waiting(case["waiting_since"], now),
+                customer_sentiment=case["sentiment"],
+                lifetime_value=case["ltv"],
+                churn_risk=case["churn"],
+            ),
+            scoring.settings.weights,
+        )
+        assert stored[case["id"]].smart_score == expected.total, case
+        assert stored[case["id"]].parts == expected.parts.as_dict(), case
+
+
+def _id_in_slot(slot: int) -> str:
+    import hashlib
+
+    while True:
+        candidate = unique("eq-")
+        if hashlib.md5(candidate.encode()).digest()[0] == slot:  # noqa: S324 (a bucket, not a secret)
+            return candidate

@@ -10,6 +10,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
 
 from quimbi_common.enums import TicketPriority, TicketStatus
 
@@ -91,6 +92,16 @@ def clamp(value: float, low: float, high: float) -> float:
     return max(low, min(high, value))
 
 
+def round_half_up(value: float, decimals: int) -> float:
+    """Half away from zero on the value's 15 significant digits (2.675 → 2.68).
+
+    This is exactly PostgreSQL's `round(value::numeric, n)` for a float8, so the bulk
+    recalculation (SQL) and the event handlers (this module) always agree on a total.
+    """
+    exact = Decimal(f"{value:.15g}").quantize(Decimal(1).scaleb(-decimals), ROUND_HALF_UP)
+    return float(exact)
+
+
 def summarize_conversation(
     created_at: datetime, messages: Sequence[ConversationMessage]
 ) -> Conversation:
@@ -132,9 +143,9 @@ def compute_score(inputs: ScoreInputs, weights: Weights) -> Score:
     )
     value = weights.value * clamp(inputs.lifetime_value / weights.high_value_ltv, 0.0, 1.0)
     churn = weights.churn * clamp(inputs.churn_risk, 0.0, 1.0)
-    total = round(priority + wait + sentiment + value + churn, SCORE_DECIMALS)
+    total = round_half_up(priority + wait + sentiment + value + churn, SCORE_DECIMALS)
     parts = ScoreParts(
-        *(round(p, PART_DECIMALS) for p in (priority, wait, sentiment, value, churn))
+        *(round_half_up(p, PART_DECIMALS) for p in (priority, wait, sentiment, value, churn))
     )
     return Score(total, parts)
 

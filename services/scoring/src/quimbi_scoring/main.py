@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import FastAPI
 
 from quimbi_common.runtime import Runtime, create_app
 
 from . import api, handlers, recalculation
 from .settings import Settings
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
 
 def build_app(settings: Settings | None = None) -> FastAPI:

@@ -19,6 +19,10 @@ from quimbi_common.outbox import infrastructure_tables
 
 ID = sa.String(255)
 TIMESTAMP = sa.DateTime(timezone=True)
+# Open tickets are recomputed slot by slot; a ticket's slot is the first byte of md5(id).
+RECALC_SLOTS = 256
+RECALC_SLOT_EXPRESSION = "('x' || substr(md5(id), 1, 2))::bit(8)::int"
+OPEN_TICKET = "NOT deleted AND status NOT IN ('resolved', 'closed')"
 
 
 class Base(DeclarativeBase):
@@ -29,6 +33,11 @@ class Ticket(Base):
     """What the score needs of a ticket, plus the conversation facts derived from messages."""
 
     __tablename__ = "tickets"
+    __table_args__ = (
+        sa.Index(
+            "ix_tickets_open_recalc_slot", "recalc_slot", postgresql_where=sa.text(OPEN_TICKET)
+        ),
+    )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     customer_id: Mapped[str] = mapped_column(ID, index=True)
@@ -42,6 +51,9 @@ class Ticket(Base):
     # Derived from the messages: None when an agent spoke last.
     waiting_since: Mapped[datetime | None] = mapped_column(TIMESTAMP)
     customer_sentiment: Mapped[float] = mapped_column(sa.Float, server_default="0.5")
+    recalc_slot: Mapped[int] = mapped_column(
+        sa.SmallInteger, sa.Computed(RECALC_SLOT_EXPRESSION, persisted=True)
+    )
 
 
 class Customer(Base):
@@ -77,20 +89,11 @@ class Message(Base):
 
 
 class TicketScore(Base):
-    """The latest computation for a ticket; `version` counts the `ticket.scored` events.
-
-    `recalc_due_at` schedules the periodic recomputation (NULL for resolved/closed tickets,
-    which score 0 until they reopen).
-    """
+    """The latest computation for a ticket. `version` counts its `ticket.scored` events;
+    `revision` counts every write, so the bulk recalculation can skip a row an event handler
+    rewrote since it was read (optimistic concurrency)."""
 
     __tablename__ = "ticket_scores"
-    __table_args__ = (
-        sa.Index(
-            "ix_ticket_scores_recalc_due",
-            "recalc_due_at",
-            postgresql_where=sa.text("recalc_due_at IS NOT NULL"),
-        ),
-    )
 
     ticket_id: Mapped[str] = mapped_column(ID, primary_key=True)
     smart_score: Mapped[float] = mapped_column(sa.Float)
@@ -98,7 +101,17 @@ class TicketScore(Base):
     inputs: Mapped[dict[str, Any]] = mapped_column(JSONB)
     computed_at: Mapped[datetime] = mapped_column(TIMESTAMP)
     version: Mapped[int] = mapped_column(sa.Integer)
-    recalc_due_at: Mapped[datetime | None] = mapped_column(TIMESTAMP)
+    revision: Mapped[int] = mapped_column(sa.BigInteger, server_default="0")
+
+
+class RecalcSlot(Base):
+    """When each slot of open tickets is next recomputed (one row per slot, spread over the
+    interval so the work arrives evenly; a replica claims a due slot with SKIP LOCKED)."""
+
+    __tablename__ = "recalc_slots"
+
+    slot: Mapped[int] = mapped_column(sa.SmallInteger, primary_key=True, autoincrement=False)
+    due_at: Mapped[datetime] = mapped_column(TIMESTAMP)
 
 
 infrastructure_tables(Base.metadata)

@@ -1,9 +1,9 @@
 """Scoring's use cases: apply an event to the projections, rescore what it touched, recompute
 due tickets, explain a score.
 
-Locks are always taken in the order customer → ticket, and a ticket's score is written only
-by whoever holds its ticket row, so handlers on different topics and several replicas never
-interleave on one score (the recalculation loop skips rows a handler holds).
+Locks are always taken in the order customer → ticket → score, so handlers on different
+topics never interleave on one score; the periodic recalculation (recalculation.py) never
+waits for a lock and skips rows a handler holds or rewrote.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -273,9 +273,8 @@ async def _refresh_conversation(session: AsyncSession, ticket_id: str) -> bool:
 # --- scoring --------------------------------------------------------------------------------
 
 
-def _scored_rows(*, due: bool = False) -> sa.Select[*tuple[Any, ...]]:
-    """What the formula needs per ticket, with its current score (if any)."""
-    columns = (
+_RESCORE = (
+    sa.select(
         Ticket.id,
         Ticket.priority,
         Ticket.status,
@@ -283,30 +282,20 @@ def _scored_rows(*, due: bool = False) -> sa.Select[*tuple[Any, ...]]:
         Ticket.customer_sentiment,
         sa.func.coalesce(Customer.lifetime_value, 0.0).label("lifetime_value"),
         sa.func.coalesce(Customer.churn_risk, 0.0).label("churn_risk"),
-        TicketScore.smart_score,
-        TicketScore.version.label("score_version"),
     )
-    if due:
-        joined = sa.join(TicketScore, Ticket, Ticket.id == TicketScore.ticket_id)
-    else:
-        joined = sa.outerjoin(Ticket, TicketScore, TicketScore.ticket_id == Ticket.id)
-    return (
-        sa.select(*columns)
-        .select_from(joined.outerjoin(Customer, Customer.id == Ticket.customer_id))
-        .where(~Ticket.deleted)
-    )
-
-
+    .select_from(sa.outerjoin(Ticket, Customer, Customer.id == Ticket.customer_id))
+    .where(~Ticket.deleted)
+)
 _WRITE_SCORES = sa.text(
     "INSERT INTO ticket_scores "
-    "(ticket_id, smart_score, parts, inputs, computed_at, version, recalc_due_at) "
-    "SELECT id, score, parts::jsonb, inputs::jsonb, :computed_at, version, due "
+    "(ticket_id, smart_score, parts, inputs, computed_at, version, revision) "
+    "SELECT id, score, parts::jsonb, inputs::jsonb, :computed_at, version, 1 "
     "FROM unnest(CAST(:ids AS text[]), CAST(:scores AS float8[]), CAST(:parts AS text[]), "
-    "CAST(:inputs AS text[]), CAST(:versions AS int[]), CAST(:dues AS timestamptz[])) "
-    "AS s(id, score, parts, inputs, version, due) "
+    "CAST(:inputs AS text[]), CAST(:versions AS int[])) "
+    "AS s(id, score, parts, inputs, version) "
     "ON CONFLICT (ticket_id) DO UPDATE SET smart_score = excluded.smart_score, "
     "parts = excluded.parts, inputs = excluded.inputs, computed_at = excluded.computed_at, "
-    "version = excluded.version, recalc_due_at = excluded.recalc_due_at"
+    "version = excluded.version, revision = ticket_scores.revision + 1"
 )
 
 
@@ -324,43 +313,31 @@ async def _rescore(
     ticket_ids: Sequence[str] | None = None,
     customer_id: str | None = None,
 ) -> ScoredBatch:
-    query = _scored_rows()
+    """Recompute tickets in Python (the domain formula), holding their ticket rows and then
+    their score rows, so a concurrent recalculation either finished first or skips them."""
+    query = _RESCORE
     if customer_id is not None:
         query = query.where(Ticket.customer_id == customer_id)
     else:
         query = query.where(Ticket.id.in_(list(ticket_ids or [])))
-    result = await session.execute(query.order_by(Ticket.id).with_for_update(of=Ticket))
-    return await _score_rows(session, result.all(), settings, now)
-
-
-async def recalculate_due(session: AsyncSession, settings: Settings, now: datetime) -> ScoredBatch:
-    """Recompute one batch of tickets whose periodic recomputation is due (caller commits)."""
-    # Oldest due first; rows a handler (or another replica) holds are left to it.
-    query = (
-        _scored_rows(due=True)
-        .where(TicketScore.recalc_due_at <= now)
-        .order_by(TicketScore.recalc_due_at)
-        .limit(settings.scoring_recalc_batch_size)
-        .with_for_update(of=Ticket, skip_locked=True)
-    )
-    result = await session.execute(query)
-    return await _score_rows(session, result.all(), settings, now)
-
-
-async def _score_rows(
-    session: AsyncSession, rows: Sequence[Any], settings: Settings, now: datetime
-) -> ScoredBatch:
-    """Compute every row, store the results, and publish ticket.scored for changed totals."""
+    rows = (await session.execute(query.order_by(Ticket.id).with_for_update(of=Ticket))).all()
     if not rows:
         return ScoredBatch(0, 0)
+    stored = {
+        row.ticket_id: row
+        for row in await session.execute(
+            sa.select(TicketScore.ticket_id, TicketScore.smart_score, TicketScore.version)
+            .where(TicketScore.ticket_id.in_([row.id for row in rows]))
+            .order_by(TicketScore.ticket_id)
+            .with_for_update()
+        )
+    }
     weights = settings.weights
-    next_due = now + timedelta(seconds=settings.recalc_after_seconds)
     ids: list[str] = []
     scores: list[float] = []
     parts_json: list[str] = []
     inputs_json: list[str] = []
     versions: list[int] = []
-    dues: list[datetime | None] = []
     changed: list[TicketScoredData] = []
     for row in rows:
         inputs = domain.ScoreInputs(
@@ -374,8 +351,9 @@ async def _score_rows(
         score = domain.compute_score(inputs, weights)
         parts = score.parts.as_dict()
         inputs_doc = _inputs_document(inputs, row.waiting_since)
-        version = row.score_version or 0
-        if row.smart_score is None or row.smart_score != score.total:
+        previous = stored.get(row.id)
+        version = previous.version if previous else 0
+        if previous is None or previous.smart_score != score.total:
             version += 1
             changed.append(
                 TicketScoredData(
@@ -392,7 +370,6 @@ async def _score_rows(
         parts_json.append(json.dumps(parts))
         inputs_json.append(json.dumps(inputs_doc))
         versions.append(version)
-        dues.append(None if inputs.status.is_done else next_due)
     await session.execute(
         _WRITE_SCORES,
         {
@@ -402,7 +379,6 @@ async def _score_rows(
             "parts": parts_json,
             "inputs": inputs_json,
             "versions": versions,
-            "dues": dues,
         },
     )
     await add_events(session, SCORED, changed, source=SOURCE)
@@ -414,8 +390,8 @@ def _inputs_document(inputs: domain.ScoreInputs, waiting_since: datetime | None)
         "priority": inputs.priority.value,
         "status": inputs.status.value,
         "waiting_since": waiting_since.isoformat() if waiting_since else None,
-        "hours_waiting": round(inputs.hours_waiting, domain.PART_DECIMALS),
-        "customer_sentiment": round(inputs.customer_sentiment, domain.PART_DECIMALS),
+        "hours_waiting": domain.round_half_up(inputs.hours_waiting, domain.PART_DECIMALS),
+        "customer_sentiment": domain.round_half_up(inputs.customer_sentiment, domain.PART_DECIMALS),
         "lifetime_value": inputs.lifetime_value,
         "churn_risk": inputs.churn_risk,
     }
@@ -464,7 +440,7 @@ async def score_breakdown(
         priority=TicketPriority(row.priority),
         smart_score=row.smart_score,
         topic_alert_boost=boost,
-        total=round(row.smart_score + boost, domain.SCORE_DECIMALS),
+        total=domain.round_half_up(row.smart_score + boost, domain.SCORE_DECIMALS),
         matches_topic_alert=bool(matched),
         topic_alerts_active=list(topic_alerts),
         matched_topic_alerts=matched,

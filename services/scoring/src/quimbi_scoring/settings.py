@@ -21,11 +21,10 @@ class Settings(CommonSettings):
     scoring_high_value_ltv: float = Field(default=1000.0, gt=0)
     topic_alert_boost: float = 5.0
 
-    # How many due tickets one recalculation transaction takes, and how often the loop looks
-    # for due tickets when it has caught up (a ticket is due this much before its interval ends,
-    # so it is recomputed within SCORING_RECALCULATION_INTERVAL, not one poll later).
-    scoring_recalc_batch_size: int = Field(default=2000, ge=1)
-    scoring_recalc_poll_seconds: float = Field(default=5.0, gt=0)
+    # How often the recalculation loop looks for due slots once it has caught up. A slot comes
+    # due one poll before its interval ends, so every open ticket is recomputed within
+    # SCORING_RECALCULATION_INTERVAL, not one poll later.
+    scoring_recalc_poll_seconds: float = Field(default=1.0, gt=0)
     # Limits on the `topic_alerts` query parameter (count and length of each keyword).
     topic_alerts_max_keywords: int = 20
     topic_alert_max_length: int = 100
@@ -41,6 +40,6 @@ class Settings(CommonSettings):
         )
 
     @property
-    def recalc_after_seconds(self) -> float:
-        """Seconds from one computation to the ticket's next scheduled one."""
-        return max(0.0, self.scoring_recalculation_interval - self.scoring_recalc_poll_seconds)
+    def recalc_period_seconds(self) -> float:
+        """Seconds between two turns of a recalculation slot."""
+        return max(1.0, self.scoring_recalculation_interval - self.scoring_recalc_poll_seconds)
