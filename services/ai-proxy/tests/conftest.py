@@ -59,13 +59,17 @@ class _QuietServer(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def serving(app: ASGIApp) -> AsyncIterator[str]:
+async def serving(app: ASGIApp, *, lifespan: str = "off") -> AsyncIterator[str]:
     """Run `app` under uvicorn on a free loopback port; yields its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=1
+        app,
+        log_config=None,
+        access_log=False,
+        lifespan=lifespan,  # type: ignore[arg-type]
+        timeout_graceful_shutdown=1,
     )
     server = _QuietServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
@@ -276,6 +280,12 @@ class Proxy:
 ProxyFactory = Callable[..., contextlib.AbstractAsyncContextManager[Proxy]]
 
 
+@pytest.fixture(scope="session")
+def serve() -> Callable[..., contextlib.AbstractAsyncContextManager[str]]:
+    """`serving`, for test modules (under importlib mode they import nothing from here)."""
+    return serving
+
+
 @pytest.fixture
 def proxy_app(
     keys: SigningKeys,
@@ -283,6 +293,20 @@ def proxy_app(
     kafka_prefix: str,
     tickets: TicketsUpstream,
     standin: Standin,
+) -> ProxyFactory:
+    return proxy_factory(keys, database_url, kafka_prefix, tickets.url, standin)
+
+
+@pytest.fixture
+def proxy_app_for(
+    keys: SigningKeys, database_url: str, kafka_prefix: str, standin: Standin
+) -> Callable[[str], ProxyFactory]:
+    """A `proxy_app` reading tickets from another base URL."""
+    return lambda tickets_url: proxy_factory(keys, database_url, kafka_prefix, tickets_url, standin)
+
+
+def proxy_factory(
+    keys: SigningKeys, database_url: str, kafka_prefix: str, tickets_url: str, standin: Standin
 ) -> ProxyFactory:
     """`async with proxy_app(**settings) as proxy:` a running ai-proxy with short timeouts."""
 
@@ -297,7 +321,7 @@ def proxy_app(
             "kafka_topic_partitions": 1,
             "outbox_poll_interval_seconds": 0.2,
             "jwks_json": keys.jwks_json,
-            "tickets_url": tickets.url,
+            "tickets_url": tickets_url,
             "tickets_timeout": 2.0,
             "quimbi_base_url": standin.url,
             "quimbi_api_key": STANDIN_KEY,
