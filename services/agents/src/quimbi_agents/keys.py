@@ -14,10 +14,14 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from quimbi_common.auth import generate_rsa_private_key_pem, public_jwk
+from jose import jwk as jose_jwk
+from jose.backends.base import Key
+
+from quimbi_common.auth import ALGORITHM, generate_rsa_private_key_pem, public_jwk
 
 DEV_KEY_FILE = "agents-jwt-private.pem"
 
@@ -31,8 +35,15 @@ class KeyRing:
     generated: bool
     additional: tuple[dict[str, Any], ...] = ()
 
-    @property
+    @cached_property
+    def signing_key(self) -> Key:
+        """The private key parsed once: parsing a PEM costs ~50-200 ms of CPU (RSA checks),
+        which `issue_token` would otherwise pay on every login."""
+        return jose_jwk.construct(self.private_pem, ALGORITHM)
+
+    @cached_property
     def jwks(self) -> dict[str, Any]:
+        """Computed once: deriving a public key from the PEM is not free."""
         current = public_jwk(self.private_pem, self.kid)
         others = [k for k in self.additional if k.get("kid") != self.kid]
         return {"keys": [current, *others]}
