@@ -4,6 +4,7 @@ Idempotent: agents that exist are kept, and tickets are only added up to the tar
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable
 from typing import Any
@@ -108,73 +109,79 @@ async def _ensure_agents(client: httpx.AsyncClient, admin: str) -> list[dict[str
     return created
 
 
+def _plan(rng: random.Random, workers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every demo ticket decided up front, so the data is the same however it is sent."""
+    customers = [
+        (
+            f"{FIRST[i % 10].lower()}.{LAST[i // 5 % 10].lower()}{i}@example.com",
+            f"{FIRST[i % 10]} {LAST[i // 5 % 10]}",
+        )
+        for i in range(50)
+    ]
+    plan = []
+    for _ in range(TICKET_TARGET):
+        category = rng.choice(list(TOPICS))
+        subject, body = rng.choice(TOPICS[category])
+        email, name = rng.choice(customers)
+        plan.append(
+            {
+                "owner": rng.choice(workers),
+                "ticket": {
+                    "customer": {"email": email, "name": name},
+                    "subject": subject,
+                    "priority": rng.choices(["low", "normal", "high", "urgent"], [3, 5, 2, 1])[0],
+                    "channel": rng.choice(["email", "chat", "phone", "sms", "form"]),
+                    "category": category,
+                    "message": {"content": body, "from_agent": False, "from_name": name},
+                },
+                "reply": rng.choice(AGENT_REPLIES) if rng.random() < 0.6 else None,
+                "status": rng.choices(
+                    ["open", "in_progress", "pending", "resolved", "closed"], [5, 2, 2, 2, 1]
+                )[0],
+            }
+        )
+    return plan
+
+
+async def _create(client: httpx.AsyncClient, item: dict[str, Any]) -> None:
+    headers = _bearer(item["owner"]["token"])
+    response = await client.post("/api/tickets", headers=headers, json=item["ticket"])
+    response.raise_for_status()
+    path = f"/api/tickets/{response.json()['id']}"
+    if item["reply"]:
+        await client.post(
+            f"{path}/messages", headers=headers, json={"content": item["reply"], "from_agent": True}
+        )
+    steps = {"closed": ["resolved", "closed"], "open": []}.get(item["status"], [item["status"]])
+    for status in steps:
+        (await client.patch(path, headers=headers, json={"status": status})).raise_for_status()
+
+
 async def seed_demo_data(
-    gateway_url: str, say: Callable[[str], None] = print
+    gateway_url: str, say: Callable[[str], None] = print, concurrency: int = 8
 ) -> list[tuple[str, str, str]]:
     """Seed the running suite; returns the demo logins (role, email, password)."""
-    rng = random.Random(42)
     async with httpx.AsyncClient(base_url=gateway_url, timeout=30.0) as client:
         admin = await _login(client, *ADMIN)
         agents = await _ensure_agents(client, admin)
         existing = await client.get("/api/tickets", params={"limit": 1}, headers=_bearer(admin))
         existing.raise_for_status()
         have = existing.json()["pagination"]["total"]
-        customers = [
-            (
-                f"{FIRST[i % 10].lower()}.{LAST[i // 5 % 10].lower()}{i}@example.com",
-                f"{FIRST[i % 10]} {LAST[i // 5 % 10]}",
-            )
-            for i in range(50)
-        ]
         workers = [a for a in agents if a["role"] in ("agent", "senior_agent")]
-        for n in range(have, TICKET_TARGET):
-            category = rng.choice(list(TOPICS))
-            subject, body = rng.choice(TOPICS[category])
-            email, name = rng.choice(customers)
-            owner = rng.choice(workers)
-            response = await client.post(
-                "/api/tickets",
-                headers=_bearer(owner["token"]),
-                json={
-                    "customer": {"email": email, "name": name},
-                    "subject": subject,
-                    "priority": rng.choices(["low", "normal", "high", "urgent"], [3, 5, 2, 1])[0],
-                    "channel": rng.choice(["email", "chat", "phone", "sms", "form"]),
-                    "category": category,
-                    "message": {
-                        "content": body,
-                        "from_agent": False,
-                        "from_name": name,
-                        "from_email": email,
-                    },
-                },
-            )
-            response.raise_for_status()
-            ticket = response.json()
-            if rng.random() < 0.6:
-                await client.post(
-                    f"/api/tickets/{ticket['id']}/messages",
-                    headers=_bearer(owner["token"]),
-                    json={"content": rng.choice(AGENT_REPLIES), "from_agent": True},
-                )
-            status = rng.choices(
-                ["open", "in_progress", "pending", "resolved", "closed"], [5, 2, 2, 2, 1]
-            )[0]
-            if status == "closed":
-                await client.patch(
-                    f"/api/tickets/{ticket['id']}",
-                    headers=_bearer(owner["token"]),
-                    json={"status": "resolved"},
-                )
-            if status != "open":
-                await client.patch(
-                    f"/api/tickets/{ticket['id']}",
-                    headers=_bearer(owner["token"]),
-                    json={"status": status},
-                )
-            if (n + 1) % 50 == 0:
-                say(f"  {n + 1}/{TICKET_TARGET} tickets")
-        say(f"demo data: {len(agents)} agents, {len(customers)} customers, {TICKET_TARGET} tickets")
+        todo = _plan(random.Random(42), workers)[have:]
+        limit = asyncio.Semaphore(concurrency)
+        done = 0
+
+        async def create(item: dict[str, Any]) -> None:
+            nonlocal done
+            async with limit:
+                await _create(client, item)
+            done += 1
+            if done % 50 == 0:
+                say(f"  {have + done}/{TICKET_TARGET} tickets")
+
+        await asyncio.gather(*(create(item) for item in todo))
+        say(f"demo data: {len(agents)} agents, 50 customers, {TICKET_TARGET} tickets")
     return [ADMIN_LOGIN, *[(a["role"], a["email"], DEMO_PASSWORD) for a in agents]]
 
 
