@@ -172,3 +172,47 @@ async def test_a_deleted_tickets_sla_is_gone(
         assert response.status_code == 404
 
     await eventually(gone, timeout=10)
+
+
+async def test_an_update_that_overtakes_its_creation_starts_the_clock(
+    tickets: Any, sla: Any, new_ticket: Any, client: httpx.AsyncClient, senior: dict[str, str]
+) -> None:
+    # given ticket.updated (version 2, now high priority) is consumed before ticket.created
+    ticket = new_ticket(priority=TicketPriority.LOW)
+    await tickets.updated(ticket, priority=TicketPriority.HIGH)
+    started = await sla.updated(ticket.id)
+    assert started["priority"] == "high"
+    assert parse(started["first_response_deadline"]) == ticket.created_at + timedelta(hours=2)
+    # when the older ticket.created (version 1, low) arrives, then it changes nothing
+    ticket.version, ticket.priority = 1, TicketPriority.LOW
+    await tickets.created(ticket)
+    marker = await tickets.created(new_ticket())
+    await sla.updated(marker.id)
+    body = (await client.get(f"/api/tickets/{ticket.id}/sla", headers=senior)).json()
+    assert (body["priority"], body["version"]) == ("high", 1)
+
+
+async def test_a_deletion_seen_before_the_creation_starts_no_clock(
+    tickets: Any, sla: Any, new_ticket: Any, client: httpx.AsyncClient, senior: dict[str, str]
+) -> None:
+    # given a ticket's deletion is consumed first (a marker deleted behind it on the same
+    # single-partition topic shows when)
+    marker = await tickets.created(new_ticket())
+    await sla.updated(marker.id)
+    ticket = new_ticket()
+    await tickets.deleted(ticket)  # version 2
+    await tickets.deleted(marker)
+
+    async def marker_gone() -> None:
+        response = await client.get(f"/api/tickets/{marker.id}/sla", headers=senior)
+        assert response.status_code == 404
+
+    await eventually(marker_gone, timeout=10)
+    # when its creation (version 1) arrives, then no clock starts
+    ticket.version = 1
+    await tickets.created(ticket)
+    later = await tickets.created(new_ticket())
+    await sla.updated(later.id)
+    response = await client.get(f"/api/tickets/{ticket.id}/sla", headers=senior)
+    assert response.status_code == 404
+    assert sla.all("sla.updated", ticket.id) == []
