@@ -5,7 +5,7 @@ export UV_PYTHON := python3.11
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 INFRA := deploy/local/infra.sh
 
-.PHONY: help setup infra infra-stop run stop test test-unit test-service test-e2e lint format catalogue bench
+.PHONY: help setup infra infra-stop run stop test test-unit test-service test-e2e lint format catalogue bench images up down
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -49,3 +49,12 @@ catalogue: setup ## regenerate docs/events from the event contracts
 
 bench: setup infra ## run every benchmark under bench/
 	@for script in bench/*.py; do echo "== $$script"; $(UV) run python $$script || exit 1; done
+
+images: ## build the container images (here with podman, plus local stand-ins for postgres/redis/kafka)
+	@deploy/containers/images.sh
+
+up: images ## the whole suite in containers (docker-compose.yml on podman); waits until all are healthy
+	@deploy/containers/compose.sh up
+
+down: ## stop and remove the containers of `make up` (data volumes are kept)
+	@deploy/containers/compose.sh down

@@ -23,8 +23,8 @@ declare -A PORTS=(
 )
 export STANDIN_PORT=$((8199 + OFFSET)) AGENTS_PORT=$((8102 + OFFSET)) TICKETS_PORT=$((8101 + OFFSET))
 export SLA_PORT=$((8103 + OFFSET)) SCORING_PORT=$((8104 + OFFSET)) AI_PROXY_PORT=$((8105 + OFFSET))
-export GATEWAY_PORT=$((8001 + OFFSET)) POSTGRES_PORT=$((55432 + OFFSET)) REDIS_PORT=$((56379 + OFFSET))
-export KAFKA_PORT=$((59092 + OFFSET))
+export GATEWAY_PORT=$((8001 + OFFSET)) POSTGRES_PORT=$((15432 + OFFSET)) REDIS_PORT=$((16379 + OFFSET))
+export KAFKA_PORT=$((19092 + OFFSET))
 
 compose() { "$TOOLS/bin/podman-compose" --project-name quimbi -f "$COMPOSE_FILE" "$@"; }
 
@@ -90,8 +90,14 @@ case "${1:-up}" in
   wait) wait_healthy ;;
   down)
     shift
+    # podman-compose leaves the images' anonymous volumes (redis /data, ...) behind: note them.
+    anonymous="$(podman ps -a --filter label=io.podman.compose.project=quimbi -q \
+      | xargs -r podman inspect --format '{{range .Mounts}}{{if eq .Type "volume"}}{{.Name}} {{end}}{{end}}' \
+      | tr ' ' '\n' | grep -v '^quimbi_' | grep -v '^$' || true)"
     compose down "$@" >"$LOGS/compose-down.log" 2>&1 \
       || { tail -n 20 "$LOGS/compose-down.log" >&2; die "podman-compose down failed"; }
+    # shellcheck disable=SC2086 # a list of volume names
+    [ -z "$anonymous" ] || podman volume rm $anonymous >/dev/null 2>&1 || true
     log "the suite is down"
     ;;
   ps) compose ps ;;

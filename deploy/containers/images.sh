@@ -6,8 +6,9 @@
 #   redis     a stand-in for redis:7
 #   kafka     a stand-in for apache/kafka:$KAFKA_VERSION (KAFKA_* variables -> server.properties)
 #   services  quimbi/<service>:latest from services/<service>/Dockerfile (context: the repo root)
-# The public-image stand-ins are built only when missing (REBUILD=1 forces them); the services
-# are always rebuilt, on podman's layer cache. With Docker, none of this is needed.
+# The public-image stand-ins are built only when missing, a service image only when its inputs
+# changed (a digest in its ai.quimbi.inputs label); REBUILD=1 forces both. Builds run one at a
+# time, on podman's layer cache and a shared uv cache. With Docker, none of this is needed.
 #   deploy/containers/images.sh [all|infra|services|base|python|postgres|redis|kafka|<service>...]
 set -euo pipefail
 
@@ -108,12 +109,31 @@ build_postgres() {
   rm -rf "$ctx"
 }
 
+inputs_hash() { # service: a digest of everything its image is built from
+  local svc="$1"
+  (
+    cd "$ROOT"
+    {
+      printf '%s\n' pyproject.toml uv.lock .dockerignore deploy/containers/entrypoint.py
+      find libs services -maxdepth 3 -name pyproject.toml
+      find libs/common "services/$svc" -type f ! -path '*/tests/*' ! -path '*/__pycache__/*' \
+        ! -path '*/.*' ! -name '*.pyc' ! -name README.md
+    } | sort -u | xargs sha256sum | sha256sum | cut -c1-16
+  )
+}
+
 build_service() {
-  local svc="$1" file="$ROOT/services/$1/Dockerfile"
+  local svc="$1" file="$ROOT/services/$1/Dockerfile" hash
   [ -f "$file" ] || die "no $file"
+  hash="$(inputs_hash "$svc")"
+  if [ "${REBUILD:-0}" != 1 ] && [ "$(podman image inspect "quimbi/$svc:latest" \
+    --format '{{index .Labels "ai.quimbi.inputs"}}' 2>/dev/null)" = "$hash" ]; then
+    log "quimbi/$svc:latest is up to date"
+    return 0
+  fi
   log "building quimbi/$svc:latest"
-  podman build --format docker --network host --layers -q -f "$file" -t "quimbi/$svc:latest" "$ROOT" \
-    >"$LOGS/build-$svc.log" 2>&1 \
+  podman build --format docker --network host --layers -q -f "$file" -t "quimbi/$svc:latest" \
+    --label "ai.quimbi.inputs=$hash" "$ROOT" >"$LOGS/build-$svc.log" 2>&1 \
     || { tail -n 30 "$LOGS/build-$svc.log" >&2; die "building quimbi/$svc failed (see $LOGS/build-$svc.log)"; }
 }
 
