@@ -22,6 +22,7 @@ import urllib.error
 import urllib.request
 import zlib
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 MIGRATION_LOCK_NAMESPACE = 0x51B1  # "QuimBi": keeps our advisory lock ids apart from others'
@@ -42,7 +43,7 @@ def with_database(dsn: str, database: str) -> str:
     return urlunsplit(parts._replace(path=f"/{database}"))
 
 
-async def connect_when_up(dsn: str, wait_seconds: float):  # type: ignore[no-untyped-def]
+async def connect_when_up(dsn: str, wait_seconds: float) -> Any:
     import asyncpg
 
     deadline = time.monotonic() + wait_seconds
@@ -71,8 +72,8 @@ async def ensure_database(dsn: str, wait_seconds: float) -> None:
         try:
             await admin.execute(f'CREATE DATABASE "{database}"')
             say(f"created database {database}")
-        except asyncpg.DuplicateDatabaseError:
-            pass
+        except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+            pass  # another replica created it first
         finally:
             await admin.close()
     else:
@@ -85,7 +86,7 @@ async def migrate(migrations_dir: Path, database_url: str, wait_seconds: float) 
     dsn = plain_dsn(database_url)
     await ensure_database(dsn, wait_seconds)
     lock = await connect_when_up(dsn, wait_seconds)
-    key = zlib.crc32(str(migrations_dir).encode())
+    key = zlib.crc32(str(migrations_dir).encode()) & 0x7FFFFFFF  # PostgreSQL takes an int4
     try:
         await lock.execute("SELECT pg_advisory_lock($1, $2)", MIGRATION_LOCK_NAMESPACE, key)
         started = time.monotonic()

@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def load_containers_module() -> ModuleType:
     path = ROOT / "tests" / "e2e" / "containers.py"
     spec = importlib.util.spec_from_file_location("e2e_containers", path)
-    assert spec and spec.loader
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)

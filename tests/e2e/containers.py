@@ -107,7 +107,7 @@ def _ensure_images(host: str) -> None:
     finally:
         client.close()
     if missing and "Podman" in engine:
-        subprocess.run(  # noqa: S603 - the project's own script
+        subprocess.run(
             [str(ROOT / "deploy" / "containers" / "images.sh"), "infra"],
             check=True,
             env={**os.environ, "SKIP_SETUP": "1"},
@@ -139,7 +139,9 @@ def _wait(what: str, check: Callable[[], None], container: Any) -> None:
         except Exception as exc:
             if time.monotonic() > deadline:
                 logs = b"".join(container.get_logs()).decode(errors="replace")[-3000:]
-                raise TimeoutError(f"{what} not ready in {STARTUP_TIMEOUT:.0f}s: {exc}\n{logs}") from exc
+                raise TimeoutError(
+                    f"{what} not ready in {STARTUP_TIMEOUT:.0f}s: {exc}\n{logs}"
+                ) from exc
             time.sleep(0.5)
 
 
