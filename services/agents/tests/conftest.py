@@ -279,6 +279,12 @@ def keys() -> SigningKeys:
 
 
 @pytest.fixture(scope="session")
+def harness_for() -> Any:
+    """`harness_for(client, sessions, settings)`: the helpers on an app of the test's own."""
+    return Harness
+
+
+@pytest.fixture(scope="session")
 def make() -> Any:
     """`make(database_url, **overrides)`: settings for an app of the test's own."""
     return make_settings
