@@ -94,6 +94,7 @@ async def test_a_customer_message_resumes_a_paused_clock(
     tickets: Any, sla: Any, new_ticket: Any
 ) -> None:
     ticket = await tickets.created(new_ticket())
+    await sla.updated(ticket.id)
     await tickets.updated(ticket, status=TicketStatus.PENDING)
     assert (await sla.updated(ticket.id, version=2))["is_paused"] is True
     await tickets.message(ticket, from_agent=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -113,3 +114,23 @@ def test_a_pause_never_moves_a_deadline_earlier(
         assert after - before <= pause_length or counter is not WALL_CLOCK
         if counter is WALL_CLOCK and paused_at < before:
             assert after - before == pause_length
+
+
+@settings(max_examples=100, deadline=None)
+@given(counters, instants, durations, durations, st.integers(1, 100), durations)
+def test_the_evaluated_deadline_and_warning_match_their_definitions(
+    counter: TimeCounter,
+    start: datetime,
+    fr: timedelta,
+    extra: timedelta,
+    warning: int,
+    later: timedelta,
+) -> None:
+    c = replace(a_clock(counter, start, fr, extra), warning_percent=warning)
+    evaluation = domain.evaluate(c, start + later)
+    for metric in domain.METRICS:
+        assert evaluation.metrics[metric].deadline == domain.deadline(c, metric)
+        assert evaluation.metrics[metric].warning_at == domain.warning_at(c, metric)
+        assert evaluation.metrics[metric].status is domain.status(c, metric, start + later)
+    if evaluation.next_check is not None:
+        assert evaluation.next_check > start + later

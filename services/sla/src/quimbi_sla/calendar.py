@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -62,18 +63,8 @@ class BusinessCalendar:
         if not any(self.weekly_hours):
             raise ValueError("a business calendar needs open hours on at least one weekday")
 
-    def _day_intervals(self, day: date) -> Iterator[tuple[datetime, datetime]]:
-        """The open intervals of one local day, as UTC instants."""
-        if day in self.holidays:
-            return
-        midnight = datetime.combine(day, time(0), tzinfo=self.timezone)
-        for start, end in self.weekly_hours[day.weekday()]:
-            # Wall-clock arithmetic on the local midnight, then to UTC: 09:00 stays 09:00 local
-            # on DST days; a time inside a spring-forward gap maps to the instant just after.
-            opens = (midnight + timedelta(minutes=start)).astimezone(UTC)
-            closes = (midnight + timedelta(minutes=end)).astimezone(UTC)
-            if closes > opens:
-                yield opens, closes
+    def _day_intervals(self, day: date) -> tuple[tuple[datetime, datetime], ...]:
+        return _open_hours_of_day(self, day)
 
     def open_intervals(self, start: datetime) -> Iterator[tuple[datetime, datetime]]:
         """Open intervals (UTC) from `start` on, the first clipped to start at `start`."""
@@ -113,6 +104,25 @@ class BusinessCalendar:
                 break
             total += min(closes, end) - opens
         return total
+
+
+@lru_cache(maxsize=8192)
+def _open_hours_of_day(
+    calendar: BusinessCalendar, day: date
+) -> tuple[tuple[datetime, datetime], ...]:
+    """The open intervals of one local day, as UTC instants (cached: clocks share their days)."""
+    if day in calendar.holidays:
+        return ()
+    midnight = datetime.combine(day, time(0), tzinfo=calendar.timezone)
+    intervals = []
+    for start, end in calendar.weekly_hours[day.weekday()]:
+        # Wall-clock arithmetic on the local midnight, then to UTC: 09:00 stays 09:00 local
+        # on DST days; a time inside a spring-forward gap maps to the instant just after.
+        opens = (midnight + timedelta(minutes=start)).astimezone(UTC)
+        closes = (midnight + timedelta(minutes=end)).astimezone(UTC)
+        if closes > opens:
+            intervals.append((opens, closes))
+    return tuple(intervals)
 
 
 # --- parsing the settings -----------------------------------------------------------------------

@@ -131,7 +131,9 @@ def evaluate(clock: SlaClock, now: datetime) -> Evaluation:
     metrics: dict[SlaMetric, MetricState] = {}
     upcoming: list[datetime] = []
     for metric in METRICS:
-        due, warn = deadline(clock, metric), warning_at(clock, metric)
+        warn = warning_at(clock, metric)
+        m = clock.metric(metric)  # the deadline is the rest of the target after the warning
+        due = clock.counter.add(warn, m.target - m.target * clock.warning_percent / 100)
         current = _status(clock, metric, now, due, warn)
         metrics[metric] = MetricState(current, due, warn)
         if clock.is_paused:
