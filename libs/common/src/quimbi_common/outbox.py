@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -57,28 +58,46 @@ def infrastructure_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
     return outbox, processed
 
 
-_INSERT = sa.text(
+_INSERT_MANY = sa.text(
     "INSERT INTO outbox (event_id, topic, key, payload, headers) "
-    "VALUES (:event_id, :topic, :key, CAST(:payload AS jsonb), CAST(:headers AS jsonb))"
+    "SELECT event_id, topic, key, payload, headers FROM unnest("
+    "CAST(:event_ids AS uuid[]), CAST(:topics AS text[]), CAST(:keys AS text[]), "
+    "CAST(:payloads AS jsonb[]), CAST(:headers AS jsonb[])) "
+    "WITH ORDINALITY AS e(event_id, topic, key, payload, headers, n) ORDER BY n"
 )
 _NOTIFY = sa.text(f"SELECT pg_notify('{NOTIFY_CHANNEL}', '')")
 
 
-async def add_event(session: AsyncSession, topic: str, data: Contract, *, source: str) -> str:
-    """Store an event in the caller's transaction; it is published only if that commits."""
-    key, event = build_event(topic, data, source=source, correlation_id=correlation_id.get())
-    await session.execute(
-        _INSERT,
-        {
-            "event_id": event.id,
-            "topic": topic,
-            "key": key,
-            "payload": event.model_dump_json(),
-            "headers": json.dumps({"correlation_id": event.correlationid or ""}),
-        },
-    )
+async def add_events(
+    session: AsyncSession, events: Sequence[tuple[str, Contract]], *, source: str
+) -> list[str]:
+    """Store events in the caller's transaction, in order, with one insert and one NOTIFY;
+    they are published only if that transaction commits. Returns the event ids."""
+    if not events:
+        return []
+    columns: dict[str, list[str]] = {
+        "event_ids": [],
+        "topics": [],
+        "keys": [],
+        "payloads": [],
+        "headers": [],
+    }
+    for topic, data in events:
+        key, event = build_event(topic, data, source=source, correlation_id=correlation_id.get())
+        columns["event_ids"].append(str(event.id))
+        columns["topics"].append(topic)
+        columns["keys"].append(key)
+        columns["payloads"].append(event.model_dump_json())
+        columns["headers"].append(json.dumps({"correlation_id": event.correlationid or ""}))
+    await session.execute(_INSERT_MANY, columns)
     await session.execute(_NOTIFY)
-    return str(event.id)
+    return columns["event_ids"]
+
+
+async def add_event(session: AsyncSession, topic: str, data: Contract, *, source: str) -> str:
+    """Store one event in the caller's transaction; it is published only if that commits."""
+    [event_id] = await add_events(session, [(topic, data)], source=source)
+    return event_id
 
 
 class OutboxRelay:

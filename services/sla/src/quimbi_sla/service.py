@@ -30,12 +30,11 @@ from quimbi_common.events import (
     TicketData,
     TicketDeletedData,
 )
-from quimbi_common.outbox import add_event
+from quimbi_common.outbox import add_event, add_events
 
 from . import domain
 from .calendar import WALL_CLOCK, BusinessCalendar, TimeCounter
 from .models import SlaPolicy, SlaTracking, TicketFacts
-from .outbox import add_events
 from .schemas import PolicyUpdate
 
 SOURCE = "sla"
