@@ -3,6 +3,7 @@ bad input."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -242,6 +243,35 @@ async def test_the_last_active_admin_cannot_be_demoted_or_deactivated(
             f"/api/agents/{admin.id}", headers=headers, json={"role": "manager"}
         )
         assert allowed.status_code == 200
+
+
+async def test_two_admins_demoting_each_other_at_once_leave_one_admin(
+    fresh_database: str, http_only: Any, make: Any, keys: SigningKeys
+) -> None:
+    # given a fresh service with exactly two admins
+    async with http_only(make(fresh_database)) as (app, client):
+        async with app.state.runtime.sessions() as session:
+            first = await bootstrap_admin(session, app.state.context)
+        assert first is not None
+        created = await client.post(
+            "/api/agents", headers=keys.headers(Role.ADMIN, first.id), json=new_agent(role="admin")
+        )
+        second = created.json()["id"]
+        # when each demotes the other at the same moment
+        responses = await asyncio.gather(
+            client.patch(
+                f"/api/agents/{second}",
+                headers=keys.headers(Role.ADMIN, first.id),
+                json={"role": "manager"},
+            ),
+            client.patch(
+                f"/api/agents/{first.id}",
+                headers=keys.headers(Role.ADMIN, second),
+                json={"role": "manager"},
+            ),
+        )
+    # then one succeeds and the other is refused: an admin remains
+    assert sorted(r.status_code for r in responses) == [200, 409]
 
 
 async def test_an_admin_cannot_delete_itself(h: Any) -> None:

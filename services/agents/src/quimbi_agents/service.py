@@ -44,6 +44,7 @@ from .schemas import (
 )
 
 log = logging.getLogger(__name__)
+AGENT_EDITS_LOCK_ID = 0x0A6E_0002
 PUBLISHED_FIELDS = frozenset(AgentData.model_fields) - {"id", "version"}
 INVALID_LOGIN = "Invalid email or password"
 
@@ -124,19 +125,22 @@ async def _email_taken(session: AsyncSession, email: str, *, other_than: str | N
     return (await session.scalar(query.limit(1))) is not None
 
 
+async def _serialize_agent_edits(session: AsyncSession) -> None:
+    """Edits and deletions run one at a time (until commit), so two admins demoting each other
+    at once cannot both see the other as the remaining admin. Edits are rare; this is cheap."""
+    await session.execute(sa.select(sa.func.pg_advisory_xact_lock(AGENT_EDITS_LOCK_ID)))
+
+
 async def _other_active_admins(session: AsyncSession, agent_id: str) -> int:
-    """Active admins besides `agent_id`, locked so two admins cannot demote each other at once."""
-    rows = await session.scalars(
-        sa.select(Agent.id)
-        .where(
+    count = await session.scalar(
+        sa.select(sa.func.count()).where(
             Agent.role == Role.ADMIN.value,
             Agent.is_active,
             Agent.deleted_at.is_(None),
             Agent.id != agent_id,
         )
-        .with_for_update()
     )
-    return len(rows.all())
+    return int(count or 0)
 
 
 # --- login, logout, bootstrap ---------------------------------------------------------------------
@@ -379,6 +383,7 @@ async def update_agent(
     """Managers edit agents up to manager; admins anyone. Changing the role, deactivating or
     changing the password voids every token the agent holds."""
     assert actor.role is not None
+    await _serialize_agent_edits(session)
     agent = await find_agent(session, agent_id, for_update=True)
     if not may_edit_agent(actor.role, Role(agent.role)):
         raise ForbiddenError("Only an admin can edit an admin")
@@ -422,6 +427,7 @@ async def delete_agent(
 ) -> None:
     """Admins only. The row stays (assignment history points at it) but the agent is gone:
     it cannot log in, is not listed, its tokens are void and its email is free again."""
+    await _serialize_agent_edits(session)
     agent = await find_agent(session, agent_id, for_update=True)
     if agent.id == actor.agent_id:
         raise ConflictError("You cannot delete your own account")
