@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from quimbi_common.enums import TicketPriority, TicketStatus
 from quimbi_common.testing import unique
 from quimbi_scoring import domain
+from quimbi_scoring.models import RECALC_BUCKETS, RECALC_SLOTS
 from quimbi_scoring.recalculation import recalculate_due_slots, recalculate_slot
 
 pytestmark = pytest.mark.service
@@ -37,9 +38,9 @@ async def _age(scoring: Any, ticket_ids: list[str], hours: float) -> None:
         await conn.execute(
             sa.text(
                 "UPDATE recalc_slots SET due_at = now() - interval '1 second' WHERE slot IN "
-                "(SELECT recalc_slot FROM tickets WHERE id = ANY(CAST(:ids AS text[])))"
+                "(SELECT recalc_bucket / :width FROM tickets WHERE id = ANY(CAST(:ids AS text[])))"
             ),
-            {"ids": ticket_ids},
+            {"ids": ticket_ids, "width": RECALC_BUCKETS // RECALC_SLOTS},
         )
 
 
@@ -142,7 +143,7 @@ async def test_the_sql_formula_agrees_with_the_domain_formula(scoring: Any) -> N
     now = datetime.now(UTC)
     cases = []
     async with scoring.engine.begin() as conn:
-        slot = rng.randrange(256)
+        slot = rng.randrange(RECALC_SLOTS)
         for i in range(400):
             waiting = rng.choice([None, now - timedelta(seconds=rng.randint(0, 900_000))])
             case = {
@@ -217,5 +218,6 @@ def _id_in_slot(slot: int) -> str:
 
     while True:
         candidate = unique("eq-")
-        if hashlib.md5(candidate.encode()).digest()[0] == slot:  # noqa: S324 (a bucket, not a secret)
+        bucket = hashlib.md5(candidate.encode()).digest()[0]  # noqa: S324 (a hash, not a secret)
+        if bucket // (RECALC_BUCKETS // RECALC_SLOTS) == slot:
             return candidate

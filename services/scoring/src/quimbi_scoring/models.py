@@ -19,9 +19,11 @@ from quimbi_common.outbox import infrastructure_tables
 
 ID = sa.String(255)
 TIMESTAMP = sa.DateTime(timezone=True)
-# Open tickets are recomputed slot by slot; a ticket's slot is the first byte of md5(id).
-RECALC_SLOTS = 256
-RECALC_SLOT_EXPRESSION = "('x' || substr(md5(id), 1, 2))::bit(8)::int"
+# A ticket's bucket is the first byte of md5(id); the periodic recalculation works through
+# RECALC_SLOTS slots, each a range of RECALC_BUCKETS // RECALC_SLOTS buckets.
+RECALC_BUCKETS = 256
+RECALC_SLOTS = 16
+RECALC_BUCKET_EXPRESSION = "('x' || substr(md5(id), 1, 2))::bit(8)::int"
 OPEN_TICKET = "NOT deleted AND status NOT IN ('resolved', 'closed')"
 
 
@@ -35,7 +37,9 @@ class Ticket(Base):
     __tablename__ = "tickets"
     __table_args__ = (
         sa.Index(
-            "ix_tickets_open_recalc_slot", "recalc_slot", postgresql_where=sa.text(OPEN_TICKET)
+            "ix_tickets_open_recalc_bucket",
+            "recalc_bucket",
+            postgresql_where=sa.text(OPEN_TICKET),
         ),
     )
 
@@ -51,8 +55,8 @@ class Ticket(Base):
     # Derived from the messages: None when an agent spoke last.
     waiting_since: Mapped[datetime | None] = mapped_column(TIMESTAMP)
     customer_sentiment: Mapped[float] = mapped_column(sa.Float, server_default="0.5")
-    recalc_slot: Mapped[int] = mapped_column(
-        sa.SmallInteger, sa.Computed(RECALC_SLOT_EXPRESSION, persisted=True)
+    recalc_bucket: Mapped[int] = mapped_column(
+        sa.SmallInteger, sa.Computed(RECALC_BUCKET_EXPRESSION, persisted=True)
     )
 
 

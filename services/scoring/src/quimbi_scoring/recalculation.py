@@ -1,7 +1,8 @@
 """The periodic recomputation: every open ticket at least every SCORING_RECALCULATION_INTERVAL.
 
-Open tickets fall into RECALC_SLOTS slots (by id). Each slot has a due time; the slots' due
-times are spread over the interval, so the work arrives evenly rather than as one burst. A
+Open tickets fall into RECALC_SLOTS slots (by a hash of the id). Each slot has a due time;
+the slots' due times are spread over the interval, so the work arrives evenly rather than as
+one burst. A
 replica claims a due slot with FOR UPDATE SKIP LOCKED (several replicas split the slots; a
 crashed one's slot stays due), recomputes its tickets, and moves the slot on by one period,
 keeping its phase.
@@ -33,6 +34,7 @@ from quimbi_common.events import ScoreParts, TicketScoredData
 from quimbi_common.runtime import Runtime
 
 from . import domain
+from .models import RECALC_BUCKETS, RECALC_SLOTS
 from .outbox import add_events
 from .settings import Settings
 
@@ -79,8 +81,9 @@ _SLOT_PASS = (
         "    END AS hours_waiting"
         "  FROM tickets t JOIN ticket_scores s ON s.ticket_id = t.id"
         "  LEFT JOIN customers c ON c.id = t.customer_id"
-        # the partial index ix_tickets_open_recalc_slot serves this predicate (models.OPEN_TICKET)
-        "  WHERE t.recalc_slot = :slot AND NOT t.deleted AND t.status NOT IN ('resolved', 'closed')"
+        # the partial index ix_tickets_open_recalc_bucket serves this (models.OPEN_TICKET)
+        "  WHERE t.recalc_bucket >= :first_bucket AND t.recalc_bucket < :end_bucket"
+        "    AND NOT t.deleted AND t.status NOT IN ('resolved', 'closed')"
         "), parts AS ("
         "  SELECT *,"
         "    CASE priority WHEN 'low' THEN :p_low WHEN 'normal' THEN :p_normal"
@@ -153,9 +156,9 @@ async def recalculate_slot(
 ) -> int:
     """Recompute one slot's open tickets; store and publish the changed ones (caller commits).
     Returns how many changed."""
-    rows = (
-        await session.execute(_SLOT_PASS, {"slot": slot, "now": now, **_formula_params(settings)})
-    ).all()
+    width = RECALC_BUCKETS // RECALC_SLOTS
+    params = {"first_bucket": slot * width, "end_bucket": (slot + 1) * width, "now": now}
+    rows = (await session.execute(_SLOT_PASS, {**params, **_formula_params(settings)})).all()
     events = [
         TicketScoredData(
             ticket_id=row.ticket_id,
