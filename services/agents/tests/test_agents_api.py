@@ -205,6 +205,8 @@ async def test_unknown_agents_are_404_on_read_update_and_delete(h: Any) -> None:
     assert (await h.client.get(missing, headers=h.admin)).status_code == 404
     assert (await h.client.patch(missing, headers=h.admin, json={"name": "x"})).status_code == 404
     assert (await h.client.delete(missing, headers=h.admin)).status_code == 404
+    too_long = f"/api/agents/{'x' * 256}"
+    assert (await h.client.get(too_long, headers=h.admin)).status_code == 422
 
 
 async def test_delete_hides_the_agent_frees_its_email_and_publishes(

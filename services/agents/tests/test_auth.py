@@ -333,3 +333,28 @@ async def test_jwks_is_public_and_cacheable(client: httpx.AsyncClient) -> None:
     assert response.status_code == 200
     assert response.json()["keys"][0]["alg"] == "RS256"
     assert "max-age" in response.headers["cache-control"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"email": "a@quimbi.dev"},
+        {"password": "whatever-pass"},
+        {"email": "", "password": "whatever-pass"},
+        {"email": "a@quimbi.dev", "password": ""},
+        {"email": "a@quimbi.dev", "password": 123456789012},
+        {"email": "a@quimbi.dev", "password": "whatever-pass", "remember_me": True},
+    ],
+    ids=["no-password", "no-email", "empty-email", "empty-password", "number", "unknown-field"],
+)
+async def test_bad_login_bodies_are_422(client: httpx.AsyncClient, body: dict[str, Any]) -> None:
+    response = await client.post("/api/agents/login", json=body)
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_non_json_login_is_422(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/agents/login", content=b"email=a&password=b", headers={"content-type": "text/plain"}
+    )
+    assert response.status_code == 422
