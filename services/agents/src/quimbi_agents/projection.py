@@ -1,4 +1,4 @@
-"""What ticket and message events do here: keep the ticket facts assignment needs, follow the
+"""What ticket and message events do here: keep the ticket facts assignment needs, record a new
 ticket's assignee, complete assignments when tickets are done, auto-assign new tickets, and
 derive agent metrics. Every function runs inside the consumer's transaction (it never commits).
 """
@@ -28,7 +28,6 @@ from .assignments import (
 )
 from .domain import (
     add_response_sample,
-    assignment_reason,
     count_resolution,
     local_date,
     normalize_label,
@@ -87,23 +86,16 @@ async def _apply_ticket(
     return ticket, before
 
 
-async def _follow_assignee(
-    session: AsyncSession,
-    settings: Settings,
-    ticket: TicketProjection,
-    agent_id: str,
-    active: TicketAssignment | None,
+async def _record_initial_assignee(
+    session: AsyncSession, settings: Settings, ticket: TicketProjection, agent_id: str
 ) -> None:
-    """The ticket names an assignee we did not choose (its creator, or the tickets API):
-    record the assignment so history and workload know it."""
-    if active is not None and active.agent_id == agent_id:
-        return  # our own assignment coming back
+    """A new ticket names its assignee (the agent who created it, or one it chose): record
+    the assignment so history and workload know it."""
     agent = await lock_live_agent(session, agent_id)
     if agent is None:
         log.warning("ticket %s names unknown agent %s as assignee", ticket.id, agent_id)
         return
-    reason = assignment_reason(None, has_previous=active is not None)
-    await start_assignment(session, settings, ticket, agent, reason, previous=active)
+    await start_assignment(session, settings, ticket, agent, AssignmentReason.MANUAL, previous=None)
 
 
 async def _first_sighting(
@@ -112,7 +104,7 @@ async def _first_sighting(
     if TicketStatus(ticket.status).is_done:
         return
     if ticket.assigned_agent_id:
-        await _follow_assignee(session, settings, ticket, ticket.assigned_agent_id, None)
+        await _record_initial_assignee(session, settings, ticket, ticket.assigned_agent_id)
     elif settings.auto_assign:
         await auto_assign(session, settings, ticket)
 
@@ -153,14 +145,11 @@ async def _ticket_changed(
     before: TicketFacts,
     at: datetime,
 ) -> None:
+    """A later version of a ticket we know. Its assignee is only projected, never followed:
+    the tickets service changes it only from our own ticket.assigned, so following it would
+    echo our assignments back — and a late echo of one transfer would undo the next."""
     active = await active_assignment(session, ticket.id)
     done_now = TicketStatus(ticket.status).is_done
-    if not done_now and ticket.assigned_agent_id != before.assigned_agent_id:
-        if ticket.assigned_agent_id:
-            await _follow_assignee(session, settings, ticket, ticket.assigned_agent_id, active)
-        elif active is not None:
-            await end_assignment(session, settings, active, AssignmentStatus.TRANSFERRED, at)
-        active = await active_assignment(session, ticket.id)
     if done_now and not before.is_done:
         resolver = current_assignee(ticket, active)
         if active is not None:
