@@ -13,7 +13,7 @@ from quimbi_common.auth import Principal
 from quimbi_common.enums import Role, TicketStatus
 from quimbi_common.events import ScoreParts, TicketScoredData
 from quimbi_common.testing import unique
-from quimbi_tickets.inbox import InboxQuery, inbox_statements
+from quimbi_tickets.inbox import InboxQuery, inbox_statement
 
 if TYPE_CHECKING:
     from conftest import Actor, World
@@ -225,7 +225,7 @@ async def test_inbox_page_is_read_in_order_from_an_index(
 ) -> None:
     principal = Principal(kind="agent", agent_id=unique("a-"), role=role)
     # given the page query of an inbox request
-    page, _ = inbox_statements(InboxQuery(status=status, limit=50), principal, boost=5.0)
+    page = inbox_statement(InboxQuery(status=status, limit=50), principal, boost=5.0)
     # when PostgreSQL plans it with sorting discouraged (tiny tables would rather sort)
     async with world.db.transaction():
         await world.db.execute("SET LOCAL enable_sort = off")
