@@ -259,13 +259,14 @@ def cpu_seconds(pid: int) -> float:
 async def measure(
     label: str, pid: int, base: str, headers: dict[str, str], params: dict[str, Any], n: int
 ) -> None:
-    before = cpu_seconds(pid)
+    before, client_before = cpu_seconds(pid), time.process_time()
     latencies, wall = await load(base, headers, params, n)
     service_cpu_ms = (cpu_seconds(pid) - before) / (n + WARM_UP) * 1000
+    client_cpu_ms = (time.process_time() - client_before) / (n + WARM_UP) * 1000
     print(
         f"{label:<44} p50 {statistics.median(latencies):6.2f} ms   "
         f"p99 {percentile(latencies, 99):6.2f} ms   {len(latencies) / wall:5.0f} req/s   "
-        f"service CPU {service_cpu_ms:.2f} ms/req"
+        f"CPU/request: service {service_cpu_ms:.2f} ms, client {client_cpu_ms:.2f} ms"
     )
 
 
@@ -282,6 +283,7 @@ async def main(tickets: int, open_tickets: int, requests: int, keep: bool) -> No
         await fill(dsn, tickets, open_tickets, agents)
         elapsed = time.perf_counter() - started
         print(f"setup: {tickets} tickets ({open_tickets} open) in {elapsed:.1f} s")
+        print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
 
         port = spare_port()
         base = f"http://127.0.0.1:{port}"
