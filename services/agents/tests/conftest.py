@@ -21,7 +21,6 @@ import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
-from jose import jwk
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -55,7 +54,6 @@ from quimbi_common.testing import (
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 KEYS = SigningKeys()
-SIGNING_KEY: Any = jwk.construct(KEYS.private_pem, "RS256")
 PASSWORD = "correct-horse-battery"
 OUT_TOPICS = [
     "agent.created",
@@ -89,9 +87,9 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
 
 
 def bearer_for(agent_id: str, role: Role, email: str | None = None) -> dict[str, str]:
-    """Like KEYS.headers, signing with the key parsed once (parsing a PEM per token is slow)."""
+    """Like KEYS.headers, with a chosen email."""
     token, _ = issue_token(
-        SIGNING_KEY,
+        KEYS.private_pem,
         KEYS.kid,
         subject=agent_id,
         email=email or f"{agent_id}@example.com",

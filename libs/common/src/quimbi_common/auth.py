@@ -7,8 +7,10 @@ revoked token must fail everywhere within a second.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import math
 import secrets
 import time
 import uuid
@@ -22,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import Depends, Request
 from jose import JWTError, jwk, jwt
+from jose.backends.base import Key
 from redis.exceptions import RedisError
 
 from .enums import Role
@@ -54,6 +57,13 @@ def public_key_pem(private_pem: str) -> str:
     )
 
 
+@functools.lru_cache(maxsize=16)
+def signing_key(private_pem: str) -> Key:
+    """A private key parsed once: parsing a PEM runs RSA checks costing tens of milliseconds."""
+    return jwk.construct(private_pem, ALGORITHM)
+
+
+@functools.lru_cache(maxsize=64)
 def public_jwk(private_or_public_pem: str, kid: str) -> dict[str, str]:
     """The public JWK (with `kid`, `use`, `alg`) for a PEM key."""
     pem = private_or_public_pem
@@ -71,7 +81,7 @@ def public_jwk(private_or_public_pem: str, kid: str) -> dict[str, str]:
 
 
 def issue_token(
-    private_pem: str,
+    private_key: str | Key,
     kid: str,
     *,
     subject: str,
@@ -95,7 +105,8 @@ def issue_token(
         "exp": int(issued) + ttl_seconds,
         "jti": uuid.uuid4().hex,
     }
-    token = jwt.encode(claims, private_pem, algorithm=ALGORITHM, headers={"kid": kid})
+    key = signing_key(private_key) if isinstance(private_key, str) else private_key
+    token = jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": kid})
     return token, claims
 
 
@@ -174,9 +185,11 @@ class RevocationStore:
         await self.redis.set(self._jti_key(jti), "1", ex=ttl)
 
     async def void_agent_tokens(self, agent_id: str, *, max_token_ttl_seconds: int) -> None:
-        """Every token of this agent issued until now stops working."""
+        """Every token of this agent issued until now stops working (`iat` is rounded to the
+        millisecond, so the mark sits one millisecond past the current one)."""
+        void_before = math.ceil(time.time() * 1000) / 1000 + 0.001
         await self.redis.set(
-            self._void_key(agent_id), f"{time.time():.3f}", ex=max_token_ttl_seconds + 60
+            self._void_key(agent_id), f"{void_before:.3f}", ex=max_token_ttl_seconds + 60
         )
 
     async def is_revoked(self, jti: str, agent_id: str, issued_at: float) -> bool:

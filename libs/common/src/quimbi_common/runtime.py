@@ -114,7 +114,7 @@ class Runtime:
 
     async def start(self) -> None:
         for hook in self.on_startup:
-            await hook()
+            await _retrying(hook, give_up_after=60.0)
         if self.broker is not None:
             self._tasks.append(asyncio.create_task(self._connect_kafka(), name="kafka-connect"))
         if self.relay is not None:
@@ -134,6 +134,22 @@ class Runtime:
         await self.redis.aclose()
         if self.engine is not None:
             await self.engine.dispose()
+
+
+async def _retrying(hook: BackgroundTask, give_up_after: float) -> None:
+    """Run a start-up hook, retrying while what it needs (say, the database) is not up yet."""
+    deadline = asyncio.get_running_loop().time() + give_up_after
+    delay = 0.5
+    while True:
+        try:
+            await hook()
+            return
+        except Exception as exc:
+            if asyncio.get_running_loop().time() + delay > deadline:
+                raise
+            log.warning("start-up step %s failed (%s); retrying", hook.__name__, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 async def _supervised(task: BackgroundTask) -> None:

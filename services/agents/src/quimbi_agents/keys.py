@@ -18,10 +18,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from jose import jwk as jose_jwk
-from jose.backends.base import Key
-
-from quimbi_common.auth import ALGORITHM, generate_rsa_private_key_pem, public_jwk
+from quimbi_common.auth import generate_rsa_private_key_pem, public_jwk
 
 DEV_KEY_FILE = "agents-jwt-private.pem"
 
@@ -34,12 +31,6 @@ class KeyRing:
     kid: str
     generated: bool
     additional: tuple[dict[str, Any], ...] = ()
-
-    @cached_property
-    def signing_key(self) -> Key:
-        """The private key parsed once: parsing a PEM costs ~50-200 ms of CPU (RSA checks),
-        which `issue_token` would otherwise pay on every login."""
-        return jose_jwk.construct(self.private_pem, ALGORITHM)
 
     @cached_property
     def jwks(self) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -168,9 +168,7 @@ async def login(
     agent.last_login_at = datetime.now(UTC)
     settings = context.settings
     token, _ = issue_token(
-        # a parsed key where a PEM is typed: python-jose signs with either, and parsing once
-        # saves the PEM's costly RSA checks on every login (see keys.KeyRing.signing_key)
-        cast(str, context.keyring.signing_key),
+        context.keyring.private_pem,
         context.keyring.kid,
         subject=agent.id,
         email=agent.email,
