@@ -94,6 +94,7 @@ def build_services(opts: Options) -> list[Service]:
         "AI_PROXY_URL": by_name["ai-proxy"].url,
         "QUIMBI_BASE_URL": by_name["standin"].url,
         "LOG_JSON": "true",
+        "AUTO_ASSIGN": "true",  # the demo team is online with specializations: route new tickets
         "PYTHONUNBUFFERED": "1",
         **opts.extra_env,
     }
