@@ -234,9 +234,31 @@ class TokenVerifier:
         self.revocations = revocations
         self.issuer = issuer
         self.audience = audience
+        self.cache_size = 10_000
+        self._verified: dict[str, Principal] = {}
 
     async def verify(self, token: str) -> Principal:
-        """A principal for a valid, unrevoked token; UnauthorizedError otherwise."""
+        """A principal for a valid, unrevoked token; UnauthorizedError otherwise.
+
+        Signature checks are cached per token (bounded); revocation is asked every time."""
+        principal = self._verified.get(token)
+        if principal is None or principal.expires_at <= time.time():
+            principal = await self._check_signature(token)
+            if len(self._verified) >= self.cache_size:
+                self._verified.clear()
+            self._verified[token] = principal
+        if self.revocations is not None:
+            try:
+                revoked = await self.revocations.is_revoked(
+                    principal.jti or "", principal.agent_id or "", principal.issued_at
+                )
+            except RedisError as exc:
+                raise ServiceUnavailableError("Token revocation store unavailable") from exc
+            if revoked:
+                raise UnauthorizedError("Token has been revoked")
+        return principal
+
+    async def _check_signature(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
         except JWTError as exc:
@@ -263,7 +285,7 @@ class TokenVerifier:
             role = Role(claims["role"])
         except (JWTError, KeyError, ValueError) as exc:
             raise UnauthorizedError(f"Invalid token: {exc}") from exc
-        principal = Principal(
+        return Principal(
             kind="agent",
             agent_id=str(claims["sub"]),
             email=claims.get("email"),
@@ -273,16 +295,6 @@ class TokenVerifier:
             expires_at=float(claims["exp"]),
             token=token,
         )
-        if self.revocations is not None:
-            try:
-                revoked = await self.revocations.is_revoked(
-                    principal.jti or "", principal.agent_id or "", principal.issued_at
-                )
-            except RedisError as exc:
-                raise ServiceUnavailableError("Token revocation store unavailable") from exc
-            if revoked:
-                raise UnauthorizedError("Token has been revoked")
-        return principal
 
 
 # --- FastAPI dependencies -----------------------------------------------------------------------

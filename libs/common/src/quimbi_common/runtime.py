@@ -58,7 +58,9 @@ class Runtime:
         )
         self.broker = create_broker(settings) if kafka else None
         self.consumer = (
-            EventConsumer(self.broker, self.sessions, settings)
+            EventConsumer(
+                self.broker, self.sessions, settings, group_id=settings.kafka_consumer_group
+            )
             if self.broker is not None and self.sessions is not None
             else None
         )
@@ -212,14 +214,15 @@ def create_app(
     return app
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    """Async on purpose: a plain `def` dependency would run in a worker thread per request."""
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """A session per request; use cases commit explicitly, anything uncommitted rolls back."""
-    sessions = get_runtime(request).sessions
+    sessions = (await get_runtime(request)).sessions
     assert sessions is not None
     async with sessions() as session:
         yield session

@@ -22,6 +22,7 @@ class CommonSettings(BaseSettings):
 
     database_url: str = "postgresql+asyncpg://quimbi:quimbi@127.0.0.1:5432/postgres"
     database_pool_size: int = 10
+    database_pool_pre_ping: bool = False  # a round trip per checkout; recycle covers staleness
     redis_url: str = "redis://127.0.0.1:6379/0"
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
@@ -29,6 +30,7 @@ class CommonSettings(BaseSettings):
     kafka_topic_partitions: int = 3
     kafka_linger_ms: int = 1
     kafka_auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    kafka_consumer_group: str | None = None  # default: the service name
     consumer_max_retries: int = 3
     consumer_retry_backoff_seconds: float = 0.2
     outbox_poll_interval_seconds: float = 1.0
