@@ -130,7 +130,7 @@ async def scoring() -> AsyncIterator[Scoring]:
     keys = SigningKeys()
     async with migrated_database(MIGRATIONS, "scoring") as url:
         settings = Settings(
-            service_name=unique("scoring-"),  # its own consumer group
+            kafka_consumer_group=unique("scoring-"),
             database_url=url,
             database_pool_size=5,
             redis_url=REDIS_URL,

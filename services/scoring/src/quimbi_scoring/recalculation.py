@@ -31,11 +31,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from quimbi_common.enums import TicketPriority
 from quimbi_common.events import ScoreParts, TicketScoredData
+from quimbi_common.outbox import add_events
 from quimbi_common.runtime import Runtime
 
 from . import domain
 from .models import RECALC_BUCKETS, RECALC_SLOTS
-from .outbox import add_events
+from .scores import SCORED, SOURCE
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -170,7 +171,7 @@ async def recalculate_slot(
         )
         for row in rows
     ]
-    await add_events(session, "ticket.scored", events, source="scoring")
+    await add_events(session, [(SCORED, event) for event in events], source=SOURCE)
     return len(events)
 
 

@@ -8,7 +8,6 @@ waits for a lock and skips rows a handler holds or rewrote.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,15 +25,12 @@ from quimbi_common.errors import NotFoundError
 from quimbi_common.events import (
     CustomerIntelligenceData,
     MessageData,
-    ScoreParts,
     TicketData,
     TicketDeletedData,
-    TicketScoredData,
 )
 
-from . import domain
+from . import domain, scores
 from .models import Customer, Message, Ticket, TicketScore
-from .outbox import add_events
 from .schemas import PartBreakdown, ScoreBreakdown
 from .settings import Settings
 
@@ -42,58 +38,49 @@ log = logging.getLogger(__name__)
 TICKETS = cast(sa.Table, Ticket.__table__)
 MESSAGES = cast(sa.Table, Message.__table__)
 CUSTOMERS = cast(sa.Table, Customer.__table__)
-SOURCE = "scoring"
-SCORED = "ticket.scored"
 
 # --- projections ----------------------------------------------------------------------------
+#
+# Handlers keep their round trips few: under load each one costs more than the work it does.
+
+_LOCK_TICKET = sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:id, 0))")
+
+
+@dataclass(frozen=True)
+class CustomerValues:
+    lifetime_value: float
+    churn_risk: float
+    changed: bool  # for the customer's other tickets too
 
 
 async def apply_ticket(
     session: AsyncSession, ticket: TicketData, settings: Settings, now: datetime
 ) -> None:
     """ticket.created / ticket.updated: newer versions replace the projection, then rescore."""
-    customer_changed = await _apply_customer_snapshot(session, ticket)
-    table = TICKETS
-    insert = pg_insert(table).values(
-        id=ticket.id,
-        customer_id=ticket.customer_id,
-        subject=ticket.subject,
-        status=ticket.status.value,
-        priority=ticket.priority.value,
-        assigned_agent_id=ticket.assigned_agent_id,
-        created_at=ticket.created_at,
-        version=ticket.version,
-    )
-    excluded = insert.excluded
-    upsert = insert.on_conflict_do_update(
-        index_elements=[table.c.id],
-        set_={
-            name: excluded[name]
-            for name in (
-                "customer_id",
-                "subject",
-                "status",
-                "priority",
-                "assigned_agent_id",
-                "created_at",
-                "version",
-            )
-        },
-        where=(table.c.version < excluded.version) & ~table.c.deleted,
-    ).returning(table.c.id)
-    applied = (await session.execute(upsert)).first() is not None
-    if applied:
-        await _refresh_conversation(session, ticket.id)
-    if customer_changed:
-        await _rescore(session, settings, now, customer_id=ticket.customer_id)
-    elif applied:
-        await _rescore(session, settings, now, ticket_ids=[ticket.id])
+    await _lock_ticket(session, ticket.id)
+    customer, messages = await _apply_customer_snapshot(session, ticket)
+    conversation = domain.summarize_conversation(ticket.created_at, messages)
+    inserted = await _upsert_ticket(session, ticket, conversation)
+    if customer.changed:
+        tickets = await scores.load_for_customer(session, ticket.customer_id)
+        await scores.score_tickets(session, settings, now, tickets)
+    elif inserted is not None:
+        scorable = scores.Scorable(
+            id=ticket.id,
+            priority=ticket.priority.value,
+            status=ticket.status.value,
+            waiting_since=conversation.waiting_since,
+            customer_sentiment=conversation.customer_sentiment,
+            lifetime_value=customer.lifetime_value,
+            churn_risk=customer.churn_risk,
+        )
+        await scores.score_tickets(session, settings, now, [scorable], first_time=inserted)
 
 
 async def apply_ticket_deleted(session: AsyncSession, deleted: TicketDeletedData) -> None:
     """ticket.deleted is final whatever its version: keep a tombstone, drop the rest."""
-    table = TICKETS
-    insert = pg_insert(table).values(
+    await _lock_ticket(session, deleted.id)
+    insert = pg_insert(TICKETS).values(
         id=deleted.id,
         customer_id="",
         subject="",
@@ -105,10 +92,10 @@ async def apply_ticket_deleted(session: AsyncSession, deleted: TicketDeletedData
     )
     await session.execute(
         insert.on_conflict_do_update(
-            index_elements=[table.c.id],
+            index_elements=[TICKETS.c.id],
             set_={
                 "deleted": True,
-                "version": sa.func.greatest(table.c.version, insert.excluded.version),
+                "version": sa.func.greatest(TICKETS.c.version, insert.excluded.version),
             },
         )
     )
@@ -125,8 +112,196 @@ async def apply_message(
     deleted: bool = False,
 ) -> None:
     """message.added / .updated (newer versions win) and .deleted (final), then rescore."""
-    table = MESSAGES
-    insert = pg_insert(table).values(
+    await _lock_ticket(session, message.ticket_id)
+    applied, others = await _upsert_message(session, message, deleted=deleted)
+    if not applied:
+        return
+    this = [] if deleted else [_conversation_message(message)]
+    ticket = await _refresh_conversation(session, message.ticket_id, [*others, *this])
+    if ticket is not None:
+        await scores.score_tickets(session, settings, now, [ticket])
+
+
+async def apply_customer_intelligence(
+    session: AsyncSession, intelligence: CustomerIntelligenceData, settings: Settings, now: datetime
+) -> None:
+    """customer.intelligence_updated: the newest `fetched_at` wins; rescore their tickets."""
+    insert = pg_insert(CUSTOMERS).values(
+        id=intelligence.customer_id,
+        lifetime_value=intelligence.lifetime_value,
+        churn_risk=intelligence.churn_risk,
+        fetched_at=intelligence.fetched_at,
+    )
+    excluded = insert.excluded
+    upsert = insert.on_conflict_do_update(
+        index_elements=[CUSTOMERS.c.id],
+        set_={
+            "lifetime_value": excluded.lifetime_value,
+            "churn_risk": excluded.churn_risk,
+            "fetched_at": excluded.fetched_at,
+        },
+        where=CUSTOMERS.c.fetched_at.is_(None) | (CUSTOMERS.c.fetched_at < excluded.fetched_at),
+    ).returning(CUSTOMERS.c.id)
+    if (await session.execute(upsert)).first() is not None:
+        tickets = await scores.load_for_customer(session, intelligence.customer_id)
+        await scores.score_tickets(session, settings, now, tickets)
+
+
+async def _lock_ticket(session: AsyncSession, ticket_id: str) -> None:
+    """Serialize the handlers of one ticket across topics (ticket.created and its first
+    message.added arrive together): neither would see the other's uncommitted row."""
+    await session.execute(_LOCK_TICKET, {"id": ticket_id})
+
+
+def _conversation_arrays(ticket_id: str, *, without: str | None = None) -> list[Any]:
+    """Scalar subqueries: the ticket's live messages as three arrays in conversation order."""
+    condition = [Message.ticket_id == ticket_id, ~Message.deleted]
+    if without is not None:
+        condition.append(Message.id != without)
+    return [
+        sa.select(sa.func.array_agg(aggregate_order_by(column, Message.created_at, Message.id)))
+        .where(*condition)
+        .scalar_subquery()
+        .label(f"messages_{column.key}")
+        for column in (Message.from_agent, Message.created_at, Message.sentiment_score)
+    ]
+
+
+def _messages_from(row: Any) -> list[domain.ConversationMessage]:
+    return [
+        domain.ConversationMessage(*fields)
+        for fields in zip(
+            row.messages_from_agent or [],
+            row.messages_created_at or [],
+            row.messages_sentiment_score or [],
+            strict=True,
+        )
+    ]
+
+
+def _conversation_message(message: MessageData) -> domain.ConversationMessage:
+    return domain.ConversationMessage(
+        message.from_agent, message.created_at, message.sentiment_score
+    )
+
+
+async def _apply_customer_snapshot(
+    session: AsyncSession, ticket: TicketData
+) -> tuple[CustomerValues, list[domain.ConversationMessage]]:
+    """Seed the customer from a ticket's snapshot until intelligence arrives (then intelligence
+    owns it; among snapshots the newest, by the ticket's `updated_at`, wins). Reads the ticket's
+    messages in the same round trip.
+
+    The old values come from the statement's snapshot: two ticket events of one customer racing
+    may misjudge "changed" for the customer's other tickets, which the periodic recalculation
+    (reading the customer afresh) heals within one interval.
+    """
+    snapshot = ticket.customer
+    old = (
+        sa.select(Customer.lifetime_value, Customer.churn_risk)
+        .where(Customer.id == ticket.customer_id)
+        .cte("old")
+    )
+    insert = pg_insert(CUSTOMERS).values(
+        id=ticket.customer_id,
+        lifetime_value=snapshot.lifetime_value,
+        churn_risk=snapshot.churn_risk,
+        snapshot_at=ticket.updated_at,
+    )
+    upserted = (
+        insert.on_conflict_do_update(
+            index_elements=[CUSTOMERS.c.id],
+            set_={
+                "lifetime_value": insert.excluded.lifetime_value,
+                "churn_risk": insert.excluded.churn_risk,
+                "snapshot_at": insert.excluded.snapshot_at,
+            },
+            where=CUSTOMERS.c.fetched_at.is_(None)
+            & (
+                CUSTOMERS.c.snapshot_at.is_(None)
+                | (CUSTOMERS.c.snapshot_at < insert.excluded.snapshot_at)
+            ),
+        )
+        .returning(CUSTOMERS.c.lifetime_value, CUSTOMERS.c.churn_risk)
+        .cte("upserted")
+    )
+    row = (
+        await session.execute(
+            sa.select(
+                sa.select(old.c.lifetime_value).scalar_subquery().label("old_lifetime_value"),
+                sa.select(old.c.churn_risk).scalar_subquery().label("old_churn_risk"),
+                sa.select(upserted.c.lifetime_value).scalar_subquery().label("new_lifetime_value"),
+                sa.select(upserted.c.churn_risk).scalar_subquery().label("new_churn_risk"),
+                *_conversation_arrays(ticket.id),
+            )
+        )
+    ).one()
+    messages = _messages_from(row)
+    if row.new_lifetime_value is not None:
+        changed = row.old_lifetime_value is not None and (
+            row.old_lifetime_value,
+            row.old_churn_risk,
+        ) != (row.new_lifetime_value, row.new_churn_risk)
+        return CustomerValues(row.new_lifetime_value, row.new_churn_risk, changed), messages
+    if row.old_lifetime_value is not None:
+        return CustomerValues(row.old_lifetime_value, row.old_churn_risk, False), messages
+    current = (  # created by a concurrent transaction after this statement's snapshot
+        await session.execute(
+            sa.select(Customer.lifetime_value, Customer.churn_risk).where(
+                Customer.id == ticket.customer_id
+            )
+        )
+    ).one()
+    return CustomerValues(current.lifetime_value, current.churn_risk, False), messages
+
+
+async def _upsert_ticket(
+    session: AsyncSession, ticket: TicketData, conversation: domain.Conversation
+) -> bool | None:
+    """Apply a ticket version if it is newer; True when inserted, False when updated, None
+    when stale (or deleted)."""
+    insert = pg_insert(TICKETS).values(
+        id=ticket.id,
+        customer_id=ticket.customer_id,
+        subject=ticket.subject,
+        status=ticket.status.value,
+        priority=ticket.priority.value,
+        assigned_agent_id=ticket.assigned_agent_id,
+        created_at=ticket.created_at,
+        version=ticket.version,
+        waiting_since=conversation.waiting_since,
+        customer_sentiment=conversation.customer_sentiment,
+    )
+    excluded = insert.excluded
+    upsert = insert.on_conflict_do_update(
+        index_elements=[TICKETS.c.id],
+        set_={
+            name: excluded[name]
+            for name in (
+                "customer_id",
+                "subject",
+                "status",
+                "priority",
+                "assigned_agent_id",
+                "created_at",
+                "version",
+                "waiting_since",
+                "customer_sentiment",
+            )
+        },
+        where=(TICKETS.c.version < excluded.version) & ~TICKETS.c.deleted,
+    )
+    inserted = sa.literal_column("xmax = 0", sa.Boolean).label("inserted")
+    row = (await session.execute(upsert.returning(inserted))).first()
+    return None if row is None else bool(row.inserted)
+
+
+async def _upsert_message(
+    session: AsyncSession, message: MessageData, *, deleted: bool
+) -> tuple[bool, list[domain.ConversationMessage]]:
+    """Apply a message version if newer (a deletion always); returns whether it applied and,
+    in the same round trip, the ticket's other live messages."""
+    insert = pg_insert(MESSAGES).values(
         id=message.id,
         ticket_id=message.ticket_id,
         from_agent=message.from_agent,
@@ -139,17 +314,17 @@ async def apply_message(
     excluded = insert.excluded
     if deleted:
         upsert = insert.on_conflict_do_update(
-            index_elements=[table.c.id],
+            index_elements=[MESSAGES.c.id],
             set_={
                 "deleted": True,
                 "content": "",
-                "version": sa.func.greatest(table.c.version, excluded.version),
+                "version": sa.func.greatest(MESSAGES.c.version, excluded.version),
             },
-            where=~table.c.deleted,
+            where=~MESSAGES.c.deleted,
         )
     else:
         upsert = insert.on_conflict_do_update(
-            index_elements=[table.c.id],
+            index_elements=[MESSAGES.c.id],
             set_={
                 name: excluded[name]
                 for name in (
@@ -161,240 +336,52 @@ async def apply_message(
                     "version",
                 )
             },
-            where=(table.c.version < excluded.version) & ~table.c.deleted,
+            where=(MESSAGES.c.version < excluded.version) & ~MESSAGES.c.deleted,
         )
-    applied = (await session.execute(upsert.returning(table.c.id))).first() is not None
-    if applied and await _refresh_conversation(session, message.ticket_id):
-        await _rescore(session, settings, now, ticket_ids=[message.ticket_id])
-
-
-async def apply_customer_intelligence(
-    session: AsyncSession, intelligence: CustomerIntelligenceData, settings: Settings, now: datetime
-) -> None:
-    """customer.intelligence_updated: the newest `fetched_at` wins; rescore their tickets."""
-    table = CUSTOMERS
-    insert = pg_insert(table).values(
-        id=intelligence.customer_id,
-        lifetime_value=intelligence.lifetime_value,
-        churn_risk=intelligence.churn_risk,
-        fetched_at=intelligence.fetched_at,
-    )
-    excluded = insert.excluded
-    upsert = insert.on_conflict_do_update(
-        index_elements=[table.c.id],
-        set_={
-            "lifetime_value": excluded.lifetime_value,
-            "churn_risk": excluded.churn_risk,
-            "fetched_at": excluded.fetched_at,
-        },
-        where=table.c.fetched_at.is_(None) | (table.c.fetched_at < excluded.fetched_at),
-    ).returning(table.c.id)
-    if (await session.execute(upsert)).first() is not None:
-        await _rescore(session, settings, now, customer_id=intelligence.customer_id)
-
-
-async def _apply_customer_snapshot(session: AsyncSession, ticket: TicketData) -> bool:
-    """Seed the customer from a ticket's snapshot until intelligence arrives; True when its
-    value or churn risk changed (so every ticket of the customer needs rescoring)."""
-    snapshot = ticket.customer
-    current = (
+    upserted = upsert.returning(MESSAGES.c.id).cte("upserted")
+    row = (
         await session.execute(
             sa.select(
-                Customer.lifetime_value,
-                Customer.churn_risk,
-                Customer.fetched_at,
-                Customer.snapshot_at,
+                sa.select(sa.func.count()).select_from(upserted).scalar_subquery().label("applied"),
+                *_conversation_arrays(message.ticket_id, without=message.id),
             )
-            .where(Customer.id == ticket.customer_id)
-            .with_for_update()
         )
-    ).first()
-    if current is None:
-        await session.execute(
-            pg_insert(CUSTOMERS)
-            .values(
-                id=ticket.customer_id,
-                lifetime_value=snapshot.lifetime_value,
-                churn_risk=snapshot.churn_risk,
-                snapshot_at=ticket.updated_at,
-            )
-            .on_conflict_do_nothing()
-        )
-        return False  # a new customer: only this ticket can be scored against it
-    if current.fetched_at is not None:
-        return False
-    if current.snapshot_at is not None and current.snapshot_at >= ticket.updated_at:
-        return False
-    await session.execute(
-        sa.update(Customer)
-        .where(Customer.id == ticket.customer_id)
-        .values(
-            lifetime_value=snapshot.lifetime_value,
-            churn_risk=snapshot.churn_risk,
-            snapshot_at=ticket.updated_at,
-        )
-    )
-    return (current.lifetime_value, current.churn_risk) != (
-        snapshot.lifetime_value,
-        snapshot.churn_risk,
-    )
+    ).one()
+    return bool(row.applied), _messages_from(row)
 
 
-async def _refresh_conversation(session: AsyncSession, ticket_id: str) -> bool:
-    """Recompute the ticket's waiting time origin and sentiment from its messages (locking the
-    ticket row); False when the ticket is unknown or deleted."""
-    created_at = await session.scalar(
-        sa.select(Ticket.created_at)
-        .where(Ticket.id == ticket_id, ~Ticket.deleted)
-        .with_for_update()
-    )
-    if created_at is None:
-        return False
-    rows = await session.execute(
-        sa.select(Message.from_agent, Message.created_at, Message.sentiment_score)
-        .where(Message.ticket_id == ticket_id, ~Message.deleted)
-        .order_by(Message.created_at, Message.id)
-    )
-    conversation = domain.summarize_conversation(
-        created_at,
-        [domain.ConversationMessage(r.from_agent, r.created_at, r.sentiment_score) for r in rows],
-    )
-    await session.execute(
-        sa.update(Ticket)
-        .where(Ticket.id == ticket_id)
-        .values(
-            waiting_since=conversation.waiting_since,
-            customer_sentiment=conversation.customer_sentiment,
-        )
-    )
-    return True
-
-
-# --- scoring --------------------------------------------------------------------------------
-
-
-_RESCORE = (
-    sa.select(
-        Ticket.id,
-        Ticket.priority,
-        Ticket.status,
-        Ticket.waiting_since,
-        Ticket.customer_sentiment,
-        sa.func.coalesce(Customer.lifetime_value, 0.0).label("lifetime_value"),
-        sa.func.coalesce(Customer.churn_risk, 0.0).label("churn_risk"),
-    )
-    .select_from(sa.outerjoin(Ticket, Customer, Customer.id == Ticket.customer_id))
-    .where(~Ticket.deleted)
-)
-_WRITE_SCORES = sa.text(
-    "INSERT INTO ticket_scores "
-    "(ticket_id, smart_score, parts, inputs, computed_at, version, revision) "
-    "SELECT id, score, parts::jsonb, inputs::jsonb, :computed_at, version, 1 "
-    "FROM unnest(CAST(:ids AS text[]), CAST(:scores AS float8[]), CAST(:parts AS text[]), "
-    "CAST(:inputs AS text[]), CAST(:versions AS int[])) "
-    "AS s(id, score, parts, inputs, version) "
-    "ON CONFLICT (ticket_id) DO UPDATE SET smart_score = excluded.smart_score, "
-    "parts = excluded.parts, inputs = excluded.inputs, computed_at = excluded.computed_at, "
-    "version = excluded.version, revision = ticket_scores.revision + 1"
-)
-
-
-@dataclass(frozen=True)
-class ScoredBatch:
-    computed: int
-    published: int
-
-
-async def _rescore(
-    session: AsyncSession,
-    settings: Settings,
-    now: datetime,
-    *,
-    ticket_ids: Sequence[str] | None = None,
-    customer_id: str | None = None,
-) -> ScoredBatch:
-    """Recompute tickets in Python (the domain formula), holding their ticket rows and then
-    their score rows, so a concurrent recalculation either finished first or skips them."""
-    query = _RESCORE
-    if customer_id is not None:
-        query = query.where(Ticket.customer_id == customer_id)
+async def _refresh_conversation(
+    session: AsyncSession, ticket_id: str, messages: list[domain.ConversationMessage]
+) -> scores.Scorable | None:
+    """Store the ticket's wait origin and sentiment for these messages; returns what the score
+    needs (None when the ticket is unknown or deleted)."""
+    if messages:  # the creation time only matters without messages
+        conversation = domain.summarize_conversation(messages[0].created_at, messages)
+        waiting_since: Any = conversation.waiting_since
+        sentiment = conversation.customer_sentiment
     else:
-        query = query.where(Ticket.id.in_(list(ticket_ids or [])))
-    rows = (await session.execute(query.order_by(Ticket.id).with_for_update(of=Ticket))).all()
-    if not rows:
-        return ScoredBatch(0, 0)
-    stored = {
-        row.ticket_id: row
-        for row in await session.execute(
-            sa.select(TicketScore.ticket_id, TicketScore.smart_score, TicketScore.version)
-            .where(TicketScore.ticket_id.in_([row.id for row in rows]))
-            .order_by(TicketScore.ticket_id)
-            .with_for_update()
+        waiting_since, sentiment = Ticket.created_at, domain.NEUTRAL_SENTIMENT
+    customer = sa.select(Customer).where(Customer.id == Ticket.customer_id)
+    result = await session.execute(
+        sa.update(Ticket)
+        .where(Ticket.id == ticket_id, ~Ticket.deleted)
+        .values(waiting_since=waiting_since, customer_sentiment=sentiment)
+        .returning(
+            Ticket.id,
+            Ticket.priority,
+            Ticket.status,
+            Ticket.waiting_since,
+            Ticket.customer_sentiment,
+            sa.func.coalesce(
+                customer.with_only_columns(Customer.lifetime_value).scalar_subquery(), 0.0
+            ).label("lifetime_value"),
+            sa.func.coalesce(
+                customer.with_only_columns(Customer.churn_risk).scalar_subquery(), 0.0
+            ).label("churn_risk"),
         )
-    }
-    weights = settings.weights
-    ids: list[str] = []
-    scores: list[float] = []
-    parts_json: list[str] = []
-    inputs_json: list[str] = []
-    versions: list[int] = []
-    changed: list[TicketScoredData] = []
-    for row in rows:
-        inputs = domain.ScoreInputs(
-            priority=TicketPriority(row.priority),
-            status=TicketStatus(row.status),
-            hours_waiting=domain.hours_waiting(row.waiting_since, now),
-            customer_sentiment=row.customer_sentiment,
-            lifetime_value=row.lifetime_value,
-            churn_risk=row.churn_risk,
-        )
-        score = domain.compute_score(inputs, weights)
-        parts = score.parts.as_dict()
-        inputs_doc = _inputs_document(inputs, row.waiting_since)
-        previous = stored.get(row.id)
-        version = previous.version if previous else 0
-        if previous is None or previous.smart_score != score.total:
-            version += 1
-            changed.append(
-                TicketScoredData(
-                    ticket_id=row.id,
-                    smart_score=score.total,
-                    parts=ScoreParts(**parts),
-                    inputs=inputs_doc,
-                    computed_at=now,
-                    version=version,
-                )
-            )
-        ids.append(row.id)
-        scores.append(score.total)
-        parts_json.append(json.dumps(parts))
-        inputs_json.append(json.dumps(inputs_doc))
-        versions.append(version)
-    await session.execute(
-        _WRITE_SCORES,
-        {
-            "computed_at": now,
-            "ids": ids,
-            "scores": scores,
-            "parts": parts_json,
-            "inputs": inputs_json,
-            "versions": versions,
-        },
     )
-    await add_events(session, SCORED, changed, source=SOURCE)
-    return ScoredBatch(len(rows), len(changed))
-
-
-def _inputs_document(inputs: domain.ScoreInputs, waiting_since: datetime | None) -> dict[str, Any]:
-    return {
-        "priority": inputs.priority.value,
-        "status": inputs.status.value,
-        "waiting_since": waiting_since.isoformat() if waiting_since else None,
-        "hours_waiting": domain.round_half_up(inputs.hours_waiting, domain.PART_DECIMALS),
-        "customer_sentiment": domain.round_half_up(inputs.customer_sentiment, domain.PART_DECIMALS),
-        "lifetime_value": inputs.lifetime_value,
-        "churn_risk": inputs.churn_risk,
-    }
+    row = result.first()
+    return None if row is None else scores.Scorable(**row._mapping)
 
 
 # --- the breakdown ----------------------------------------------------------------------------
