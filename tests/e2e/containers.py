@@ -250,5 +250,23 @@ def infrastructure_from_containers() -> Iterator[Infrastructure]:
         yield infra
     finally:
         for container in reversed(started):
-            with contextlib.suppress(Exception):
-                container.stop()
+            _remove(container, host)
+
+
+def _remove(container: Any, host: str) -> None:
+    """Remove the container and its anonymous volumes (podman's API keeps them otherwise)."""
+    volumes: list[str] = []
+    with contextlib.suppress(Exception):
+        wrapped = container.get_wrapped_container()
+        wrapped.reload()
+        volumes = [m["Name"] for m in wrapped.attrs.get("Mounts", []) if m.get("Type") == "volume"]
+    with contextlib.suppress(Exception):
+        container.stop()
+    if volumes:
+        client = _docker_client(host)
+        try:
+            for name in volumes:
+                with contextlib.suppress(Exception):
+                    client.volumes.get(name).remove(force=True)
+        finally:
+            client.close()
