@@ -22,7 +22,7 @@ from quimbi_common.events import ScoreParts, TicketScoredData
 from quimbi_common.outbox import add_events
 
 from . import domain
-from .models import Customer, Ticket, TicketScore
+from .models import Customer, Ticket
 from .settings import Settings
 
 SOURCE = "scoring"
@@ -70,6 +70,10 @@ _UPSERT_SCORES = (
     "version = excluded.version, revision = ticket_scores.revision + 1"
 )
 _WRITE_SCORES = sa.text(_UPSERT_SCORES)
+_LOCK_SCORES = sa.text(
+    "SELECT ticket_id, smart_score, version FROM ticket_scores "
+    "WHERE ticket_id = ANY(CAST(:ids AS text[])) ORDER BY ticket_id FOR UPDATE"
+)
 
 
 async def load_for_customer(session: AsyncSession, customer_id: str) -> list[Scorable]:
@@ -98,12 +102,7 @@ async def score_tickets(
         return ScoredBatch(0, 0)
     stored: dict[str, Any] = {}
     if not first_time:
-        result = await session.execute(
-            sa.select(TicketScore.ticket_id, TicketScore.smart_score, TicketScore.version)
-            .where(TicketScore.ticket_id.in_([t.id for t in tickets]))
-            .order_by(TicketScore.ticket_id)
-            .with_for_update()
-        )
+        result = await session.execute(_LOCK_SCORES, {"ids": [t.id for t in tickets]})
         stored = {row.ticket_id: row for row in result}
     weights = settings.weights
     names = ("ids", "scores", "parts", "inputs", "versions")

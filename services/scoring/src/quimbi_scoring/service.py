@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -153,18 +153,83 @@ async def _lock_ticket(session: AsyncSession, ticket_id: str) -> None:
     await session.execute(_LOCK_TICKET, {"id": ticket_id})
 
 
-def _conversation_arrays(ticket_id: str, *, without: str | None = None) -> list[Any]:
-    """Scalar subqueries: the ticket's live messages as three arrays in conversation order."""
-    condition = [Message.ticket_id == ticket_id, ~Message.deleted]
-    if without is not None:
-        condition.append(Message.id != without)
-    return [
-        sa.select(sa.func.array_agg(aggregate_order_by(column, Message.created_at, Message.id)))
-        .where(*condition)
-        .scalar_subquery()
-        .label(f"messages_{column.key}")
-        for column in (Message.from_agent, Message.created_at, Message.sentiment_score)
-    ]
+# SELECT-list items: the ticket's live messages (but `:without`) as three arrays, in
+# conversation order. (Statements below are built from constant fragments only.)
+_CONVERSATION_ARRAYS = (
+    "(SELECT array_agg(m.from_agent ORDER BY m.created_at, m.id) FROM messages m"
+    "  WHERE m.ticket_id = :ticket_id AND NOT m.deleted AND m.id IS DISTINCT FROM :without)"
+    "  AS messages_from_agent, "
+    "(SELECT array_agg(m.created_at ORDER BY m.created_at, m.id) FROM messages m"
+    "  WHERE m.ticket_id = :ticket_id AND NOT m.deleted AND m.id IS DISTINCT FROM :without)"
+    "  AS messages_created_at, "
+    "(SELECT array_agg(m.sentiment_score ORDER BY m.created_at, m.id) FROM messages m"
+    "  WHERE m.ticket_id = :ticket_id AND NOT m.deleted AND m.id IS DISTINCT FROM :without)"
+    "  AS messages_sentiment_score"
+)
+
+
+# The old values come from the statement's snapshot: two ticket events of one customer racing
+# may misjudge "changed" for the customer's other tickets, which the periodic recalculation
+# (reading the customer afresh) heals within one interval.
+_APPLY_CUSTOMER_SNAPSHOT = sa.text(
+    "WITH old AS (SELECT lifetime_value, churn_risk FROM customers WHERE id = :customer_id), "  # noqa: S608
+    "upserted AS ("
+    "  INSERT INTO customers (id, lifetime_value, churn_risk, snapshot_at)"
+    "  VALUES (:customer_id, :lifetime_value, :churn_risk, :snapshot_at)"
+    "  ON CONFLICT (id) DO UPDATE SET lifetime_value = excluded.lifetime_value,"
+    "    churn_risk = excluded.churn_risk, snapshot_at = excluded.snapshot_at"
+    "  WHERE customers.fetched_at IS NULL"
+    "    AND (customers.snapshot_at IS NULL OR customers.snapshot_at < excluded.snapshot_at)"
+    "  RETURNING lifetime_value, churn_risk) "
+    "SELECT (SELECT lifetime_value FROM old) AS old_lifetime_value,"
+    "  (SELECT churn_risk FROM old) AS old_churn_risk,"
+    "  (SELECT lifetime_value FROM upserted) AS new_lifetime_value,"
+    "  (SELECT churn_risk FROM upserted) AS new_churn_risk, " + _CONVERSATION_ARRAYS
+)
+_UPSERT_TICKET = sa.text(
+    "INSERT INTO tickets (id, customer_id, subject, status, priority, assigned_agent_id,"
+    "  created_at, version, waiting_since, customer_sentiment) "
+    "VALUES (:id, :customer_id, :subject, :status, :priority, :assigned_agent_id,"
+    "  :created_at, :version, :waiting_since, :customer_sentiment) "
+    "ON CONFLICT (id) DO UPDATE SET customer_id = excluded.customer_id,"
+    "  subject = excluded.subject, status = excluded.status, priority = excluded.priority,"
+    "  assigned_agent_id = excluded.assigned_agent_id, created_at = excluded.created_at,"
+    "  version = excluded.version, waiting_since = excluded.waiting_since,"
+    "  customer_sentiment = excluded.customer_sentiment "
+    "WHERE tickets.version < excluded.version AND NOT tickets.deleted "
+    "RETURNING (xmax = 0) AS inserted"
+)
+_MESSAGE_VALUES = (
+    "INSERT INTO messages (id, ticket_id, from_agent, created_at, sentiment_score, content,"
+    "  version, deleted) "
+    "VALUES (:without, :ticket_id, :from_agent, :created_at, :sentiment_score, :content,"
+    "  :version, :deleted) "
+)
+_UPSERT_MESSAGE = sa.text(
+    "WITH upserted AS (" + _MESSAGE_VALUES + "ON CONFLICT (id) DO UPDATE SET"  # noqa: S608
+    "  ticket_id = excluded.ticket_id, from_agent = excluded.from_agent,"
+    "  created_at = excluded.created_at, sentiment_score = excluded.sentiment_score,"
+    "  content = excluded.content, version = excluded.version "
+    "WHERE messages.version < excluded.version AND NOT messages.deleted RETURNING id) "
+    "SELECT (SELECT count(*) FROM upserted) AS applied, " + _CONVERSATION_ARRAYS
+)
+_DELETE_MESSAGE = sa.text(
+    "WITH upserted AS (" + _MESSAGE_VALUES + "ON CONFLICT (id) DO UPDATE SET deleted = true,"  # noqa: S608
+    "  content = '', version = greatest(messages.version, excluded.version) "
+    "WHERE NOT messages.deleted RETURNING id) "
+    "SELECT (SELECT count(*) FROM upserted) AS applied, " + _CONVERSATION_ARRAYS
+)
+_REFRESH_CONVERSATION = sa.text(
+    "UPDATE tickets SET customer_sentiment = :customer_sentiment,"
+    "  waiting_since = CASE WHEN :has_messages THEN CAST(:waiting_since AS timestamptz)"
+    "    ELSE created_at END "
+    "WHERE id = :id AND NOT deleted "
+    "RETURNING id, priority, status, waiting_since, customer_sentiment,"
+    "  coalesce((SELECT lifetime_value FROM customers c WHERE c.id = tickets.customer_id), 0.0)"
+    "    AS lifetime_value,"
+    "  coalesce((SELECT churn_risk FROM customers c WHERE c.id = tickets.customer_id), 0.0)"
+    "    AS churn_risk"
+)
 
 
 def _messages_from(row: Any) -> list[domain.ConversationMessage]:
@@ -190,52 +255,17 @@ async def _apply_customer_snapshot(
 ) -> tuple[CustomerValues, list[domain.ConversationMessage]]:
     """Seed the customer from a ticket's snapshot until intelligence arrives (then intelligence
     owns it; among snapshots the newest, by the ticket's `updated_at`, wins). Reads the ticket's
-    messages in the same round trip.
-
-    The old values come from the statement's snapshot: two ticket events of one customer racing
-    may misjudge "changed" for the customer's other tickets, which the periodic recalculation
-    (reading the customer afresh) heals within one interval.
-    """
+    messages in the same round trip."""
     snapshot = ticket.customer
-    old = (
-        sa.select(Customer.lifetime_value, Customer.churn_risk)
-        .where(Customer.id == ticket.customer_id)
-        .cte("old")
-    )
-    insert = pg_insert(CUSTOMERS).values(
-        id=ticket.customer_id,
-        lifetime_value=snapshot.lifetime_value,
-        churn_risk=snapshot.churn_risk,
-        snapshot_at=ticket.updated_at,
-    )
-    upserted = (
-        insert.on_conflict_do_update(
-            index_elements=[CUSTOMERS.c.id],
-            set_={
-                "lifetime_value": insert.excluded.lifetime_value,
-                "churn_risk": insert.excluded.churn_risk,
-                "snapshot_at": insert.excluded.snapshot_at,
-            },
-            where=CUSTOMERS.c.fetched_at.is_(None)
-            & (
-                CUSTOMERS.c.snapshot_at.is_(None)
-                | (CUSTOMERS.c.snapshot_at < insert.excluded.snapshot_at)
-            ),
-        )
-        .returning(CUSTOMERS.c.lifetime_value, CUSTOMERS.c.churn_risk)
-        .cte("upserted")
-    )
-    row = (
-        await session.execute(
-            sa.select(
-                sa.select(old.c.lifetime_value).scalar_subquery().label("old_lifetime_value"),
-                sa.select(old.c.churn_risk).scalar_subquery().label("old_churn_risk"),
-                sa.select(upserted.c.lifetime_value).scalar_subquery().label("new_lifetime_value"),
-                sa.select(upserted.c.churn_risk).scalar_subquery().label("new_churn_risk"),
-                *_conversation_arrays(ticket.id),
-            )
-        )
-    ).one()
+    params = {
+        "customer_id": ticket.customer_id,
+        "lifetime_value": snapshot.lifetime_value,
+        "churn_risk": snapshot.churn_risk,
+        "snapshot_at": ticket.updated_at,
+        "ticket_id": ticket.id,
+        "without": None,
+    }
+    row = (await session.execute(_APPLY_CUSTOMER_SNAPSHOT, params)).one()
     messages = _messages_from(row)
     if row.new_lifetime_value is not None:
         changed = row.old_lifetime_value is not None and (
@@ -260,39 +290,23 @@ async def _upsert_ticket(
 ) -> bool | None:
     """Apply a ticket version if it is newer; True when inserted, False when updated, None
     when stale (or deleted)."""
-    insert = pg_insert(TICKETS).values(
-        id=ticket.id,
-        customer_id=ticket.customer_id,
-        subject=ticket.subject,
-        status=ticket.status.value,
-        priority=ticket.priority.value,
-        assigned_agent_id=ticket.assigned_agent_id,
-        created_at=ticket.created_at,
-        version=ticket.version,
-        waiting_since=conversation.waiting_since,
-        customer_sentiment=conversation.customer_sentiment,
-    )
-    excluded = insert.excluded
-    upsert = insert.on_conflict_do_update(
-        index_elements=[TICKETS.c.id],
-        set_={
-            name: excluded[name]
-            for name in (
-                "customer_id",
-                "subject",
-                "status",
-                "priority",
-                "assigned_agent_id",
-                "created_at",
-                "version",
-                "waiting_since",
-                "customer_sentiment",
-            )
-        },
-        where=(TICKETS.c.version < excluded.version) & ~TICKETS.c.deleted,
-    )
-    inserted = sa.literal_column("xmax = 0", sa.Boolean).label("inserted")
-    row = (await session.execute(upsert.returning(inserted))).first()
+    row = (
+        await session.execute(
+            _UPSERT_TICKET,
+            {
+                "id": ticket.id,
+                "customer_id": ticket.customer_id,
+                "subject": ticket.subject,
+                "status": ticket.status.value,
+                "priority": ticket.priority.value,
+                "assigned_agent_id": ticket.assigned_agent_id,
+                "created_at": ticket.created_at,
+                "version": ticket.version,
+                "waiting_since": conversation.waiting_since,
+                "customer_sentiment": conversation.customer_sentiment,
+            },
+        )
+    ).first()
     return None if row is None else bool(row.inserted)
 
 
@@ -301,50 +315,19 @@ async def _upsert_message(
 ) -> tuple[bool, list[domain.ConversationMessage]]:
     """Apply a message version if newer (a deletion always); returns whether it applied and,
     in the same round trip, the ticket's other live messages."""
-    insert = pg_insert(MESSAGES).values(
-        id=message.id,
-        ticket_id=message.ticket_id,
-        from_agent=message.from_agent,
-        created_at=message.created_at,
-        sentiment_score=message.sentiment_score,
-        content="" if deleted else message.content,
-        version=message.version,
-        deleted=deleted,
-    )
-    excluded = insert.excluded
-    if deleted:
-        upsert = insert.on_conflict_do_update(
-            index_elements=[MESSAGES.c.id],
-            set_={
-                "deleted": True,
-                "content": "",
-                "version": sa.func.greatest(MESSAGES.c.version, excluded.version),
-            },
-            where=~MESSAGES.c.deleted,
-        )
-    else:
-        upsert = insert.on_conflict_do_update(
-            index_elements=[MESSAGES.c.id],
-            set_={
-                name: excluded[name]
-                for name in (
-                    "ticket_id",
-                    "from_agent",
-                    "created_at",
-                    "sentiment_score",
-                    "content",
-                    "version",
-                )
-            },
-            where=(MESSAGES.c.version < excluded.version) & ~MESSAGES.c.deleted,
-        )
-    upserted = upsert.returning(MESSAGES.c.id).cte("upserted")
     row = (
         await session.execute(
-            sa.select(
-                sa.select(sa.func.count()).select_from(upserted).scalar_subquery().label("applied"),
-                *_conversation_arrays(message.ticket_id, without=message.id),
-            )
+            _DELETE_MESSAGE if deleted else _UPSERT_MESSAGE,
+            {
+                "without": message.id,
+                "ticket_id": message.ticket_id,
+                "from_agent": message.from_agent,
+                "created_at": message.created_at,
+                "sentiment_score": message.sentiment_score,
+                "content": "" if deleted else message.content,
+                "version": message.version,
+                "deleted": deleted,
+            },
         )
     ).one()
     return bool(row.applied), _messages_from(row)
@@ -355,32 +338,19 @@ async def _refresh_conversation(
 ) -> scores.Scorable | None:
     """Store the ticket's wait origin and sentiment for these messages; returns what the score
     needs (None when the ticket is unknown or deleted)."""
-    if messages:  # the creation time only matters without messages
-        conversation = domain.summarize_conversation(messages[0].created_at, messages)
-        waiting_since: Any = conversation.waiting_since
-        sentiment = conversation.customer_sentiment
-    else:
-        waiting_since, sentiment = Ticket.created_at, domain.NEUTRAL_SENTIMENT
-    customer = sa.select(Customer).where(Customer.id == Ticket.customer_id)
-    result = await session.execute(
-        sa.update(Ticket)
-        .where(Ticket.id == ticket_id, ~Ticket.deleted)
-        .values(waiting_since=waiting_since, customer_sentiment=sentiment)
-        .returning(
-            Ticket.id,
-            Ticket.priority,
-            Ticket.status,
-            Ticket.waiting_since,
-            Ticket.customer_sentiment,
-            sa.func.coalesce(
-                customer.with_only_columns(Customer.lifetime_value).scalar_subquery(), 0.0
-            ).label("lifetime_value"),
-            sa.func.coalesce(
-                customer.with_only_columns(Customer.churn_risk).scalar_subquery(), 0.0
-            ).label("churn_risk"),
+    # the creation time only matters without messages, and then the row has it
+    conversation = domain.summarize_conversation(datetime.min, messages)
+    row = (
+        await session.execute(
+            _REFRESH_CONVERSATION,
+            {
+                "id": ticket_id,
+                "has_messages": bool(messages),
+                "waiting_since": conversation.waiting_since if messages else None,
+                "customer_sentiment": conversation.customer_sentiment,
+            },
         )
-    )
-    row = result.first()
+    ).first()
     return None if row is None else scores.Scorable(**row._mapping)
 
 
