@@ -175,6 +175,7 @@ def make_test_upstream(
                 "query": request.url.query,
                 "headers": [[k.decode(), v.decode()] for k, v in request.scope["headers"]],
                 "body_bytes": len(body),
+                "client_port": request.client.port if request.client else None,
             }
         )
 
@@ -189,13 +190,18 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def serve(app: Any) -> AsyncIterator[str]:
+async def serve(app: Any, **options: Any) -> AsyncIterator[str]:
     """Run an ASGI app under uvicorn on a real loopback port in this event loop."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        app, lifespan="on", log_config=None, access_log=False, timeout_graceful_shutdown=1
+        app,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=1,
+        **options,
     )
     server = uvicorn.Server(config)
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
@@ -268,10 +274,32 @@ def start_upstream() -> Callable[..., contextlib.AbstractAsyncContextManager[Tes
     """`async with start_upstream(name) as upstream:` a test upstream of the test's own."""
 
     @contextlib.asynccontextmanager
-    async def start(name: str, **options: Any) -> AsyncIterator[TestUpstream]:
+    async def start(
+        name: str, server_options: dict[str, Any] | None = None, **options: Any
+    ) -> AsyncIterator[TestUpstream]:
         app = make_test_upstream(name, **options)
-        async with serve(app) as url:
+        async with serve(app, **(server_options or {})) as url:
             yield TestUpstream(name, url, app)
+
+    return start
+
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]
+
+
+@pytest.fixture
+def raw_server() -> Callable[[Handler], contextlib.AbstractAsyncContextManager[str]]:
+    """`async with raw_server(handler) as url:` a TCP test upstream that answers by hand, for
+    what uvicorn never sends (close-delimited bodies, broken responses)."""
+
+    @contextlib.asynccontextmanager
+    async def start(handler: Handler) -> AsyncIterator[str]:
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.close()
 
     return start
 

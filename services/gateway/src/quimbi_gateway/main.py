@@ -49,8 +49,11 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         r for r in app.router.routes if getattr(r, "path", None) not in _DEFAULT_DOCS_PATHS
     ]
     app.include_router(api.router)
-    app.router.routes.append(Route("/api/{path:path}", proxy, include_in_schema=False))
-    app.router.routes.append(Route("/.well-known/jwks.json", proxy, include_in_schema=False))
+    # First in line: nearly every request is proxied, and the router tries routes in order.
+    app.router.routes[:0] = [
+        Route("/api/{path:path}", proxy, include_in_schema=False),
+        Route("/.well-known/jwks.json", proxy, include_in_schema=False),
+    ]
     app.state.suite = Suite(upstreams, runtime.redis, settings, app.openapi)
 
     runtime_lifespan = app.router.lifespan_context

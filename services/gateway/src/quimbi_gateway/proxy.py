@@ -8,7 +8,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
-import httpx
 from prometheus_client import Counter, Histogram
 from starlette.types import Receive, Scope, Send
 
@@ -17,6 +16,7 @@ from quimbi_common.observability import correlation_id
 
 from .domain import Quota, read_request, response_headers, route
 from .edge import REJECTED, EdgeGuard
+from .http1 import UpstreamError, UpstreamTimeout
 from .upstreams import Upstreams
 
 log = logging.getLogger(__name__)
@@ -73,48 +73,46 @@ class Proxy:
 
         query: bytes = scope.get("query_string", b"")
         raw_path: bytes = scope.get("raw_path") or path.encode()
-        url = (raw_path + b"?" + query if query else raw_path).decode("latin-1")
-        http = self.upstreams[service]
-        upstream_request = http.build_request(
-            method,
-            url,
-            headers=request.forward_headers,
-            content=self._body(receive) if request.has_body else None,
-        )
+        target = raw_path + b"?" + query if query else raw_path
         started = time.perf_counter()
         try:
-            response = await http.send(upstream_request, stream=True)
+            response = await self.upstreams.pools[service].request(
+                method,
+                target,
+                request.forward_headers,
+                self._body(receive) if request.has_body else None,
+                chunked=request.chunked,
+            )
         except _BodyTooLarge:
             raise self._too_large() from None
         except _ClientGone:
             return
-        except httpx.TimeoutException as exc:
+        except UpstreamTimeout as exc:
             UPSTREAM_FAILURES.labels(service, "timeout").inc()
-            timeout = self.upstreams.timeouts[service]
             raise _upstream_problem(
-                504, f"The {service} service did not answer within {timeout:g} s", service, quota
+                504, f"The {service} service did not answer in time: {exc}", service, quota
             ) from exc
-        except httpx.TransportError as exc:
+        except UpstreamError as exc:
             UPSTREAM_FAILURES.labels(service, "unreachable").inc()
             raise _upstream_problem(
-                502, f"The {service} service is unreachable ({type(exc).__name__})", service, quota
+                502, f"The {service} service is unreachable: {exc}", service, quota
             ) from exc
         self._latency[service].observe(time.perf_counter() - started)
         try:
             await send(
                 {
                     "type": "http.response.start",
-                    "status": response.status_code,
-                    "headers": response_headers(response.headers.raw) + quota.headers(),
+                    "status": response.status,
+                    "headers": response_headers(response.headers) + quota.headers(),
                 }
             )
-            async for chunk in response.aiter_raw():
+            async for chunk in response.chunks():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except httpx.HTTPError as exc:
+        except UpstreamError as exc:
             # Headers are gone already: all we can do is cut the response short.
             UPSTREAM_FAILURES.labels(service, "broken_response").inc()
-            log.warning("%s broke off its response to %s %s: %r", service, method, path, exc)
+            log.warning("%s broke off its response to %s %s: %s", service, method, path, exc)
         finally:
             await response.aclose()
 
