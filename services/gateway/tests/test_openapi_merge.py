@@ -112,6 +112,39 @@ def test_tags_are_named_for_the_service() -> None:
     assert [tag["name"] for tag in spec["tags"]] == ["tickets", "agents", "agents · auth"]
 
 
+def test_an_operation_is_listed_under_its_most_specific_tag_only() -> None:
+    tickets = {
+        "paths": {
+            "/api/tickets/{id}/messages": {
+                "get": _op(_ref("Page"), "m", tags=["tickets", "messages"])
+            }
+        },
+        "components": TICKETS["components"],
+    }
+    spec = _merge({"tickets": tickets})
+    assert spec["paths"]["/api/tickets/{id}/messages"]["get"]["tags"] == ["tickets · messages"]
+
+
+def test_every_ref_in_the_merged_spec_resolves() -> None:
+    spec = _merge({"tickets": TICKETS, "agents": AGENTS})
+    refs: list[str] = []
+
+    def collect(value) -> None:
+        if isinstance(value, dict):
+            refs.extend(v for k, v in value.items() if k == "$ref")
+            for item in value.values():
+                collect(item)
+        elif isinstance(value, list):
+            for item in value:
+                collect(item)
+
+    collect(spec)
+    assert refs
+    for ref in refs:
+        _, _, section, name = ref.split("/")
+        assert name in spec["components"][section], ref
+
+
 def test_gateways_own_routes_are_included_and_open() -> None:
     own = {"paths": {"/health": {"get": {"operationId": "health", "responses": {}}}}}
     spec = _merge({"tickets": TICKETS}, own=own)

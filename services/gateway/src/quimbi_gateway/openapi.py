@@ -74,8 +74,11 @@ def _rewrite_refs(value: Any, renames: Mapping[str, str]) -> Any:
     return value
 
 
-def _service_tag(service: str, tag: str) -> str:
-    return service if tag == service else f"{service} · {tag}"
+def _operation_tags(service: str, tags: list[str]) -> list[str]:
+    """The service's tags, prefixed with its name; the most specific only, so that an
+    operation tagged both `tickets` and `messages` is listed once, under `tickets · messages`."""
+    named = [f"{service} · {tag}" for tag in tags if tag != service]
+    return named or [service]
 
 
 def merge_openapi(
@@ -116,8 +119,7 @@ def merge_openapi(
                 if method not in HTTP_METHODS:
                     merged_item.setdefault(method, operation)
                     continue
-                operation_tags = [_service_tag(service, t) for t in operation.get("tags", [])]
-                operation["tags"] = operation_tags or [service]
+                operation["tags"] = _operation_tags(service, operation.get("tags", []))
                 for tag in operation["tags"]:
                     tags.setdefault(
                         tag, {"name": tag, "description": f"Served by the {service} service."}

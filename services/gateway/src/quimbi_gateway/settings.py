@@ -21,7 +21,8 @@ class Settings(CommonSettings):
     ai_proxy_timeout_seconds: float = 60.0  # ai-proxy waits on Quimbi, with retries
     upstream_max_connections: int = 256
     upstream_max_keepalive_connections: int = 128
-    upstream_keepalive_expiry_seconds: float = 30.0
+    # below uvicorn's 5 s keep-alive, so the service rarely closes a connection we reuse
+    upstream_keepalive_expiry_seconds: float = 4.0
 
     max_request_body_bytes: int = 1024 * 1024
 
