@@ -122,6 +122,20 @@ def make_test_upstream(
 
         return StreamingResponse(chunks(), media_type="text/plain")
 
+    @app.get("/{prefix:path}/_test/endless/{gate_id}")
+    async def endless(prefix: str, gate_id: str) -> StreamingResponse:
+        """Streams until its caller goes away, then opens the gate `<id>-ended`."""
+
+        async def chunks() -> AsyncIterator[bytes]:
+            try:
+                while True:
+                    yield b"tick\n"
+                    await asyncio.sleep(0.01)
+            finally:
+                gate("seen", f"{gate_id}-ended").set()
+
+        return StreamingResponse(chunks(), media_type="text/plain")
+
     @app.post("/{prefix:path}/_test/upload/{gate_id}")
     async def upload(prefix: str, gate_id: str, request: Request) -> dict[str, int]:
         """Counts the body as it arrives, announcing the first chunk to the test."""

@@ -137,6 +137,20 @@ async def test_response_body_is_streamed_as_the_service_produces_it(
     assert rest == b"second chunk\n"
 
 
+async def test_when_the_caller_leaves_a_stream_the_service_is_let_go(
+    gateway, upstreams, agent_headers
+) -> None:
+    gate = unique("endless-")
+    path = f"/api/tickets/_test/endless/{gate}"
+    # given a caller reading an endless stream through the gateway
+    async with gateway.client.stream("GET", path, headers=agent_headers) as response:
+        chunks = response.aiter_raw()
+        for _ in range(3):
+            await asyncio.wait_for(chunks.__anext__(), 5)
+    # when it hangs up, then the service's stream ends too
+    await upstreams["tickets"].reached(f"{gate}-ended")
+
+
 async def test_request_body_is_streamed_to_the_service_as_it_arrives(
     gateway, upstreams, agent_headers
 ) -> None:

@@ -3,6 +3,7 @@ service the routing table names, and the answer back. No per-request clients, no
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -30,6 +31,12 @@ UPSTREAM_LATENCY = Histogram(
 UPSTREAM_FAILURES = Counter(
     "gateway_upstream_failures_total", "Services unreachable or too slow", ["upstream", "reason"]
 )
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Returns once the caller has gone (whatever is left of its request body is skipped)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 class _BodyTooLarge(Exception):
@@ -98,6 +105,7 @@ class Proxy:
                 502, f"The {service} service is unreachable: {exc}", service, quota
             ) from exc
         self._latency[service].observe(time.perf_counter() - started)
+        caller_gone: asyncio.Future[None] | None = None
         try:
             await send(
                 {
@@ -106,14 +114,22 @@ class Proxy:
                     "headers": response_headers(response.headers) + quota.headers(),
                 }
             )
+            sent = 0
             async for chunk in response.chunks():
+                if sent == 1:  # a long response: from now on, stop once the caller has gone
+                    caller_gone = asyncio.ensure_future(_disconnected(receive))
+                elif caller_gone is not None and caller_gone.done():
+                    return
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                sent += 1
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except UpstreamError as exc:
             # Headers are gone already: all we can do is cut the response short.
             UPSTREAM_FAILURES.labels(service, "broken_response").inc()
             log.warning("%s broke off its response to %s %s: %s", service, method, path, exc)
         finally:
+            if caller_gone is not None:
+                caller_gone.cancel()
             await response.aclose()
 
     async def _body(self, receive: Receive) -> AsyncIterator[bytes]:
