@@ -33,6 +33,10 @@ UPSTREAM_FAILURES = Counter(
 )
 
 
+# An ordinary answer arrives in a few reads; past that, watch for the caller leaving a stream.
+_WATCH_CALLER_AFTER_CHUNKS = 4
+
+
 async def _disconnected(receive: Receive) -> None:
     """Returns once the caller has gone (whatever is left of its request body is skipped)."""
     while (await receive())["type"] != "http.disconnect":
@@ -116,7 +120,7 @@ class Proxy:
             )
             sent = 0
             async for chunk in response.chunks():
-                if sent == 1:  # a long response: from now on, stop once the caller has gone
+                if sent == _WATCH_CALLER_AFTER_CHUNKS:  # a stream: stop once the caller goes
                     caller_gone = asyncio.ensure_future(_disconnected(receive))
                 elif caller_gone is not None and caller_gone.done():
                     return
