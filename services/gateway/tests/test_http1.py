@@ -2,6 +2,7 @@
 connections, bodies delimited every way HTTP allows, and services misbehaving."""
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 
@@ -214,3 +215,36 @@ async def test_early_answer_during_an_upload_is_passed_on(raw_server) -> None:
         finally:
             pool.close()
     assert (response.status, answer) == (413, b"no")
+
+
+async def test_a_connection_that_sends_unasked_bytes_is_not_reused(raw_server) -> None:
+    connections = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        if connections > 1:
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfresh")
+            await writer.drain()
+            return
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nstale")  # unasked
+        await writer.drain()
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            await reader.readuntil(b"\r\n\r\n")  # only if the client (wrongly) reuses it
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nreused")
+            await writer.drain()
+
+    async with raw_server(handler) as url:
+        pool = _pool(url)
+        try:
+            _, first = await _get(pool)
+            await asyncio.sleep(0.2)
+            _, second = await _get(pool)
+        finally:
+            pool.close()
+    assert (first, second) == (b"ok", b"fresh")
+    assert connections == 2

@@ -41,12 +41,14 @@ class _Connection(asyncio.Protocol):
         self.loop = loop
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self.in_use = False
         self.idle_since = 0.0
         self._write_ready: asyncio.Future[None] | None = None
         self._waiter: asyncio.Future[None] | None = None
         self.reset(head_request=False)
 
     def reset(self, *, head_request: bool) -> None:
+        self.in_use = True
         self.parser = httptools.HttpResponseParser(self)
         self.head_request = head_request
         self.received_any = False
@@ -67,6 +69,9 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
 
     def data_received(self, data: bytes) -> None:
+        if not self.in_use:  # bytes nobody asked for: the connection cannot be trusted
+            self.close()
+            return
         self.received_any = True
         try:
             self.parser.feed_data(data)
@@ -342,6 +347,7 @@ class UpstreamPool:
         return connection, False
 
     def release(self, connection: _Connection) -> None:
+        connection.in_use = False
         if connection.reusable and len(self._idle) < self.max_idle:
             connection.idle_since = connection.loop.time()
             self._idle.append(connection)
