@@ -1,5 +1,5 @@
 # Shared by the scripts in deploy/containers: paths, pinned versions, logging.
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034 # the variables are for the scripts that source this
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 STATE="${QUIMBI_CONTAINERS_DIR:-$ROOT/.local/containers}"
 LOGS="$STATE/logs"

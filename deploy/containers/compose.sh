@@ -12,7 +12,7 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=deploy/containers/common.sh
+# shellcheck source=common.sh
 source "$HERE/common.sh"
 
 COMPOSE_FILE="$ROOT/docker-compose.yml"

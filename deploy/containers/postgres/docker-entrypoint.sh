@@ -46,6 +46,7 @@ MSG
   fi
   local f
   for f in /docker-entrypoint-initdb.d/*; do
+    # shellcheck disable=SC1090 # the init scripts are the user's
     case "$f" in
       *.sh) if [ -x "$f" ]; then echo "running $f"; "$f"; else echo "sourcing $f"; . "$f"; fi ;;
       *.sql) echo "running $f"; run_sql --dbname "$POSTGRES_DB" -f "$f" ;;
