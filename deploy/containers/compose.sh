@@ -47,6 +47,16 @@ check_ports_free() {
   fi
 }
 
+stale_containers() { # a container runs another image than its tag now names
+  local name running built
+  for name in "${!PORTS[@]}"; do
+    running="$(podman container inspect --format '{{.Image}}' "quimbi_${name}_1" 2>/dev/null)" || continue
+    built="$(podman image inspect --format '{{.Id}}' "quimbi/$name:latest" 2>/dev/null)" || continue
+    [ "$running" != "$built" ] && return 0
+  done
+  return 1
+}
+
 wait_healthy() {
   local timeout="${UP_TIMEOUT:-300}" start now name pending
   start=$(date +%s)
@@ -79,6 +89,10 @@ case "${1:-up}" in
   up)
     [ -x "$TOOLS/bin/podman-compose" ] || "$HERE/setup.sh"
     docker_api_up || "$HERE/setup.sh" service
+    if stale_containers; then
+      log "images changed since the containers were created: recreating them"
+      compose down >"$LOGS/compose-down.log" 2>&1 || true
+    fi
     check_ports_free
     started=$(date +%s)
     log "starting the suite (podman-compose up -d)"
