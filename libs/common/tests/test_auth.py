@@ -11,7 +11,7 @@ import time
 import pytest
 from jose import jwt
 
-from quimbi_common.auth import StaticKeySet, TokenVerifier, public_key_pem
+from quimbi_common.auth import RevocationStore, StaticKeySet, TokenVerifier, public_key_pem
 from quimbi_common.enums import Role
 from quimbi_common.errors import UnauthorizedError
 from quimbi_common.testing import TEST_AUDIENCE, TEST_ISSUER, SigningKeys
@@ -87,3 +87,10 @@ def test_roles_are_ordered() -> None:
     assert Role.ADMIN.at_least(Role.MANAGER)
     assert Role.SENIOR_AGENT.at_least(Role.AGENT)
     assert not Role.TEAM_LEAD.at_least(Role.MANAGER)
+
+
+def test_revocation_rule() -> None:
+    assert RevocationStore.decide(b"1", None, issued_at=100.0)
+    assert RevocationStore.decide(None, b"100.5", issued_at=100.0)
+    assert not RevocationStore.decide(None, b"100.5", issued_at=100.6)
+    assert not RevocationStore.decide(0, None, issued_at=100.0)

@@ -7,11 +7,9 @@ from quimbi_gateway.domain import (
     Quota,
     counter_key,
     current_window,
-    is_revoked,
     read_request,
     response_headers,
 )
-from quimbi_gateway.edge import LocalLimiter
 
 pytestmark = pytest.mark.unit
 
@@ -155,25 +153,3 @@ def test_quota_headers_and_retry_after_once_exceeded() -> None:
     assert over.exceeded
     assert over.header_dict()["retry-after"] == "12"
     assert over.remaining == 0
-
-
-def test_revocation_rule_matches_libs_common() -> None:
-    assert is_revoked(1, None, issued_at=100.0)
-    assert is_revoked(0, b"100.5", issued_at=100.0)
-    assert not is_revoked(0, b"100.5", issued_at=100.6)
-    assert not is_revoked(0, None, issued_at=100.0)
-
-
-def test_local_limiter_counts_per_key_and_starts_over_each_window() -> None:
-    limiter = LocalLimiter()
-    assert [limiter.hit("a", 1) for _ in range(3)] == [1, 2, 3]
-    assert limiter.hit("b", 1) == 1
-    assert limiter.hit("a", 2) == 1
-
-
-def test_local_limiter_memory_is_bounded() -> None:
-    limiter = LocalLimiter(max_keys=2)
-    limiter.hit("a", 1)
-    limiter.hit("b", 1)
-    limiter.hit("c", 1)
-    assert len(limiter._counts) <= 2

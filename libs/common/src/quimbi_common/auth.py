@@ -173,27 +173,32 @@ class RevocationStore:
         self.redis = redis
 
     @staticmethod
-    def _jti_key(jti: str) -> str:
+    def jti_key(jti: str) -> str:
         return f"auth:revoked:{jti}"
 
     @staticmethod
-    def _void_key(agent_id: str) -> str:
+    def void_key(agent_id: str) -> str:
         return f"auth:void-before:{agent_id}"
+
+    @staticmethod
+    def decide(revoked: object, void_before: bytes | str | None, issued_at: float) -> bool:
+        """The rule, given the two keys' values: a revoked `jti`, or issued before the void mark."""
+        return bool(revoked) or (void_before is not None and issued_at < float(void_before))
 
     async def revoke(self, jti: str, expires_at: float) -> None:
         ttl = max(1, int(expires_at - time.time()) + 1)
-        await self.redis.set(self._jti_key(jti), "1", ex=ttl)
+        await self.redis.set(self.jti_key(jti), "1", ex=ttl)
 
     async def void_agent_tokens(self, agent_id: str, *, max_token_ttl_seconds: int) -> None:
         """Every token of this agent issued until now stops working (`iat` is rounded to the
         millisecond, so the mark sits one millisecond past the current one)."""
         void_before = math.ceil(time.time() * 1000) / 1000 + 0.001
         await self.redis.set(
-            self._void_key(agent_id), f"{void_before:.3f}", ex=max_token_ttl_seconds + 60
+            self.void_key(agent_id), f"{void_before:.3f}", ex=max_token_ttl_seconds + 60
         )
 
     async def is_revoked(self, jti: str, agent_id: str, issued_at: float) -> bool:
-        revoked, void_before = await self.redis.mget(self._jti_key(jti), self._void_key(agent_id))
+        revoked, void_before = await self.redis.mget(self.jti_key(jti), self.void_key(agent_id))
         return revoked is not None or (void_before is not None and issued_at < float(void_before))
 
 
@@ -228,13 +233,19 @@ class Principal:
 
 class TokenVerifier:
     def __init__(
-        self, keys: KeySet, revocations: RevocationStore | None, *, issuer: str, audience: str
+        self,
+        keys: KeySet,
+        revocations: RevocationStore | None,
+        *,
+        issuer: str,
+        audience: str,
+        cache_size: int = 10_000,
     ) -> None:
         self.keys = keys
         self.revocations = revocations
         self.issuer = issuer
         self.audience = audience
-        self.cache_size = 10_000
+        self.cache_size = cache_size
         self._verified: dict[str, Principal] = {}
 
     async def verify(self, token: str) -> Principal:

@@ -67,6 +67,7 @@ class Runtime:
         self.relay = OutboxRelay(self.engine, settings) if self.engine and kafka else None
         self.background: list[BackgroundTask] = []
         self.on_startup: list[BackgroundTask] = []
+        self.on_shutdown: list[BackgroundTask] = []
         self.checks: dict[str, Check] = {}
         self.kafka_connected = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -125,6 +126,11 @@ class Runtime:
             self._tasks.append(asyncio.create_task(_supervised(task), name=task.__name__))
 
     async def stop(self) -> None:
+        for hook in self.on_shutdown:
+            try:
+                await hook()
+            except Exception:
+                log.exception("shutdown step %s failed", hook.__name__)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -248,8 +248,3 @@ class Quota:
         if self.exceeded:
             values["retry-after"] = str(self.reset_seconds)
         return values
-
-
-def is_revoked(revoked_flag: int, void_before: bytes | str | None, issued_at: float) -> bool:
-    """libs/common's revocation rule (a revoked `jti`, or issued before the agent's void mark)."""
-    return bool(revoked_flag) or (void_before is not None and issued_at < float(void_before))

@@ -33,7 +33,6 @@ from .domain import (
     counter_key,
     current_window,
     is_open,
-    is_revoked,
 )
 from .settings import Settings
 
@@ -49,29 +48,6 @@ if used == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 if #KEYS == 1 then return {used} end
 return {used, redis.call('EXISTS', KEYS[2]), redis.call('GET', KEYS[3])}
 """
-
-
-class VerifiedTokens:
-    """Signature checks remembered until the token expires: the same token arrives on every
-    request of a session and RS256 verification is the costliest step at the edge. Revocation
-    is not cached; it is checked on every request."""
-
-    def __init__(self, verifier: TokenVerifier, size: int) -> None:
-        assert verifier.revocations is None, "revocation is checked with the rate limit"
-        self.verifier = verifier
-        self.size = size
-        self._principals: dict[str, Principal] = {}
-
-    async def verify(self, token: str) -> Principal:
-        principal = self._principals.get(token)
-        if principal is not None and principal.expires_at > time.time():
-            return principal
-        self._principals.pop(token, None)
-        principal = await self.verifier.verify(token)
-        if len(self._principals) >= self.size:
-            self._principals.pop(next(iter(self._principals)))
-        self._principals[token] = principal
-        return principal
 
 
 class LocalLimiter:
@@ -135,8 +111,8 @@ class RateLimiter:
         keys = [
             counter_key(self.prefix, Bucket.AGENT, agent_id, window),
             # libs/common keeps these key names private; see the README (needs a public API).
-            RevocationStore._jti_key(principal.jti or ""),
-            RevocationStore._void_key(agent_id),
+            RevocationStore.jti_key(principal.jti or ""),
+            RevocationStore.void_key(agent_id),
         ]
         if self.redis_usable:
             try:
@@ -145,7 +121,7 @@ class RateLimiter:
                 self._redis_failed(exc)
             else:
                 quota = Quota(limit, int(used), window.reset_seconds)
-                return quota, is_revoked(revoked, void_before, principal.issued_at)
+                return quota, RevocationStore.decide(revoked, void_before, principal.issued_at)
         REJECTED.labels("revocation_unavailable").inc()
         raise ServiceUnavailableError(
             "Token revocation store unavailable",
@@ -156,7 +132,7 @@ class RateLimiter:
 class EdgeGuard:
     """Admits a request or raises the problem to answer with (401, 429, 503)."""
 
-    def __init__(self, tokens: VerifiedTokens, limiter: RateLimiter, settings: Settings) -> None:
+    def __init__(self, tokens: TokenVerifier, limiter: RateLimiter, settings: Settings) -> None:
         self.tokens = tokens
         self.limiter = limiter
         self.api_key = settings.api_key.get_secret_value()

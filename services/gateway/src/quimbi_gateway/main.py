@@ -3,9 +3,6 @@ the proxy on every routed path."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-
 from fastapi import FastAPI
 from starlette.routing import Route
 
@@ -13,7 +10,7 @@ from quimbi_common.auth import TokenVerifier
 from quimbi_common.runtime import Runtime, create_app
 
 from . import api
-from .edge import EdgeGuard, RateLimiter, VerifiedTokens
+from .edge import EdgeGuard, RateLimiter
 from .proxy import Proxy
 from .service import Suite
 from .settings import Settings
@@ -27,14 +24,13 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = Runtime(settings, database=False, kafka=False)
     upstreams = Upstreams(settings)
-    tokens = VerifiedTokens(
-        TokenVerifier(
-            runtime.verifier.keys,
-            None,
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
-        ),
-        settings.token_cache_size,
+    # Revocation is read in the rate limiter's Redis call, so this verifier checks signatures.
+    tokens = TokenVerifier(
+        runtime.verifier.keys,
+        None,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        cache_size=settings.token_cache_size,
     )
     guard = EdgeGuard(tokens, RateLimiter(runtime.redis, settings), settings)
     proxy = Proxy(upstreams, guard, settings.max_request_body_bytes)
@@ -55,16 +51,5 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         Route("/.well-known/jwks.json", proxy, include_in_schema=False),
     ]
     app.state.suite = Suite(upstreams, runtime.redis, settings, app.openapi)
-
-    runtime_lifespan = app.router.lifespan_context
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with runtime_lifespan(app):
-            try:
-                yield
-            finally:
-                await upstreams.aclose()
-
-    app.router.lifespan_context = lifespan
+    runtime.on_shutdown.append(upstreams.aclose)
     return app
