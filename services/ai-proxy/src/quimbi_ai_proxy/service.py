@@ -402,9 +402,10 @@ class IntelligenceWarmer:
         self.proxy = proxy
         self._limit = asyncio.Semaphore(max(1, proxy.settings.intelligence_warm_concurrency))
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._closed = False
 
     def schedule(self, customer_id: str) -> None:
-        if customer_id in self._running:
+        if self._closed or customer_id in self._running:
             return
         task = asyncio.create_task(self._warm(customer_id), name=f"warm-{customer_id}")
         self._running[customer_id] = task
@@ -427,6 +428,7 @@ class IntelligenceWarmer:
         await asyncio.gather(*list(self._running.values()), return_exceptions=True)
 
     async def aclose(self) -> None:
+        self._closed = True
         for task in list(self._running.values()):
             task.cancel()
         await self.drain()
