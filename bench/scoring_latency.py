@@ -14,7 +14,10 @@ the end (nothing else running is touched):
    machine), and also until ticket.scored reaches Kafka. A final GET /api/tickets checks the
    list shows the scores.
 
-    uv run python bench/scoring_latency.py [--tickets 1000] [--rate 100] [--skip-tickets]
+`--replicas N` runs N scoring processes in one consumer group (topics have 3 partitions).
+
+    uv run python bench/scoring_latency.py [--tickets 1000] [--rate 100] [--replicas 1]
+                                           [--skip-tickets]
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ from typing import Any
 import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from quimbi_common.db import asyncpg_dsn
 from quimbi_common.enums import Channel, TicketPriority, TicketStatus
@@ -118,12 +123,52 @@ async def service(module: str, env: dict[str, str], port: int) -> AsyncIterator[
         log.close()
 
 
+@contextlib.asynccontextmanager
+async def replicas(module: str, env: dict[str, str], count: int) -> AsyncIterator[list[str]]:
+    """`count` processes of one service sharing its database and consumer group."""
+    async with contextlib.AsyncExitStack() as stack:
+        urls = [
+            await stack.enter_async_context(service(module, env, free_port())) for _ in range(count)
+        ]
+        yield urls
+
+
+async def settled(*groups: str, quiet: float = 3.0, timeout: float = 120.0) -> None:
+    """Wait until the consumer groups have been Stable for `quiet` seconds: every subscription
+    is a member, and a member joining late would pause them all for a rebalance."""
+    deadline = time.monotonic() + timeout
+    stable_since: float | None = None
+    while time.monotonic() < deadline:
+        try:
+            states = [await group_state(group) for group in groups]
+        except KafkaError:
+            states = []
+        if states and all(state == "Stable" for state in states):
+            stable_since = stable_since or time.monotonic()
+            if time.monotonic() - stable_since >= quiet:
+                return
+        else:
+            stable_since = None
+        await asyncio.sleep(0.5)
+
+
+async def group_state(group: str) -> str:
+    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+    await admin.start()
+    try:
+        [response] = await admin.describe_consumer_groups([group])
+        return str(response.groups[0][2])
+    finally:
+        await admin.close()
+
+
 class ScoredWatcher:
     """Records when each ticket's first ticket.scored arrives on Kafka."""
 
     def __init__(self, topic: str) -> None:
         self.topic = topic
         self.seen: dict[str, float] = {}
+        self.seen_wall: dict[str, float] = {}
         self._consumer = AIOKafkaConsumer(
             topic, bootstrap_servers=KAFKA, group_id=None, auto_offset_reset="earliest"
         )
@@ -144,7 +189,9 @@ class ScoredWatcher:
     async def _read(self) -> None:
         async for record in self._consumer:
             data = json.loads(record.value or b"{}").get("data", {})
-            self.seen.setdefault(data.get("ticket_id", ""), time.perf_counter())
+            ticket_id = data.get("ticket_id", "")
+            self.seen.setdefault(ticket_id, time.perf_counter())
+            self.seen_wall.setdefault(ticket_id, time.time())
 
     async def wait_for(self, ticket_ids: list[str], timeout: float) -> None:
         await until(lambda: all(t in self.seen for t in ticket_ids), timeout)
@@ -186,18 +233,22 @@ def synthetic_ticket(ticket_id: str) -> TicketData:
     )
 
 
-async def kafka_figure(prefix: str, scoring_env: dict[str, str], count: int, rate: float) -> None:
+async def kafka_figure(
+    prefix: str, scoring_env: dict[str, str], count: int, rate: float, copies: int
+) -> None:
     async with (
-        service("quimbi_scoring", scoring_env, free_port()),
+        replicas("quimbi_scoring", scoring_env, copies),
         ScoredWatcher(f"{prefix}ticket.scored") as watcher,
     ):
         producer = AIOKafkaProducer(bootstrap_servers=KAFKA, linger_ms=0, acks="all")
         await producer.start()
         sent: dict[str, float] = {}
+        sent_wall: dict[str, float] = {}
 
         async def produce(ticket_id: str) -> None:
             key, event = build_event("ticket.created", synthetic_ticket(ticket_id), source="bench")
             sent[ticket_id] = time.perf_counter()
+            sent_wall[ticket_id] = time.time()
             await producer.send(
                 f"{prefix}ticket.created", value=event.model_dump_json().encode(), key=key.encode()
             )
@@ -207,18 +258,60 @@ async def kafka_figure(prefix: str, scoring_env: dict[str, str], count: int, rat
             for ticket_id in warm:
                 await produce(ticket_id)
             await watcher.wait_for(warm, timeout=120)
+            await settled(scoring_env["KAFKA_CONSUMER_GROUP"])
             ids = [unique("bench-") for _ in range(count)]
             await paced(count, rate, lambda i: produce(ids[i]))
             await watcher.wait_for(ids, timeout=60)
         finally:
             await producer.stop()
         latencies = [watcher.seen[t] - sent[t] for t in ids if t in watcher.seen]
-        print(f"1. event -> ticket.scored on Kafka, {count} tickets at {rate:.0f}/s:")
+        print(
+            f"1. event -> ticket.scored on Kafka, {count} tickets at {rate:.0f}/s, "
+            f"{copies} scoring process(es):"
+        )
         print(summary("ticket.created produced -> ticket.scored received", latencies, count))
+        await print_stages(scoring_env["DATABASE_URL"], ids, sent_wall, watcher.seen_wall)
+
+
+async def print_stages(
+    database_url: str, ids: list[str], sent: dict[str, float], received: dict[str, float]
+) -> None:
+    """Where the time went, from the scoring database's own timestamps (same machine clock):
+    the handler's transaction start, and when the relay marked its ticket.scored sent."""
+    database = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        rows = await database.fetch(
+            "SELECT key, extract(epoch FROM created_at) AS handled,"
+            " extract(epoch FROM published_at) AS published FROM outbox"
+            " WHERE topic = 'ticket.scored' AND key = ANY($1::text[])",
+            ids,
+        )
+    finally:
+        await database.close()
+    stages: dict[str, list[float]] = {"queue": [], "handle+relay": [], "delivery": []}
+    for row in rows:
+        ticket, handled, published = row["key"], float(row["handled"]), row["published"]
+        if published is None or ticket not in received:
+            continue
+        stages["queue"].append(handled - sent[ticket])
+        stages["handle+relay"].append(float(published) - handled)
+        stages["delivery"].append(received[ticket] - float(published))
+    labels = {
+        "queue": "produced -> handler transaction starts",
+        "handle+relay": "handler starts -> relay has it acknowledged by Kafka",
+        "delivery": "acknowledged -> received by a consumer",
+    }
+    for name, values in stages.items():
+        print(summary(labels[name], values, len(ids)))
 
 
 async def tickets_figure(
-    prefix: str, scoring_env: dict[str, str], tickets_url: str, count: int, rate: float
+    prefix: str,
+    scoring_env: dict[str, str],
+    tickets_url: str,
+    count: int,
+    rate: float,
+    copies: int,
 ) -> None:
     keys = SigningKeys()
     tickets_env = {
@@ -231,7 +324,7 @@ async def tickets_figure(
     }
     tickets_port = free_port()
     async with (
-        service("quimbi_scoring", scoring_env, free_port()),
+        replicas("quimbi_scoring", scoring_env, copies),
         service("quimbi_tickets", tickets_env, tickets_port) as base,
         ScoredWatcher(f"{prefix}ticket.scored") as watcher,
         httpx.AsyncClient(base_url=base, timeout=30.0) as client,
@@ -276,6 +369,7 @@ async def tickets_figure(
         try:
             await paced(20, 10, create)  # warm-up: both services connected and consuming
             await until(lambda: not pending, 120)
+            await settled(scoring_env["KAFKA_CONSUMER_GROUP"], tickets_env["KAFKA_CONSUMER_GROUP"])
             created.clear()
             visible.clear()
             await paced(count, rate, create)
@@ -293,16 +387,72 @@ async def tickets_figure(
         from_request = [visible[t] - created[t][0] for t in ids if t in visible]
         to_kafka = [watcher.seen[t] - created[t][1] for t in ids if t in watcher.seen]
         posts = [created[t][1] - created[t][0] for t in ids]
-        print(f"2. ticket created -> score visible in the tickets list, {count} at {rate:.0f}/s:")
+        print(
+            f"2. ticket created -> score visible in the tickets list, {count} at {rate:.0f}/s, "
+            f"{copies} scoring process(es), 1 tickets process:"
+        )
         print(summary("POST /api/tickets answered (201) -> score visible", to_visible, count))
         print(summary("POST /api/tickets sent -> score visible", from_request, count))
         print(summary("POST /api/tickets answered -> ticket.scored on Kafka", to_kafka, count))
         print(summary("POST /api/tickets itself", posts, count))
         scored = [t for t in listing.json().get("tickets", []) if t["smart_score"] > 0]
         print(f"  GET /api/tickets: {len(scored)} of the first 100 listed carry a score > 0")
+        await print_pipeline(tickets_url, scoring_env["DATABASE_URL"], ids)
 
 
-async def main(count: int, rate: float, skip_tickets: bool) -> None:
+async def print_pipeline(tickets_url: str, scoring_url: str, ids: list[str]) -> None:
+    """Where the time went, from both databases' timestamps (one machine, one clock)."""
+    tickets = await asyncpg.connect(asyncpg_dsn(tickets_url))
+    scoring = await asyncpg.connect(asyncpg_dsn(scoring_url))
+    try:
+        created = {
+            r["key"]: (r["committed"], r["published"])
+            for r in await tickets.fetch(
+                "SELECT key, created_at AS committed, published_at AS published FROM outbox"
+                " WHERE topic = 'ticket.created' AND key = ANY($1::text[])",
+                ids,
+            )
+        }
+        scored = {
+            r["key"]: (r["handled"], r["published"], r["event_id"])
+            for r in await scoring.fetch(
+                "SELECT key, created_at AS handled, published_at AS published, event_id"
+                " FROM outbox WHERE topic = 'ticket.scored' AND key = ANY($1::text[])",
+                ids,
+            )
+        }
+        applied = {
+            r["event_id"]: r["processed_at"]
+            for r in await tickets.fetch(
+                "SELECT event_id, processed_at FROM processed_events"
+                " WHERE event_id = ANY($1::uuid[])",
+                [v[2] for v in scored.values()],
+            )
+        }
+    finally:
+        await tickets.close()
+        await scoring.close()
+    stages: dict[str, list[float]] = {k: [] for k in ("relay", "scoring", "queue")}
+    for ticket in ids:
+        if ticket not in created or ticket not in scored:
+            continue
+        committed, published = created[ticket]
+        _, scored_at, event_id = scored[ticket]
+        if published is None or scored_at is None or event_id not in applied:
+            continue
+        stages["relay"].append((published - committed).total_seconds())
+        stages["scoring"].append((scored_at - published).total_seconds())
+        stages["queue"].append((applied[event_id] - scored_at).total_seconds())
+    labels = {
+        "relay": "tickets: POST transaction -> ticket.created acknowledged by Kafka",
+        "scoring": "scoring: ticket.created acknowledged -> ticket.scored acknowledged",
+        "queue": "tickets: ticket.scored acknowledged -> its handler starts",
+    }
+    for name, values in stages.items():
+        print(summary(labels[name], values, len(ids)))
+
+
+async def main(count: int, rate: float, skip_tickets: bool, copies: int) -> None:
     prefix = f"{unique('bench')}."
     await ensure_topics(CommonSettings(kafka_topic_prefix=prefix, kafka_bootstrap_servers=KAFKA))
     scoring_migrations = ROOT / "services" / "scoring" / "migrations"
@@ -313,7 +463,7 @@ async def main(count: int, rate: float, skip_tickets: bool) -> None:
             "KAFKA_TOPIC_PREFIX": prefix,
             "KAFKA_CONSUMER_GROUP": unique("scoring-bench-"),
         }
-        await kafka_figure(prefix, env, count, rate)
+        await kafka_figure(prefix, env, count, rate, copies)
     tickets_migrations = ROOT / "services" / "tickets" / "migrations"
     if skip_tickets or not tickets_migrations.exists():
         print("2. skipped: the tickets service is not available")
@@ -329,7 +479,7 @@ async def main(count: int, rate: float, skip_tickets: bool) -> None:
             "KAFKA_TOPIC_PREFIX": second,
             "KAFKA_CONSUMER_GROUP": unique("scoring-bench-"),
         }
-        await tickets_figure(second, env, tickets_url, count, rate)
+        await tickets_figure(second, env, tickets_url, count, rate, copies)
 
 
 if __name__ == "__main__":
@@ -337,5 +487,6 @@ if __name__ == "__main__":
     parser.add_argument("--tickets", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--skip-tickets", action="store_true")
+    parser.add_argument("--replicas", type=int, default=1, help="scoring processes")
     args = parser.parse_args()
-    asyncio.run(main(args.tickets, args.rate, args.skip_tickets))
+    asyncio.run(main(args.tickets, args.rate, args.skip_tickets, args.replicas))
