@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI
@@ -44,40 +43,31 @@ def build_app(settings: Settings | None = None, *, tickets: TicketReader | None 
         routers=[api.router],
     )
     app.state.proxy = proxy
-    _close_on_shutdown(app, runtime, proxy)
+    runtime.on_shutdown.append(proxy.aclose)
+    runtime.on_shutdown.append(_insist_on_cancelling(runtime))
     return app
 
 
-def _close_on_shutdown(app: FastAPI, runtime: Runtime, proxy: AiProxy) -> None:
-    """Runtime has no shutdown hook for our own clients, so wrap the app's lifespan: warm-ups
-    stop before the runtime (they use its database), the clients after its consumers."""
-    inner = app.router.lifespan_context
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        guard: asyncio.Task[None] | None = None
-        try:
-            async with inner(app):
-                try:
-                    yield
-                finally:
-                    await proxy.warmer.aclose()
-                    guard = asyncio.create_task(_cancel_until_done(runtime))
-        finally:
-            if guard is not None:
-                guard.cancel()
-            await proxy.aclose()
-
-    app.router.lifespan_context = lifespan
-
-
-async def _cancel_until_done(runtime: Runtime, every: float = 0.5) -> None:
+def _insist_on_cancelling(runtime: Runtime) -> Callable[[], Awaitable[None]]:
     """Workaround while `Runtime.stop()` runs: on Python 3.11 the outbox relay's
-    `asyncio.wait_for` sleep can swallow a cancellation (it becomes a TimeoutError), so the relay
-    polls on and `stop()` waits forever. Cancel whatever is still running again until it ends."""
-    tasks = list(runtime._tasks)
-    while any(not task.done() for task in tasks):
-        await asyncio.sleep(every)
-        for task in tasks:
-            if not task.done():
-                task.cancel()
+    `asyncio.wait_for` sleep can swallow a cancellation (it comes out as a TimeoutError), so the
+    relay polls on and `stop()` waits forever. Cancel what still runs again until it ends."""
+
+    async def insist_on_cancelling() -> None:
+        tasks = list(runtime._tasks)
+
+        async def cancel_until_done() -> None:
+            while any(not task.done() for task in tasks):
+                await asyncio.sleep(0.5)
+                for task in tasks:
+                    if not task.done():
+                        task.cancel()
+
+        guard = asyncio.create_task(cancel_until_done(), name="cancel-until-done")
+        _guards.add(guard)
+        guard.add_done_callback(_guards.discard)
+
+    return insist_on_cancelling
+
+
+_guards: set[asyncio.Task[None]] = set()
