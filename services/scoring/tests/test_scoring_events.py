@@ -68,6 +68,44 @@ async def test_conversation_drives_wait_and_sentiment(
     assert answered["smart_score"] == 2.6
 
 
+async def test_deleting_the_only_message_makes_the_wait_run_from_creation(
+    scoring: Any, new_ticket: Any, new_message: Any
+) -> None:
+    # given a new ticket whose only customer message is 99 hours old (wait 3)
+    created = new_ticket()
+    await scoring.send("ticket.created", created)
+    await scoring.wait_scored(created.id)
+    old = new_message(created.id, minutes_ago=99 * 60)
+    await scoring.handled(await scoring.send("message.added", old))
+    assert (await scoring.published(created.id))[-1]["smart_score"] == 4.0
+    # when that message is deleted
+    await scoring.handled(
+        await scoring.send("message.deleted", old.model_copy(update={"version": 2}))
+    )
+    # then the wait runs from the ticket's creation again (just now)
+    last = (await scoring.published(created.id))[-1]
+    assert last["smart_score"] == 1.0
+    assert last["inputs"]["waiting_since"] is not None
+
+
+async def test_a_ticket_and_its_first_message_arriving_together_are_both_counted(
+    scoring: Any, new_ticket: Any, new_message: Any
+) -> None:
+    # given ten new tickets whose first (angry, 99 h old) message is published alongside them
+    tickets = [new_ticket() for _ in range(10)]
+    ids = []
+    for created in tickets:
+        first = new_message(created.id, sentiment=0.0, minutes_ago=99 * 60)
+        ids += [
+            await scoring.send("message.added", first),
+            await scoring.send("ticket.created", created),
+        ]
+    await scoring.handled(*ids)
+    # then, whichever handler ran first, every score counts the message: 1 + 3 + 2
+    for created in tickets:
+        assert (await scoring.published(created.id))[-1]["smart_score"] == 6.0
+
+
 async def test_an_unchanged_score_publishes_nothing(scoring: Any, new_ticket: Any) -> None:
     # given a scored ticket
     created = new_ticket(hours_ago=200)
