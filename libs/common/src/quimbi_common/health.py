@@ -22,7 +22,8 @@ def health_router(service: str, checks: Mapping[str, Check], timeout: float = 2.
     async def ready() -> JSONResponse:
         async def run(check: Check) -> dict[str, object]:
             try:
-                result = await asyncio.wait_for(check(), timeout)
+                async with asyncio.timeout(timeout):
+                    result = await check()
             except Exception as exc:
                 return {"ok": False, "detail": f"{type(exc).__name__}: {exc}"[:300]}
             if result is False:

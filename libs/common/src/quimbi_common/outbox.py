@@ -180,8 +180,11 @@ class OutboxRelay:
         )
 
     async def _sleep(self, seconds: float) -> None:
+        """Until a NOTIFY or the poll interval. `asyncio.timeout`, not `wait_for`: on 3.11 the
+        latter can turn a cancellation into a TimeoutError, and the relay would never stop."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
         self._wake.clear()
 
     async def _ensure_connections(self) -> None:
