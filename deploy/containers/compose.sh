@@ -8,7 +8,8 @@
 # Podman 4.3 runs no HEALTHCHECK by itself and ignores `depends_on: condition`, so `up` polls the
 # services' health endpoints (and runs each container's healthcheck once it answers, so
 # `podman ps` shows them healthy). QUIMBI_PORT_OFFSET=N moves every published port by N;
-# UP_TIMEOUT (seconds, 300) bounds the wait.
+# UP_TIMEOUT (seconds, 300) bounds the wait; then demo data is seeded as `make run` does
+# (SEED=0 skips it).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -85,6 +86,22 @@ wait_healthy() {
   log "all services ready in $(($(date +%s) - start)) s: gateway http://127.0.0.1:$GATEWAY_PORT (docs at /docs)"
 }
 
+seed_demo_data() { # as `make run` does, through the gateway (idempotent)
+  local uv=(uv)
+  command -v uv >/dev/null || uv=(python3 -m uv)
+  log "seeding demo data through the gateway (SEED=0 skips it)"
+  (cd "$ROOT" && GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT" "${uv[@]}" run --quiet python - <<'PY'
+import asyncio, os, sys
+sys.path.insert(0, "deploy/local")
+from demo_data import seed_demo_data
+logins = asyncio.run(seed_demo_data(os.environ["GATEWAY_URL"], say=lambda m: print(f"  {m}")))
+print("  Logins:")
+for role, email, password in logins:
+    print(f"    {role:<13} {email:<32} {password}")
+PY
+  ) || die "seeding demo data failed"
+}
+
 case "${1:-up}" in
   up)
     [ -x "$TOOLS/bin/podman-compose" ] || "$HERE/setup.sh"
@@ -100,6 +117,7 @@ case "${1:-up}" in
       || { tail -n 40 "$LOGS/compose-up.log" >&2; die "podman-compose up failed (see $LOGS/compose-up.log)"; }
     wait_healthy
     log "make up: healthy $(($(date +%s) - started)) s after podman-compose up"
+    [ "${SEED:-1}" = 0 ] || seed_demo_data
     ;;
   wait) wait_healthy ;;
   down)

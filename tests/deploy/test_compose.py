@@ -36,7 +36,17 @@ def compose() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def services(compose) -> dict[str, dict[str, Any]]:
-    return compose["services"]
+    """The long-running services (one-shot jobs sit in profiles, started on demand)."""
+    return {name: s for name, s in compose["services"].items() if "profiles" not in s}
+
+
+def test_the_demo_data_job_seeds_through_the_gateway_once_it_is_healthy(compose) -> None:
+    job = compose["services"]["demo-data"]
+    assert job["profiles"] == ["demo"]
+    assert job["depends_on"] == {"gateway": {"condition": "service_healthy"}}
+    assert job["restart"] == "no"
+    assert "./deploy/local:/seed:ro" in job["volumes"]
+    assert "seed_demo_data(\"http://gateway:8001\")" in job["command"][-1]
 
 
 def kafka_version() -> str:
