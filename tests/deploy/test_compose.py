@@ -46,7 +46,7 @@ def test_the_demo_data_job_seeds_through_the_gateway_once_it_is_healthy(compose)
     assert job["depends_on"] == {"gateway": {"condition": "service_healthy"}}
     assert job["restart"] == "no"
     assert "./deploy/local:/seed:ro" in job["volumes"]
-    assert "seed_demo_data(\"http://gateway:8001\")" in job["command"][-1]
+    assert 'seed_demo_data("http://gateway:8001")' in job["command"][-1]
 
 
 def kafka_version() -> str:
