@@ -181,14 +181,19 @@ for target in "${targets[@]}"; do
   case "$target" in
     all) build_infra; build_services ;;
     infra) build_infra ;;
-    services) build_base; build_services ;;
+    services) build_base; timed python build_dir docker.io/library/python:3.11-slim-bookworm python; build_services ;;
     base) timed base build_base ;;
-    python) timed python build_dir docker.io/library/python:3.11-slim-bookworm python ;;
-    postgres) timed postgres build_postgres ;;
-    redis) timed redis build_dir docker.io/library/redis:7 redis ;;
-    kafka) timed kafka build_kafka ;;
+    python) build_base; timed python build_dir docker.io/library/python:3.11-slim-bookworm python ;;
+    postgres) build_base; timed postgres build_postgres ;;
+    redis) build_base; timed redis build_dir docker.io/library/redis:7 redis ;;
+    kafka) build_base; timed kafka build_kafka ;;
     sizes) sizes; exit 0 ;;
-    *) [ -d "$ROOT/services/$target" ] || die "unknown target $target"; timed "$target" build_service "$target" ;;
+    *)
+      [ -d "$ROOT/services/$target" ] || die "unknown target $target"
+      build_base
+      timed python build_dir docker.io/library/python:3.11-slim-bookworm python
+      timed "$target" build_service "$target"
+      ;;
   esac
 done
 sizes

@@ -8,7 +8,7 @@
 The images are the public `postgres:16`, `redis:7` and `apache/kafka:<deploy/local's version>`.
 Any Docker API serves (DOCKER_HOST; else podman's or Docker's default socket). On this project's
 machines the API is podman's (`deploy/containers/setup.sh`), where no registry is reachable: the
-images are then the local stand-ins, built on first use by `deploy/containers/images.sh infra`.
+images are then the local stand-ins, built on first use by `deploy/containers/images.sh`.
 Kafka advertises the host-mapped port (a free port chosen up front and bound to the same number),
 so clients on the host reach the broker through the address the broker hands out.
 """
@@ -108,7 +108,7 @@ def _ensure_images(host: str) -> None:
         client.close()
     if missing and "Podman" in engine:
         subprocess.run(
-            [str(ROOT / "deploy" / "containers" / "images.sh"), "infra"],
+            [str(ROOT / "deploy" / "containers" / "images.sh"), "postgres", "redis", "kafka"],
             check=True,
             env={**os.environ, "SKIP_SETUP": "1"},
         )
