@@ -14,10 +14,11 @@ the end (nothing else running is touched):
    machine), and also until ticket.scored reaches Kafka. A final GET /api/tickets checks the
    list shows the scores.
 
-`--replicas N` runs N scoring processes in one consumer group (topics have 3 partitions).
+`--replicas N` / `--tickets-replicas N` run N scoring / tickets processes, each service in
+one consumer group (topics have 3 partitions; POSTs go round-robin).
 
     uv run python bench/scoring_latency.py [--tickets 1000] [--rate 100] [--replicas 1]
-                                           [--skip-tickets]
+                                           [--tickets-replicas 1] [--skip-tickets]
 """
 
 from __future__ import annotations
@@ -312,6 +313,7 @@ async def tickets_figure(
     count: int,
     rate: float,
     copies: int,
+    tickets_copies: int,
 ) -> None:
     keys = SigningKeys()
     tickets_env = {
@@ -322,12 +324,11 @@ async def tickets_figure(
         "JWT_ISSUER": "quimbi-support",
         "JWT_AUDIENCE": "quimbi-support-api",
     }
-    tickets_port = free_port()
     async with (
         replicas("quimbi_scoring", scoring_env, copies),
-        service("quimbi_tickets", tickets_env, tickets_port) as base,
+        replicas("quimbi_tickets", tickets_env, tickets_copies) as bases,
         ScoredWatcher(f"{prefix}ticket.scored") as watcher,
-        httpx.AsyncClient(base_url=base, timeout=30.0) as client,
+        httpx.AsyncClient(timeout=30.0) as client,
     ):
         database = await asyncpg.connect(asyncpg_dsn(tickets_url))
         created: dict[str, tuple[float, float]] = {}
@@ -337,7 +338,7 @@ async def tickets_figure(
         async def create(i: int) -> None:
             started = time.perf_counter()
             response = await client.post(
-                "/api/tickets",
+                f"{bases[i % len(bases)]}/api/tickets",
                 headers={"X-API-Key": DEV_API_KEY},
                 json={
                     "customer": {"email": f"bench-{prefix}{i}@example.com", "name": "Bench"},
@@ -375,7 +376,7 @@ async def tickets_figure(
             await paced(count, rate, create)
             await until(lambda: not pending, 60)
             listing = await client.get(
-                "/api/tickets", params={"limit": 100}, headers=keys.headers("admin")
+                f"{bases[0]}/api/tickets", params={"limit": 100}, headers=keys.headers("admin")
             )
         finally:
             poller.cancel()
@@ -389,7 +390,7 @@ async def tickets_figure(
         posts = [created[t][1] - created[t][0] for t in ids]
         print(
             f"2. ticket created -> score visible in the tickets list, {count} at {rate:.0f}/s, "
-            f"{copies} scoring process(es), 1 tickets process:"
+            f"{copies} scoring and {tickets_copies} tickets process(es):"
         )
         print(summary("POST /api/tickets answered (201) -> score visible", to_visible, count))
         print(summary("POST /api/tickets sent -> score visible", from_request, count))
@@ -452,7 +453,9 @@ async def print_pipeline(tickets_url: str, scoring_url: str, ids: list[str]) -> 
         print(summary(labels[name], values, len(ids)))
 
 
-async def main(count: int, rate: float, skip_tickets: bool, copies: int) -> None:
+async def main(
+    count: int, rate: float, skip_tickets: bool, copies: int, tickets_copies: int
+) -> None:
     prefix = f"{unique('bench')}."
     await ensure_topics(CommonSettings(kafka_topic_prefix=prefix, kafka_bootstrap_servers=KAFKA))
     scoring_migrations = ROOT / "services" / "scoring" / "migrations"
@@ -479,7 +482,7 @@ async def main(count: int, rate: float, skip_tickets: bool, copies: int) -> None
             "KAFKA_TOPIC_PREFIX": second,
             "KAFKA_CONSUMER_GROUP": unique("scoring-bench-"),
         }
-        await tickets_figure(second, env, tickets_url, count, rate, copies)
+        await tickets_figure(second, env, tickets_url, count, rate, copies, tickets_copies)
 
 
 if __name__ == "__main__":
@@ -488,5 +491,8 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--skip-tickets", action="store_true")
     parser.add_argument("--replicas", type=int, default=1, help="scoring processes")
+    parser.add_argument("--tickets-replicas", type=int, default=1, help="tickets processes")
     args = parser.parse_args()
-    asyncio.run(main(args.tickets, args.rate, args.skip_tickets, args.replicas))
+    asyncio.run(
+        main(args.tickets, args.rate, args.skip_tickets, args.replicas, args.tickets_replicas)
+    )
