@@ -1,6 +1,6 @@
 """Sixteen recalculation slots, each a range of 16 of the 256 ticket buckets: larger units of
 work let PostgreSQL read a slot's tickets in bulk instead of row by row (measured: a pass over
-16 slots took ~0.55× the database CPU of one over 256 one-bucket slots).
+16 slots took ~0.55 times the database CPU of one over 256 one-bucket slots).
 
 Revision ID: 0003
 Revises: 0002
