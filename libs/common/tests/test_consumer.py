@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from quimbi_common.consumer import EventConsumer
@@ -43,11 +43,16 @@ def _envelope(ticket_id: str) -> tuple[str, bytes]:
 
 
 @contextlib.asynccontextmanager
-async def _consuming(settings: CommonSettings, handler: Any) -> AsyncIterator[sa.Engine]:
+async def _consuming(
+    settings: CommonSettings, handler: Any, consumers: list[EventConsumer] | None = None
+) -> AsyncIterator[sa.Engine]:
     await ensure_topics(settings)
     engine = create_engine(settings)
     broker = create_broker(settings)
-    EventConsumer(broker, create_sessionmaker(engine), settings).subscribe(TOPIC, handler)
+    consumer = EventConsumer(broker, create_sessionmaker(engine), settings)
+    consumer.subscribe(TOPIC, handler)
+    if consumers is not None:
+        consumers.append(consumer)
     await broker.start()
     try:
         yield engine
@@ -128,3 +133,26 @@ async def test_a_malformed_message_goes_to_the_dlq(settings: CommonSettings) -> 
     assert key == "junk"
     assert headers["x-error-reason"] == b"invalid"
     assert body == {"_raw": "{not json"}
+
+
+async def test_handled_offsets_are_committed_for_the_group(settings: CommonSettings) -> None:
+    consumers: list[EventConsumer] = []
+    messages = [_envelope(unique("commit-")) for _ in range(3)]
+    async with _consuming(settings, _record, consumers) as engine:
+        await _send(settings, *messages)
+
+        async def all_applied() -> None:
+            for key, _ in messages:
+                assert await _notes(engine, key)
+
+        await eventually(all_applied)
+        await consumers[0].commit_handled()
+    reader = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, group_id=settings.service_name
+    )
+    await reader.start()
+    try:
+        partition = TopicPartition(settings.topic(TOPIC), 0)
+        assert await reader.committed(partition) == 3
+    finally:
+        await reader.stop()

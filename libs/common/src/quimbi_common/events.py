@@ -6,6 +6,7 @@ one. `docs/events/` is generated from these models (`python -m quimbi_common.cat
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -218,7 +219,14 @@ class Topic:
         return str(getattr(data, self.subject_field))
 
     def envelope(self) -> type[Event[Any]]:
-        return Event[self.data]  # type: ignore[name-defined]
+        return _envelope(self.data)
+
+
+@functools.cache
+def _envelope(data: type[Contract]) -> type[Event[Any]]:
+    """Built once per contract: pydantic holds parametrised classes only weakly, and rebuilding
+    one costs more than a millisecond per event."""
+    return Event[data]  # type: ignore[valid-type]
 
 
 TOPICS: dict[str, Topic] = {
@@ -257,7 +265,7 @@ def build_event(
     spec = TOPICS[topic]
     if not isinstance(data, spec.data):
         raise TypeError(f"{topic} carries {spec.data.__name__}, not {type(data).__name__}")
-    event = Event[spec.data](  # type: ignore[name-defined]
+    event = spec.envelope()(
         source=f"/services/{source}",
         type=topic,
         subject=spec.subject(data),

@@ -59,20 +59,20 @@ def infrastructure_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
 
 
 _INSERT_MANY = sa.text(
-    "INSERT INTO outbox (event_id, topic, key, payload, headers) "
+    "WITH inserted AS (INSERT INTO outbox (event_id, topic, key, payload, headers) "
     "SELECT event_id, topic, key, payload, headers FROM unnest("
     "CAST(:event_ids AS uuid[]), CAST(:topics AS text[]), CAST(:keys AS text[]), "
     "CAST(:payloads AS jsonb[]), CAST(:headers AS jsonb[])) "
-    "WITH ORDINALITY AS e(event_id, topic, key, payload, headers, n) ORDER BY n"
+    "WITH ORDINALITY AS e(event_id, topic, key, payload, headers, n) ORDER BY n RETURNING 1) "
+    "SELECT pg_notify(:channel, '') FROM (SELECT count(*) FROM inserted) AS done"
 )
-_NOTIFY = sa.text(f"SELECT pg_notify('{NOTIFY_CHANNEL}', '')")
 
 
 async def add_events(
     session: AsyncSession, events: Sequence[tuple[str, Contract]], *, source: str
 ) -> list[str]:
-    """Store events in the caller's transaction, in order, with one insert and one NOTIFY;
-    they are published only if that transaction commits. Returns the event ids."""
+    """Store events in the caller's transaction, in order, with one statement (insert and
+    NOTIFY); they are published only if that transaction commits. Returns the event ids."""
     if not events:
         return []
     columns: dict[str, list[str]] = {
@@ -89,8 +89,7 @@ async def add_events(
         columns["keys"].append(key)
         columns["payloads"].append(event.model_dump_json())
         columns["headers"].append(json.dumps({"correlation_id": event.correlationid or ""}))
-    await session.execute(_INSERT_MANY, columns)
-    await session.execute(_NOTIFY)
+    await session.execute(_INSERT_MANY, {**columns, "channel": NOTIFY_CHANNEL})
     return columns["event_ids"]
 
 

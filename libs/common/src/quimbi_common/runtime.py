@@ -66,6 +66,8 @@ class Runtime:
         )
         self.relay = OutboxRelay(self.engine, settings) if self.engine and kafka else None
         self.background: list[BackgroundTask] = []
+        if self.consumer is not None:
+            self.background.append(self.consumer.commit_loop)
         self.on_startup: list[BackgroundTask] = []
         self.on_shutdown: list[BackgroundTask] = []
         self.checks: dict[str, Check] = {}
@@ -126,6 +128,9 @@ class Runtime:
             self._tasks.append(asyncio.create_task(_supervised(task), name=task.__name__))
 
     async def stop(self) -> None:
+        if self.consumer is not None and self.kafka_connected:
+            with contextlib.suppress(Exception):
+                await self.consumer.commit_handled()
         for hook in self.on_shutdown:
             try:
                 await hook()

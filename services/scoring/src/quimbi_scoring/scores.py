@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from quimbi_common.enums import TicketPriority, TicketStatus
-from quimbi_common.events import TOPICS, ScoreParts, TicketScoredData
+from quimbi_common.events import ScoreParts, TicketScoredData
 from quimbi_common.outbox import add_events
 
 from . import domain
@@ -27,11 +27,6 @@ from .settings import Settings
 
 SOURCE = "scoring"
 SCORED = "ticket.scored"
-
-# Workaround: pydantic caches a parametrized generic (`Event[TicketData]`) only weakly, and the
-# shared consumer and `build_event` ask for one per message; without a strong reference the
-# envelope class is rebuilt every few messages (measured: ~1.5 ms of CPU per event here).
-ENVELOPES = {name: topic.envelope() for name, topic in TOPICS.items()}
 
 
 @dataclass(frozen=True)
