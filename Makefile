@@ -5,7 +5,7 @@ export UV_PYTHON := python3.11
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 INFRA := deploy/local/infra.sh
 
-.PHONY: help setup infra infra-stop run stop test test-unit test-service test-e2e lint format catalogue bench images up down
+.PHONY: help setup infra infra-stop run stop test test-unit test-service test-e2e lint format catalogue bench images up down test-e2e-containers test-e2e-up
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -58,3 +58,12 @@ up: images ## the whole suite in containers (docker-compose.yml on podman); wait
 
 down: ## stop and remove the containers of `make up` (data volumes are kept)
 	@deploy/containers/compose.sh down
+
+PODMAN_ENV := DOCKER_HOST=unix:///run/podman/podman.sock TESTCONTAINERS_RYUK_DISABLED=true TESTCONTAINERS_CONNECTION_MODE=docker_host
+
+test-e2e-containers: setup ## the e2e suite with PostgreSQL, Redis and Kafka from testcontainers (podman here)
+	@deploy/containers/setup.sh
+	@$(PODMAN_ENV) $(UV) run pytest tests/e2e tests/deploy/test_containers.py
+
+test-e2e-up: setup ## the e2e suite against the stack `make up` runs
+	@$(PODMAN_ENV) E2E_GATEWAY_URL=http://127.0.0.1:8001 E2E_KAFKA=127.0.0.1:19092 $(UV) run pytest tests/e2e

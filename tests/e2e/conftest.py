@@ -12,7 +12,6 @@ import contextlib
 import os
 import sys
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -26,18 +25,14 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "deploy" / "local"), str(Path(__file__).parent)]
 
 from launcher import Options, Suite  # noqa: E402
-from support import ADMIN, PASSWORD, Agent, login  # noqa: E402
-
-
-@dataclass(frozen=True)
-class Servers:
-    postgres_dsn: str
-    redis_url: str
-    kafka_bootstrap: str
+from support import ADMIN, PASSWORD, Agent, ExternalStack, Servers, login  # noqa: E402
 
 
 @contextlib.contextmanager
 def servers() -> Iterator[Servers]:
+    if os.environ.get("E2E_GATEWAY_URL"):  # a running stack: only its Kafka is read directly
+        yield Servers("", "", os.environ.get("E2E_KAFKA", "127.0.0.1:19092"))
+        return
     if os.environ.get("DOCKER_HOST"):
         from containers import infrastructure_from_containers  # tests/e2e/containers.py
 
@@ -59,7 +54,10 @@ def infra() -> Iterator[Servers]:
 
 
 @pytest.fixture(scope="session")
-async def suite(infra: Servers) -> AsyncIterator[Suite]:
+async def suite(infra: Servers) -> AsyncIterator[Suite | ExternalStack]:
+    if external := os.environ.get("E2E_GATEWAY_URL"):
+        yield ExternalStack(external, os.environ.get("E2E_TOPIC_PREFIX", ""))
+        return
     namespace = unique("_e2e")
     opts = Options(
         port_offset=10000,
@@ -95,12 +93,14 @@ async def suite(infra: Servers) -> AsyncIterator[Suite]:
 
 
 @pytest.fixture(scope="session")
-def topic_prefix(suite: Suite) -> str:
+def topic_prefix(suite: Suite | ExternalStack) -> str:
+    if isinstance(suite, ExternalStack):
+        return suite.topic_prefix
     return suite.services[0].env["KAFKA_TOPIC_PREFIX"]
 
 
 @pytest.fixture(scope="session")
-async def gateway(suite: Suite) -> AsyncIterator[httpx.AsyncClient]:
+async def gateway(suite: Suite | ExternalStack) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=suite.gateway_url, timeout=30.0) as client:
         yield client
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 
 import httpx
@@ -27,3 +29,34 @@ async def login(gateway: httpx.AsyncClient, email: str, password: str) -> str:
     assert response.status_code == 200, response.text
     token: str = response.json()["access_token"]
     return token
+
+
+@dataclass(frozen=True)
+class Servers:
+    postgres_dsn: str
+    redis_url: str
+    kafka_bootstrap: str
+
+
+class ExternalStack:
+    """A suite someone else started (`make up`): the gateway's URL, and containers to kill."""
+
+    def __init__(self, gateway_url: str, topic_prefix: str) -> None:
+        self.gateway_url = gateway_url
+        self.topic_prefix = topic_prefix
+
+    async def restart(self, name: str) -> None:
+        """Kill a service's container now and start it again a few seconds later."""
+        import docker
+
+        client = docker.from_env()
+        [container] = client.containers.list(
+            filters={"label": f"com.docker.compose.service={name}"}
+        )
+        container.kill()
+
+        def start_later() -> None:
+            time.sleep(3)
+            container.start()
+
+        threading.Thread(target=start_later, daemon=True).start()

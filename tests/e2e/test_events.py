@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 from launcher import Suite
+from support import ExternalStack, Servers
 from test_journeys import create_ticket, get_ok
 
 from quimbi_common.events import TOPICS, parse_event
@@ -17,10 +18,10 @@ pytestmark = pytest.mark.e2e
 
 
 async def test_an_analytics_consumer_finds_valid_envelopes_in_order_per_ticket(
-    gateway: httpx.AsyncClient, make_agent: Any, topic_prefix: str
+    gateway: httpx.AsyncClient, make_agent: Any, topic_prefix: str, infra: Servers
 ) -> None:
     agent = await make_agent("agent")
-    async with EventProbe(list(TOPICS), topic_prefix) as probe:
+    async with EventProbe(list(TOPICS), topic_prefix, infra.kafka_bootstrap) as probe:
         ticket = await create_ticket(gateway, agent, message="Hello, my order is late")
         path = f"/api/tickets/{ticket['id']}"
         for status in ("in_progress", "pending", "open", "resolved"):
@@ -43,7 +44,7 @@ async def test_an_analytics_consumer_finds_valid_envelopes_in_order_per_ticket(
 
 
 async def test_a_killed_service_catches_up_without_losing_events(
-    gateway: httpx.AsyncClient, make_agent: Any, suite: Suite
+    gateway: httpx.AsyncClient, make_agent: Any, suite: Suite | ExternalStack
 ) -> None:
     agent = await make_agent("agent")
     await suite.restart("scoring")  # killed; its supervisor starts it again

@@ -154,7 +154,10 @@ async def test_assign_and_transfer_change_what_agents_see(
         listed = await get_ok(gateway, "/api/tickets", agent, limit=100)
         assert ticket["id"] in {t["id"] for t in listed["tickets"]}
 
-    await eventually(lambda: gateway.get(path, headers=senior.headers))
+    async def agents_know_the_ticket() -> None:  # it learns of tickets from ticket.created
+        assert (await gateway.get(f"{path}/assignments", headers=senior.headers)).status_code == 200
+
+    await eventually(agents_know_the_ticket)
     await assign(first, reason="manual")
     await eventually(lambda: visible_to(first))
     await assign(second, transfer_reason="needs billing expertise")
@@ -176,26 +179,26 @@ async def test_topic_alerts_move_matching_tickets_up(
 ) -> None:
     senior = await make_agent("senior_agent")
     keyword = unique("chargeback")
-    quiet = await create_ticket(gateway, senior, priority="low", subject=f"About {keyword} fees")
-    loud = await create_ticket(gateway, senior, priority="urgent", subject="Site is down")
-
-    async def both_scored() -> None:
-        for ticket in (quiet, loud):
-            found = await get_ok(gateway, f"/api/tickets/{ticket['id']}", senior)
-            assert found["smart_score"] > 0 or ticket is quiet
-
-    await eventually(both_scored)
-    plain = await get_ok(gateway, "/api/tickets", senior, limit=100, status="open")
-    order = [t["id"] for t in plain["tickets"]]
-    assert order.index(loud["id"]) < order.index(quiet["id"])
-    alerted = await get_ok(
-        gateway, "/api/tickets", senior, limit=100, status="open", topic_alerts=keyword
+    customer = {"email": f"{unique('alerts-')}@example.com", "name": "Alert Customer"}
+    quiet = await create_ticket(
+        gateway, senior, priority="low", subject=f"About {keyword} fees", customer=customer
     )
-    order = [t["id"] for t in alerted["tickets"]]
-    assert order.index(quiet["id"]) < order.index(loud["id"])
+    loud = await create_ticket(
+        gateway, senior, priority="urgent", subject="Site is down", customer=customer
+    )
+    inbox = {"limit": 100, "status": "open", "customer_id": quiet["customer_id"]}
+
+    async def scored_in_priority_order() -> None:
+        plain = await get_ok(gateway, "/api/tickets", senior, **inbox)
+        assert [t["id"] for t in plain["tickets"]] == [loud["id"], quiet["id"]]
+        assert plain["tickets"][0]["smart_score"] >= 4.0
+
+    await eventually(scored_in_priority_order)
+    alerted = await get_ok(gateway, "/api/tickets", senior, **inbox, topic_alerts=keyword)
+    assert [t["id"] for t in alerted["tickets"]] == [quiet["id"], loud["id"]]
     assert alerted["topic_alerts_active"] == [keyword]
-    assert alerted["matches"] >= 1
-    assert next(t for t in alerted["tickets"] if t["id"] == quiet["id"])["matches_topic_alert"]
+    assert alerted["matches"] == 1
+    assert [t["matches_topic_alert"] for t in alerted["tickets"]] == [True, False]
 
 
 async def test_ai_draft_is_cached_and_a_new_message_drops_it(
