@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Annotated, Any
 
 import redis.asyncio as aioredis
@@ -265,3 +267,15 @@ def serve(factory: Callable[[], FastAPI], settings: CommonSettings) -> None:
         access_log=False,
         proxy_headers=True,
     )
+
+
+def main(factory: Callable[[], FastAPI], settings: CommonSettings, migrations: Path | None) -> None:
+    """What `python -m quimbi_<service>` does: serve, or with `migrate`, upgrade the database."""
+    if sys.argv[1:2] == ["migrate"]:
+        if migrations is None:
+            raise SystemExit(f"{settings.service_name} has no database to migrate")
+        from .migrations import upgrade
+
+        upgrade(migrations, settings.database_url)
+        return
+    serve(factory, settings)

@@ -1,9 +1,11 @@
-"""`python -m quimbi_agents` serves the agents API on AGENTS' port (8102 by default)."""
+"""`python -m quimbi_agents` serves the agents service; with `migrate`, it upgrades the
+database instead (from a source checkout; container images migrate in their entrypoint)."""
 
-from quimbi_common.runtime import serve
+from pathlib import Path
+
+from quimbi_common.runtime import main
 
 from .main import build_app
 from .settings import Settings
 
-if __name__ == "__main__":
-    serve(build_app, Settings())
+main(build_app, Settings(), Path(__file__).resolve().parents[2] / "migrations")

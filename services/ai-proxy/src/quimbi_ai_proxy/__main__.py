@@ -1,8 +1,11 @@
-"""`python -m quimbi_ai_proxy` runs the service (HOST / PORT, default 127.0.0.1:8105)."""
+"""`python -m quimbi_ai_proxy` serves the ai-proxy service; with `migrate`, it upgrades the
+database instead (from a source checkout; container images migrate in their entrypoint)."""
 
-from quimbi_common.runtime import serve
+from pathlib import Path
+
+from quimbi_common.runtime import main
 
 from .main import build_app
 from .settings import Settings
 
-serve(build_app, Settings())
+main(build_app, Settings(), Path(__file__).resolve().parents[2] / "migrations")

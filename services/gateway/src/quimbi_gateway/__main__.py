@@ -1,7 +1,8 @@
-from quimbi_common.runtime import serve
+"""`python -m quimbi_gateway` serves the gateway (it has no database)."""
+
+from quimbi_common.runtime import main
 
 from .main import build_app
 from .settings import Settings
 
-if __name__ == "__main__":
-    serve(build_app, Settings())
+main(build_app, Settings(), None)

@@ -1,24 +1,11 @@
-"""`python -m quimbi_scoring` serves the service (port 8104 by default);
-`python -m quimbi_scoring migrate` upgrades its database to the latest migration first."""
+"""`python -m quimbi_scoring` serves the scoring service; with `migrate`, it upgrades the
+database instead (from a source checkout; container images migrate in their entrypoint)."""
 
-from __future__ import annotations
+from pathlib import Path
 
-import sys
+from quimbi_common.runtime import main
 
-from quimbi_common.migrations import upgrade
-from quimbi_common.runtime import serve
-
-from .main import MIGRATIONS, build_app
+from .main import build_app
 from .settings import Settings
 
-
-def main(argv: list[str]) -> None:
-    settings = Settings()
-    if argv[1:2] == ["migrate"]:
-        upgrade(MIGRATIONS, settings.database_url)
-        return
-    serve(build_app, settings)
-
-
-if __name__ == "__main__":
-    main(sys.argv)
+main(build_app, Settings(), Path(__file__).resolve().parents[2] / "migrations")

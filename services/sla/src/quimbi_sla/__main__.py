@@ -1,7 +1,11 @@
-from quimbi_common.runtime import serve
+"""`python -m quimbi_sla` serves the sla service; with `migrate`, it upgrades the
+database instead (from a source checkout; container images migrate in their entrypoint)."""
+
+from pathlib import Path
+
+from quimbi_common.runtime import main
 
 from .main import build_app
 from .settings import Settings
 
-if __name__ == "__main__":
-    serve(build_app, Settings())
+main(build_app, Settings(), Path(__file__).resolve().parents[2] / "migrations")
