@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -181,7 +182,18 @@ class Suite:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 30.0)
 
+    def check_ports(self) -> None:
+        """Fail clearly when a port is taken (often: the suite is already running)."""
+        taken = []
+        for service in self.services:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", service.port)) == 0:
+                    taken.append(f"{service.name} :{service.port}")
+        if taken:
+            raise SystemExit(f"ports in use ({', '.join(taken)}): is the suite already running?")
+
     async def start(self) -> None:
+        self.check_ports()
         for i, service in enumerate(self.services):
             self._supervisors.append(
                 asyncio.create_task(self._supervise(service, COLORS[i % len(COLORS)]))

@@ -26,6 +26,7 @@ def create_broker(settings: CommonSettings) -> KafkaBroker:
         acks="all",
         linger_ms=settings.kafka_linger_ms,
         logger=logging.getLogger(f"{settings.service_name}.kafka"),
+        log_level=logging.DEBUG,  # "Received"/"Processed" per message: not for INFO logs
     )
 
 
