@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from typing import Any
 
 import httpx
 import redis.asyncio as aioredis
+from _shared import free_port, percentile
 
 from quimbi_ai_proxy.domain import draft_key, intelligence_key
 from quimbi_common.enums import Role
@@ -52,25 +52,13 @@ ROOT = Path(__file__).resolve().parents[1]
 ADMIN = {"X-Admin-Key": "standin-admin"}
 
 
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
-
-
-def spare_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class Suite:
     """The three processes under test, their logs in a temporary directory."""
 
     def __init__(self, keys: SigningKeys, prefix: str) -> None:
         self.keys = keys
         self.prefix = prefix
-        self.ports = {name: spare_port() for name in ("standin", "tickets", "ai-proxy")}
+        self.ports = {name: free_port() for name in ("standin", "tickets", "ai-proxy")}
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.logs = Path(tempfile.mkdtemp(prefix="bench-ai-proxy-"))
 

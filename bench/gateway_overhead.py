@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+from _shared import cpu_seconds, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 PATH = "/api/tickets?limit=50"
@@ -84,13 +84,6 @@ class Connection:
                     return status, size
         body = await self.reader.readexactly(length) if length > 0 else b""
         return status, len(body)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -160,12 +153,6 @@ async def load(
 
 
 # --- the services under test ---------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:

@@ -17,6 +17,7 @@ import time
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
+from _shared import percentile
 from aiokafka import AIOKafkaConsumer
 
 from quimbi_common.db import create_engine, create_sessionmaker
@@ -25,11 +26,6 @@ from quimbi_common.kafka import ensure_topics
 from quimbi_common.outbox import OutboxRelay, add_event, infrastructure_tables
 from quimbi_common.settings import CommonSettings
 from quimbi_common.testing import KAFKA, create_database, drop_database, unique
-
-
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
 
 
 async def main(events: int, rate: float) -> None:

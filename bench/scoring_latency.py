@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+from _shared import free_port, percentile
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
@@ -49,16 +49,10 @@ from quimbi_common.db import asyncpg_dsn
 from quimbi_common.enums import Channel, TicketPriority, TicketStatus
 from quimbi_common.events import CustomerSnapshot, TicketData, build_event
 from quimbi_common.kafka import ensure_topics
-from quimbi_common.migrations import upgrade
 from quimbi_common.settings import DEV_API_KEY, CommonSettings
-from quimbi_common.testing import KAFKA, SigningKeys, create_database, drop_database, unique
+from quimbi_common.testing import KAFKA, SigningKeys, migrated_database, unique
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
 
 
 def summary(label: str, seconds: list[float], expected: int) -> str:
@@ -69,23 +63,6 @@ def summary(label: str, seconds: list[float], expected: int) -> str:
         f"  {label}: p50 {percentile(ms, 50):.0f} ms  p99 {percentile(ms, 99):.0f} ms  "
         f"max {max(ms):.0f} ms  mean {statistics.mean(ms):.0f} ms  ({len(ms)}/{expected})"
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.asynccontextmanager
-async def scratch_database(prefix: str, migrations: Path) -> AsyncIterator[str]:
-    name = unique(f"bench_{prefix}_")
-    url = await create_database(name)
-    try:
-        await asyncio.to_thread(upgrade, migrations, url)
-        yield url
-    finally:
-        await drop_database(name)
 
 
 @contextlib.asynccontextmanager
@@ -460,7 +437,7 @@ async def main(
     await ensure_topics(CommonSettings(kafka_topic_prefix=prefix, kafka_bootstrap_servers=KAFKA))
     scoring_migrations = ROOT / "services" / "scoring" / "migrations"
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    async with scratch_database("scoring", scoring_migrations) as scoring_url:
+    async with migrated_database(scoring_migrations, "bench_scoring") as scoring_url:
         env = {
             "DATABASE_URL": scoring_url,
             "KAFKA_TOPIC_PREFIX": prefix,
@@ -474,8 +451,8 @@ async def main(
     second = f"{unique('bench')}."
     await ensure_topics(CommonSettings(kafka_topic_prefix=second, kafka_bootstrap_servers=KAFKA))
     async with (
-        scratch_database("scoring", scoring_migrations) as scoring_url,
-        scratch_database("tickets", tickets_migrations) as tickets_url,
+        migrated_database(scoring_migrations, "bench_scoring") as scoring_url,
+        migrated_database(tickets_migrations, "bench_tickets") as tickets_url,
     ):
         env = {
             "DATABASE_URL": scoring_url,

@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+from _shared import cpu_seconds, free_port, percentile
 from sqlalchemy.dialects import postgresql
 
 from quimbi_common.auth import Principal
@@ -57,18 +57,6 @@ WORDS = [
     *("broken", "missing", "login", "password", "account", "address", "invoice", "discount"),
     *("subscription", "cancel", "coupon", "size", "exchange"),
 ]
-
-
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
-
-
-def spare_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def fill(dsn: str, tickets: int, open_tickets: int, agents: list[str]) -> None:
@@ -250,12 +238,6 @@ def alert(query: InboxQuery, keyword: str) -> InboxQuery:
     return InboxQuery(status=query.status, limit=query.limit, topic_alerts=[keyword])
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def measure(
     label: str, pid: int, base: str, headers: dict[str, str], params: dict[str, Any], n: int
 ) -> None:
@@ -285,7 +267,7 @@ async def main(tickets: int, open_tickets: int, requests: int, keep: bool) -> No
         print(f"setup: {tickets} tickets ({open_tickets} open) in {elapsed:.1f} s")
         print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
 
-        port = spare_port()
+        port = free_port()
         base = f"http://127.0.0.1:{port}"
         process = start_service(url, port, keys)
         await wait_until_live(base, process)
