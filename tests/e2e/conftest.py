@@ -39,8 +39,9 @@ def servers() -> Iterator[Servers]:
         with infrastructure_from_containers() as infra:
             yield Servers(infra.postgres_dsn, infra.redis_url, infra.kafka_bootstrap)
         return
-    # Redis database 2 is the e2e suite's own, emptied per run (login limits, caches, revocations).
-    redis_url = "redis://127.0.0.1:6379/2"
+    # Redis database 2 is the e2e suite's own, emptied per run (login limits, caches, revocations);
+    # E2E_REDIS_DB and E2E_PORT_OFFSET let two e2e runs share one machine.
+    redis_url = f"redis://127.0.0.1:6379/{os.environ.get('E2E_REDIS_DB', '2')}"
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
     client.close()
@@ -60,7 +61,7 @@ async def suite(infra: Servers) -> AsyncIterator[Suite | ExternalStack]:
         return
     namespace = unique("_e2e")
     opts = Options(
-        port_offset=10000,
+        port_offset=int(os.environ.get("E2E_PORT_OFFSET", "10000")),
         namespace=namespace,
         postgres_dsn=infra.postgres_dsn,
         redis_url=infra.redis_url,
