@@ -16,6 +16,10 @@ Kafka and PostgreSQL are shared: their CPU includes whatever else runs on them m
 (the idle baseline removes a steady background, not a burst).
 
     uv run python bench/suite_cost.py [--rate 10] [--seconds 30] [--clients 8]
+                                      [--profile scoring]   # py-spy on one service (PyPI)
+
+`--profile` records that service with py-spy during the load (collapsed stacks, for a flame
+graph or `sort | uniq` by frame) and prints the file's path.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -259,7 +264,30 @@ class Load:
             await conn.close()
 
 
-async def main(rate: float, seconds: float, clients: int, warmup: int) -> None:
+async def start_profiler(suite: Suite, name: str, seconds: float) -> asyncio.subprocess.Process:
+    """py-spy (from PyPI, through uv) on one service for the load's duration."""
+    [service] = [s for s in suite.services if s.name == name]
+    assert service.process is not None
+    output = suite.opts.log_dir / f"{name}.pyspy.txt"
+    return await asyncio.create_subprocess_exec(
+        *(["py-spy"] if shutil.which("py-spy") else ["uv", "tool", "run", "py-spy"]),
+        "record",
+        "--pid",
+        str(service.process.pid),
+        "--duration",
+        str(round(seconds)),
+        "--rate",
+        "200",
+        "--format",
+        "raw",
+        "--output",
+        str(output),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+
+
+async def main(rate: float, seconds: float, clients: int, warmup: int, profile: str | None) -> None:
     namespace = unique("_cost")
     prefix = f"{namespace}."
     redis_url = "redis://127.0.0.1:6379/7"
@@ -307,12 +335,16 @@ async def main(rate: float, seconds: float, clients: int, warmup: int) -> None:
         since = time.time()
         poller = asyncio.create_task(load.poll_scores())
         before = await meter.sample()
+        spy = await start_profiler(suite, profile, seconds) if profile else None
         took = await load.run(count, rate)
         last_change = await wait_settled(prefix, groups, databases, since, timeout=300)
         after = await meter.sample()
         poller.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await poller
+        if spy is not None:
+            await spy.wait()
+            print(f"py-spy profile of {profile}: {opts.log_dir / f'{profile}.pyspy.txt'}")
         span = last_change - before.at
         used = CpuMeter.used(before, after)
         # the settle check's own quiet wait is idle time too: subtract idle over the whole span
@@ -407,5 +439,6 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients at most")
     parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--profile", choices=(*CONSUMERS, "gateway"), help="py-spy a service")
     args = parser.parse_args()
-    asyncio.run(main(args.rate, args.seconds, args.clients, args.warmup))
+    asyncio.run(main(args.rate, args.seconds, args.clients, args.warmup, args.profile))
