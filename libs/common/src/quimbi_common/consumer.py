@@ -152,6 +152,8 @@ class EventConsumer:
             enable_auto_commit=False,
             auto_offset_reset=self.settings.kafka_auto_offset_reset,
             max_poll_records=self.settings.consumer_batch_size,
+            fetch_min_bytes=self.settings.consumer_fetch_min_bytes,
+            fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms,
         )
         consumer.subscribe(sorted(self.subscriptions), listener=_WaitForBatch(self._batch))
         delay = 0.5
