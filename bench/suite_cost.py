@@ -40,6 +40,7 @@ import redis
 from _shared import cpu_seconds, percentile
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from quimbi_common.settings import DEV_API_KEY
 from quimbi_common.testing import KAFKA, unique
@@ -354,6 +355,8 @@ async def main(rate: float, seconds: float, clients: int, warmup: int, profile: 
         net = {g: used[g] - idle.get(g, 0.0) * (after.at - before.at) for g in used}
         counts = await consumed_counts(databases, since)
         report(rate, clients, load, count, took, span, net, idle, counts)
+        await report_pipeline(databases, list(load.created))
+        await report_batches(suite)
     finally:
         await suite.stop()
         conn = await asyncpg.connect(ADMIN_DSN)
@@ -372,6 +375,100 @@ async def main(rate: float, seconds: float, clients: int, warmup: int, profile: 
                 await admin.delete_consumer_groups(groups)
         finally:
             await admin.close()
+
+
+async def report_batches(suite: Suite) -> None:
+    """Batches each consumer applied (since start), from its /metrics."""
+    print("  consumer batches since start (count, mean records, mean / max-bucket seconds):")
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        for service in suite.services:
+            if service.name not in CONSUMERS:
+                continue
+            text = (await client.get(f"{service.url}/metrics")).text
+            found: dict[str, float] = {}
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if sample.name in (
+                        "consumer_batch_records_count",
+                        "consumer_batch_records_sum",
+                        "consumer_batch_seconds_sum",
+                    ):
+                        found[sample.name] = sample.value
+            count = found.get("consumer_batch_records_count", 0.0)
+            if count:
+                print(
+                    f"    {service.name}: {count:.0f} batches, "
+                    f"{found['consumer_batch_records_sum'] / count:.1f} records, "
+                    f"{found['consumer_batch_seconds_sum'] / count * 1000:.1f} ms each"
+                )
+
+
+async def report_pipeline(databases: dict[str, str], ids: list[str]) -> None:
+    """Where created -> score visible goes, from the databases' own clocks (one machine):
+    commit of the create, its ticket.created acknowledged by Kafka, scoring's transaction,
+    ticket.scored acknowledged, the tickets transaction that stored it."""
+    base = ADMIN_DSN.rsplit("/", 1)[0]
+    tickets = await asyncpg.connect(f"{base}/{databases['tickets']}")
+    scoring = await asyncpg.connect(f"{base}/{databases['scoring']}")
+    try:
+        created = await tickets.fetch(
+            "SELECT key, event_id, created_at, published_at FROM outbox"
+            " WHERE topic = 'ticket.created' AND key = ANY($1::text[])",
+            ids,
+        )
+        handled = {
+            r["event_id"]: r["processed_at"]
+            for r in await scoring.fetch(
+                "SELECT event_id, processed_at FROM processed_events"
+                " WHERE event_id = ANY($1::uuid[])",
+                [r["event_id"] for r in created],
+            )
+        }
+        scored = {
+            r["key"]: r
+            for r in await scoring.fetch(
+                "SELECT DISTINCT ON (key) key, event_id, created_at, published_at FROM outbox"
+                " WHERE topic = 'ticket.scored' AND key = ANY($1::text[]) ORDER BY key, id",
+                ids,
+            )
+        }
+        stored = {
+            r["event_id"]: r["processed_at"]
+            for r in await tickets.fetch(
+                "SELECT event_id, processed_at FROM processed_events"
+                " WHERE event_id = ANY($1::uuid[])",
+                [r["event_id"] for r in scored.values()],
+            )
+        }
+    finally:
+        await tickets.close()
+        await scoring.close()
+    stages: dict[str, list[float]] = {
+        "tickets relay: create committed -> ticket.created acknowledged": [],
+        "scoring consumer: acknowledged -> its transaction starts": [],
+        "scoring: transaction starts -> ticket.scored acknowledged": [],
+        "tickets consumer: acknowledged -> its transaction starts": [],
+    }
+    values = list(stages.values())
+    for row in created:
+        first = scored.get(row["key"])
+        if row["published_at"] is None or row["event_id"] not in handled or first is None:
+            continue
+        if first["published_at"] is None or first["event_id"] not in stored:
+            continue
+        times = [
+            row["created_at"],
+            row["published_at"],
+            handled[row["event_id"]],
+            first["published_at"],
+            stored[first["event_id"]],
+        ]
+        for i, stage in enumerate(values):
+            stage.append((times[i + 1] - times[i]).total_seconds() * 1000)
+    print("  created -> first score stored, by stage (database clocks):")
+    for label, ms in stages.items():
+        if ms:
+            print(f"    {label}: p50 {percentile(ms, 50):.0f} ms  p99 {percentile(ms, 99):.0f} ms")
 
 
 def report(

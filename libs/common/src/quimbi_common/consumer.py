@@ -4,9 +4,11 @@ One aiokafka consumer subscribes to every topic the service handles and fetches 
 up to `consumer_batch_size` records. A batch is applied in ONE database transaction: the
 `(consumer, event id)` pairs are recorded with one set statement, ids already recorded are
 skipped, and the handlers run in offset order (so per key, i.e. per partition, in order).
-Offsets are committed after that transaction commits: a crash redelivers at most the batch,
-which the event ids then skip. (Per-message processing spent most of its ~11 ms per event on
-the per-message transaction, FastStream's per-message pipeline and commit; see bench/.)
+Offsets are committed after that transaction commits (in the background while the next batch
+is applied; before a rebalance or a stop the member waits for them): a crash redelivers at
+most what was applied since the last commit, which the event ids then skip. (Per message, the
+old consumer spent ~3-5 ms of CPU: a transaction, FastStream's per-message pipeline and an
+offset commit each; see bench/suite_cost.py and bench/results/latest.md.)
 
 A batch whose transaction fails for another reason than an outage is retried one message at
 a time, each in its own transaction, so a poison message is isolated: retried
@@ -21,6 +23,7 @@ the service holds and are acknowledged without a transaction (and not recorded).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -36,7 +39,12 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from .events import TOPICS, Event
-from .observability import EVENTS_CONSUMED, correlation_id
+from .observability import (
+    CONSUMER_BATCH_RECORDS,
+    CONSUMER_BATCH_SECONDS,
+    EVENTS_CONSUMED,
+    correlation_id,
+)
 from .settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -95,14 +103,15 @@ class Work:
 
 
 class _WaitForBatch(ConsumerRebalanceListener):
-    """Hold a rebalance until the batch in hand is committed (its offsets go with it)."""
+    """Hold a rebalance until the batch in hand is applied and its offsets committed."""
 
-    def __init__(self, lock: asyncio.Lock) -> None:
-        self.lock = lock
+    def __init__(self, owner: EventConsumer, consumer: AIOKafkaConsumer) -> None:
+        self.owner = owner
+        self.consumer = consumer
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        async with self.lock:
-            pass
+        async with self.owner._batch:
+            await self.owner._flush(self.consumer)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         return None
@@ -125,6 +134,8 @@ class EventConsumer:
         self.group_id = group_id or settings.service_name
         self.subscriptions: dict[str, list[Subscription]] = {}  # by Kafka topic
         self._batch = asyncio.Lock()
+        self._offsets: dict[TopicPartition, int] = {}  # applied, not yet committed
+        self._committing: asyncio.Task[None] | None = None
 
     def handle(self, topic: str, *, when: Wants | None = None) -> Callable[[Handler], Handler]:
         """Decorator registering `async def on_x(session, event)` for `topic`."""
@@ -155,7 +166,7 @@ class EventConsumer:
             fetch_min_bytes=self.settings.consumer_fetch_min_bytes,
             fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms,
         )
-        consumer.subscribe(sorted(self.subscriptions), listener=_WaitForBatch(self._batch))
+        consumer.subscribe(sorted(self.subscriptions), listener=_WaitForBatch(self, consumer))
         delay = 0.5
         while True:
             try:
@@ -172,19 +183,33 @@ class EventConsumer:
                     continue
                 async with self._batch:
                     records = [r for partition in batches.values() for r in partition]
-                    await self.handle_batch(records)
-                    await self._commit(consumer, batches)
+                    CONSUMER_BATCH_RECORDS.observe(len(records))
+                    with CONSUMER_BATCH_SECONDS.time():
+                        await self.handle_batch(records)
+                    self._offsets.update(
+                        {tp: rs[-1].offset + 1 for tp, rs in batches.items() if rs}
+                    )
+                    if self._committing is None or self._committing.done():
+                        self._committing = asyncio.create_task(self._commit_pending(consumer))
         finally:
+            with contextlib.suppress(Exception):
+                await self._flush(consumer)
             await consumer.stop()
 
-    async def _commit(
-        self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[Any]]
-    ) -> None:
-        offsets = {tp: records[-1].offset + 1 for tp, records in batches.items() if records}
-        try:
-            await consumer.commit(offsets)
-        except KafkaError as exc:  # a rebalance or Kafka away: re-read later, ids skip them
-            log.info("offsets not committed (%s); they will be re-read and skipped", exc)
+    async def _commit_pending(self, consumer: AIOKafkaConsumer) -> None:
+        """Commit applied offsets in the background: the next batch does not wait for it."""
+        while self._offsets:
+            offsets, self._offsets = self._offsets, {}
+            try:
+                await consumer.commit(offsets)
+            except KafkaError as exc:  # a rebalance or Kafka away: re-read later, ids skip them
+                log.info("offsets not committed (%s); they will be re-read and skipped", exc)
+
+    async def _flush(self, consumer: AIOKafkaConsumer) -> None:
+        """Wait for the commit in flight and commit what is left (before a rebalance, a stop)."""
+        if self._committing is not None:
+            await asyncio.gather(self._committing, return_exceptions=True)
+        await self._commit_pending(consumer)
 
     async def handle_batch(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         """Apply fetched records (in offset order per partition); returns once each one is
