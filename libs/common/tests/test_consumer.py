@@ -303,3 +303,25 @@ async def test_events_a_handler_does_not_want_are_acknowledged_unrecorded(
             assert await conn.scalar(sa.text("SELECT count(*) FROM processed_events")) == 1
     finally:
         await engine.dispose()
+
+
+async def test_a_batch_handler_gets_the_new_events_of_a_batch_at_once(
+    settings: CommonSettings,
+) -> None:
+    calls: list[list[str]] = []
+
+    async def on_many(session: AsyncSession, events: list[Event[Any]]) -> None:
+        calls.append([e.subject for e in events])
+        for event in events:
+            await _record(session, event)
+
+    seen, first, second = (_envelope(unique(p)) for p in ("seen-", "first-", "second-"))
+    engine = create_engine(settings)
+    consumer = EventConsumer(create_broker(settings), create_sessionmaker(engine), settings)
+    consumer.handle_many(TOPIC)(on_many)
+    try:
+        await consumer.handle_batch(_fetched(settings, [seen]))
+        await consumer.handle_batch(_fetched(settings, [seen, first, second, first]))
+        assert calls == [[seen[0]], [first[0], second[0]]]
+    finally:
+        await engine.dispose()
