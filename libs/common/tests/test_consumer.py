@@ -325,3 +325,48 @@ async def test_a_batch_handler_gets_the_new_events_of_a_batch_at_once(
         assert calls == [[seen[0]], [first[0], second[0]]]
     finally:
         await engine.dispose()
+
+
+async def test_a_second_member_joining_and_the_first_leaving_keep_order_and_apply_once(
+    settings: CommonSettings,
+) -> None:
+    """Two group members of one service, rebalancing while events flow: per key, every
+    version is applied once and in order."""
+    settings = settings.model_copy(update={"kafka_topic_partitions": 3})
+    applied: list[tuple[str, int]] = []
+
+    async def remember(session: AsyncSession, event: Event[Any]) -> None:
+        await _record(session, event)
+        applied.append((event.subject, event.data.version))
+
+    keys = [unique("member-") for _ in range(6)]
+    await ensure_topics(settings)
+    engine = create_engine(settings)
+    try:
+
+        async def produce() -> None:
+            for version in range(1, 31):
+                await _send(settings, *[_envelope(k, version) for k in keys])
+                await asyncio.sleep(0.05)
+
+        async with _running(_consumer(settings, remember, engine)) as first:
+            producing = asyncio.create_task(produce())
+
+            async def started() -> None:
+                assert len(applied) >= 20
+
+            await eventually(started)
+            async with _running(_consumer(settings, remember, engine)):
+                await asyncio.sleep(3)  # both members share the partitions for a while
+                first.cancel()  # the first member leaves
+                await producing
+
+                async def all_applied() -> None:
+                    assert len(await _notes(engine, "member-")) == 180
+
+                await eventually(all_applied, timeout=60)
+        for key in keys:
+            assert [v for k, v in applied if k == key] == list(range(1, 31)), key
+            assert len(await _notes(engine, key)) == 30
+    finally:
+        await engine.dispose()
