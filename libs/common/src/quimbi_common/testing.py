@@ -206,3 +206,13 @@ async def eventually(
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(interval)
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    """The problem+json body of a response that must have this status."""
+    assert response.status_code == status, (response.status_code, response.text)
+    assert response.headers["content-type"].startswith("application/problem+json"), response.text
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert {"type", "title", "detail"} <= set(body)
+    return body
