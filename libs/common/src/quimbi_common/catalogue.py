@@ -77,8 +77,11 @@ def index_markdown() -> str:
         "",
         "Every message is a CloudEvents 1.0 structured JSON envelope: `specversion`, `id` (UUID, "
         "the idempotency key), `source` (`/services/<name>`), `type` (= the topic), `time`, "
-        "`subject` (the entity id), `dataversion`, `correlationid`, `data`. Messages a consumer "
-        "cannot process go to `<topic>.dlq` with `x-error` headers.",
+        "`subject` (the entity id), `dataversion`, `correlationid`, `traceparent` (the CloudEvents "
+        "distributed-tracing extension: the W3C trace context of the transaction that wrote "
+        "the event, when tracing is on; the Kafka `traceparent` header carries the relay's "
+        "publish span), `data`. Messages a consumer cannot process go to `<topic>.dlq` with "
+        "`x-error` headers.",
         "",
         "| topic | published by | Kafka key | dataversion | schema | meaning |",
         "|---|---|---|---|---|---|",

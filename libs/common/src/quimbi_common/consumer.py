@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,10 +39,15 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from . import tracing
 from .events import TOPICS, Event
 from .observability import (
     CONSUMER_BATCH_RECORDS,
     CONSUMER_BATCH_SECONDS,
+    CONSUMER_DEAD_LETTERS,
+    CONSUMER_HANDLER_SECONDS,
+    CONSUMER_LAG,
+    CONSUMER_RETRIES,
     EVENTS_CONSUMED,
     correlation_id,
 )
@@ -102,6 +108,18 @@ class Work:
     @property
     def key(self) -> tuple[str, UUID]:
         return (self.subscription.name, self.event.id)
+
+    def trace_headers(self) -> dict[str, str]:
+        """The `traceparent`/`tracestate` Kafka headers (the relay's publish span)."""
+        return _trace_headers(self.record)
+
+
+def _trace_headers(record: ConsumerRecord[bytes, bytes]) -> dict[str, str]:
+    return {
+        name: value.decode("latin-1")
+        for name, value in (record.headers or ())
+        if name in (tracing.TRACEPARENT, tracing.TRACESTATE)
+    }
 
 
 class _WaitForBatch(ConsumerRebalanceListener):
@@ -204,17 +222,29 @@ class EventConsumer:
                 async with self._batch:
                     records = [r for partition in batches.values() for r in partition]
                     CONSUMER_BATCH_RECORDS.observe(len(records))
-                    with CONSUMER_BATCH_SECONDS.time():
+                    carriers = [_trace_headers(r) for r in records] if tracing.enabled() else []
+                    with CONSUMER_BATCH_SECONDS.time(), tracing.batch_span(self.group_id, carriers):
                         await self.handle_batch(records)
-                    self._offsets.update(
-                        {tp: rs[-1].offset + 1 for tp, rs in batches.items() if rs}
-                    )
+                    applied = {tp: rs[-1].offset + 1 for tp, rs in batches.items() if rs}
+                    self._offsets.update(applied)
+                    self._measure_lag(consumer, applied)
                     if self._committing is None or self._committing.done():
                         self._committing = asyncio.create_task(self._commit_pending(consumer))
         finally:
             with contextlib.suppress(Exception):
                 await self._flush(consumer)
             await consumer.stop()
+
+    def _measure_lag(self, consumer: AIOKafkaConsumer, applied: dict[TopicPartition, int]) -> None:
+        """Lag per partition this batch touched: the broker's high watermark (as of the
+        fetch) minus the next offset to apply. Idle partitions keep their last figure, which
+        the fetch that brings their next record updates."""
+        for tp, position in applied.items():
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(
+                    max(0, highwater - position)
+                )
 
     async def _commit_pending(self, consumer: AIOKafkaConsumer) -> None:
         """Commit applied offsets in the background: the next batch does not wait for it."""
@@ -269,6 +299,7 @@ class EventConsumer:
                     log.warning("batch of %d failed (%r); one message at a time", len(work), exc)
                     return False
                 attempt += 1
+                CONSUMER_RETRIES.labels(self.group_id, "outage").inc()
                 log.warning("%s: outage (%s); retrying a batch", self.group_id, exc)
                 await asyncio.sleep(
                     min(5.0, self.settings.consumer_retry_backoff_seconds * 2**attempt)
@@ -286,7 +317,7 @@ class EventConsumer:
         )
         fresh = {(row.consumer, row.event_id) for row in rows}
         outcomes = []
-        together: dict[str, tuple[BatchHandler, list[Event[Any]]]] = {}
+        together: dict[str, tuple[BatchHandler, list[Work]]] = {}
         for item in work:
             if item.key not in fresh:
                 outcomes.append("duplicate")
@@ -295,18 +326,28 @@ class EventConsumer:
             outcomes.append("handled")
             subscription = item.subscription
             if subscription.many is not None:
-                together.setdefault(subscription.name, (subscription.many, []))[1].append(
-                    item.event
-                )
+                together.setdefault(subscription.name, (subscription.many, []))[1].append(item)
                 continue
             assert subscription.handler is not None
             token = correlation_id.set(item.event.correlationid)
+            started = time.perf_counter()
             try:
-                await subscription.handler(session, item.event)
+                with _span(item):
+                    await subscription.handler(session, item.event)
             finally:
                 correlation_id.reset(token)
-        for handler, events in together.values():  # other topics: no order between them
-            await handler(session, events)
+                CONSUMER_HANDLER_SECONDS.labels(subscription.topic, subscription.name).observe(
+                    time.perf_counter() - started
+                )
+        for name, (handler, items) in together.items():  # other topics: no order between them
+            started = time.perf_counter()
+            with contextlib.ExitStack() as spans:  # one span per event, around the one call
+                for item in items:
+                    spans.enter_context(_span(item, current=False))
+                await handler(session, [item.event for item in items])
+            CONSUMER_HANDLER_SECONDS.labels(items[0].subscription.topic, name).observe(
+                (time.perf_counter() - started) / len(items)
+            )
         return outcomes
 
     async def _apply_one(self, item: Work) -> None:
@@ -321,6 +362,7 @@ class EventConsumer:
             except Exception as exc:
                 attempt += 1
                 if _is_outage(exc):
+                    CONSUMER_RETRIES.labels(self.group_id, "outage").inc()
                     log.warning("%s: outage (%s); retrying %s", name, exc, item.event.id)
                     await asyncio.sleep(
                         min(5.0, self.settings.consumer_retry_backoff_seconds * 2**attempt)
@@ -331,6 +373,7 @@ class EventConsumer:
                     await self._dead_letter(item.record, f"{type(exc).__name__}: {exc}", "failed")
                     outcome = "dead_lettered"
                     break
+                CONSUMER_RETRIES.labels(self.group_id, "failure").inc()
                 await asyncio.sleep(
                     self.settings.consumer_retry_backoff_seconds * 2 ** (attempt - 1)
                 )
@@ -358,8 +401,23 @@ class EventConsumer:
                 await self.broker.publish(
                     record.value, f"{record.topic}.dlq", key=record.key, headers=headers
                 )
+                CONSUMER_DEAD_LETTERS.labels(self.group_id, record.topic, reason).inc()
                 return
             except Exception as exc:
                 log.warning("dead letter not stored (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+
+def _span(item: Work, *, current: bool = True) -> contextlib.AbstractContextManager[Any]:
+    """The CONSUMER span of one handler applying one event (nothing when tracing is off)."""
+    if not tracing.enabled():
+        return contextlib.nullcontext()
+    return tracing.consumer_span(
+        item.subscription.name,
+        item.subscription.topic,
+        item.trace_headers(),
+        item.event.traceparent,
+        str(item.event.id),
+        current=current,
+    )

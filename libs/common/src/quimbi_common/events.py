@@ -194,6 +194,8 @@ class Event(BaseModel, Generic[DataT]):
     datacontenttype: Literal["application/json"] = "application/json"
     dataversion: int = 1
     correlationid: str | None = None
+    # CloudEvents distributed-tracing extension: the W3C context of the transaction that wrote it.
+    traceparent: str | None = None
     data: DataT
 
 
@@ -259,7 +261,12 @@ TOPICS: dict[str, Topic] = {
 
 
 def build_event(
-    topic: str, data: Contract, *, source: str, correlation_id: str | None = None
+    topic: str,
+    data: Contract,
+    *,
+    source: str,
+    correlation_id: str | None = None,
+    traceparent: str | None = None,
 ) -> tuple[str, Event[Any]]:
     """The Kafka key and the envelope for `data` on `topic`; refuses data of the wrong contract."""
     spec = TOPICS[topic]
@@ -271,6 +278,7 @@ def build_event(
         subject=spec.subject(data),
         dataversion=spec.dataversion,
         correlationid=correlation_id,
+        traceparent=traceparent,
         data=data,
     )
     return spec.key(data), event

@@ -11,8 +11,10 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import tracing
 
 REQUEST_ID_HEADER = "x-request-id"
 correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
@@ -40,6 +42,38 @@ CONSUMER_BATCH_RECORDS = Histogram(
     "Records per fetched batch",
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
 )
+CONSUMER_LAG = Gauge(
+    "kafka_consumer_lag",
+    "Records in a partition not yet applied by this group member (high watermark - position)",
+    ["group", "topic", "partition"],
+)
+CONSUMER_HANDLER_SECONDS = Histogram(
+    "consumer_handler_seconds",
+    "Time one handler spent on one event (or on its share of a batch, for batch handlers)",
+    ["topic", "consumer"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+CONSUMER_RETRIES = Counter(
+    "consumer_retries_total",
+    "Re-runs of events: `outage` (database away), `failure` (a handler raised)",
+    ["group", "reason"],
+)
+CONSUMER_DEAD_LETTERS = Counter(
+    "consumer_dead_letters_total",
+    "Messages sent to <topic>.dlq (`invalid`: not a valid event; `failed`: retries exhausted)",
+    ["group", "topic", "reason"],
+)
+OUTBOX_BACKLOG = Gauge("outbox_backlog_rows", "Outbox rows not yet published", ["service"])
+OUTBOX_OLDEST_AGE = Gauge(
+    "outbox_oldest_unsent_age_seconds",
+    "Age of the oldest unpublished outbox row (0 when none)",
+    ["service"],
+)
+OUTBOX_PUBLISH_SECONDS = Histogram(
+    "outbox_publish_seconds",
+    "Time from handing a relay batch to Kafka until every record of it is acknowledged",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
 
 
 class JsonFormatter(logging.Formatter):
@@ -58,6 +92,9 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "correlation_id": correlation_id.get(),
         }
+        ids = tracing.log_ids()
+        if ids is not None:
+            entry["trace_id"], entry["span_id"] = ids
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
@@ -111,6 +148,7 @@ class RequestContextMiddleware:
             route = scope.get("route")
             route_name = getattr(route, "path", "unmatched")
             method = scope.get("method", "")
+            tracing.name_server_span(method, route_name)
             HTTP_REQUESTS.labels(self.service, method, route_name, str(status)).inc()
             HTTP_LATENCY.labels(self.service, method, route_name).observe(
                 time.perf_counter() - started

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -22,10 +23,17 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from . import tracing
 from .db import asyncpg_dsn
 from .events import Contract, build_event
 from .kafka import create_producer
-from .observability import EVENTS_PUBLISHED, correlation_id
+from .observability import (
+    EVENTS_PUBLISHED,
+    OUTBOX_BACKLOG,
+    OUTBOX_OLDEST_AGE,
+    OUTBOX_PUBLISH_SECONDS,
+    correlation_id,
+)
 from .settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -83,20 +91,28 @@ async def add_events(
         "payloads": [],
         "headers": [],
     }
+    trace = tracing.current_carrier()  # {} when tracing is off
+    stored = json.dumps({"correlation_id": correlation_id.get() or "", **trace})
     for topic, data in events:
-        key, event = build_event(topic, data, source=source, correlation_id=correlation_id.get())
+        key, event = build_event(
+            topic,
+            data,
+            source=source,
+            correlation_id=correlation_id.get(),
+            traceparent=trace.get(tracing.TRACEPARENT),
+        )
         columns["event_ids"].append(str(event.id))
         columns["topics"].append(topic)
         columns["keys"].append(key)
         columns["payloads"].append(event.model_dump_json())
-        columns["headers"].append(json.dumps({"correlation_id": event.correlationid or ""}))
+        columns["headers"].append(stored)
     await session.execute(_INSERT_MANY, {**columns, "channel": NOTIFY_CHANNEL})
     return columns["event_ids"]
 
 
 _REPLACE_MANY = sa.text(
-    "UPDATE outbox SET payload = r.payload FROM unnest("
-    "CAST(:event_ids AS uuid[]), CAST(:payloads AS jsonb[])) AS r(event_id, payload) "
+    "UPDATE outbox SET payload = r.payload, headers = outbox.headers || CAST(:trace AS jsonb) "
+    "FROM unnest(CAST(:event_ids AS uuid[]), CAST(:payloads AS jsonb[])) AS r(event_id, payload) "
     "WHERE outbox.event_id = r.event_id AND outbox.published_at IS NULL"
 )
 
@@ -110,11 +126,20 @@ async def replace_events(
         return
     ids: list[str] = []
     payloads: list[str] = []
+    trace = tracing.current_carrier()  # the final state's writer is the one traced
     for event_id, topic, data in events:
-        _, event = build_event(topic, data, source=source, correlation_id=correlation_id.get())
+        _, event = build_event(
+            topic,
+            data,
+            source=source,
+            correlation_id=correlation_id.get(),
+            traceparent=trace.get(tracing.TRACEPARENT),
+        )
         ids.append(event_id)
         payloads.append(event.model_copy(update={"id": uuid.UUID(event_id)}).model_dump_json())
-    await session.execute(_REPLACE_MANY, {"event_ids": ids, "payloads": payloads})
+    await session.execute(
+        _REPLACE_MANY, {"event_ids": ids, "payloads": payloads, "trace": json.dumps(trace)}
+    )
 
 
 async def add_event(session: AsyncSession, topic: str, data: Contract, *, source: str) -> str:
@@ -132,12 +157,14 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
         self._listener: asyncpg.Connection | None = None
+        self._measured = -1e9  # monotonic time of the last backlog measurement
 
     async def run(self) -> None:
         """Run until cancelled, surviving Kafka or database outages."""
         backoff = 0.5
         try:
             while True:
+                await self._measure_now_and_then()
                 try:
                     await self._ensure_connections()
                     published = await self.publish_batch()
@@ -175,21 +202,55 @@ class OutboxRelay:
             ).all()
             if not rows:
                 return 0
-            pending = [
-                await self._producer.send(
-                    self.settings.topic(row.topic),
-                    value=row.payload.encode(),
-                    key=row.key.encode(),
-                    headers=_kafka_headers(row.topic, row.headers),
-                )
-                for row in rows
-            ]
+            started = time.perf_counter()
+            pending = [await self._send(row) for row in rows]
             await asyncio.gather(*pending)
+            OUTBOX_PUBLISH_SECONDS.observe(time.perf_counter() - started)
             await self._mark_published(conn, [row.id for row in rows])
             for row in rows:
                 EVENTS_PUBLISHED.labels(row.topic).inc()
             await self._prune(conn)
             return len(rows)
+
+    async def _send(self, row: Any) -> asyncio.Future[Any]:
+        """Hand one row to the producer (in a PRODUCER span child of the writer's context,
+        when tracing is on); returns the future of its acknowledgement."""
+        assert self._producer is not None
+        stored = json.loads(row.headers) if isinstance(row.headers, str) else row.headers
+        with tracing.producer_span(row.topic, stored) as trace:
+            future: asyncio.Future[Any] = await self._producer.send(
+                self.settings.topic(row.topic),
+                value=row.payload.encode(),
+                key=row.key.encode(),
+                headers=_kafka_headers(row.topic, stored, trace),
+            )
+        return future
+
+    async def measure_backlog(self) -> None:
+        """Set the backlog gauges: unsent rows and the age of the oldest (one indexed query)."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.text(
+                        "SELECT count(*) AS n, "
+                        "coalesce(extract(epoch FROM now() - min(created_at)), 0) AS age "
+                        "FROM outbox WHERE published_at IS NULL"
+                    )
+                )
+            ).one()
+        OUTBOX_BACKLOG.labels(self.settings.service_name).set(row.n)
+        OUTBOX_OLDEST_AGE.labels(self.settings.service_name).set(float(row.age))
+
+    async def _measure_now_and_then(self) -> None:
+        """At most once per `outbox_metrics_interval_seconds`, whatever Kafka is doing."""
+        now = time.monotonic()
+        if now - self._measured < self.settings.outbox_metrics_interval_seconds:
+            return
+        self._measured = now
+        try:
+            await self.measure_backlog()
+        except Exception as exc:  # the database away: the relay's own loop reports it
+            log.debug("outbox backlog not measured: %s", exc)
 
     async def _mark_published(self, conn: Any, ids: list[int]) -> None:
         await conn.execute(
@@ -239,12 +300,19 @@ class OutboxRelay:
             self._listener = None
 
 
-def _kafka_headers(topic: str, headers: dict[str, str] | str) -> list[tuple[str, bytes]]:
-    values = json.loads(headers) if isinstance(headers, str) else headers
+def _kafka_headers(
+    topic: str, values: dict[str, str], trace: dict[str, str]
+) -> list[tuple[str, bytes]]:
+    """CloudEvents binding headers, the correlation id, and the publish span's `traceparent`
+    (or, when this relay does not trace, the writer's as stored)."""
     result = [
         ("content-type", b"application/cloudevents+json"),
         ("ce_type", topic.encode()),
     ]
     if values.get("correlation_id"):
         result.append(("correlation_id", values["correlation_id"].encode()))
+    for name in (tracing.TRACEPARENT, tracing.TRACESTATE):
+        value = trace.get(name) or values.get(name)
+        if value:
+            result.append((name, value.encode()))
     return result

@@ -31,6 +31,8 @@ from .observability import RequestContextMiddleware, configure_logging, metrics_
 from .openapi import install_truthful_openapi
 from .outbox import OutboxRelay
 from .settings import CommonSettings
+from .tracing import configure_tracing, instrument_app, instrument_engine
+from .tracing import shutdown as flush_traces
 
 log = logging.getLogger(__name__)
 BackgroundTask = Callable[[], Awaitable[None]]
@@ -48,7 +50,10 @@ class Runtime:
         keys: KeySet | None = None,
     ) -> None:
         self.settings = settings
+        configure_tracing(settings.service_name)  # only if an exporter is configured
         self.engine = create_engine(settings) if database else None
+        if self.engine is not None:
+            instrument_engine(self.engine)
         self.sessions = create_sessionmaker(self.engine) if self.engine else None
         self.redis = aioredis.from_url(
             settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0
@@ -149,6 +154,7 @@ class Runtime:
         await self.redis.aclose()
         if self.engine is not None:
             await self.engine.dispose()
+        flush_traces()
 
 
 async def _retrying(hook: BackgroundTask, give_up_after: float) -> None:
@@ -222,6 +228,7 @@ def create_app(
                 "RateLimit-Reset",
             ],
         )
+    instrument_app(app)  # outermost: the server span covers the whole request
     app.include_router(health_router(settings.service_name, runtime.readiness_checks()))
     app.include_router(metrics_router)
     for router in routers:

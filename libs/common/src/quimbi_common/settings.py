@@ -39,6 +39,7 @@ class CommonSettings(BaseSettings):
     outbox_poll_interval_seconds: float = 1.0
     outbox_batch_size: int = 500
     outbox_retention_hours: int = 24
+    outbox_metrics_interval_seconds: float = 2.0  # how often the relay measures its backlog
 
     jwt_issuer: str = "quimbi-support"
     jwt_audience: str = "quimbi-support-api"

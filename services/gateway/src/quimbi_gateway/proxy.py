@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from prometheus_client import Counter, Histogram
 from starlette.types import Receive, Scope, Send
 
+from quimbi_common import tracing
 from quimbi_common.errors import NotFoundError, PayloadTooLargeError, ProblemError
 from quimbi_common.observability import correlation_id
 
@@ -90,7 +91,7 @@ class Proxy:
             response = await self.upstreams.pools[service].request(
                 method,
                 target,
-                request.forward_headers,
+                tracing.propagate(request.forward_headers),
                 self._body(receive) if request.has_body else None,
                 chunked=request.chunked,
             )

@@ -1,0 +1,235 @@
+"""OpenTelemetry tracing, on only when an exporter is configured.
+
+Off (the default: no `OTEL_EXPORTER_OTLP_ENDPOINT`, no `QUIMBI_TRACE_FILE`) no SDK is
+installed: the API's no-op tracer answers, and the hooks below return before building
+anything, so tracing costs a flag test. On, each process gets a `TracerProvider` named for its
+service, exporting in the background over OTLP/HTTP (the standard `OTEL_*` variables) and/or
+as JSON lines to `QUIMBI_TRACE_FILE` (the whole-suite test reads those), and instruments
+FastAPI (ASGI), SQLAlchemy, Redis and httpx.
+
+Context crosses Kafka as W3C `traceparent`: the outbox stores the writing transaction's
+context, the relay publishes each row in a PRODUCER span child of it and sends that span's
+`traceparent` as a Kafka header (the CloudEvents envelope keeps the writer's), and the
+consumer runs each handler in a CONSUMER span child of the header's context, linked to the
+envelope's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.propagate import extract, inject
+from opentelemetry.trace import Link, Span, SpanKind
+
+TRACEPARENT = "traceparent"
+TRACESTATE = "tracestate"
+_lock = threading.Lock()
+_state: dict[str, Any] = {"enabled": False, "provider": None}
+tracer = trace.get_tracer("quimbi")
+
+
+def enabled() -> bool:
+    """Whether this process records spans (an exporter is configured)."""
+    return bool(_state["enabled"])
+
+
+def configure_tracing(service: str) -> bool:
+    """Install the SDK once per process if an exporter is configured; returns `enabled()`."""
+    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    )
+    path = os.environ.get("QUIMBI_TRACE_FILE")
+    disabled = os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true"
+    if disabled or not (endpoint or path):
+        return enabled()
+    with _lock:
+        if _state["enabled"]:
+            return True
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service)})
+        provider = TracerProvider(resource=resource)
+        if endpoint:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        if path:
+            from .trace_file import JsonLinesExporter
+
+            provider.add_span_processor(BatchSpanProcessor(JsonLinesExporter(path)))
+        trace.set_tracer_provider(provider)
+        _instrument_clients()
+        _state.update(enabled=True, provider=provider)
+    return True
+
+
+def _instrument_clients() -> None:
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+    RedisInstrumentor().instrument()
+    HTTPXClientInstrumentor().instrument()
+
+
+def instrument_engine(engine: Any) -> None:
+    """SQL spans for one async engine (a no-op when tracing is off)."""
+    if not enabled():
+        return
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+    SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine, enable_commenter=False)
+
+
+def instrument_app(app: Any) -> None:
+    """Add a server span per request to a Starlette/FastAPI app, outermost (continuing an
+    incoming `traceparent`); observability names it for the route template once routed."""
+    if not enabled():
+        return
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+    app.add_middleware(
+        OpenTelemetryMiddleware,
+        excluded_urls="health/,metrics",
+        exclude_spans=["receive", "send"],
+    )
+
+
+def name_server_span(method: str, route: str) -> None:
+    """Give the request's server span its route template as name (bounded cardinality)."""
+    if enabled():
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.update_name(f"{method} {route}")
+            span.set_attribute("http.route", route)
+
+
+def shutdown() -> None:
+    """Flush and stop exporting (at process exit)."""
+    provider = _state["provider"]
+    if provider is not None:
+        provider.force_flush()
+
+
+def current_carrier() -> dict[str, str]:
+    """The current context as `traceparent`/`tracestate` entries (empty when off)."""
+    carrier: dict[str, str] = {}
+    if enabled():
+        inject(carrier)
+    return carrier
+
+
+def propagate(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Raw HTTP headers to forward with the current context in place of the caller's
+    `traceparent` (unchanged when off: the caller's, if any, passes through)."""
+    if not enabled():
+        return headers
+    names = {TRACEPARENT.encode(), TRACESTATE.encode()}
+    kept = [(name, value) for name, value in headers if name not in names]
+    kept.extend(
+        (name.encode(), value.encode("latin-1")) for name, value in current_carrier().items()
+    )
+    return kept
+
+
+def log_ids() -> tuple[str, str] | None:
+    """The current trace and span ids as hex, for log lines (None outside a recorded span)."""
+    if not enabled():
+        return None
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return None
+    return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
+
+
+def _link(carrier: Mapping[str, str] | None) -> Link | None:
+    if not carrier:
+        return None
+    ctx = trace.get_current_span(extract(dict(carrier))).get_span_context()
+    return Link(ctx) if ctx.is_valid else None
+
+
+@contextlib.contextmanager
+def producer_span(topic: str, stored: Mapping[str, str]) -> Iterator[dict[str, str]]:
+    """A PRODUCER span for publishing one outbox row, child of the context stored with it;
+    yields the `traceparent` headers to send (empty when off)."""
+    if not enabled():
+        yield {}
+        return
+    parent = extract(dict(stored))
+    with tracer.start_as_current_span(
+        f"{topic} publish",
+        context=parent,
+        kind=SpanKind.PRODUCER,
+        attributes={"messaging.system": "kafka", "messaging.destination.name": topic},
+    ):
+        yield current_carrier()
+
+
+@contextlib.contextmanager
+def consumer_span(
+    name: str,
+    topic: str,
+    headers: Mapping[str, str] | None,
+    envelope_traceparent: str | None,
+    event_id: str,
+    *,
+    current: bool = True,
+) -> Iterator[Span | None]:
+    """A CONSUMER span for one handler of one event: child of the publisher's context (the
+    Kafka header), linked to the writer's (the envelope's `traceparent`). `current=False` for
+    the events of one batch-handler call: their spans cover the call without nesting."""
+    if not enabled():
+        yield None
+        return
+    parent = extract(dict(headers or {}))
+    link = _link({TRACEPARENT: envelope_traceparent} if envelope_traceparent else None)
+    span = tracer.start_span(
+        f"{topic} process {name}",
+        context=parent,
+        kind=SpanKind.CONSUMER,
+        links=[link] if link is not None else [],
+        attributes={
+            "messaging.system": "kafka",
+            "messaging.destination.name": topic,
+            "messaging.consumer.group.name": name.split(":", 1)[0],
+            "messaging.message.id": event_id,
+        },
+    )
+    if not current:
+        with span:
+            yield span
+        return
+    with trace.use_span(span, end_on_exit=True):
+        yield span
+
+
+@contextlib.contextmanager
+def batch_span(group: str, carriers: Sequence[Mapping[str, str]]) -> Iterator[None]:
+    """A root span for one fetched batch, linked to each message's publisher (the handler
+    spans are not its children: each continues its own message's trace)."""
+    if not enabled():
+        yield
+        return
+    links = [link for link in (_link(c) for c in carriers[:128]) if link is not None]
+    token = otel_context.attach(otel_context.Context())  # a new trace, not the caller's
+    try:
+        with tracer.start_as_current_span(
+            f"{group} batch",
+            kind=SpanKind.CONSUMER,
+            links=links,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.batch.message_count": len(carriers),
+            },
+        ):
+            yield
+    finally:
+        otel_context.detach(token)
