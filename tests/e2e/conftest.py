@@ -60,13 +60,14 @@ async def suite(infra: Servers) -> AsyncIterator[Suite | ExternalStack]:
         yield ExternalStack(external, os.environ.get("E2E_TOPIC_PREFIX", ""))
         return
     namespace = unique("_e2e")
+    log_dir = ROOT / ".local" / "logs" / namespace.strip("_")
     opts = Options(
         port_offset=int(os.environ.get("E2E_PORT_OFFSET", "10000")),
         namespace=namespace,
         postgres_dsn=infra.postgres_dsn,
         redis_url=infra.redis_url,
         kafka=infra.kafka_bootstrap,
-        log_dir=ROOT / ".local" / "logs" / namespace.strip("_"),
+        log_dir=log_dir,
         seed=False,
         echo_logs=False,
         extra_env={
@@ -74,6 +75,9 @@ async def suite(infra: Servers) -> AsyncIterator[Suite | ExternalStack]:
             "CONSUMER_RETRY_BACKOFF_SECONDS": "0.05",
             "RATE_LIMIT_PER_AGENT": "100000",
             "RATE_LIMIT_PER_IP": "100000",
+            # Tracing on, each process exporting its spans as JSON lines (test_tracing.py).
+            "QUIMBI_TRACE_FILE": str(log_dir / "spans-{service}-{pid}.jsonl"),
+            "OTEL_BSP_SCHEDULE_DELAY": "200",
         },
     )
     suite = Suite(opts)

@@ -4,7 +4,8 @@ Off (the default: no `OTEL_EXPORTER_OTLP_ENDPOINT`, no `QUIMBI_TRACE_FILE`) no S
 installed: the API's no-op tracer answers, and the hooks below return before building
 anything, so tracing costs a flag test. On, each process gets a `TracerProvider` named for its
 service, exporting in the background over OTLP/HTTP (the standard `OTEL_*` variables) and/or
-as JSON lines to `QUIMBI_TRACE_FILE` (the whole-suite test reads those), and instruments
+as JSON lines to `QUIMBI_TRACE_FILE` (`{service}`/`{pid}` substituted; the whole-suite test
+reads those), and instruments
 FastAPI (ASGI), SQLAlchemy, Redis and httpx.
 
 Context crosses Kafka as W3C `traceparent`: the outbox stores the writing transaction's
@@ -64,7 +65,9 @@ def configure_tracing(service: str) -> bool:
         if path:
             from .trace_file import JsonLinesExporter
 
-            provider.add_span_processor(BatchSpanProcessor(JsonLinesExporter(path)))
+            # `{service}` and `{pid}` in the path: one file per process, no interleaved lines.
+            where = path.replace("{service}", service).replace("{pid}", str(os.getpid()))
+            provider.add_span_processor(BatchSpanProcessor(JsonLinesExporter(where)))
         trace.set_tracer_provider(provider)
         _instrument_clients()
         _state.update(enabled=True, provider=provider)
@@ -85,7 +88,10 @@ def instrument_engine(engine: Any) -> None:
         return
     from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
-    SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine, enable_commenter=False)
+    # The instrumentation declares SQLAlchemy < 2.1; its engine event hooks work on 2.1.
+    SQLAlchemyInstrumentor().instrument(
+        engine=engine.sync_engine, enable_commenter=False, skip_dep_check=True
+    )
 
 
 def instrument_app(app: Any) -> None:
