@@ -20,8 +20,8 @@ infra: ## install (if missing) and start PostgreSQL, Redis and Kafka on loopback
 infra-stop: ## stop PostgreSQL, Redis and Kafka
 	@$(INFRA) stop
 
-run: setup infra ## start the whole suite with demo data (gateway on :8001)
-	@$(UV) run python -m deploy.local.launcher
+run: setup infra ## start the whole suite with demo data (gateway on :8001); TRACING=1: and Jaeger
+	@$(UV) run python -m deploy.local.launcher $(if $(TRACING),--tracing)
 
 test: setup infra ## run unit, service and end-to-end tests
 	@$(UV) run pytest

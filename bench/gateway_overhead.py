@@ -177,8 +177,11 @@ class Target:
 
 
 @contextlib.asynccontextmanager
-async def started_suite(tickets_count: int) -> AsyncIterator[Target]:
-    """A scratch database, and the tickets and gateway processes in front of it."""
+async def started_suite(
+    tickets_count: int, extra_env: dict[str, str] | None = None
+) -> AsyncIterator[Target]:
+    """A scratch database, and the tickets and gateway processes in front of it (`extra_env`
+    for both: tracing on, say)."""
     from quimbi_common.migrations import upgrade
     from quimbi_common.testing import SigningKeys, create_database, drop_database, unique
 
@@ -199,6 +202,7 @@ async def started_suite(tickets_count: int) -> AsyncIterator[Target]:
             "LOG_LEVEL": "WARNING",
             "HOST": "127.0.0.1",
             "KAFKA_TOPIC_PREFIX": f"{unique('bench')}.",
+            **(extra_env or {}),
         }
         tickets_env = {**common, "PORT": str(tickets_port), "DATABASE_URL": database_url}
         gateway_env = {

@@ -66,6 +66,7 @@ class Options:
     echo_logs: bool = True
     ready_file: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    tracing: bool = False  # start Jaeger and export every service's traces to it
 
 
 def build_services(opts: Options) -> list[Service]:
@@ -262,6 +263,12 @@ def _readable(line: str) -> str:
 
 async def run(opts: Options) -> None:
     started = time.monotonic()
+    viewer = None
+    if opts.tracing:
+        from trace_viewer import OTLP_ENDPOINT, start_jaeger
+
+        viewer = await start_jaeger(opts.log_dir)
+        opts.extra_env.setdefault("OTEL_EXPORTER_OTLP_ENDPOINT", OTLP_ENDPOINT)
     suite = Suite(opts)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -285,6 +292,9 @@ async def run(opts: Options) -> None:
     finally:
         suite.say("stopping")
         await suite.stop()
+        if viewer is not None:
+            viewer.terminate()
+            await viewer.wait()
 
 
 def _banner(suite: Suite, logins: list[tuple[str, str, str]], seconds: float) -> None:
@@ -292,6 +302,10 @@ def _banner(suite: Suite, logins: list[tuple[str, str, str]], seconds: float) ->
     print(f"  Quimbi Support Backend is up ({seconds:.1f}s)")
     print(f"  API      {suite.gateway_url}")
     print(f"  Swagger  {suite.gateway_url}/docs")
+    if suite.opts.tracing:
+        from trace_viewer import UI_URL
+
+        print(f"  Traces   {UI_URL}  (Jaeger)")
     if logins:
         print("  Logins:")
         for role, email, password in logins:
@@ -311,6 +325,7 @@ def main() -> None:
     parser.add_argument("--log-dir", type=Path, default=Options.log_dir)
     parser.add_argument("--quiet", dest="echo_logs", action="store_false")
     parser.add_argument("--ready-file", type=Path)
+    parser.add_argument("--tracing", action="store_true", help="start Jaeger, export traces")
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for every service")
     args = parser.parse_args()
     extra = dict(item.split("=", 1) for item in args.env)
@@ -325,6 +340,7 @@ def main() -> None:
         echo_logs=args.echo_logs,
         ready_file=args.ready_file,
         extra_env=extra,
+        tracing=args.tracing,
     )
     asyncio.run(run(opts))
 

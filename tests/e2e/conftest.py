@@ -45,7 +45,8 @@ def servers() -> Iterator[Servers]:
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
     client.close()
-    yield Servers("postgresql://quimbi:quimbi@127.0.0.1:5432/postgres", redis_url, "127.0.0.1:9092")
+    kafka = os.environ.get("E2E_KAFKA_BOOTSTRAP", "127.0.0.1:9092")  # another broker, if set
+    yield Servers("postgresql://quimbi:quimbi@127.0.0.1:5432/postgres", redis_url, kafka)
 
 
 @pytest.fixture(scope="session")
