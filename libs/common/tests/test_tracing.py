@@ -60,7 +60,8 @@ def test_off_by_default_no_sdk_no_ids_and_the_callers_traceparent_passes(tmp_pat
 
 
 def test_on_log_lines_carry_the_span_and_spans_reach_the_file(tmp_path: Path) -> None:
-    result = run(tmp_path, QUIMBI_TRACE_FILE=str(tmp_path / "spans-{service}-{pid}.jsonl"))
+    spans = str(tmp_path / "spans-{service}-{pid}.jsonl")
+    result = run(tmp_path, QUIMBI_TRACE_FILE=spans, OTEL_TRACES_SAMPLER="always_on")
     assert result["on"] is True
     log = result["log"]
     assert isinstance(log, dict)

@@ -30,6 +30,7 @@ from opentelemetry.trace import Link, Span, SpanKind
 
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
+DEFAULT_SAMPLE_RATIO = 0.1  # of traces started here, when OTEL_TRACES_SAMPLER is not set
 _lock = threading.Lock()
 _state: dict[str, Any] = {"enabled": False, "provider": None}
 tracer = trace.get_tracer("quimbi")
@@ -57,7 +58,7 @@ def configure_tracing(service: str) -> bool:
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
         resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service)})
-        provider = TracerProvider(resource=resource)
+        provider = TracerProvider(resource=resource, sampler=_sampler())
         if endpoint:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -72,6 +73,22 @@ def configure_tracing(service: str) -> bool:
         _instrument_clients()
         _state.update(enabled=True, provider=provider)
     return True
+
+
+def _sampler() -> Any:
+    """`OTEL_TRACES_SAMPLER` when set; else a tenth of new traces (`DEFAULT_SAMPLE_RATIO`), and
+    every trace whose caller sampled it (a `traceparent` with the sampled flag: the frontend,
+    or an operator's curl, can ask for one). Recording every request costs far more than the
+    10 % CPU budget (bench/tracing_overhead.py)."""
+    from opentelemetry.sdk.trace.sampling import (
+        ParentBased,
+        TraceIdRatioBased,
+        _get_from_env_or_default,
+    )
+
+    if os.environ.get("OTEL_TRACES_SAMPLER"):
+        return _get_from_env_or_default()
+    return ParentBased(TraceIdRatioBased(DEFAULT_SAMPLE_RATIO))
 
 
 def _instrument_clients() -> None:
