@@ -212,8 +212,9 @@ class EventConsumer:
                     if self._committing is None or self._committing.done():
                         self._committing = asyncio.create_task(self._commit_pending(consumer))
         finally:
-            with contextlib.suppress(Exception):
-                await self._flush(consumer)
+            with contextlib.suppress(Exception):  # bounded: Kafka may be what is down
+                async with asyncio.timeout(5.0):
+                    await self._flush(consumer)
             await consumer.stop()
 
     async def _commit_pending(self, consumer: AIOKafkaConsumer) -> None:
