@@ -176,26 +176,7 @@ class EventConsumer:
         """Consume until cancelled (a Runtime task, started once Kafka answers)."""
         if not self.subscriptions:
             return
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap_servers,
-            group_id=self.group_id,
-            client_id=f"{self.settings.service_name}-consumer",
-            enable_auto_commit=False,
-            auto_offset_reset=self.settings.kafka_auto_offset_reset,
-            max_poll_records=self.settings.consumer_batch_size,
-            fetch_min_bytes=self.settings.consumer_fetch_min_bytes,
-            fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms,
-        )
-        consumer.subscribe(sorted(self.subscriptions), listener=_WaitForBatch(self, consumer))
-        delay = 0.5
-        while True:
-            try:
-                await consumer.start()
-                break
-            except KafkaError as exc:
-                log.warning("consumer cannot reach kafka (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        consumer = await self._connect()
         try:
             while True:
                 batches = await consumer.getmany(timeout_ms=1000)
@@ -216,6 +197,34 @@ class EventConsumer:
                 async with asyncio.timeout(5.0):
                     await self._flush(consumer)
             await consumer.stop()
+
+    async def _connect(self) -> AIOKafkaConsumer:
+        """The group member, joined; retried (a new client each time) while Kafka is away."""
+        delay = 0.5
+        while True:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                group_id=self.group_id,
+                client_id=f"{self.settings.service_name}-consumer",
+                enable_auto_commit=False,
+                auto_offset_reset=self.settings.kafka_auto_offset_reset,
+                max_poll_records=self.settings.consumer_batch_size,
+                fetch_min_bytes=self.settings.consumer_fetch_min_bytes,
+                fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms,
+            )
+            consumer.subscribe(sorted(self.subscriptions), listener=_WaitForBatch(self, consumer))
+            try:
+                await consumer.start()
+            except KafkaError as exc:
+                log.warning("consumer cannot reach kafka (%s); retrying in %.1fs", exc, delay)
+            except BaseException:  # cancelled while joining: leave no client open
+                await consumer.stop()
+                raise
+            else:
+                return consumer
+            await consumer.stop()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     async def _commit_pending(self, consumer: AIOKafkaConsumer) -> None:
         """Commit applied offsets in the background: the next batch does not wait for it."""
