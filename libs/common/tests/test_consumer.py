@@ -43,6 +43,12 @@ def _envelope(ticket_id: str, version: int = 1) -> tuple[str, bytes]:
     return key, event.model_dump_json().encode()
 
 
+async def _topics(settings: CommonSettings) -> None:
+    """Only the topic under test and its DLQ: the broker is shared by many test sessions."""
+    topic = settings.topic(TOPIC)
+    await ensure_topics(settings, [topic, f"{topic}.dlq"])
+
+
 def _consumer(settings: CommonSettings, handler: Handler, engine: AsyncEngine) -> EventConsumer:
     consumer = EventConsumer(create_broker(settings), create_sessionmaker(engine), settings)
     consumer.subscribe(TOPIC, handler)
@@ -65,7 +71,7 @@ async def _running(consumer: EventConsumer) -> AsyncIterator[asyncio.Task[None]]
 
 @contextlib.asynccontextmanager
 async def _consuming(settings: CommonSettings, handler: Handler) -> AsyncIterator[AsyncEngine]:
-    await ensure_topics(settings)
+    await _topics(settings)
     engine = create_engine(settings)
     try:
         async with _running(_consumer(settings, handler, engine)):
@@ -150,7 +156,7 @@ async def test_a_batch_records_its_ids_at_once_and_skips_those_seen(
 async def test_a_poison_message_in_a_batch_is_dead_lettered_alone(
     settings: CommonSettings,
 ) -> None:
-    await ensure_topics(settings)
+    await _topics(settings)
     before, poison, after = (_envelope(unique(p)) for p in ("before-", "poison-", "after-"))
     engine = create_engine(settings)
     consumer = _consumer(settings, _always_fails, engine)
@@ -222,7 +228,7 @@ async def test_events_of_one_key_are_applied_in_order(settings: CommonSettings) 
         applied.append((event.subject, event.data.version))
 
     keys = [unique("order-") for _ in range(5)]
-    await ensure_topics(settings)
+    await _topics(settings)
     await _send(settings, *[_envelope(k, version) for version in range(1, 41) for k in keys])
     async with _consuming(settings, remember) as engine:
 
@@ -241,7 +247,7 @@ async def test_a_crash_mid_batch_loses_nothing_and_applies_nothing_twice(
     """The group member dies inside a batch: nothing of it is committed (transaction and
     offsets), and the next member applies every event exactly once."""
     messages = [_envelope(unique("crash-")) for _ in range(30)]
-    await ensure_topics(settings)
+    await _topics(settings)
     await _send(settings, *messages)
     stuck = asyncio.Event()
 
@@ -340,7 +346,7 @@ async def test_a_second_member_joining_and_the_first_leaving_keep_order_and_appl
         applied.append((event.subject, event.data.version))
 
     keys = [unique("member-") for _ in range(6)]
-    await ensure_topics(settings)
+    await _topics(settings)
     engine = create_engine(settings)
     try:
 

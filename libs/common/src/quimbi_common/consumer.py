@@ -194,26 +194,7 @@ class EventConsumer:
         """Consume until cancelled (a Runtime task, started once Kafka answers)."""
         if not self.subscriptions:
             return
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap_servers,
-            group_id=self.group_id,
-            client_id=f"{self.settings.service_name}-consumer",
-            enable_auto_commit=False,
-            auto_offset_reset=self.settings.kafka_auto_offset_reset,
-            max_poll_records=self.settings.consumer_batch_size,
-            fetch_min_bytes=self.settings.consumer_fetch_min_bytes,
-            fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms,
-        )
-        consumer.subscribe(sorted(self.subscriptions), listener=_WaitForBatch(self, consumer))
-        delay = 0.5
-        while True:
-            try:
-                await consumer.start()
-                break
-            except KafkaError as exc:
-                log.warning("consumer cannot reach kafka (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        consumer = await self._connect()
         try:
             while True:
                 batches = await consumer.getmany(timeout_ms=1000)
@@ -231,8 +212,9 @@ class EventConsumer:
                     if self._committing is None or self._committing.done():
                         self._committing = asyncio.create_task(self._commit_pending(consumer))
         finally:
-            with contextlib.suppress(Exception):
-                await self._flush(consumer)
+            with contextlib.suppress(Exception):  # bounded: Kafka may be what is down
+                async with asyncio.timeout(5.0):
+                    await self._flush(consumer)
             await consumer.stop()
 
     def _measure_lag(self, consumer: AIOKafkaConsumer, applied: dict[TopicPartition, int]) -> None:
@@ -245,6 +227,34 @@ class EventConsumer:
                 CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(
                     max(0, highwater - position)
                 )
+
+    async def _connect(self) -> AIOKafkaConsumer:
+        """The group member, joined; retried (a new client each time) while Kafka is away."""
+        delay = 0.5
+        while True:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                group_id=self.group_id,
+                client_id=f"{self.settings.service_name}-consumer",
+                enable_auto_commit=False,
+                auto_offset_reset=self.settings.kafka_auto_offset_reset,
+                max_poll_records=self.settings.consumer_batch_size,
+                fetch_min_bytes=self.settings.consumer_fetch_min_bytes,
+                fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms,
+            )
+            consumer.subscribe(sorted(self.subscriptions), listener=_WaitForBatch(self, consumer))
+            try:
+                await consumer.start()
+            except KafkaError as exc:
+                log.warning("consumer cannot reach kafka (%s); retrying in %.1fs", exc, delay)
+            except BaseException:  # cancelled while joining: leave no client open
+                await consumer.stop()
+                raise
+            else:
+                return consumer
+            await consumer.stop()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     async def _commit_pending(self, consumer: AIOKafkaConsumer) -> None:
         """Commit applied offsets in the background: the next batch does not wait for it."""
