@@ -148,7 +148,6 @@ class RequestContextMiddleware:
             route = scope.get("route")
             route_name = getattr(route, "path", "unmatched")
             method = scope.get("method", "")
-            tracing.name_server_span(method, route_name)
             HTTP_REQUESTS.labels(self.service, method, route_name, str(status)).inc()
             HTTP_LATENCY.labels(self.service, method, route_name).observe(
                 time.perf_counter() - started

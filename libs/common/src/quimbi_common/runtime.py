@@ -31,7 +31,7 @@ from .observability import RequestContextMiddleware, configure_logging, metrics_
 from .openapi import install_truthful_openapi
 from .outbox import OutboxRelay
 from .settings import CommonSettings
-from .tracing import configure_tracing, instrument_app, instrument_engine
+from .tracing import configure_tracing, fastapi_telemetry, instrument_engine
 from .tracing import shutdown as flush_traces
 
 log = logging.getLogger(__name__)
@@ -206,7 +206,13 @@ def create_app(
         finally:
             await runtime.stop()
 
-    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    app = FastAPI(
+        title=title,
+        description=description,
+        version="1.0.0",
+        lifespan=lifespan,
+        telemetry=fastapi_telemetry(),  # type: ignore[arg-type]
+    )
     app.state.runtime = runtime
     app.state.auth = AuthConfig(runtime.verifier, settings.api_key.get_secret_value())
     install_problem_handlers(app)
@@ -228,7 +234,6 @@ def create_app(
                 "RateLimit-Reset",
             ],
         )
-    instrument_app(app)  # outermost: the server span covers the whole request
     app.include_router(health_router(settings.service_name, runtime.readiness_checks()))
     app.include_router(metrics_router)
     for router in routers:

@@ -5,8 +5,8 @@ installed: the API's no-op tracer answers, and the hooks below return before bui
 anything, so tracing costs a flag test. On, each process gets a `TracerProvider` named for its
 service, exporting in the background over OTLP/HTTP (the standard `OTEL_*` variables) and/or
 as JSON lines to `QUIMBI_TRACE_FILE` (`{service}`/`{pid}` substituted; the whole-suite test
-reads those), and instruments
-FastAPI (ASGI), SQLAlchemy, Redis and httpx.
+reads those), and instruments SQLAlchemy, Redis and httpx (FastAPI makes the server spans:
+`fastapi_telemetry`).
 
 Context crosses Kafka as W3C `traceparent`: the outbox stores the writing transaction's
 context, the relay publishes each row in a PRODUCER span child of it and sends that span's
@@ -111,27 +111,22 @@ def instrument_engine(engine: Any) -> None:
     )
 
 
-def instrument_app(app: Any) -> None:
-    """Add a server span per request to a Starlette/FastAPI app, outermost (continuing an
-    incoming `traceparent`); observability names it for the route template once routed."""
-    if not enabled():
-        return
-    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
-
-    app.add_middleware(
-        OpenTelemetryMiddleware,
-        excluded_urls="health/,metrics",
-        exclude_spans=["receive", "send"],
-    )
+_UNTRACED = ("/health/", "/metrics")
 
 
-def name_server_span(method: str, route: str) -> None:
-    """Give the request's server span its route template as name (bounded cardinality)."""
-    if enabled():
-        span = trace.get_current_span()
-        if span.is_recording():
-            span.update_name(f"{method} {route}")
-            span.set_attribute("http.route", route)
+def fastapi_telemetry() -> dict[str, Any]:
+    """`FastAPI(telemetry=...)`: FastAPI's own OpenTelemetry instrumentation (0.165+) makes
+    the SERVER span of each request, named `METHOD /route/{template}` and continuing an
+    incoming `traceparent`, once a tracer provider is installed (inert otherwise). Only the
+    span: Prometheus has the metrics, our JSON logs the errors, and the per-operation spans
+    (dependencies, endpoint, serialization) would triple the spans per request."""
+    return {
+        "tracing": True,
+        "metrics": False,
+        "logs": False,
+        "operation_spans": False,
+        "exclude": lambda scope: scope.get("path", "").startswith(_UNTRACED),
+    }
 
 
 def shutdown() -> None:
