@@ -56,10 +56,10 @@ unix_socket_directories = '$LOCAL'
 max_connections = 400
 shared_buffers = 256MB
 fsync = on
-synchronous_commit = off
 log_min_messages = warning
 CONF
     fi
+    durable_commits "$data/postgresql.conf"
     log "starting postgres on 127.0.0.1:$PG_PORT"
     as_pg "$PG_BIN/pg_ctl" -D "$data" -o "-p $PG_PORT" -l "$LOCAL/logs/postgres.log" -w start >/dev/null \
       || die "postgres failed to start (see $LOCAL/logs/postgres.log)"
@@ -72,6 +72,14 @@ CONF
       log "created database $db"
     fi
   done
+}
+
+durable_commits() { # a 2xx means durable: no `synchronous_commit = off`, even in an older data dir
+  sed -i -E 's/^[[:space:]]*synchronous_commit[[:space:]]*=.*$/# synchronous_commit removed: commits are flushed before they are acknowledged/' "$1"
+  grep -q '^commit_delay' "$1" || printf 'commit_delay = 200\ncommit_siblings = 2\n' >>"$1"
+  local auto="${1%/postgresql.conf}/postgresql.auto.conf"
+  [ -f "$auto" ] && sed -i -E '/^[[:space:]]*synchronous_commit[[:space:]]*=/d' "$auto"
+  return 0
 }
 
 as_pg() { # PostgreSQL refuses to run as root

@@ -53,7 +53,7 @@ class Runtime:
         )
         self.revocations = RevocationStore(self.redis)
         self.verifier = TokenVerifier(
-            keys or key_set_from_settings(settings),
+            keys or key_set_from_settings(settings, self.redis),
             self.revocations,
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
