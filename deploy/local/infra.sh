@@ -10,6 +10,7 @@ PG_PORT="${PG_PORT:-5432}"
 REDIS_PORT="${REDIS_PORT:-6379}"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+KAFKA_ADVERTISED_PORT="${KAFKA_ADVERTISED_PORT:-$KAFKA_PORT}"  # the fault tests put a proxy there
 PG_USER="${PG_USER:-quimbi}"
 PG_PASSWORD="${PG_PASSWORD:-quimbi}"
 DATABASES="${DATABASES:-tickets agents sla scoring ai_proxy}"
@@ -24,7 +25,11 @@ wait_port() { # port name seconds
   for ((i = 0; i < $3 * 10; i++)); do port_open "$1" && return 0; sleep 0.1; done
   die "$2 did not open port $1 within $3 s (see $LOCAL/logs/)"
 }
-pid_alive() { [ -f "$1" ] && kill -0 "$(head -n1 "$1")" 2>/dev/null; }
+pid_alive() { # a zombie (killed, not yet reaped) is not alive
+  [ -f "$1" ] || return 1
+  local state; state="$(ps -o stat= -p "$(head -n1 "$1")" 2>/dev/null)" || return 1
+  [ -n "$state" ] && [ "${state:0:1}" != Z ]
+}
 
 install_packages() {
   local missing=()
@@ -123,7 +128,7 @@ process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT
 listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_ADVERTISED_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
@@ -136,6 +141,10 @@ transaction.state.log.min.isr=1
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
+# After a crash the restarted broker cannot register until the controller expires the old
+# registration (broker.session.timeout.ms, 9 s by default): one node, so expire it quickly.
+broker.heartbeat.interval.ms=500
+broker.session.timeout.ms=2000
 auto.create.topics.enable=true
 log.retention.hours=168
 CONF

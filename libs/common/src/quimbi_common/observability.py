@@ -53,8 +53,38 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class RateLimitFilter(logging.Filter):
+    """Lets one record per (logger, message template) through every `interval` seconds from
+    the loggers named by `prefixes`; the next one to pass says how many were dropped.
+
+    A Kafka outage makes aiokafka log "Unable connect to node" per fetch loop, ten times a
+    second per subscriber (19,000 lines in 25 s); the runtime's broker watch says once that the
+    broker is lost and once that it is back, so these repeats carry nothing new."""
+
+    def __init__(self, prefixes: tuple[str, ...], interval: float = 60.0) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+        self.interval = interval
+        self._seen: dict[tuple[str, object], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.prefixes):
+            return True
+        key = (record.name, record.msg)
+        now = time.monotonic()
+        last, dropped = self._seen.get(key, (-self.interval, 0))
+        if now - last < self.interval:
+            self._seen[key] = (last, dropped + 1)
+            return False
+        self._seen[key] = (now, 0)
+        if dropped and isinstance(record.msg, str):
+            record.msg = f"{record.msg} [{dropped} alike suppressed]"
+        return True
+
+
 def configure_logging(service: str, level: str = "INFO", *, as_json: bool = True) -> None:
     handler = logging.StreamHandler(sys.stdout)
+    handler.addFilter(RateLimitFilter(("aiokafka", "faststream", f"{service}.kafka")))
     if as_json:
         handler.setFormatter(JsonFormatter(service))
     else:
