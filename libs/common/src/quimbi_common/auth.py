@@ -189,9 +189,8 @@ class RemoteKeySet:
             )
         else:
             self._fetch_failed = False
-            if keys != self._keys:
-                await self._store(document)
             self._keys = keys
+            await self._store(document)  # every time: Redis may have restarted empty
         finally:
             self._fetched_at = time.monotonic()
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import logging.handlers
+import queue
 import sys
 import time
 import uuid
@@ -82,13 +85,44 @@ class RateLimitFilter(logging.Filter):
         return True
 
 
+class DroppingQueueHandler(logging.handlers.QueueHandler):
+    """Hands formatted lines to a writer thread and never waits: when stdout is slower than the
+    logging (a full pipe to a busy launcher, a stalled collector), lines are dropped and counted
+    instead of blocking the event loop, and with it every request (issue #16, item 4)."""
+
+    dropped = 0
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            DroppingQueueHandler.dropped += 1
+
+
+_listener: logging.handlers.QueueListener | None = None
+
+
+@atexit.register
+def _stop_listener() -> None:
+    """Write what is queued, then stop the writer thread."""
+    global _listener
+    if _listener is not None:
+        _listener.stop()
+        _listener = None
+
+
 def configure_logging(service: str, level: str = "INFO", *, as_json: bool = True) -> None:
-    handler = logging.StreamHandler(sys.stdout)
+    global _listener
+    handler = DroppingQueueHandler(queue.Queue(maxsize=10_000))
     handler.addFilter(RateLimitFilter(("aiokafka", "faststream", f"{service}.kafka")))
-    if as_json:
+    if as_json:  # formatted in the caller's thread, where the correlation id is set
         handler.setFormatter(JsonFormatter(service))
     else:
         handler.setFormatter(logging.Formatter(f"%(asctime)s {service} %(levelname)s %(message)s"))
+    writer = logging.StreamHandler(sys.stdout)
+    _stop_listener()
+    _listener = logging.handlers.QueueListener(handler.queue, writer)
+    _listener.start()
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
