@@ -142,9 +142,10 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 # After a crash the restarted broker cannot register until the controller expires the old
-# registration (broker.session.timeout.ms, 9 s by default): one node, so expire it quickly.
-broker.heartbeat.interval.ms=500
-broker.session.timeout.ms=2000
+# registration (broker.session.timeout.ms, 9 s by default). Shorter restarts faster, but below
+# ~5 s a loaded machine (2 cores under the test suite) fences the live broker.
+broker.heartbeat.interval.ms=1000
+broker.session.timeout.ms=5000
 auto.create.topics.enable=true
 log.retention.hours=168
 CONF
