@@ -135,3 +135,22 @@ async def test_a_database_cut_answers_503_and_the_pool_recovers_by_itself() -> N
     # At most the first request after the cut may still meet a dead pooled connection.
     assert statuses[1:] == [200] * 4, statuses
     assert statuses[0] in (200, 503)
+
+
+def test_a_database_starting_up_is_an_outage_not_a_bad_message() -> None:
+    """The consumer retried "the database system is not yet accepting connections" only three
+    times and dead-lettered the event (seen in the fault suite's PostgreSQL crash)."""
+    import asyncpg
+    from sqlalchemy.exc import DBAPIError, IntegrityError
+
+    from quimbi_common.consumer import _is_outage
+    from quimbi_common.db import is_database_outage
+
+    starting = asyncpg.CannotConnectNowError("the database system is not yet accepting connections")
+    wrapped = DBAPIError("SELECT 1", {}, Exception("adapted"))
+    wrapped.__cause__ = wrapped.orig
+    wrapped.orig.__cause__ = starting
+    assert _is_outage(wrapped)
+    assert is_database_outage(wrapped)
+    assert not is_database_outage(IntegrityError("INSERT", {}, Exception("duplicate key")))
+    assert not is_database_outage(ValueError("a bug"))

@@ -24,9 +24,9 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from .db import is_database_outage
 from .events import TOPICS, Event
 from .observability import EVENTS_CONSUMED, correlation_id
 from .settings import CommonSettings
@@ -42,9 +42,9 @@ _RECORD = sa.text(
 
 
 def _is_outage(exc: BaseException) -> bool:
-    if isinstance(exc, OperationalError | InterfaceError | OSError | ConnectionError):
-        return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+    """A database restarting ("not yet accepting connections") is an outage too, not the
+    message's fault: retried until it is back, never dead-lettered."""
+    return is_database_outage(exc)
 
 
 async def _raw_body(message: Any) -> bytes:
