@@ -357,30 +357,18 @@ async def read_topics(
     bootstrap: str, prefix: str
 ) -> dict[str, list[tuple[int, bytes | None, dict[str, Any]]]]:
     """Every record of every topic with the prefix, as an analytics consumer reads them."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        topics = [t for t in await admin.list_topics() if t.startswith(prefix)]
-    finally:
-        await admin.close()
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
     )
     await consumer.start()
     records: dict[str, list[tuple[int, bytes | None, dict[str, Any]]]] = defaultdict(list)
     try:
+        topics = [t for t in await consumer.topics() if t.startswith(prefix)]
         partitions = [
-            TopicPartition(t, p)
-            for t in topics
-            for p in (consumer.partitions_for_topic(t) or set())
+            TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()
         ]
         if not partitions:
-            await consumer.topics()
-            partitions = [
-                TopicPartition(t, p)
-                for t in topics
-                for p in (consumer.partitions_for_topic(t) or set())
-            ]
+            raise AssertionError(f"no topics starting with {prefix!r} on {bootstrap}")
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)

@@ -27,7 +27,7 @@ from harness import (
 )
 from launcher import InfraWatch
 
-pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(1200)]
 API_KEY = {"X-API-Key": "dev-integration-key"}
 TOPIC_PREFIX = "_faults."
 
@@ -177,7 +177,7 @@ async def test_the_launcher_restarts_a_crashed_broker(stack: Stack) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     print(
-        f"\nbroker crashed; back and every service ready after {time.monotonic() - crashed:.1f} s"
+        f"\nbroker crashed, restarted by the watch, all ready {time.monotonic() - crashed:.0f} s on"
     )
     assert watch.restarts >= 1, said
     assert took < 120
@@ -247,14 +247,16 @@ async def test_kill_anything_under_load_lose_nothing(stack: Stack) -> None:
             await load.stop()
 
     findings = await _settled(stack, load)
+    table = _table(phases, load, findings)
+    print("\n" + table)
+    print(f"missing: {findings.missing}\nduplicated: {findings.duplicated}")
+    (stack.infra.local / "table.md").write_text(table + "\n")
+    bad = bad_answers(load.answers)
+    print(f"answers a fault may not cause: {bad.most_common(20)}")
     lag = await _lag_settled(stack)
     records = await read_topics(stack.kafka, TOPIC_PREFIX)
     dead_letters = {t: len(r) for t, r in records.items() if t.endswith(".dlq") and r}
     order = order_violations(records)
-    bad = bad_answers(load.answers)
-    table = _table(phases, load, findings)
-    print("\n" + table)
-    (stack.infra.local / "table.md").write_text(table + "\n")
     answered = [a for a in load.answers if a.status is not None]
     print(
         f"{len(load.tickets)} tickets, {len(load.writes)} acknowledged writes, "
