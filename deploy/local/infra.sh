@@ -69,6 +69,12 @@ CONF
     as_pg "$PG_BIN/pg_ctl" -D "$data" -o "-p $PG_PORT" -l "$LOCAL/logs/postgres.log" -w start >/dev/null \
       || die "postgres failed to start (see $LOCAL/logs/postgres.log)"
   fi
+  local psql=(psql -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" -d postgres -tAq)
+  if [ "$(PGPASSWORD="$PG_PASSWORD" "${psql[@]}" -c "SHOW synchronous_commit")" = off ]; then
+    log "postgres acknowledged unflushed commits (synchronous_commit = off): turning that off"
+    PGPASSWORD="$PG_PASSWORD" "${psql[@]}" -c "ALTER SYSTEM SET synchronous_commit = on" \
+      -c "SELECT pg_reload_conf()" >/dev/null
+  fi
   local db
   for db in $DATABASES; do
     if ! PGPASSWORD="$PG_PASSWORD" psql -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" -d postgres -tAc \
