@@ -363,11 +363,16 @@ async def read_topics(
     await consumer.start()
     records: dict[str, list[tuple[int, bytes | None, dict[str, Any]]]] = defaultdict(list)
     try:
-        topics = [t for t in await consumer.topics() if t.startswith(prefix)]
-        partitions = [
-            TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()
-        ]
-        if not partitions:
+        partitions: list[TopicPartition] = []
+        for _ in range(30):  # a loaded broker may answer the metadata request with nothing
+            topics = [t for t in await consumer.topics() if t.startswith(prefix)]
+            partitions = [
+                TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()
+            ]
+            if partitions:
+                break
+            await asyncio.sleep(1)
+        else:
             raise AssertionError(f"no topics starting with {prefix!r} on {bootstrap}")
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
@@ -419,7 +424,13 @@ async def consumer_lag(bootstrap: str, prefix: str) -> dict[str, int]:
     await consumer.start()
     try:
         lag: dict[str, int] = {}
-        for group, _protocol in await admin.list_consumer_groups():
+        groups: list[tuple[str, str]] = []
+        for _ in range(30):  # as above: an empty answer is not "no groups"
+            groups = await admin.list_consumer_groups()
+            if groups:
+                break
+            await asyncio.sleep(1)
+        for group, _protocol in groups:
             offsets = await admin.list_consumer_group_offsets(group)
             ours = {tp: o.offset for tp, o in offsets.items() if tp.topic.startswith(prefix)}
             if not ours:
