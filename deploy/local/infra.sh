@@ -87,7 +87,6 @@ CONF
 
 durable_commits() { # a 2xx means durable: no `synchronous_commit = off`, even in an older data dir
   sed -i -E 's/^[[:space:]]*synchronous_commit[[:space:]]*=.*$/# synchronous_commit removed: commits are flushed before they are acknowledged/' "$1"
-  grep -q '^commit_delay' "$1" || printf 'commit_delay = 200\ncommit_siblings = 2\n' >>"$1"
   local auto="${1%/postgresql.conf}/postgresql.auto.conf"
   [ -f "$auto" ] && sed -i -E '/^[[:space:]]*synchronous_commit[[:space:]]*=/d' "$auto"
   return 0
