@@ -26,8 +26,10 @@ from .consumer import EventConsumer
 from .db import create_engine, create_sessionmaker
 from .errors import install_problem_handlers
 from .health import Check, Degraded, health_router
+from .inputs import NulGuard
 from .kafka import create_broker, ensure_topics
 from .observability import RequestContextMiddleware, configure_logging, metrics_router
+from .openapi import install_truthful_openapi
 from .outbox import OutboxRelay
 from .settings import CommonSettings
 
@@ -69,8 +71,6 @@ class Runtime:
         )
         self.relay = OutboxRelay(self.engine, settings) if self.engine and kafka else None
         self.background: list[BackgroundTask] = []
-        if self.consumer is not None:
-            self.background.append(self.consumer.commit_loop)
         if self.broker is not None:
             self.background.append(self.watch_kafka)
         self.on_startup: list[BackgroundTask] = []
@@ -144,6 +144,9 @@ class Runtime:
                 await self.broker.start()
                 self.kafka_connected = True
                 log.info("connected to kafka at %s", self.settings.kafka_bootstrap_servers)
+                if self.consumer is not None:  # one group member for all the service's topics
+                    consume = asyncio.create_task(_supervised(self.consumer.run), name="consumer")
+                    self._tasks.append(consume)
                 return
             except Exception as exc:
                 log.warning("kafka not available (%s); retrying in %.1fs", exc, delay)
@@ -163,9 +166,6 @@ class Runtime:
             self._tasks.append(asyncio.create_task(_supervised(task), name=task.__name__))
 
     async def stop(self) -> None:
-        if self.consumer is not None and self.kafka_connected:
-            with contextlib.suppress(Exception):
-                await self.consumer.commit_handled()
         for hook in self.on_shutdown:
             try:
                 await hook()
@@ -237,6 +237,8 @@ def create_app(
     app.state.runtime = runtime
     app.state.auth = AuthConfig(runtime.verifier, settings.api_key.get_secret_value())
     install_problem_handlers(app)
+    install_truthful_openapi(app)
+    app.add_middleware(NulGuard)  # inside the request context: its 422 carries the request id
     app.add_middleware(RequestContextMiddleware, service=settings.service_name)
     if cors:
         app.add_middleware(
