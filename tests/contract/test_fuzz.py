@@ -1,0 +1,142 @@
+"""Fuzzing the merged OpenAPI document of a whole suite, as each kind of caller.
+
+schemathesis (CLI, pinned in the dev group) generates requests from the gateway's
+`/openapi.json` in all its phases (examples, coverage, fuzzing, stateful) and checks every answer:
+no 5xx, a documented status, the documented content type and body schema. Afterwards the
+services' logs must hold no ERROR line and no traceback: bad input is the caller's problem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from launcher import Suite
+from support import ADMIN, PASSWORD, login
+
+from quimbi_common.settings import DEV_API_KEY
+from quimbi_common.testing import unique
+
+pytestmark = pytest.mark.contract
+
+CHECKS = (
+    "not_a_server_error,response_schema_conformance,status_code_conformance,"
+    "content_type_conformance"
+)
+# Per caller; tuned so the three runs and the suite's start fit in the tier's 4 minutes.
+MAX_EXAMPLES = os.environ.get("CONTRACT_MAX_EXAMPLES", "15")
+SEED = os.environ.get("CONTRACT_SEED", "20261130")
+
+
+async def _identity(suite: Suite, caller: str) -> dict[str, str]:
+    """Environment for fuzz_hooks: who logs in, and the decoy its own-record writes go to."""
+    env = {"FUZZ_BASE_URL": suite.gateway_url}
+    if caller == "integration":
+        return env
+    async with httpx.AsyncClient(base_url=suite.gateway_url, timeout=30.0) as gateway:
+        admin = {"Authorization": f"Bearer {await login(gateway, **ADMIN)}"}
+        ids = []
+        for role in (caller, "agent"):
+            email = f"{unique('fuzz-')}@example.com"
+            body = {"email": email, "password": PASSWORD, "name": "Fuzz", "role": role}
+            response = await gateway.post("/api/agents", json=body, headers=admin)
+            assert response.status_code == 201, response.text
+            ids.append(response.json()["id"])
+            env.setdefault("FUZZ_EMAIL", email)
+    return {**env, "FUZZ_PASSWORD": PASSWORD, "FUZZ_SELF_ID": ids[0], "FUZZ_DECOY_ID": ids[1]}
+
+
+def _totals(report_dir: Path) -> dict[str, int]:
+    """Cases sent, 5xx answers and failures per check, from schemathesis' NDJSON events."""
+    cases: set[str] = set()
+    totals: dict[str, int] = {"5xx": 0}
+    for path in report_dir.glob("*.ndjson"):
+        for line in path.read_text().splitlines():
+            finished = json.loads(line).get("ScenarioFinished")
+            if not finished:
+                continue
+            recorder = finished["recorder"]
+            cases.update(recorder.get("cases", {}))
+            for interaction in recorder.get("interactions", {}).values():
+                response = interaction.get("response") or {}
+                totals["5xx"] += response.get("status_code", 0) >= 500
+            for checks in recorder.get("checks", {}).values():
+                for check in checks:
+                    if check["status"] == "failure":
+                        totals[check["name"]] = totals.get(check["name"], 0) + 1
+    return {"cases": len(cases), **totals}
+
+
+def _log_sizes(suite: Suite) -> dict[Path, int]:
+    return {path: path.stat().st_size for path in suite.opts.log_dir.glob("*.log")}
+
+
+def _errors_since(suite: Suite, sizes: dict[Path, int]) -> list[str]:
+    """ERROR/CRITICAL log records and raw tracebacks written since `sizes` was taken."""
+    found = []
+    for path in sorted(suite.opts.log_dir.glob("*.log")):
+        with path.open("rb") as log:
+            log.seek(sizes.get(path, 0))
+            for raw in log:
+                line = raw.decode(errors="replace").rstrip()
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    record = None
+                if isinstance(record, dict):
+                    if record.get("level") in {"ERROR", "CRITICAL"} or record.get("exception"):
+                        found.append(f"{path.stem}: {line[:2000]}")
+                elif "Traceback (most recent call last)" in line or " ERROR " in line:
+                    found.append(f"{path.stem}: {line[:2000]}")
+    return found
+
+
+@pytest.mark.parametrize("caller", ["integration", "agent", "admin"])
+async def test_every_answer_matches_the_contract(
+    contract_suite: Suite, caller: str, tmp_path: Path
+) -> None:
+    identity = await _identity(contract_suite, caller)
+    sizes = _log_sizes(contract_suite)
+    command = [
+        sys.executable, "-m", "schemathesis.cli", "run",
+        f"{contract_suite.gateway_url}/openapi.json",
+        "--checks", CHECKS,
+        "--max-examples", MAX_EXAMPLES,
+        "--seed", SEED,
+        "--workers", "2",
+        "--request-timeout", "30",
+        "--generation-database", "none",
+        "--suppress-health-check", "all",
+        "--report", "junit,ndjson",
+        "--report-dir", str(tmp_path),
+        "--no-color",
+    ]  # fmt: skip
+    if caller == "integration":
+        command += ["--header", f"X-API-Key: {DEV_API_KEY}"]
+    env = {
+        **os.environ,
+        **identity,
+        "SCHEMATHESIS_HOOKS": "fuzz_hooks",
+        "PYTHONPATH": str(Path(__file__).parent),
+    }
+    # Not subprocess.run: this event loop drains the services' logs while schemathesis runs.
+    process = await asyncio.create_subprocess_exec(
+        *command, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=600)
+    summary = output.decode(errors="replace")[-6000:]
+    errors = _errors_since(contract_suite, sizes)
+    print(f"contract totals as {caller}: {_totals(tmp_path)}; error lines in logs: {len(errors)}")
+    problems = []
+    if process.returncode != 0:
+        problems.append(f"schemathesis as {caller}:\n{summary}")
+    if errors:
+        problems.append(
+            f"{len(errors)} error lines in the logs as {caller}:\n" + "\n".join(errors[:20])
+        )
+    assert not problems, "\n\n".join(problems)
