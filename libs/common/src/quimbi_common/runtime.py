@@ -30,6 +30,7 @@ from .kafka import create_broker, ensure_topics
 from .observability import RequestContextMiddleware, configure_logging, metrics_router
 from .outbox import OutboxRelay
 from .settings import CommonSettings
+from .text import NulGuard
 
 log = logging.getLogger(__name__)
 BackgroundTask = Callable[[], Awaitable[None]]
@@ -212,6 +213,7 @@ def create_app(
     app.state.runtime = runtime
     app.state.auth = AuthConfig(runtime.verifier, settings.api_key.get_secret_value())
     install_problem_handlers(app)
+    app.add_middleware(NulGuard)  # inside the request context: its 422 carries the request id
     app.add_middleware(RequestContextMiddleware, service=settings.service_name)
     if cors:
         app.add_middleware(

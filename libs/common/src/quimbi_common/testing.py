@@ -224,3 +224,13 @@ async def assert_docs_served_offline(client: httpx.AsyncClient) -> None:
             assert asset.status_code == 200, f"{page}: {url} answers {asset.status_code}"
             assert len(asset.content) > 1000, f"{page}: {url} is nearly empty"
         assert "://" not in response.text, f"{page} names another host"
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    """The problem+json body of a response that must have this status."""
+    assert response.status_code == status, (response.status_code, response.text)
+    assert response.headers["content-type"].startswith("application/problem+json"), response.text
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert {"type", "title", "detail"} <= set(body)
+    return body

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
 from quimbi_common.auth import CurrentAgent, Principal, require_role
 from quimbi_common.enums import AgentStatus, Role
+from quimbi_common.pagination import Page
 from quimbi_common.runtime import SessionDep
 
 from . import assignments, service
@@ -81,7 +82,7 @@ async def list_agents(
     actor: TeamLead,
     session: SessionDep,
     context: ContextDep,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Page = 1,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     department: Annotated[str | None, Query(max_length=100)] = None,
     role: Role | None = None,

@@ -9,16 +9,18 @@ from typing import Annotated, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
-    ConfigDict,
     EmailStr,
     Field,
     StringConstraints,
+    WithJsonSchema,
     model_validator,
 )
 
 from quimbi_common.enums import AgentStatus, AssignmentReason, AssignmentStatus, Role
+from quimbi_common.pagination import Pagination
+from quimbi_common.text import RequestModel, Text
 
-from .domain import normalize_label, password_problem
+from .domain import BCRYPT_MAX_BYTES, PASSWORD_MIN_LENGTH, normalize_label, password_problem
 
 
 def _check_password(value: str) -> str:
@@ -39,26 +41,41 @@ def _normalize_labels(values: list[str]) -> list[str]:
     return list(seen)
 
 
-Password = Annotated[str, AfterValidator(_check_password)]
+Password = Annotated[
+    Text,
+    AfterValidator(_check_password),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": PASSWORD_MIN_LENGTH,
+            "maxLength": BCRYPT_MAX_BYTES,
+            "description": f"{PASSWORD_MIN_LENGTH} characters to {BCRYPT_MAX_BYTES} bytes "
+            "(UTF-8); no NUL",
+        }
+    ),
+]
 Email = Annotated[EmailStr, Field(max_length=255), AfterValidator(_normalize_email)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
-Department = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Name = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+Department = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Label = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Specializations = Annotated[list[Label], Field(max_length=50), AfterValidator(_normalize_labels)]
 Capacity = Annotated[int, Field(ge=0, le=1000)]
 Satisfaction = Annotated[float, Field(ge=0, le=5)]
 
 
-class Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class LoginRequest(RequestModel):
+    email: Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=320)]
+    password: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=1024,
+            description="Any text; one that no agent has (a NUL, say) is a 401 like any other",
+        ),
+    ]
 
 
-class LoginRequest(Request):
-    email: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=320)]
-    password: Annotated[str, Field(min_length=1, max_length=1024)]
-
-
-class AgentCreate(Request):
+class AgentCreate(RequestModel):
     email: Email
     password: Password
     name: Name
@@ -73,7 +90,7 @@ class AgentCreate(Request):
 NULLABLE_ON_UPDATE = frozenset({"department"})
 
 
-class AgentUpdate(Request):
+class AgentUpdate(RequestModel):
     """Only the fields sent are changed; `null` clears the department."""
 
     email: Email | None = None
@@ -99,7 +116,7 @@ class AgentUpdate(Request):
         return self
 
 
-class StatusUpdate(Request):
+class StatusUpdate(RequestModel):
     status: AgentStatus
 
 
@@ -120,14 +137,6 @@ class AgentRead(BaseModel):
     created_at: datetime
 
 
-class Pagination(BaseModel):
-    page: int
-    limit: int
-    total: int
-    has_next: bool
-    has_prev: bool
-
-
 class AgentList(BaseModel):
     agents: list[AgentRead]
     pagination: Pagination
@@ -140,10 +149,10 @@ class LoginResponse(BaseModel):
     agent: AgentRead
 
 
-class AssignRequest(Request):
-    agent_id: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+class AssignRequest(RequestModel):
+    agent_id: Annotated[Text, StringConstraints(min_length=1, max_length=255)]
     reason: AssignmentReason | None = None
-    transfer_reason: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    transfer_reason: Annotated[Text, StringConstraints(max_length=2000)] | None = None
 
 
 class AssignmentRead(BaseModel):

@@ -112,6 +112,8 @@ async def get_recommendation(
 async def get_customer_intelligence(
     customer_id: ResourceId, agent: CurrentAgent, proxy: ProxyDep
 ) -> CustomerIntelligenceResponse:
-    """Archetype, segments, churn and LTV predictions, behaviour (cached 15 minutes)."""
+    """Archetype, segments, churn and LTV predictions, behaviour (cached 15 minutes). Only for a
+    customer the caller may see (the rule of `GET /api/customers/{id}`): else 404."""
+    await proxy.tickets.check_customer(customer_id, f"Bearer {agent.token}")
     with quimbi_problems():
         return await service.customer_intelligence(proxy, customer_id)

@@ -9,12 +9,12 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from quimbi_common.auth import Caller, CurrentAgent, Principal, require_role
 from quimbi_common.enums import Channel, Role, TicketPriority, TicketStatus
 from quimbi_common.errors import UnprocessableError
+from quimbi_common.pagination import Page, Pagination
 from quimbi_common.runtime import SessionDep
 
 from . import domain, inbox, service
 from .models import Customer, Message, Ticket
 from .schemas import (
-    PAGE_MAX,
     PAGE_SIZE_DEFAULT,
     PAGE_SIZE_MAX,
     TOPIC_ALERT_MAX_CHARS,
@@ -26,7 +26,6 @@ from .schemas import (
     MessageRead,
     MessageUpdate,
     MessageWithStatus,
-    Pagination,
     SlaSummary,
     TicketCreate,
     TicketDetail,
@@ -127,7 +126,7 @@ async def list_tickets(
     assigned_agent_id: Annotated[str | None, Query(max_length=255)] = None,
     unassigned: bool = False,
     customer_id: Annotated[str | None, Query(max_length=255)] = None,
-    page: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 1,
+    page: Page = 1,
     limit: Annotated[int, Query(ge=1, le=PAGE_SIZE_MAX)] = PAGE_SIZE_DEFAULT,
     topic_alerts: Annotated[
         str | None, Query(description="Comma-separated keywords", max_length=4000)

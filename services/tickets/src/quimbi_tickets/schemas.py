@@ -10,7 +10,6 @@ from typing import Annotated, Any
 from pydantic import (
     AfterValidator,
     BaseModel,
-    ConfigDict,
     EmailStr,
     Field,
     StringConstraints,
@@ -18,6 +17,8 @@ from pydantic import (
 )
 
 from quimbi_common.enums import Channel, Intent, SlaStatus, TicketPriority, TicketStatus
+from quimbi_common.pagination import Pagination
+from quimbi_common.text import RequestModel, Text
 
 SUBJECT_MAX_CHARS = 500
 CONTENT_MAX_BYTES = 64 * 1024
@@ -25,7 +26,6 @@ NAME_MAX_CHARS = 255
 CATEGORY_MAX_CHARS = 100
 PAGE_SIZE_DEFAULT = 50
 PAGE_SIZE_MAX = 100
-PAGE_MAX = 100_000
 TOPIC_ALERTS_MAX = 20
 TOPIC_ALERT_MAX_CHARS = 100
 
@@ -43,27 +43,33 @@ def _lower(value: str) -> str:
 
 
 Subject = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=SUBJECT_MAX_CHARS)
+    Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=SUBJECT_MAX_CHARS)
 ]
-Content = Annotated[str, AfterValidator(_content_fits)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, max_length=NAME_MAX_CHARS)]
+Content = Annotated[
+    Text,
+    AfterValidator(_content_fits),
+    # bytes cannot be said in JSON Schema: the char bound is the byte bound's loosest reading
+    Field(
+        min_length=1,
+        max_length=CONTENT_MAX_BYTES,
+        pattern=r"\S",
+        description=f"Not blank; at most {CONTENT_MAX_BYTES} bytes in UTF-8",
+    ),
+]
+Name = Annotated[Text, StringConstraints(strip_whitespace=True, max_length=NAME_MAX_CHARS)]
 Category = Annotated[
-    str,
+    Text,
     StringConstraints(
         strip_whitespace=True, to_lower=True, min_length=1, max_length=CATEGORY_MAX_CHARS
     ),
 ]
 Email = Annotated[EmailStr, AfterValidator(_lower)]
 Identifier = Annotated[
-    str,
+    Text,
     StringConstraints(
         strip_whitespace=True, min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.:@-]+$"
     ),
 ]
-
-
-class RequestModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 # --- requests -----------------------------------------------------------------------------------
@@ -165,14 +171,6 @@ class TicketSummary(BaseModel):
 class TicketListItem(TicketSummary):
     smart_score: float = Field(description="The stored score plus TOPIC_ALERT_BOOST on a match")
     matches_topic_alert: bool
-
-
-class Pagination(BaseModel):
-    page: int
-    limit: int
-    total: int
-    has_next: bool
-    has_prev: bool
 
 
 class TicketList(BaseModel):
