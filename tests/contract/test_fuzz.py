@@ -34,27 +34,48 @@ SEED = os.environ.get("CONTRACT_SEED", "20261130")
 
 
 async def _identity(suite: Suite, caller: str) -> dict[str, str]:
-    """Environment for fuzz_hooks: who logs in, and the decoy its own-record writes go to."""
+    """Environment for fuzz_hooks: who logs in, and the decoy its own-record writes go to.
+
+    The caller gets tickets of its own (with a customer and a message) first: the fuzzer reuses
+    the ids it reads, so routes on a ticket, a message or a customer get exercised, not only
+    their 404s."""
     env = {"FUZZ_BASE_URL": suite.gateway_url}
-    if caller == "integration":
-        return env
     async with httpx.AsyncClient(base_url=suite.gateway_url, timeout=30.0) as gateway:
-        admin = {"Authorization": f"Bearer {await login(gateway, **ADMIN)}"}
-        ids = []
-        for role in (caller, "agent"):
-            email = f"{unique('fuzz-')}@example.com"
-            body = {"email": email, "password": PASSWORD, "name": "Fuzz", "role": role}
-            response = await gateway.post("/api/agents", json=body, headers=admin)
+        if caller == "integration":
+            headers = {"X-API-Key": DEV_API_KEY}
+        else:
+            admin = {"Authorization": f"Bearer {await login(gateway, **ADMIN)}"}
+            ids = []
+            for role in (caller, "agent"):
+                email = f"{unique('fuzz-')}@example.com"
+                body = {"email": email, "password": PASSWORD, "name": "Fuzz", "role": role}
+                response = await gateway.post("/api/agents", json=body, headers=admin)
+                assert response.status_code == 201, response.text
+                ids.append(response.json()["id"])
+                env.setdefault("FUZZ_EMAIL", email)
+            env.update(FUZZ_PASSWORD=PASSWORD, FUZZ_SELF_ID=ids[0], FUZZ_DECOY_ID=ids[1])
+            token = await login(gateway, env["FUZZ_EMAIL"], PASSWORD)
+            headers = {"Authorization": f"Bearer {token}"}
+        for n in range(3):
+            ticket = {
+                "customer": {"email": f"{unique('cust-')}@example.com", "name": f"Customer {n}"},
+                "subject": f"Fuzz seed {n}",
+                "priority": ["low", "normal", "urgent"][n],
+                "channel": "email",
+                "message": {"content": "My payment did not go through", "from_agent": False},
+            }
+            response = await gateway.post("/api/tickets", json=ticket, headers=headers)
             assert response.status_code == 201, response.text
-            ids.append(response.json()["id"])
-            env.setdefault("FUZZ_EMAIL", email)
-    return {**env, "FUZZ_PASSWORD": PASSWORD, "FUZZ_SELF_ID": ids[0], "FUZZ_DECOY_ID": ids[1]}
+    return env
 
 
-def _totals(report_dir: Path) -> dict[str, int]:
-    """Cases sent, 5xx answers and failures per check, from schemathesis' NDJSON events."""
+def _report(report_dir: Path) -> tuple[dict[str, int], list[str]]:
+    """From schemathesis' NDJSON events: cases sent, 5xx answers and failures per check, and
+    each distinct failure as `check: operation: what` (the console output gets truncated)."""
     cases: set[str] = set()
     totals: dict[str, int] = {"5xx": 0}
+    distinct: set[str] = set()
+    answered_2xx: set[str] = set()
     for path in report_dir.glob("*.ndjson"):
         for line in path.read_text().splitlines():
             finished = json.loads(line).get("ScenarioFinished")
@@ -65,11 +86,18 @@ def _totals(report_dir: Path) -> dict[str, int]:
             for interaction in recorder.get("interactions", {}).values():
                 response = interaction.get("response") or {}
                 totals["5xx"] += response.get("status_code", 0) >= 500
+                if 200 <= response.get("status_code", 0) < 300:
+                    answered_2xx.add(recorder["label"])
             for checks in recorder.get("checks", {}).values():
                 for check in checks:
-                    if check["status"] == "failure":
-                        totals[check["name"]] = totals.get(check["name"], 0) + 1
-    return {"cases": len(cases), **totals}
+                    if check["status"] != "failure":
+                        continue
+                    totals[check["name"]] = totals.get(check["name"], 0) + 1
+                    failure = check.get("failure_info", {}).get("failure", {})
+                    what = " ".join(str(failure.get("message", "")).split())[:200]
+                    distinct.add(f"{check['name']}: {failure.get('operation')}: {what}")
+    totals["operations_with_2xx"] = len(answered_2xx)
+    return {"cases": len(cases), **totals}, sorted(distinct)
 
 
 def _log_sizes(suite: Suite) -> dict[Path, int]:
@@ -131,10 +159,13 @@ async def test_every_answer_matches_the_contract(
     output, _ = await asyncio.wait_for(process.communicate(), timeout=600)
     summary = output.decode(errors="replace")[-6000:]
     errors = _errors_since(contract_suite, sizes)
-    print(f"contract totals as {caller}: {_totals(tmp_path)}; error lines in logs: {len(errors)}")
+    totals, failures = _report(tmp_path)
+    print(f"contract totals as {caller}: {totals}; error lines in logs: {len(errors)}")
     problems = []
     if process.returncode != 0:
-        problems.append(f"schemathesis as {caller}:\n{summary}")
+        problems.append(
+            f"schemathesis as {caller}: {totals}\n" + "\n".join(failures) + f"\n\n{summary}"
+        )
     if errors:
         problems.append(
             f"{len(errors)} error lines in the logs as {caller}:\n" + "\n".join(errors[:20])
