@@ -10,7 +10,8 @@ import pytest
 from launcher import Suite
 
 
-@pytest.fixture(scope="session")
+# Module scope: stopped when the tier is done, before the e2e suite starts in the same session.
+@pytest.fixture(scope="module")
 async def contract_suite(launch_suite) -> AsyncIterator[Suite]:  # type: ignore[no-untyped-def]
     e2e_offset = int(os.environ.get("E2E_PORT_OFFSET", "10000"))
     e2e_redis_db = int(os.environ.get("E2E_REDIS_DB", "2"))
