@@ -134,7 +134,9 @@ async def test_every_answer_matches_the_contract(
     identity = await _identity(contract_suite, caller)
     sizes = _log_sizes(contract_suite)
     command = [
-        sys.executable, "-m", "schemathesis.cli", "run",
+        sys.executable, "-m", "schemathesis.cli",
+        "--config-file", str(Path(__file__).with_name("schemathesis.toml")),
+        "run",
         f"{contract_suite.gateway_url}/openapi.json",
         "--checks", CHECKS,
         "--max-examples", MAX_EXAMPLES,
@@ -157,7 +159,11 @@ async def test_every_answer_matches_the_contract(
     }
     # Not subprocess.run: this event loop drains the services' logs while schemathesis runs.
     process = await asyncio.create_subprocess_exec(
-        *command, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        *command,
+        env=env,
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     output, _ = await asyncio.wait_for(process.communicate(), timeout=600)
     summary = output.decode(errors="replace")[-6000:]
