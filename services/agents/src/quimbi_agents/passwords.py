@@ -11,7 +11,7 @@ import secrets
 
 from passlib.context import CryptContext
 
-from quimbi_common.text import NUL
+from quimbi_common.inputs import NUL
 
 from .domain import BCRYPT_MAX_BYTES
 

@@ -13,12 +13,11 @@ from pydantic import (
     Field,
     StringConstraints,
     WithJsonSchema,
-    model_validator,
 )
 
 from quimbi_common.enums import AgentStatus, AssignmentReason, AssignmentStatus, Role
+from quimbi_common.inputs import NoNul, PatchModel, RequestModel, Text
 from quimbi_common.pagination import Pagination
-from quimbi_common.text import RequestModel, Text
 
 from .domain import BCRYPT_MAX_BYTES, PASSWORD_MIN_LENGTH, normalize_label, password_problem
 
@@ -55,16 +54,22 @@ Password = Annotated[
     ),
 ]
 Email = Annotated[EmailStr, Field(max_length=255), AfterValidator(_normalize_email)]
-Name = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
-Department = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-Label = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255), NoNul]
+Department = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), NoNul
+]
+Label = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), NoNul
+]
 Specializations = Annotated[list[Label], Field(max_length=50), AfterValidator(_normalize_labels)]
 Capacity = Annotated[int, Field(ge=0, le=1000)]
 Satisfaction = Annotated[float, Field(ge=0, le=5)]
 
 
 class LoginRequest(RequestModel):
-    email: Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=320)]
+    email: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=320), NoNul
+    ]
     password: Annotated[
         str,
         Field(
@@ -87,11 +92,10 @@ class AgentCreate(RequestModel):
     customer_satisfaction_score: Satisfaction = 0.0
 
 
-NULLABLE_ON_UPDATE = frozenset({"department"})
-
-
-class AgentUpdate(RequestModel):
+class AgentUpdate(PatchModel):
     """Only the fields sent are changed; `null` clears the department."""
+
+    nullable = frozenset({"department"})
 
     email: Email | None = None
     password: Password | None = None
@@ -103,17 +107,6 @@ class AgentUpdate(RequestModel):
     max_concurrent_tickets: Capacity | None = None
     is_active: bool | None = None
     customer_satisfaction_score: Satisfaction | None = None
-
-    @model_validator(mode="after")
-    def _only_department_clears(self) -> AgentUpdate:
-        nulls = [
-            name
-            for name in self.model_fields_set
-            if getattr(self, name) is None and name not in NULLABLE_ON_UPDATE
-        ]
-        if nulls:
-            raise ValueError(f"{', '.join(sorted(nulls))} cannot be null")
-        return self
 
 
 class StatusUpdate(RequestModel):
@@ -150,9 +143,9 @@ class LoginResponse(BaseModel):
 
 
 class AssignRequest(RequestModel):
-    agent_id: Annotated[Text, StringConstraints(min_length=1, max_length=255)]
+    agent_id: Annotated[str, StringConstraints(min_length=1, max_length=255), NoNul]
     reason: AssignmentReason | None = None
-    transfer_reason: Annotated[Text, StringConstraints(max_length=2000)] | None = None
+    transfer_reason: Annotated[str, StringConstraints(max_length=2000), NoNul] | None = None
 
 
 class AssignmentRead(BaseModel):

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 
 from quimbi_common.auth import CurrentAgent, Principal
 from quimbi_common.errors import NotFoundError, ProblemError, ServiceUnavailableError
+from quimbi_common.openapi import problems
 
 from . import service
 from .quimbi import QuimbiError, QuimbiRejectedError, QuimbiUnavailableError
@@ -28,7 +29,16 @@ from .schemas import (
 from .service import AiProxy
 from .settings import Length, Tone
 
-router = APIRouter(prefix="/api/ai", tags=["ai"])
+router = APIRouter(
+    prefix="/api/ai",
+    tags=["ai"],
+    responses=problems(
+        **{
+            "502": "Quimbi Intelligence refused the request or sent an unreadable answer",
+            "503": "Quimbi Intelligence or the tickets service is unavailable",
+        }
+    ),
+)
 ResourceId = Annotated[str, Path(min_length=1, max_length=255)]
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from quimbi_common.text import RequestModel, Text
+from quimbi_common.inputs import NoNul, RequestModel
 
 from .settings import Length, Tone
 
@@ -106,7 +106,7 @@ class RegenerateDraftRequest(RequestModel):
     tone: Tone = "empathetic"
     length: Length = "medium"
     include_details: (
-        list[Annotated[Text, StringConstraints(min_length=1, max_length=100)]] | None
+        list[Annotated[str, StringConstraints(min_length=1, max_length=100), NoNul]] | None
     ) = Field(default=None, max_length=20)
 
 

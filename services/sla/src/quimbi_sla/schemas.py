@@ -7,7 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from quimbi_common.enums import SlaStatus, TicketPriority
-from quimbi_common.text import RequestModel
+from quimbi_common.inputs import PatchModel
 
 TARGET_MAX_SECONDS = 366 * 24 * 3600  # a year (leap or not): beyond it an SLA means nothing
 
@@ -25,7 +25,7 @@ class PolicyRead(BaseModel):
     updated_by: str | None = None
 
 
-class PolicyUpdate(RequestModel):
+class PolicyUpdate(PatchModel):
     """Any subset of the targets; the merged policy is validated as a whole."""
 
     first_response_target_seconds: int | None = Field(default=None, gt=0, le=TARGET_MAX_SECONDS)

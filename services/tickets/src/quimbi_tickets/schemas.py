@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from pydantic import (
     AfterValidator,
     BaseModel,
+    ConfigDict,
     EmailStr,
     Field,
     StringConstraints,
@@ -17,8 +18,8 @@ from pydantic import (
 )
 
 from quimbi_common.enums import Channel, Intent, SlaStatus, TicketPriority, TicketStatus
+from quimbi_common.inputs import NoNul, PatchModel, RequestModel, Text
 from quimbi_common.pagination import Pagination
-from quimbi_common.text import RequestModel, Text
 
 SUBJECT_MAX_CHARS = 500
 CONTENT_MAX_BYTES = 64 * 1024
@@ -43,7 +44,7 @@ def _lower(value: str) -> str:
 
 
 Subject = Annotated[
-    Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=SUBJECT_MAX_CHARS)
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=SUBJECT_MAX_CHARS), NoNul
 ]
 Content = Annotated[
     Text,
@@ -56,19 +57,21 @@ Content = Annotated[
         description=f"Not blank; at most {CONTENT_MAX_BYTES} bytes in UTF-8",
     ),
 ]
-Name = Annotated[Text, StringConstraints(strip_whitespace=True, max_length=NAME_MAX_CHARS)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, max_length=NAME_MAX_CHARS), NoNul]
 Category = Annotated[
-    Text,
+    str,
     StringConstraints(
         strip_whitespace=True, to_lower=True, min_length=1, max_length=CATEGORY_MAX_CHARS
     ),
+    NoNul,
 ]
 Email = Annotated[EmailStr, AfterValidator(_lower)]
 Identifier = Annotated[
-    Text,
+    str,
     StringConstraints(
         strip_whitespace=True, min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.:@-]+$"
     ),
+    NoNul,
 ]
 
 
@@ -93,6 +96,18 @@ class MessageCreate(RequestModel):
 
 
 class TicketCreate(RequestModel):
+    """A ticket for an existing customer (`customer_id`) or a customer found or created by
+    email (`customer`): exactly one of the two, the other absent or null."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["customer_id"], "properties": {"customer_id": {"type": "string"}}},
+                {"required": ["customer"], "properties": {"customer": {"type": "object"}}},
+            ]
+        }
+    )
+
     customer_id: Identifier | None = None
     customer: CustomerIn | None = None
     subject: Subject
@@ -109,21 +124,16 @@ class TicketCreate(RequestModel):
         return self
 
 
-class TicketUpdate(RequestModel):
+class TicketUpdate(PatchModel):
     """Fields to change; omitted ones stay. The assignee changes through the agents service."""
+
+    nullable = frozenset({"category"})
 
     subject: Subject | None = None
     status: TicketStatus | None = None
     priority: TicketPriority | None = None
     channel: Channel | None = None
     category: Category | None = None  # null clears it
-
-    @model_validator(mode="after")
-    def _no_nulls(self) -> TicketUpdate:
-        for name in self.model_fields_set - {"category"}:
-            if getattr(self, name) is None:
-                raise ValueError(f"{name} cannot be null")
-        return self
 
 
 class MessageUpdate(RequestModel):
