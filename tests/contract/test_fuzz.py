@@ -28,8 +28,16 @@ CHECKS = (
     "not_a_server_error,response_schema_conformance,status_code_conformance,"
     "content_type_conformance"
 )
-# Per caller; tuned so the three runs and the suite's start fit in the tier's 4 minutes.
-MAX_EXAMPLES = os.environ.get("CONTRACT_MAX_EXAMPLES", "15")
+# Per operation and phase; tuned so the three runs and the suite's start fit in the tier's
+# 4 minutes on the shared 2-core machine.
+MAX_EXAMPLES = os.environ.get("CONTRACT_MAX_EXAMPLES", "10")
+# The integration key may only create tickets and post customer messages: its ~1,400 coverage
+# cases would be 403s the agent's run already checks, so it skips that phase.
+PHASES = {
+    "integration": "examples,fuzzing,stateful",
+    "agent": "examples,coverage,fuzzing,stateful",
+    "admin": "examples,coverage,fuzzing,stateful",
+}
 SEED = os.environ.get("CONTRACT_SEED", "20261130")
 # A run whose credentials stopped working answers nothing but 401/403/404 and finds nothing:
 # each caller must reach this many operations with a 2xx (measured: 4, 25 and 29 of 36).
@@ -141,6 +149,7 @@ async def test_every_answer_matches_the_contract(
         "--checks", CHECKS,
         "--max-examples", MAX_EXAMPLES,
         "--seed", SEED,
+        "--phases", PHASES[caller],
         "--workers", "2",
         "--request-timeout", "30",
         "--generation-database", "none",
