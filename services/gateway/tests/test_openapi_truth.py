@@ -96,6 +96,13 @@ def test_the_problem_schema_replaces_fastapis_validation_error(spec: dict[str, A
     assert set(schemas["FieldError"]["required"]) == {"loc", "msg", "type"}
 
 
+def test_the_gateways_health_keeps_its_own_503_document(spec: dict[str, Any]) -> None:
+    unavailable = spec["paths"]["/health"]["get"]["responses"]["503"]
+    assert unavailable["content"] == {
+        "application/json": {"schema": {"$ref": "#/components/schemas/SuiteHealth"}}
+    }
+
+
 def test_every_error_of_every_operation_is_problem_json(spec: dict[str, Any]) -> None:
     wrong = [
         (method, path, status)

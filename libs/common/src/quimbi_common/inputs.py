@@ -1,11 +1,12 @@
-"""Text PostgreSQL can store: no NUL (U+0000) in a request's fields, path or query string.
+"""What a request may carry: request bodies' base models, and text PostgreSQL can store.
 
-PostgreSQL's `text` and JSONB refuse U+0000 ("invalid byte sequence", "unsupported Unicode
+No NUL (U+0000) in a request's fields, path or query string: PostgreSQL's `text` and JSONB refuse U+0000 ("invalid byte sequence", "unsupported Unicode
 escape"), so a NUL that passed validation became a 500 at the database. The rule is kept in
 two places, each covering a whole kind of input: request bodies through `Text` / `NoNul` (on
 every string a request model holds, like the lone surrogates pydantic already refuses),
 and paths and query strings through `NulGuard`, which `create_app` puts in front of every app
-so that no route has to remember it.
+so that no route has to remember it. `PatchModel` makes "null only where it clears" one rule,
+stated in the schema too.
 """
 
 from __future__ import annotations

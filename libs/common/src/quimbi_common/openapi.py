@@ -105,8 +105,8 @@ def _calls(dependant: Dependant) -> Iterable[Callable[..., Any] | None]:
 
 def route_statuses(route: Any) -> dict[int, str | None]:
     """Every problem status (4xx, and 503 of fail-closed auth) the route can answer, with the
-    route's own description if any; a status whose `responses=` entry has its own content is
-    left to FastAPI."""
+    route's own description if any; a status whose `responses=` entry has its own content or
+    model is left to FastAPI."""
     calls = set(_calls(route.dependant))
     statuses: dict[int, str | None] = {422: None}
     if route.body_field is not None:
@@ -119,7 +119,7 @@ def route_statuses(route: Any) -> dict[int, str | None]:
         statuses[404] = None
     for code, response in route.responses.items():
         if str(code).isdigit() and int(code) >= 400:
-            if "content" in response:
+            if "content" in response or "model" in response:
                 statuses.pop(int(code), None)  # the route describes this answer itself
             else:
                 statuses[int(code)] = response.get("description")
