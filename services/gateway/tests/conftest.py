@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Callable
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +18,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, create_model
+from starlette.routing import Route
 
 from quimbi_common.openapi import install_truthful_openapi, problems
 from quimbi_common.testing import REDIS_URL, SigningKeys, unique
@@ -160,6 +163,31 @@ def make_test_upstream(
         problem = {"type": "about:blank", "title": "From the service", "status": status}
         return JSONResponse(problem, status_code=status, media_type="application/problem+json")
 
+    class CrashAfterAnswering:
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            """As Starlette does with an unhandled error: the 500 goes out, then the error is raised
+            and uvicorn closes the connection, after a few ms spent logging (not reading)."""
+            body = b'{"title": "Internal Server Error", "status": 500}'
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [(b"content-length", str(len(body)).encode())],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            time.sleep(0.05)  # noqa: ASYNC251 - the slow traceback logging, on purpose
+            raise RuntimeError("test upstream crashed after answering")
+
+    app.router.routes.insert(
+        0, Route("/api/tickets/_test/crash-after-answering", CrashAfterAnswering())
+    )
+
+    @app.get("/{prefix:path}/_test/crash")
+    async def crash(prefix: str) -> None:
+        """An unhandled error: Starlette answers 500, then uvicorn closes the connection."""
+        raise RuntimeError("test upstream crashed on purpose")
+
     @app.get("/{prefix:path}/_test/large")
     async def large(prefix: str) -> StreamingResponse:
         async def chunks() -> AsyncIterator[bytes]:
@@ -228,6 +256,32 @@ async def serve(app: Any, **options: Any) -> AsyncIterator[str]:
         sock.close()
 
 
+@contextlib.contextmanager
+def serve_in_thread(app: Any, **options: Any) -> Iterator[str]:
+    """Run an ASGI app under uvicorn in a thread of its own (its own event loop), for a service
+    that blocks while the gateway goes on, as a separate process would."""
+    ready = threading.Event()
+    holder: dict[str, Any] = {}
+
+    async def run() -> None:
+        async with serve(app, **options) as url:
+            holder["url"] = url
+            holder["stop"] = stop = asyncio.Event()
+            holder["loop"] = asyncio.get_running_loop()
+            ready.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=asyncio.run, args=(run(),), daemon=True)
+    thread.start()
+    if not ready.wait(10):
+        raise RuntimeError("the threaded test upstream did not start")
+    try:
+        yield holder["url"]
+    finally:
+        holder["loop"].call_soon_threadsafe(holder["stop"].set)
+        thread.join(10)
+
+
 # --- fixtures ------------------------------------------------------------------------------------
 
 
@@ -291,6 +345,12 @@ def start_upstream() -> Callable[..., contextlib.AbstractAsyncContextManager[Tes
             yield TestUpstream(name, url, app)
 
     return start
+
+
+@pytest.fixture
+def threaded_upstream() -> Callable[[str], contextlib.AbstractContextManager[str]]:
+    """`with threaded_upstream(name) as url:` a test upstream in a thread of its own."""
+    return lambda name: serve_in_thread(make_test_upstream(name))
 
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]
