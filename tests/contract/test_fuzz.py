@@ -31,16 +31,17 @@ CHECKS = (
 # Per operation and phase; tuned so the three runs and the suite's start fit in the tier's
 # 4 minutes on the shared 2-core machine.
 MAX_EXAMPLES = os.environ.get("CONTRACT_MAX_EXAMPLES", "10")
-# The integration key may only create tickets and post customer messages: its ~1,400 coverage
-# cases would be 403s the agent's run already checks, so it skips that phase.
+# The coverage phase (~1,400 deterministic boundary cases, most of the tier's time) runs once,
+# as the admin, who passes every role check; the agent and the integration key get the random
+# phases, which reach their 403s and their own tickets.
 PHASES = {
     "integration": "examples,fuzzing,stateful",
-    "agent": "examples,coverage,fuzzing,stateful",
+    "agent": "examples,fuzzing,stateful",
     "admin": "examples,coverage,fuzzing,stateful",
 }
 SEED = os.environ.get("CONTRACT_SEED", "20261130")
 # A run whose credentials stopped working answers nothing but 401/403/404 and finds nothing:
-# each caller must reach this many operations with a 2xx (measured: 4, 25 and 29 of 36).
+# each caller must reach this many operations with a 2xx (measured: 4-5, 25-29 and 29-36 of 36).
 MIN_OPERATIONS_WITH_2XX = {"integration": 3, "agent": 18, "admin": 22}
 
 
