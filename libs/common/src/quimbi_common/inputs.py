@@ -1,19 +1,19 @@
 """What a request may carry: request bodies' base models, and text PostgreSQL can store.
 
-No NUL (U+0000) in a request's fields, path or query string: PostgreSQL's `text` and JSONB refuse U+0000 ("invalid byte sequence", "unsupported Unicode
-escape"), so a NUL that passed validation became a 500 at the database. The rule is kept in
-two places, each covering a whole kind of input: request bodies through `Text` / `NoNul` (on
-every string a request model holds, like the lone surrogates pydantic already refuses),
-and paths and query strings through `NulGuard`, which `create_app` puts in front of every app
-so that no route has to remember it. `PatchModel` makes "null only where it clears" one rule,
-stated in the schema too.
+No NUL (U+0000) in a request's fields, path or query string: PostgreSQL's `text` and JSONB
+refuse it ("invalid byte sequence", "unsupported Unicode escape"), so a NUL that passed
+validation became a 500 at the database. The rule is kept in two places, each covering a whole
+kind of input: request bodies through `Text` / `NoNul` (on every string a request model holds,
+like the lone surrogates pydantic already refuses), and paths and query strings through
+`NulGuard`, which `create_app` puts in front of every app so that no route has to remember it.
+`PatchModel` makes "null only where it clears" one rule, stated in the schema too.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -68,16 +68,13 @@ class PatchModel(RequestModel):
     nullable: ClassVar[frozenset[str]] = frozenset()
     model_config = ConfigDict(json_schema_extra=_only_nullable_accept_null)
 
-    @model_validator(mode="after")
-    def _refuse_nulls(self) -> Self:
-        nulls = sorted(
-            name
-            for name in self.model_fields_set
-            if getattr(self, name) is None and name not in self.nullable
-        )
-        if nulls:
-            raise ValueError(f"{', '.join(nulls)} cannot be null")
-        return self
+    @field_validator("*", mode="before")
+    @classmethod
+    def _refuse_null(cls, value: Any, info: ValidationInfo) -> Any:
+        # runs only for the fields sent (defaults are not validated), so omitted ones stay
+        if value is None and info.field_name not in cls.nullable:
+            raise PydanticCustomError("null_refused", "cannot be null; omit the field instead")
+        return value
 
 
 def keyword_list_schema(max_keywords: int, max_chars: int) -> dict[str, Any]:
