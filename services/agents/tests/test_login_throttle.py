@@ -13,7 +13,6 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from quimbi_agents.ratelimit import _Keys
 from quimbi_agents.settings import Settings
 from quimbi_common.testing import unique
 
@@ -47,7 +46,9 @@ def throttled(database_url: str, http_only: Any, make: Any) -> Any:
 
     @contextlib.asynccontextmanager
     async def start(**overrides: Any) -> AsyncIterator[tuple[FastAPI, Any]]:
-        settings: Settings = make(database_url, **overrides)
+        settings: Settings = make(
+            database_url, login_throttle_prefix=unique("test-login:"), **overrides
+        )
         async with http_only(settings) as (app, _):
             callers: list[Caller] = []
 
@@ -89,7 +90,8 @@ async def test_failures_for_one_account_from_one_address_meet_growing_delays(
         assert first.headers["content-type"] == PROBLEM
         assert 9 <= int(first.headers["retry-after"]) <= 10
         # and after that wait, one more failure doubles it
-        pair_key = _Keys.of(agent["email"].lower(), guesser.address).pair
+        throttle = app.state.context.throttle
+        pair_key = throttle.keys(agent["email"].lower(), guesser.address).pair
         await _wait_is_over(app, pair_key)
         assert (await guesser.login(agent["email"], "wrong-password-x")).status_code == 401
         second = await guesser.login(agent["email"], agent["password"])

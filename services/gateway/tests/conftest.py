@@ -14,14 +14,14 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, create_model
 from starlette.routing import Route
 
 from quimbi_common.openapi import install_truthful_openapi, problems
-from quimbi_common.testing import REDIS_URL, SigningKeys, unique
+from quimbi_common.runtime import forwarded_header_options
+from quimbi_common.testing import REDIS_URL, SigningKeys, served_app, unique
 from quimbi_gateway.main import build_app
 from quimbi_gateway.settings import Settings
 
@@ -100,7 +100,12 @@ def make_test_upstream(
 
         @app.post("/api/agents/login", tags=["auth"])
         async def login(request: Request) -> dict[str, Any]:
-            return {"upstream": name, "login": True, "body": (await request.body()).decode()}
+            return {
+                "upstream": name,
+                "login": True,
+                "body": (await request.body()).decode(),
+                "headers": [[k.decode(), v.decode()] for k, v in request.scope["headers"]],
+            }
 
     @app.get("/{prefix:path}/_test/slow/{gate_id}")
     async def slow(prefix: str, gate_id: str) -> dict[str, str]:
@@ -226,34 +231,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@contextlib.asynccontextmanager
-async def serve(app: Any, **options: Any) -> AsyncIterator[str]:
-    """Run an ASGI app under uvicorn on a real loopback port in this event loop."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app,
-        lifespan="on",
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=1,
-        **options,
-    )
-    server = uvicorn.Server(config)
-    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("server stopped during startup")
-            await asyncio.sleep(0.005)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
+serve = served_app  # uvicorn on a loopback port, in this event loop
 
 
 @contextlib.contextmanager
@@ -420,7 +398,7 @@ async def _run_gateway(
     settings = Settings(**{**values, **overrides})
     app = build_app(settings)
     async with (
-        serve(app) as url,
+        serve(app, **forwarded_header_options(settings)) as url,
         httpx.AsyncClient(base_url=url, trust_env=False, timeout=10) as client,
     ):
         yield RunningGateway(url, app, settings, client)

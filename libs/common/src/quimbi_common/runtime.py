@@ -267,6 +267,13 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+def forwarded_header_options(settings: CommonSettings) -> dict[str, Any]:
+    """uvicorn's options for X-Forwarded-*: believed only from the peers the settings name, so
+    a caller cannot choose the address that rate limits and login throttling count it under."""
+    trusted = settings.forwarded_allow_ips.strip()
+    return {"proxy_headers": bool(trusted), "forwarded_allow_ips": trusted or ""}
+
+
 def serve(factory: Callable[[], FastAPI], settings: CommonSettings) -> None:
     """Run a service's app under uvicorn (what `python -m quimbi_<service>` does)."""
     import uvicorn
@@ -278,7 +285,7 @@ def serve(factory: Callable[[], FastAPI], settings: CommonSettings) -> None:
         port=settings.port,
         log_config=None,
         access_log=False,
-        proxy_headers=True,
+        **forwarded_header_options(settings),
     )
 
 

@@ -26,8 +26,6 @@ from quimbi_common.errors import ServiceUnavailableError, TooManyRequestsError
 from .domain import login_delay_seconds
 from .settings import Settings
 
-_PREFIX = "agents:login"
-
 
 def _digest(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
@@ -60,18 +58,19 @@ class _Keys:
     known: str
 
     @classmethod
-    def of(cls, email: str, ip: str) -> _Keys:
+    def of(cls, prefix: str, email: str, ip: str) -> _Keys:
         return cls(
-            pair=f"{_PREFIX}:pair:{_digest(email, ip)}",
-            account=f"{_PREFIX}:account:{_digest(email)}",
-            address=f"{_PREFIX}:address:{_digest(ip)}",
-            known=f"{_PREFIX}:known:{_digest(email, ip)}",
+            pair=f"{prefix}:pair:{_digest(email, ip)}",
+            account=f"{prefix}:account:{_digest(email)}",
+            address=f"{prefix}:address:{_digest(ip)}",
+            known=f"{prefix}:known:{_digest(email, ip)}",
         )
 
 
 class LoginThrottle:
     def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:
         self.redis = redis
+        self.prefix = settings.login_throttle_prefix
         self.window = settings.login_window_seconds
         self.free_per_pair = settings.login_free_failures_per_account_address
         self.free_per_account = settings.login_free_failures_per_account
@@ -80,9 +79,12 @@ class LoginThrottle:
         self.max_per_address = settings.login_max_failures_per_ip
         self.known_seconds = settings.login_known_address_days * 86400
 
+    def keys(self, email: str, ip: str) -> _Keys:
+        return _Keys.of(self.prefix, email, ip)
+
     async def check(self, email: str, ip: str) -> LoginGate:
         """Before the password check: 429 when no password could pass, else the gate."""
-        keys = _Keys.of(email, ip)
+        keys = self.keys(email, ip)
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.hget(keys.pair, "until")
@@ -114,7 +116,7 @@ class LoginThrottle:
         return LoginGate(waived_wait=wait)
 
     async def record_failure(self, email: str, ip: str) -> None:
-        keys = _Keys.of(email, ip)
+        keys = self.keys(email, ip)
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.hincrby(keys.pair, "failures", 1)
@@ -141,7 +143,7 @@ class LoginThrottle:
     async def record_success(self, email: str, ip: str) -> None:
         """A successful login clears the account's failures (the address's ceiling stays) and
         makes the address known-good for this account."""
-        keys = _Keys.of(email, ip)
+        keys = self.keys(email, ip)
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.delete(keys.pair, keys.account)

@@ -49,6 +49,7 @@ class Settings(CommonSettings):
     login_max_failures_per_ip: int = 500
     # An address that logged in to an account is known-good for it this long.
     login_known_address_days: int = 90
+    login_throttle_prefix: str = "agents:login"  # Redis key prefix
 
     # First admin, created at startup when no admin exists.
     bootstrap_admin_email: str = DEFAULT_ADMIN_EMAIL
