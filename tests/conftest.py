@@ -45,7 +45,7 @@ def servers() -> Iterator[Servers]:
     yield Servers(
         "postgresql://quimbi:quimbi@127.0.0.1:5432/postgres",
         "redis://127.0.0.1:6379/0",
-        "127.0.0.1:9092",
+        os.environ.get("E2E_KAFKA", "127.0.0.1:9092"),  # E2E_KAFKA: another Kafka than infra.sh's
     )
 
 
