@@ -105,8 +105,8 @@ def build_services(opts: Options) -> list[Service]:
             service.env.update({"STANDIN_PORT": str(service.port), "STANDIN_HOST": "127.0.0.1"})
         if service.database:
             service.env["DATABASE_URL"] = f"{pg_base}/{service.database}"
-        if ns:  # a group of its own: suites sharing a Kafka must not rebalance each other
-            service.env.setdefault("KAFKA_CONSUMER_GROUP", f"{service.name}{ns}")
+        if ns:  # a consumer group of its own too: a member joining a shared group pauses all
+            service.env["KAFKA_CONSUMER_GROUP"] = f"{service.name}{ns}"
     return services
 
 

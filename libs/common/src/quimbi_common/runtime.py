@@ -71,8 +71,6 @@ class Runtime:
         )
         self.relay = OutboxRelay(self.engine, settings) if self.engine and kafka else None
         self.background: list[BackgroundTask] = []
-        if self.consumer is not None:
-            self.background.append(self.consumer.commit_loop)
         self.on_startup: list[BackgroundTask] = []
         self.on_shutdown: list[BackgroundTask] = []
         self.checks: dict[str, Check] = {}
@@ -114,6 +112,9 @@ class Runtime:
                 await self.broker.start()
                 self.kafka_connected = True
                 log.info("connected to kafka at %s", self.settings.kafka_bootstrap_servers)
+                if self.consumer is not None:  # one group member for all the service's topics
+                    consume = asyncio.create_task(_supervised(self.consumer.run), name="consumer")
+                    self._tasks.append(consume)
                 return
             except Exception as exc:
                 log.warning("kafka not available (%s); retrying in %.1fs", exc, delay)
@@ -133,9 +134,6 @@ class Runtime:
             self._tasks.append(asyncio.create_task(_supervised(task), name=task.__name__))
 
     async def stop(self) -> None:
-        if self.consumer is not None and self.kafka_connected:
-            with contextlib.suppress(Exception):
-                await self.consumer.commit_handled()
         for hook in self.on_shutdown:
             try:
                 await hook()

@@ -36,6 +36,9 @@ class CommonSettings(BaseSettings):
     kafka_linger_ms: int = 1
     kafka_auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     kafka_consumer_group: str | None = None  # default: the service name
+    consumer_batch_size: int = 500  # records per fetch, applied in one transaction
+    consumer_fetch_min_bytes: int = 32768  # the broker holds a fetch until this much is there,
+    consumer_fetch_max_wait_ms: int = 25  # or this long: bigger batches under load
     consumer_max_retries: int = 3
     consumer_retry_backoff_seconds: float = 0.2
     outbox_poll_interval_seconds: float = 1.0
