@@ -5,7 +5,7 @@ export UV_PYTHON := python3.11
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 INFRA := deploy/local/infra.sh
 
-.PHONY: help setup infra infra-stop run stop test test-unit test-service test-faults-sequence test-e2e lint format catalogue bench images up down test-e2e-containers test-e2e-up
+.PHONY: help setup infra infra-stop run stop test test-unit test-service test-faults-sequence test-e2e test-contract lint format catalogue bench images up down test-e2e-containers test-e2e-up
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -37,6 +37,9 @@ test-faults-sequence: setup infra ## the full fault sequence (kill everything un
 
 test-e2e: setup infra ## the whole suite through the gateway
 	@$(UV) run pytest -m e2e
+
+test-contract: setup infra ## schemathesis fuzzes the merged OpenAPI of a suite of its own
+	@$(UV) run pytest -m contract
 
 lint: setup ## ruff (lint + format) and mypy
 	@$(UV) run ruff check .

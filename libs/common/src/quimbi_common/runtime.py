@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from .auth import AuthConfig, KeySet, RevocationStore, TokenVerifier, key_set_from_settings
 from .consumer import EventConsumer
 from .db import create_engine, create_sessionmaker
+from .docs import install_docs
 from .errors import install_problem_handlers
 from .health import Check, Degraded, health_router
 from .inputs import NulGuard
@@ -233,7 +234,14 @@ def create_app(
         finally:
             await runtime.stop()
 
-    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    app = FastAPI(
+        title=title,
+        description=description,
+        version="1.0.0",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.runtime = runtime
     app.state.auth = AuthConfig(runtime.verifier, settings.api_key.get_secret_value())
     install_problem_handlers(app)
@@ -255,6 +263,7 @@ def create_app(
                 "RateLimit-Reset",
             ],
         )
+    install_docs(app, title=title)
     app.include_router(health_router(settings.service_name, runtime.readiness_checks()))
     app.include_router(metrics_router)
     for router in routers:
