@@ -7,7 +7,7 @@ from __future__ import annotations
 import shutil
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -18,36 +18,11 @@ from quimbi_common.faultproxy import FaultProxy
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "deploy" / "local"), str(Path(__file__).parent)]
 
-from harness import OFFSET, PrivateInfra  # noqa: E402
+from harness import OFFSET, PrivateInfra, Stack  # noqa: E402
 from launcher import Options, Suite  # noqa: E402
 
 NAMESPACE = "_faults"
 ADMIN = {"email": "admin@example.com", "password": "admin-change-me"}
-
-
-@dataclass
-class Stack:
-    infra: PrivateInfra
-    suite: Suite
-    pg_proxy: FaultProxy
-    kafka_proxy: FaultProxy
-    admin_token: str
-    agent_ids: list[str]
-
-    @property
-    def gateway(self) -> str:
-        return self.suite.gateway_url
-
-    def url(self, name: str) -> str:
-        return next(s.url for s in self.suite.services if s.name == name)
-
-    @property
-    def kafka(self) -> str:
-        return f"127.0.0.1:{self.infra.kafka_advertised_port}"
-
-    @property
-    def log_dir(self) -> Path:
-        return self.suite.opts.log_dir
 
 
 @pytest.fixture(scope="session")

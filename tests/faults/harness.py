@@ -18,12 +18,17 @@ import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+
+if TYPE_CHECKING:
+    from launcher import Suite
+
+    from quimbi_common.faultproxy import FaultProxy
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "deploy" / "local" / "infra.sh"
@@ -458,3 +463,28 @@ def bad_answers(answers: list[Answer]) -> Counter[str]:
             continue
         bad[f"{a.op} {a.status} {a.detail[:90]}"] += 1
     return bad
+
+
+@dataclass
+class Stack:
+    infra: PrivateInfra
+    suite: Suite
+    pg_proxy: FaultProxy
+    kafka_proxy: FaultProxy
+    admin_token: str
+    agent_ids: list[str]
+
+    @property
+    def gateway(self) -> str:
+        return self.suite.gateway_url
+
+    def url(self, name: str) -> str:
+        return next(s.url for s in self.suite.services if s.name == name)
+
+    @property
+    def kafka(self) -> str:
+        return f"127.0.0.1:{self.infra.kafka_advertised_port}"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.suite.opts.log_dir

@@ -16,9 +16,9 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Stack
 from harness import (
     Load,
+    Stack,
     bad_answers,
     consumer_lag,
     find_missing,
