@@ -1,101 +1,45 @@
 """The whole suite for the end-to-end tests: real servers, real services, one gateway.
 
-The servers come from testcontainers when a Docker API is available (`DOCKER_HOST`), else from
-`deploy/local` (the native PostgreSQL, Redis and Kafka `make test` starts). The services run as
-the launcher runs them for `make run`, on ports offset by 10000, with their own databases and
-Kafka topic prefix, so the suite never touches a developer's `make run` data.
+The suite is started by `tests/conftest.py`'s `launch_suite`, on ports offset by 10000 and
+Redis database 2 (E2E_PORT_OFFSET and E2E_REDIS_DB let two e2e runs share one machine), or is
+the running stack at `E2E_GATEWAY_URL` (`make test-e2e-up`).
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import os
-import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
-import redis
+from launcher import Suite
+from support import ADMIN, PASSWORD, Agent, ExternalStack, login
 
 from quimbi_common.testing import unique
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT / "deploy" / "local"), str(Path(__file__).parent)]
-
-from launcher import Options, Suite  # noqa: E402
-from support import ADMIN, PASSWORD, Agent, ExternalStack, Servers, login  # noqa: E402
-
-
-@contextlib.contextmanager
-def servers() -> Iterator[Servers]:
-    if os.environ.get("E2E_GATEWAY_URL"):  # a running stack: only its Kafka is read directly
-        yield Servers("", "", os.environ.get("E2E_KAFKA", "127.0.0.1:19092"))
-        return
-    if os.environ.get("DOCKER_HOST"):
-        from containers import infrastructure_from_containers  # tests/e2e/containers.py
-
-        with infrastructure_from_containers() as infra:
-            yield Servers(infra.postgres_dsn, infra.redis_url, infra.kafka_bootstrap)
-        return
-    # Redis database 2 is the e2e suite's own, emptied per run (login limits, caches, revocations);
-    # E2E_REDIS_DB and E2E_PORT_OFFSET let two e2e runs share one machine.
-    redis_url = f"redis://127.0.0.1:6379/{os.environ.get('E2E_REDIS_DB', '2')}"
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    client.close()
-    kafka = os.environ.get("E2E_KAFKA_BOOTSTRAP", "127.0.0.1:9092")  # another broker, if set
-    yield Servers("postgresql://quimbi:quimbi@127.0.0.1:5432/postgres", redis_url, kafka)
+SPANS_ROOT = Path(__file__).resolve().parents[2] / ".local" / "logs"
 
 
 @pytest.fixture(scope="session")
-def infra() -> Iterator[Servers]:
-    with servers() as found:
-        yield found
-
-
-@pytest.fixture(scope="session")
-async def suite(infra: Servers) -> AsyncIterator[Suite | ExternalStack]:
+async def suite(launch_suite) -> AsyncIterator[Suite | ExternalStack]:  # type: ignore[no-untyped-def]
     if external := os.environ.get("E2E_GATEWAY_URL"):
         yield ExternalStack(external, os.environ.get("E2E_TOPIC_PREFIX", ""))
         return
-    namespace = unique("_e2e")
-    log_dir = ROOT / ".local" / "logs" / namespace.strip("_")
-    opts = Options(
+    spans = SPANS_ROOT / unique("spans-e2e-")
+    await asyncio.to_thread(spans.mkdir, parents=True)
+    async with launch_suite(
+        "e2e",
         port_offset=int(os.environ.get("E2E_PORT_OFFSET", "10000")),
-        namespace=namespace,
-        postgres_dsn=infra.postgres_dsn,
-        redis_url=infra.redis_url,
-        kafka=infra.kafka_bootstrap,
-        log_dir=log_dir,
-        seed=False,
-        echo_logs=False,
-        extra_env={
-            "AUTO_ASSIGN": "false",
-            "CONSUMER_RETRY_BACKOFF_SECONDS": "0.05",
-            "RATE_LIMIT_PER_AGENT": "100000",
-            "RATE_LIMIT_PER_IP": "100000",
-            # Tracing on, each process exporting its spans as JSON lines (test_tracing.py).
-            "QUIMBI_TRACE_FILE": str(log_dir / "spans-{service}-{pid}.jsonl"),
+        redis_db=int(os.environ.get("E2E_REDIS_DB", "2")),
+        # Tracing on, each process exporting its spans as JSON lines (test_tracing.py).
+        env={
+            "QUIMBI_TRACE_FILE": str(spans / "spans-{service}-{pid}.jsonl"),
             "OTEL_BSP_SCHEDULE_DELAY": "200",
         },
-    )
-    suite = Suite(opts)
-    await suite.prepare_databases()
-    await suite.start()
-    try:
-        await suite.wait_ready(timeout=180)
-        yield suite
-    finally:
-        await suite.stop()
-        conn = await asyncpg.connect(infra.postgres_dsn)
-        try:
-            for service in suite.services:
-                if service.database:
-                    await conn.execute(f'DROP DATABASE IF EXISTS "{service.database}" WITH (FORCE)')
-        finally:
-            await conn.close()
+    ) as started:
+        yield started
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -60,7 +61,10 @@ async def test_one_ticket_is_one_trace_from_gateway_through_kafka_to_every_consu
     headers = {**admin.headers, "traceparent": f"00-{trace_id}-{frontend_span}-01"}
     response = await gateway.post("/api/tickets", json=body, headers=headers)
     assert response.status_code == 201, response.text
-    files = lambda: sorted(suite.opts.log_dir.glob("spans-*.jsonl"))  # noqa: E731
+    if not hasattr(suite, "services"):
+        pytest.skip("a stack started elsewhere does not write its spans where this test reads")
+    where = Path(suite.services[0].env["QUIMBI_TRACE_FILE"]).parent
+    files = lambda: sorted(where.glob("spans-*.jsonl"))  # noqa: E731
 
     async def whole_trace() -> dict[str, Any]:
         spans = spans_of(trace_id, files())

@@ -19,6 +19,11 @@ class CommonSettings(BaseSettings):
     environment: Literal["development", "test", "staging", "production"] = "development"
     host: str = "127.0.0.1"
     port: int = 8000
+    # Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (comma-separated addresses or
+    # networks, uvicorn's FORWARDED_ALLOW_IPS): for a service the gateway's address(es), for the
+    # gateway the load balancers in front of it. Empty (the default): nobody's; the client
+    # address is the peer's.
+    forwarded_allow_ips: str = ""
 
     database_url: str = "postgresql+asyncpg://quimbi:quimbi@127.0.0.1:5432/postgres"
     database_pool_size: int = 10

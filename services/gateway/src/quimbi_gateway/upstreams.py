@@ -23,7 +23,7 @@ class Upstreams:
                 max_idle=settings.upstream_max_keepalive_connections,
                 keepalive_expiry=settings.upstream_keepalive_expiry_seconds,
                 connect_timeout=settings.upstream_connect_timeout_seconds,
-                read_timeout=self.timeouts[name],
+                timeout=self.timeouts[name],
             )
             for name, url in self.urls.items()
         }
