@@ -89,6 +89,34 @@ async def test_score_is_stored_without_a_ticket_change_and_stale_scores_are_igno
     assert world.events("ticket.updated", id=ticket["id"]) == []
 
 
+async def test_a_new_ticket_says_its_score_and_sla_are_pending_until_reported(
+    world: World,
+) -> None:
+    # given a ticket nobody has scored or started a clock for yet
+    senior = world.agent(Role.SENIOR_AGENT)
+    ticket = await world.create_ticket(senior)
+    # then its detail, list item and creation answer say so, instead of a bare 0 and null
+    listed = (
+        await world.client.get(
+            "/api/tickets", params={"customer_id": ticket["customer_id"]}, headers=senior.headers
+        )
+    ).json()["tickets"]
+    for shown in (ticket, await _detail(world, senior, ticket["id"]), *listed):
+        assert (shown["score_status"], shown["sla_status"]) == ("pending", "pending")
+    assert ticket["smart_score"] == 0
+    assert ticket["sla"] is None
+    # when scoring and SLA report
+    await world.publish("ticket.scored", _scored(ticket["id"], 3.5, version=1))
+    await world.processed(
+        await world.publish("sla.updated", _sla(ticket["id"], 1, SlaStatus.PENDING))
+    )
+    # then both are known
+    detail = await _detail(world, senior, ticket["id"])
+    assert (detail["score_status"], detail["sla_status"]) == ("scored", "tracked")
+    assert detail["smart_score"] == 3.5
+    assert detail["sla"] is not None
+
+
 async def test_assignment_moves_the_ticket_to_the_new_agent(world: World) -> None:
     # given an unassigned ticket
     ticket = await world.create_ticket(world.integration)

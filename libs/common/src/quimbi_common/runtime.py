@@ -21,6 +21,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .auth import AuthConfig, KeySet, RevocationStore, TokenVerifier, key_set_from_settings
+from .catchup import ProjectionWatch
 from .consumer import EventConsumer
 from .db import create_engine, create_sessionmaker
 from .errors import install_problem_handlers
@@ -74,12 +75,30 @@ class Runtime:
         self.on_shutdown: list[BackgroundTask] = []
         self.checks: dict[str, Check] = {}
         self.kafka_connected = False
+        self._projections: ProjectionWatch | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
     def events(self) -> EventConsumer:
         assert self.consumer is not None, "this runtime has no database or no Kafka"
         return self.consumer
+
+    def watch_projections(self) -> ProjectionWatch:
+        """Enable read-your-writes waits on this service's projections (see `catchup`): call it
+        in `build_app`, so only services that wait hold the LISTEN connection."""
+        if self._projections is None:
+            assert self.engine is not None, "this runtime has no database"
+            self._projections = ProjectionWatch(
+                self.settings.database_url,
+                bound_seconds=self.settings.read_your_writes_wait_seconds,
+            )
+            self.background.append(self._projections.run)
+        return self._projections
+
+    @property
+    def projections(self) -> ProjectionWatch:
+        assert self._projections is not None, "call runtime.watch_projections() in build_app"
+        return self._projections
 
     async def _check_database(self) -> None:
         assert self.engine is not None

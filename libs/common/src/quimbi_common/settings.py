@@ -36,6 +36,9 @@ class CommonSettings(BaseSettings):
     outbox_poll_interval_seconds: float = 1.0
     outbox_batch_size: int = 500
     outbox_retention_hours: int = 24
+    # Read-your-writes: how long a request for an id the projection does not know yet may wait
+    # for its event (counted from the id's UUIDv7 creation time); then it is a 404.
+    read_your_writes_wait_seconds: float = 2.0
 
     jwt_issuer: str = "quimbi-support"
     jwt_audience: str = "quimbi-support-api"

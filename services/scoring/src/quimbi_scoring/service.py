@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from quimbi_common.auth import Principal
+from quimbi_common.catchup import notify_applied
 from quimbi_common.enums import TicketPriority, TicketStatus
 from quimbi_common.errors import NotFoundError
 from quimbi_common.events import (
@@ -75,6 +76,7 @@ async def apply_ticket(
             churn_risk=customer.churn_risk,
         )
         await scores.score_tickets(session, settings, now, [scorable], first_time=inserted)
+    await notify_applied(session, ticket.id)  # requests waiting for this ticket look again
 
 
 async def apply_ticket_deleted(session: AsyncSession, deleted: TicketDeletedData) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from quimbi_common.auth import Principal
+from quimbi_common.catchup import notify_applied
 from quimbi_common.enums import SlaMetric, SlaStatus, TicketPriority, TicketStatus
 from quimbi_common.errors import ConflictError, NotFoundError, UnprocessableError
 from quimbi_common.events import (
@@ -342,6 +343,7 @@ async def apply_ticket(
         if facts is not None and (facts.deleted_version or 0) >= data.version:
             return
         await _start_clock(session, data, facts, calendar, now)
+        await notify_applied(session, data.id)  # requests waiting for this ticket look again
         return
     if row.deleted_at is not None or data.version <= row.ticket_version:
         return
@@ -351,6 +353,7 @@ async def apply_ticket(
         row.priority = data.priority.value
         _apply_policy(row, await get_policy(session, data.priority))
     await _settle(session, row, before, calendar, now)
+    await notify_applied(session, data.id)
 
 
 async def delete_ticket(session: AsyncSession, data: TicketDeletedData) -> None:

@@ -62,8 +62,18 @@ def _customer_summary(customer: Customer) -> CustomerSummary:
     )
 
 
+def _reported(score_version: int, sla_version: int) -> dict[str, str]:
+    """Whether scoring and SLA have reported on the ticket yet: a new ticket shows `pending`
+    instead of a bare zero score or a null SLA (read-your-writes, see the README)."""
+    return {
+        "score_status": "scored" if score_version else "pending",
+        "sla_status": "tracked" if sla_version else "pending",
+    }
+
+
 def _summary_fields(ticket: Ticket) -> dict[str, Any]:
-    return {name: getattr(ticket, name) for name in TicketSummary.model_fields}
+    fields = _reported(ticket.score_version, ticket.sla_version)
+    return {name: fields.get(name) or getattr(ticket, name) for name in TicketSummary.model_fields}
 
 
 def _sla(ticket: Ticket) -> SlaSummary | None:
@@ -151,7 +161,13 @@ async def list_tickets(
     )
     result = await inbox.list_tickets(session, agent, query, boost=settings.topic_alert_boost)
     tickets = [
-        TicketListItem(**{**row, "smart_score": round(float(row["smart_score"]), 2)})
+        TicketListItem(
+            **{
+                **row,
+                **_reported(row["score_version"], row["sla_version"]),
+                "smart_score": round(float(row["smart_score"]), 2),
+            }
+        )
         for row in result.rows
     ]
     answer = TicketList(

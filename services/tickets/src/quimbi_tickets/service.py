@@ -6,7 +6,6 @@ called by event handlers run inside the consumer's transaction and leave the com
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +15,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
+from quimbi_common import ids
 from quimbi_common.auth import Principal
 from quimbi_common.enums import Intent, Role, TicketPriority, TicketStatus
 from quimbi_common.errors import ConflictError, ForbiddenError, NotFoundError, UnprocessableError
@@ -59,7 +59,8 @@ def now() -> datetime:
 
 
 def new_id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex}"
+    """Time-ordered (UUIDv7): other services tell a new id from an unknown old one by it."""
+    return ids.new_id(prefix)
 
 
 # --- event data ---------------------------------------------------------------------------------

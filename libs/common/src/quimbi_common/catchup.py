@@ -1,0 +1,161 @@
+"""Read-your-writes for projections: a request about an id this service has not heard of yet
+waits, bounded, for its consumer to apply the event, instead of answering 404.
+
+The consumer's transaction calls `notify_applied(session, key)`; PostgreSQL delivers the NOTIFY
+when that transaction commits, to every process LISTENing on the service's database, so it
+works whichever replica or process consumed the event. Each API process holds one LISTEN
+connection (`ProjectionWatch.run`, a runtime background task) and wakes its own waiters; there
+is no polling. The bound: an id whose UUIDv7 time is older than `read_your_writes_wait_seconds`
+is answered at once (its event would have arrived by now), a younger one waits at most until
+it is that old, other UUIDs (from before UUIDv7) wait the whole bound, and an id no service
+could have issued is answered at once. Known ids never wait: the first lookup finds them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import asyncpg
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from . import ids
+from .db import asyncpg_dsn
+from .errors import NotFoundError
+from .observability import PROJECTION_WAITS
+
+log = logging.getLogger(__name__)
+CHANNEL = "quimbi_projection"
+_PING_INTERVAL_SECONDS = 30.0
+_PING_TIMEOUT_SECONDS = 5.0
+T = TypeVar("T")
+
+_NOTIFY = sa.text("SELECT pg_notify(:channel, :key)")
+
+
+async def notify_applied(session: AsyncSession, key: str) -> None:
+    """Inside a projection's transaction: whoever waits for `key` looks again once it commits."""
+    await session.execute(_NOTIFY, {"channel": CHANNEL, "key": key})
+
+
+class ProjectionWatch:
+    """One LISTEN connection per process, waking the requests that wait for a key."""
+
+    def __init__(self, database_url: str, *, bound_seconds: float) -> None:
+        self.dsn = asyncpg_dsn(database_url)
+        self.bound_seconds = bound_seconds
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._connection: asyncpg.Connection | None = None
+        self.listening = asyncio.Event()  # set while NOTIFYs are heard
+
+    def wait_budget(self, key: str) -> float:
+        """How long a request for an unknown `key` may wait, from the id's own age."""
+        if not ids.is_uuid_shaped(key):
+            return 0.0
+        born = ids.created_at(key)
+        if born is None:
+            return self.bound_seconds
+        age = time.time() - born.timestamp()
+        return max(0.0, min(self.bound_seconds, self.bound_seconds - age))
+
+    async def until_found(
+        self,
+        key: str,
+        attempt: Callable[[], Awaitable[T]],
+        session: AsyncSession | None = None,
+    ) -> T:
+        """Run `attempt`; while it raises NotFoundError and the budget lasts, wait for `key` to
+        be applied and run it again. The session's transaction is ended before each wait, so
+        a waiting request holds no connection and no lock."""
+        deadline: float | None = None
+        event = asyncio.Event()
+        waiting = self._waiters.setdefault(key, set())
+        waiting.add(event)
+        started = time.monotonic()
+        try:
+            while True:
+                event.clear()
+                try:
+                    result = await attempt()
+                except NotFoundError:
+                    now = time.monotonic()
+                    if deadline is None:
+                        deadline = now + self.wait_budget(key)
+                    if now >= deadline:
+                        PROJECTION_WAITS.labels("not_found").observe(now - started)
+                        raise
+                    if session is not None:
+                        await session.rollback()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(deadline - now):
+                            await event.wait()
+                    continue
+                if deadline is not None:
+                    PROJECTION_WAITS.labels("found").observe(time.monotonic() - started)
+                return result
+        finally:
+            waiting.discard(event)
+            if not waiting and self._waiters.get(key) is waiting:
+                del self._waiters[key]
+
+    def _wake(self, key: str) -> None:
+        for event in self._waiters.get(key, ()):
+            event.set()
+
+    def _wake_all(self) -> None:
+        for waiting in self._waiters.values():
+            for event in waiting:
+                event.set()
+
+    def _on_notify(self, _connection: object, _pid: int, _channel: str, key: str) -> None:
+        self._wake(key)
+
+    async def _until_lost(self, connection: asyncpg.Connection, lost: asyncio.Event) -> None:
+        """Return when the connection closes, or stops answering a periodic ping."""
+        while not lost.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_PING_INTERVAL_SECONDS):
+                    await lost.wait()
+            if lost.is_set():
+                return
+            try:
+                async with asyncio.timeout(_PING_TIMEOUT_SECONDS):
+                    await connection.execute("SELECT 1")
+            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                return
+
+    async def run(self) -> None:
+        """Keep the LISTEN connection open (a runtime background task); after a reconnect every
+        waiter looks again, since a NOTIFY sent meanwhile was lost."""
+        delay = 0.5
+        while True:
+            try:
+                connection = await asyncpg.connect(self.dsn, timeout=_PING_TIMEOUT_SECONDS)
+            except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+                log.warning("projection watch: cannot connect (%s); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            lost = asyncio.Event()
+            connection.add_termination_listener(_setter(lost))
+            try:
+                await connection.add_listener(CHANNEL, self._on_notify)
+                self._connection = connection
+                self.listening.set()
+                self._wake_all()
+                delay = 0.5
+                await self._until_lost(connection, lost)
+            finally:
+                self.listening.clear()
+                self._connection = None
+                connection.terminate()
+            log.warning("projection watch: connection lost; reconnecting")
+
+
+def _setter(event: asyncio.Event) -> Callable[[object], None]:
+    return lambda _connection: event.set()
