@@ -3,9 +3,13 @@ stand-in, demo data, and one clean stop on Ctrl-C.
 
     uv run python deploy/local/launcher.py              # what `make run` does
     uv run python deploy/local/launcher.py --no-seed --port-offset 10000 --namespace e2e1
+    uv run python deploy/local/launcher.py --replicas agents=2 --replicas sla=2
 
 Each service runs as `python -m quimbi_<name>` with its own environment; a process that exits
-is restarted (with back-off). Logs go to `<log dir>/<service>.log` and, prefixed, to the console.
+is restarted (with back-off). `--replicas name=N` runs N processes of a service (the extra ones
+on its port + 50, + 100, …; same database and consumer group) and the gateway sends each
+request to the next replica in turn. Logs go to `<log dir>/<service>.log` and, prefixed, to
+the console.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ class Service:
     env: dict[str, str] = field(default_factory=dict)
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
+    replica: int = 1  # 2, 3, …: another process of the same service (its database migrated once)
 
     @property
     def url(self) -> str:
@@ -50,8 +55,12 @@ class Service:
 
     @property
     def migrations(self) -> Path | None:
-        path = ROOT / "services" / self.name / "migrations"
-        return path if self.database and path.exists() else None
+        path = ROOT / "services" / self.service / "migrations"
+        return path if self.database and self.replica == 1 and path.exists() else None
+
+    @property
+    def service(self) -> str:
+        return self.name.split("#", 1)[0]
 
 
 @dataclass
@@ -66,6 +75,10 @@ class Options:
     echo_logs: bool = True
     ready_file: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    replicas: dict[str, int] = field(default_factory=dict)
+
+
+REPLICA_PORT_STEP = 50
 
 
 def build_services(opts: Options) -> list[Service]:
@@ -80,7 +93,24 @@ def build_services(opts: Options) -> list[Service]:
         Service("ai-proxy", "quimbi_ai_proxy", 8105 + off, f"ai_proxy{ns}"),
         Service("gateway", "quimbi_gateway", 8001 + off, None),
     ]
+    for name, count in opts.replicas.items():
+        first = next(s for s in services if s.name == name)
+        services += [
+            Service(
+                f"{name}#{n}",
+                first.module,
+                first.port + REPLICA_PORT_STEP * (n - 1),
+                first.database,
+                replica=n,
+            )
+            for n in range(2, count + 1)
+        ]
     by_name = {s.name: s for s in services}
+
+    def urls(name: str) -> str:
+        """The service's replicas, comma-separated (the gateway takes turns)."""
+        return ",".join(s.url for s in services if s.service == name)
+
     pg_base = opts.postgres_dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
     shared = {
         "ENVIRONMENT": "development",
@@ -105,6 +135,9 @@ def build_services(opts: Options) -> list[Service]:
             service.env.update({"STANDIN_PORT": str(service.port), "STANDIN_HOST": "127.0.0.1"})
         if service.database:
             service.env["DATABASE_URL"] = f"{pg_base}/{service.database}"
+        if service.name == "gateway":
+            for name in ("tickets", "agents", "sla", "scoring", "ai-proxy"):
+                service.env[f"{name.upper().replace('-', '_')}_URL"] = urls(name)
     return services
 
 
@@ -129,6 +162,7 @@ class Suite:
             for service in self.services:
                 if service.database and service.database not in existing:
                     await conn.execute(f'CREATE DATABASE "{service.database}"')
+                    existing.add(service.database)
         finally:
             await conn.close()
         from quimbi_common.migrations import upgrade
@@ -310,8 +344,12 @@ def main() -> None:
     parser.add_argument("--quiet", dest="echo_logs", action="store_false")
     parser.add_argument("--ready-file", type=Path)
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for every service")
+    parser.add_argument(
+        "--replicas", action="append", default=[], help="SERVICE=N processes of a service"
+    )
     args = parser.parse_args()
     extra = dict(item.split("=", 1) for item in args.env)
+    replicas = {name: int(count) for name, count in (item.split("=", 1) for item in args.replicas)}
     opts = Options(
         port_offset=args.port_offset,
         namespace=args.namespace,
@@ -323,6 +361,7 @@ def main() -> None:
         echo_logs=args.echo_logs,
         ready_file=args.ready_file,
         extra_env=extra,
+        replicas=replicas,
     )
     asyncio.run(run(opts))
 

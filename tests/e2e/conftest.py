@@ -54,14 +54,14 @@ def infra() -> Iterator[Servers]:
         yield found
 
 
-@pytest.fixture(scope="session")
-async def suite(infra: Servers) -> AsyncIterator[Suite | ExternalStack]:
-    if external := os.environ.get("E2E_GATEWAY_URL"):
-        yield ExternalStack(external, os.environ.get("E2E_TOPIC_PREFIX", ""))
-        return
+@contextlib.asynccontextmanager
+async def running_suite(
+    infra: Servers, port_offset: int, replicas: dict[str, int] | None = None
+) -> AsyncIterator[Suite]:
+    """The services as `make run` starts them, with databases and topics of their own."""
     namespace = unique("_e2e")
     opts = Options(
-        port_offset=int(os.environ.get("E2E_PORT_OFFSET", "10000")),
+        port_offset=port_offset,
         namespace=namespace,
         postgres_dsn=infra.postgres_dsn,
         redis_url=infra.redis_url,
@@ -75,6 +75,7 @@ async def suite(infra: Servers) -> AsyncIterator[Suite | ExternalStack]:
             "RATE_LIMIT_PER_AGENT": "100000",
             "RATE_LIMIT_PER_IP": "100000",
         },
+        replicas=replicas or {},
     )
     suite = Suite(opts)
     await suite.prepare_databases()
@@ -91,6 +92,19 @@ async def suite(infra: Servers) -> AsyncIterator[Suite | ExternalStack]:
                     await conn.execute(f'DROP DATABASE IF EXISTS "{service.database}" WITH (FORCE)')
         finally:
             await conn.close()
+
+
+def port_offset() -> int:
+    return int(os.environ.get("E2E_PORT_OFFSET", "10000"))
+
+
+@pytest.fixture(scope="session")
+async def suite(infra: Servers) -> AsyncIterator[Suite | ExternalStack]:
+    if external := os.environ.get("E2E_GATEWAY_URL"):
+        yield ExternalStack(external, os.environ.get("E2E_TOPIC_PREFIX", ""))
+        return
+    async with running_suite(infra, port_offset()) as suite:
+        yield suite
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,208 @@
+"""Read-your-writes through the gateway (issue 14): every follow-up of a 2xx that depends on it
+behaves as if the write were already visible everywhere, with no sleep in between.
+
+Each round creates tickets and follows each one up at once, on every route whose service learns
+of tickets from events: assign, accept, assignment history (agents), SLA read, pause, resume
+(sla), score breakdown (scoring), draft and recommendation (ai-proxy), and the ticket's own
+detail (score and SLA shown, or marked pending). Then the same against a suite running two
+replicas of each projecting service (agents, sla, scoring) behind the gateway, which sends each
+request to the next replica, so the replica answering is often not the one that consumed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from conftest import port_offset, running_suite
+from support import ADMIN, PASSWORD, Agent, Servers, login
+
+from quimbi_common.testing import unique
+
+pytestmark = pytest.mark.e2e
+
+ROUNDS = int(os.environ.get("E2E_RYW_ROUNDS", "200"))
+CONCURRENT_ROUNDS = 4
+REPLICATED = {"agents": 2, "sla": 2, "scoring": 2}
+Check = Callable[[Any], bool]
+
+
+@dataclass
+class Team:
+    agent: Agent
+    senior: Agent
+    customer_id: str
+
+
+async def _agent(gateway: httpx.AsyncClient, admin: Agent, role: str) -> Agent:
+    email = f"{unique(role.replace('_', '-') + '-ryw-')}@example.com"
+    body = {"email": email, "password": PASSWORD, "name": f"RYW {role}", "role": role}
+    response = await gateway.post("/api/agents", json=body, headers=admin.headers)
+    assert response.status_code == 201, response.text
+    return Agent(response.json()["id"], email, role, await login(gateway, email, PASSWORD))
+
+
+async def _team(gateway: httpx.AsyncClient) -> Team:
+    token = await login(gateway, ADMIN["email"], ADMIN["password"])
+    me = (await gateway.get("/api/agents/me", headers={"Authorization": f"Bearer {token}"})).json()
+    admin = Agent(me["id"], ADMIN["email"], "admin", token)
+    agent, senior = (
+        await _agent(gateway, admin, "agent"),
+        await _agent(gateway, admin, "senior_agent"),
+    )
+    first = await _create(gateway, senior, customer={"email": f"{unique('ryw-')}@example.com"})
+    return Team(agent, senior, first["customer_id"])
+
+
+async def _create(gateway: httpx.AsyncClient, by: Agent, **fields: Any) -> dict[str, Any]:
+    body = {"subject": "Refund not received", "priority": "urgent", "channel": "email", **fields}
+    response = await gateway.post("/api/tickets", json=body, headers=by.headers)
+    assert response.status_code == 201, response.text
+    ticket: dict[str, Any] = response.json()
+    return ticket
+
+
+async def _expect(
+    label: str, call: Awaitable[httpx.Response], status: int, check: Check
+) -> list[str]:
+    """[] when the answer has the status and passes the check, else what went wrong."""
+    response = await call
+    if response.status_code != status:
+        return [f"{label}: {response.status_code} {response.text[:200]}"]
+    if not check(response.json()):
+        return [f"{label}: stale answer {response.text[:300]}"]
+    return []
+
+
+def _detail_is_honest(ticket: dict[str, Any]) -> bool:
+    """The score is there or marked pending; so is the SLA (never a bare 0 or null)."""
+    score_ok = ticket["score_status"] == "scored" or (
+        ticket["score_status"] == "pending" and ticket["smart_score"] == 0
+    )
+    sla_ok = (ticket["sla_status"] == "tracked" and ticket["sla"] is not None) or (
+        ticket["sla_status"] == "pending" and ticket["sla"] is None
+    )
+    return score_ok and sla_ok
+
+
+async def _round(gateway: httpx.AsyncClient, team: Team) -> list[str]:
+    """One ticket per author, each followed up on every route right after its 201."""
+    agent, senior = team.agent, team.senior
+    ticket = await _create(gateway, agent, customer_id=team.customer_id)
+    tid = ticket["id"]
+    path = f"/api/tickets/{tid}"
+
+    async def pause_then_resume() -> list[str]:
+        paused = await _expect(
+            "sla/pause",
+            gateway.post(f"{path}/sla/pause", headers=agent.headers),
+            200,
+            lambda b: b["is_paused"] is True,
+        )
+        if paused:
+            return paused
+        return await _expect(
+            "sla/resume",
+            gateway.post(f"{path}/sla/resume", headers=agent.headers),
+            200,
+            lambda b: b["is_paused"] is False,
+        )
+
+    transferred = await _create(gateway, senior, customer_id=team.customer_id)
+    outcomes = await asyncio.gather(
+        _expect(
+            "assign",
+            gateway.post(
+                f"/api/tickets/{transferred['id']}/assign",
+                json={"agent_id": agent.id},
+                headers=senior.headers,
+            ),
+            201,
+            lambda b: b["agent_id"] == agent.id and b["previous_agent_id"] == senior.id,
+        ),
+        _expect(
+            "assignment/accept",
+            gateway.post(f"{path}/assignment/accept", headers=agent.headers),
+            200,
+            lambda b: b["status"] == "accepted" and b["agent_id"] == agent.id,
+        ),
+        _expect(
+            "assignments",
+            gateway.get(f"{path}/assignments", headers=agent.headers),
+            200,
+            lambda b: [a["agent_id"] for a in b["assignments"]] == [agent.id],
+        ),
+        _expect(
+            "sla",
+            gateway.get(f"{path}/sla", headers=agent.headers),
+            200,
+            lambda b: b["ticket_id"] == tid and b["priority"] == "urgent",
+        ),
+        pause_then_resume(),
+        _expect(
+            "score-breakdown",
+            gateway.get(f"{path}/score-breakdown", headers=agent.headers),
+            200,
+            lambda b: b["ticket_id"] == tid and b["parts"]["priority"]["points"] == 4,
+        ),
+        _expect(
+            "draft-response",
+            gateway.get(f"/api/ai/tickets/{tid}/draft-response", headers=agent.headers),
+            200,
+            lambda b: b["ticket_id"] == tid and bool(b["draft_content"]),
+        ),
+        _expect(
+            "recommendation",
+            gateway.get(f"/api/ai/tickets/{tid}/recommendation", headers=agent.headers),
+            200,
+            lambda b: b["ticket_id"] == tid,
+        ),
+        _expect("detail", gateway.get(path, headers=agent.headers), 200, _detail_is_honest),
+    )
+    return [failure for outcome in outcomes for failure in outcome]
+
+
+async def _rounds(gateway: httpx.AsyncClient) -> tuple[list[str], float]:
+    team = await _team(gateway)
+    limit = asyncio.Semaphore(CONCURRENT_ROUNDS)
+
+    async def limited() -> list[str]:
+        async with limit:
+            return await _round(gateway, team)
+
+    started = time.monotonic()
+    results = await asyncio.gather(*(limited() for _ in range(ROUNDS)))
+    return [failure for result in results for failure in result], time.monotonic() - started
+
+
+async def test_every_follow_up_of_a_new_ticket_sees_it(gateway: httpx.AsyncClient) -> None:
+    failures, took = await _rounds(gateway)
+    print(f"{ROUNDS} rounds x 9 follow-ups in {took:.1f}s")
+    assert failures == [], f"{len(failures)} failures, first: {failures[:5]}"
+
+
+@pytest.fixture(scope="module")
+async def replicated_gateway(infra: Servers) -> AsyncIterator[httpx.AsyncClient]:
+    """A suite of its own whose agents, sla and scoring run two replicas each."""
+    if os.environ.get("E2E_GATEWAY_URL"):
+        pytest.skip("a running stack (E2E_GATEWAY_URL) has the replicas its deployment gives it")
+    offset = int(os.environ.get("E2E_REPLICA_PORT_OFFSET", str(port_offset() + 400)))
+    async with (
+        running_suite(infra, offset, replicas=REPLICATED) as suite,
+        httpx.AsyncClient(base_url=suite.gateway_url, timeout=30.0) as client,
+    ):
+        yield client
+
+
+async def test_with_two_replicas_every_follow_up_sees_it(
+    replicated_gateway: httpx.AsyncClient,
+) -> None:
+    failures, took = await _rounds(replicated_gateway)
+    print(f"2 replicas: {ROUNDS} rounds x 9 follow-ups in {took:.1f}s")
+    assert failures == [], f"{len(failures)} failures, first: {failures[:5]}"
