@@ -21,7 +21,8 @@ from typing import Any
 import httpx
 import pytest
 from conftest import port_offset, running_suite
-from support import ADMIN, PASSWORD, Agent, Servers, login
+from launcher import Suite
+from support import ADMIN, PASSWORD, Agent, ExternalStack, Servers, login
 
 from quimbi_common.testing import unique
 
@@ -181,14 +182,41 @@ async def _rounds(gateway: httpx.AsyncClient) -> tuple[list[str], float]:
     return [failure for result in results for failure in result], time.monotonic() - started
 
 
-async def test_every_follow_up_of_a_new_ticket_sees_it(gateway: httpx.AsyncClient) -> None:
+async def _waits(suite: Suite | ExternalStack) -> str:
+    """How many requests waited for a projection, and how long in all (each process's
+    `projection_wait_seconds`), for the log: the figures behind the README's decision."""
+    if not isinstance(suite, Suite):
+        return "n/a (external stack)"
+    totals: dict[str, list[float]] = {}
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        for service in suite.services:
+            if service.service not in REPLICATED:
+                continue
+            text = (await client.get(f"{service.url}/metrics")).text
+            for line in text.splitlines():
+                if line.startswith(
+                    ("projection_wait_seconds_count", "projection_wait_seconds_sum")
+                ):
+                    name, value = line.rsplit(" ", 1)
+                    kind = "n" if "_count" in name else "s"
+                    outcome = name.split('outcome="', 1)[1].split('"', 1)[0]
+                    entry = totals.setdefault(f"{service.service}/{outcome}", [0.0, 0.0])
+                    entry[0 if kind == "n" else 1] += float(value)
+    return ", ".join(
+        f"{key}: {int(n)} waits, mean {1000 * s / n:.0f} ms" for key, (n, s) in totals.items() if n
+    )
+
+
+async def test_every_follow_up_of_a_new_ticket_sees_it(
+    gateway: httpx.AsyncClient, suite: Suite | ExternalStack
+) -> None:
     failures, took = await _rounds(gateway)
-    print(f"{ROUNDS} rounds x 9 follow-ups in {took:.1f}s")
+    print(f"{ROUNDS} rounds x 9 follow-ups in {took:.1f}s; {await _waits(suite)}")
     assert failures == [], f"{len(failures)} failures, first: {failures[:5]}"
 
 
 @pytest.fixture(scope="module")
-async def replicated_gateway(infra: Servers) -> AsyncIterator[httpx.AsyncClient]:
+async def replicated(infra: Servers) -> AsyncIterator[tuple[Suite, httpx.AsyncClient]]:
     """A suite of its own whose agents, sla and scoring run two replicas each."""
     if os.environ.get("E2E_GATEWAY_URL"):
         pytest.skip("a running stack (E2E_GATEWAY_URL) has the replicas its deployment gives it")
@@ -197,12 +225,13 @@ async def replicated_gateway(infra: Servers) -> AsyncIterator[httpx.AsyncClient]
         running_suite(infra, offset, replicas=REPLICATED) as suite,
         httpx.AsyncClient(base_url=suite.gateway_url, timeout=30.0) as client,
     ):
-        yield client
+        yield suite, client
 
 
 async def test_with_two_replicas_every_follow_up_sees_it(
-    replicated_gateway: httpx.AsyncClient,
+    replicated: tuple[Suite, httpx.AsyncClient],
 ) -> None:
-    failures, took = await _rounds(replicated_gateway)
-    print(f"2 replicas: {ROUNDS} rounds x 9 follow-ups in {took:.1f}s")
+    suite, gateway = replicated
+    failures, took = await _rounds(gateway)
+    print(f"2 replicas: {ROUNDS} rounds x 9 follow-ups in {took:.1f}s; {await _waits(suite)}")
     assert failures == [], f"{len(failures)} failures, first: {failures[:5]}"
