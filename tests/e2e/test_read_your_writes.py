@@ -1,12 +1,15 @@
 """Read-your-writes through the gateway (issue 14): every follow-up of a 2xx that depends on it
 behaves as if the write were already visible everywhere, with no sleep in between.
 
-Each round creates tickets and follows each one up at once, on every route whose service learns
-of tickets from events: assign, accept, assignment history (agents), SLA read, pause, resume
-(sla), score breakdown (scoring), draft and recommendation (ai-proxy), and the ticket's own
-detail (score and SLA shown, or marked pending). Then the same against a suite running two
-replicas of each projecting service (agents, sla, scoring) behind the gateway, which sends each
-request to the next replica, so the replica answering is often not the one that consumed.
+Each round creates a ticket and follows it up at once, on every route whose service learns of
+tickets from events: accept, assignment history (agents), SLA read, pause, resume (sla), score
+breakdown (scoring), draft and recommendation (ai-proxy), and the ticket's own detail (score and
+SLA shown, or marked pending). In the same round a senior assigns an older ticket to the agent,
+who opens it at once (detail, SLA, score): tickets, sla and scoring learn of the new assignee
+only from events, and an `agent` sees only its own tickets. Then the same against a suite
+running two replicas of each projecting service (agents, sla, scoring) behind the gateway, which
+sends each request to the next replica, so the replica answering is often not the one that
+consumed.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from quimbi_common.testing import unique
 pytestmark = pytest.mark.e2e
 
 ROUNDS = int(os.environ.get("E2E_RYW_ROUNDS", "200"))
-CONCURRENT_ROUNDS = 4
+CONCURRENT_ROUNDS = int(os.environ.get("E2E_RYW_CONCURRENCY", "2"))
+OLD_ENOUGH_SECONDS = 2.5
 REPLICATED = {"agents": 2, "sla": 2, "scoring": 2}
 Check = Callable[[Any], bool]
 
@@ -92,9 +96,20 @@ def _detail_is_honest(ticket: dict[str, Any]) -> bool:
     return score_ok and sla_ok
 
 
-async def _round(gateway: httpx.AsyncClient, team: Team) -> list[str]:
-    """One ticket per author, each followed up on every route right after its 201."""
-    agent, senior = team.agent, team.senior
+async def _round(gateway: httpx.AsyncClient, team: Team, held: str) -> list[str]:
+    """A new ticket followed up at once on every route; a new and an older ticket (`held`) of
+    the senior's assigned to the agent at once, who opens each at once."""
+    fresh = (await _create(gateway, team.senior, customer_id=team.customer_id))["id"]
+    outcomes = await asyncio.gather(
+        _new_ticket(gateway, team),
+        _transfer(gateway, team, fresh, "new ticket "),
+        _transfer(gateway, team, held, "older ticket "),
+    )
+    return [failure for outcome in outcomes for failure in outcome]
+
+
+async def _new_ticket(gateway: httpx.AsyncClient, team: Team) -> list[str]:
+    agent = team.agent
     ticket = await _create(gateway, agent, customer_id=team.customer_id)
     tid = ticket["id"]
     path = f"/api/tickets/{tid}"
@@ -115,18 +130,7 @@ async def _round(gateway: httpx.AsyncClient, team: Team) -> list[str]:
             lambda b: b["is_paused"] is False,
         )
 
-    transferred = await _create(gateway, senior, customer_id=team.customer_id)
     outcomes = await asyncio.gather(
-        _expect(
-            "assign",
-            gateway.post(
-                f"/api/tickets/{transferred['id']}/assign",
-                json={"agent_id": agent.id},
-                headers=senior.headers,
-            ),
-            201,
-            lambda b: b["agent_id"] == agent.id and b["previous_agent_id"] == senior.id,
-        ),
         _expect(
             "assignment/accept",
             gateway.post(f"{path}/assignment/accept", headers=agent.headers),
@@ -169,16 +173,57 @@ async def _round(gateway: httpx.AsyncClient, team: Team) -> list[str]:
     return [failure for outcome in outcomes for failure in outcome]
 
 
+async def _transfer(gateway: httpx.AsyncClient, team: Team, held: str, label: str) -> list[str]:
+    """The new holder (an `agent`, who sees only its own tickets) opens the ticket right after
+    the 201: tickets, sla and scoring learn of the new assignee only from events."""
+    agent, senior = team.agent, team.senior
+    path = f"/api/tickets/{held}"
+    assigned = await _expect(
+        f"{label}assign",
+        gateway.post(f"{path}/assign", json={"agent_id": agent.id}, headers=senior.headers),
+        201,
+        lambda b: b["agent_id"] == agent.id and b["previous_agent_id"] == senior.id,
+    )
+    if assigned:
+        return assigned
+    outcomes = await asyncio.gather(
+        _expect(
+            f"{label}transferred: detail",
+            gateway.get(path, headers=agent.headers),
+            200,
+            lambda b: b["assigned_agent_id"] == agent.id,
+        ),
+        _expect(
+            f"{label}transferred: sla",
+            gateway.get(f"{path}/sla", headers=agent.headers),
+            200,
+            lambda b: b["ticket_id"] == held,
+        ),
+        _expect(
+            f"{label}transferred: score-breakdown",
+            gateway.get(f"{path}/score-breakdown", headers=agent.headers),
+            200,
+            lambda b: b["ticket_id"] == held,
+        ),
+    )
+    return [failure for outcome in outcomes for failure in outcome]
+
+
 async def _rounds(gateway: httpx.AsyncClient) -> tuple[list[str], float]:
     team = await _team(gateway)
+    held = [
+        (await _create(gateway, team.senior, customer_id=team.customer_id))["id"]
+        for _ in range(ROUNDS)
+    ]
+    await asyncio.sleep(OLD_ENOUGH_SECONDS)  # older than the wait bound: no grace from its age
     limit = asyncio.Semaphore(CONCURRENT_ROUNDS)
 
-    async def limited() -> list[str]:
+    async def limited(ticket_id: str) -> list[str]:
         async with limit:
-            return await _round(gateway, team)
+            return await _round(gateway, team, ticket_id)
 
     started = time.monotonic()
-    results = await asyncio.gather(*(limited() for _ in range(ROUNDS)))
+    results = await asyncio.gather(*(limited(ticket_id) for ticket_id in held))
     return [failure for result in results for failure in result], time.monotonic() - started
 
 
@@ -211,7 +256,7 @@ async def test_every_follow_up_of_a_new_ticket_sees_it(
     gateway: httpx.AsyncClient, suite: Suite | ExternalStack
 ) -> None:
     failures, took = await _rounds(gateway)
-    print(f"{ROUNDS} rounds x 9 follow-ups in {took:.1f}s; {await _waits(suite)}")
+    print(f"{ROUNDS} rounds x 15 follow-ups in {took:.1f}s; {await _waits(suite)}")
     assert failures == [], f"{len(failures)} failures, first: {failures[:5]}"
 
 
@@ -233,5 +278,5 @@ async def test_with_two_replicas_every_follow_up_sees_it(
 ) -> None:
     suite, gateway = replicated
     failures, took = await _rounds(gateway)
-    print(f"2 replicas: {ROUNDS} rounds x 9 follow-ups in {took:.1f}s; {await _waits(suite)}")
+    print(f"2 replicas: {ROUNDS} rounds x 15 follow-ups in {took:.1f}s; {await _waits(suite)}")
     assert failures == [], f"{len(failures)} failures, first: {failures[:5]}"

@@ -1,4 +1,5 @@
-"""What other services tell the tickets service: scores, assignments, SLA clocks, intelligence.
+"""What other services tell the tickets service: scores, assignments, SLA clocks, intelligence;
+and read-your-writes for an agent whose view waits on ticket.assigned.
 
 The test topics have one partition, so once an event is recorded as processed every event
 published before it has been handled too.
@@ -6,11 +7,14 @@ published before it has been handled too.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from quimbi_common import ids
 from quimbi_common.enums import (
     AssignmentReason,
     AssignmentStatus,
@@ -282,3 +286,46 @@ async def test_events_about_unknown_tickets_are_ignored(world: World) -> None:
         await world.processed(await world.publish(topic, data))
     dead = await world.db.fetchval("SELECT count(*) FROM tickets WHERE id = $1", missing)
     assert dead == 0
+
+
+# --- read-your-writes: the agent's view depends on ticket.assigned from the agents service ------
+
+
+async def test_a_ticket_just_assigned_to_an_agent_is_shown_to_them_not_404(world: World) -> None:
+    # given a ticket held by nobody, and a consumer that is through its first event
+    ticket = await world.create_ticket(world.integration)
+    await world.processed(await world.publish("ticket.scored", _scored(ticket["id"], 1.0, 1)))
+    agent = world.agent()
+    # when the agents service has just assigned it to an agent (201 there), and the agent opens
+    # it at once, before the tickets service has consumed ticket.assigned
+    started = time.monotonic()
+    opened = asyncio.create_task(
+        world.client.get(f"/api/tickets/{ticket['id']}", headers=agent.headers)
+    )
+    await asyncio.sleep(0.3)
+    assert not opened.done()  # waiting, not a 404
+    await world.publish("ticket.assigned", _assignment(ticket["id"], agent.agent_id or ""))
+    response = await opened
+    # then the agent sees it, as soon as the assignment is applied
+    assert response.status_code == 200, response.text
+    assert response.json()["assigned_agent_id"] == agent.agent_id
+    assert time.monotonic() - started < world.settings.read_your_writes_wait_seconds
+
+
+async def test_unknown_and_invisible_tickets_are_404_within_the_bound(world: World) -> None:
+    # given a ticket held by nobody, and an id nobody created
+    ticket = await world.create_ticket(world.integration)
+    bound = world.settings.read_your_writes_wait_seconds
+    stranger = world.agent()
+    took = {}
+    for case, ticket_id in (("unknown", ids.new_id("ticket")), ("invisible", ticket["id"])):
+        # when an agent asks for them
+        started = time.monotonic()
+        response = await world.client.get(f"/api/tickets/{ticket_id}", headers=stranger.headers)
+        took[case] = time.monotonic() - started
+        # then both are 404 problems
+        assert response.status_code == 404, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+    # and the unknown one at once (this service makes ticket ids), the other within the bound
+    assert took["unknown"] < 0.5
+    assert bound - 0.1 <= took["invisible"] <= bound + 0.5

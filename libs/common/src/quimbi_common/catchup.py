@@ -9,6 +9,8 @@ is no polling. The bound: an id whose UUIDv7 time is older than `read_your_write
 is answered at once (its event would have arrived by now), a younger one waits at most until
 it is that old, other UUIDs (from before UUIDv7) wait the whole bound, and an id no service
 could have issued is answered at once. Known ids never wait: the first lookup finds them.
+A ticket the projection knows but the caller may not see (`NotVisibleYet`) waits the whole
+bound whatever its age: a transfer to the caller may be on its way.
 """
 
 from __future__ import annotations
@@ -36,6 +38,11 @@ _PING_TIMEOUT_SECONDS = 5.0
 T = TypeVar("T")
 
 _NOTIFY = sa.text("SELECT pg_notify(:channel, :key)")
+
+
+class NotVisibleYet(NotFoundError):
+    """A 404 for a ticket this service knows but the caller may not see (yet): an assignment
+    to the caller may still be on its way, so `until_found` waits the whole bound for it."""
 
 
 async def notify_applied(session: AsyncSession, key: str) -> None:
@@ -68,11 +75,14 @@ class ProjectionWatch:
         key: str,
         attempt: Callable[[], Awaitable[T]],
         session: AsyncSession | None = None,
+        *,
+        owner: bool = False,
     ) -> T:
         """Run `attempt`; while it raises NotFoundError and the budget lasts, wait for `key` to
         be applied and run it again. The session's transaction is ended before each wait, so
-        a waiting request holds no connection and no lock."""
-        deadline: float | None = None
+        a waiting request holds no connection and no lock. `owner`: this service creates the
+        id itself, so an unknown one never arrives and only `NotVisibleYet` waits."""
+        deadline: float | None = None  # from the first miss, never past `started` + the bound
         event = asyncio.Event()
         waiting = self._waiters.setdefault(key, set())
         waiting.add(event)
@@ -82,10 +92,13 @@ class ProjectionWatch:
                 event.clear()
                 try:
                     result = await attempt()
-                except NotFoundError:
+                except NotFoundError as exc:
                     now = time.monotonic()
-                    if deadline is None:
-                        deadline = now + self.wait_budget(key)
+                    if isinstance(exc, NotVisibleYet):
+                        budget = self.bound_seconds
+                    else:
+                        budget = 0.0 if owner else self.wait_budget(key)
+                    deadline = max(deadline or started, started + budget)
                     if now >= deadline:
                         PROJECTION_WAITS.labels("not_found").observe(now - started)
                         raise

@@ -20,7 +20,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from quimbi_common.auth import Principal
-from quimbi_common.catchup import notify_applied
+from quimbi_common.catchup import NotVisibleYet, notify_applied
 from quimbi_common.enums import TicketPriority, TicketStatus
 from quimbi_common.errors import NotFoundError
 from quimbi_common.events import (
@@ -375,8 +375,10 @@ async def score_breakdown(
 ) -> ScoreBreakdown:
     """Every part of the stored score with its inputs, plus the topic-alert boost if asked."""
     row = (await session.execute(_BREAKDOWN, {"id": ticket_id})).first()
-    if row is None or not _may_see(caller, row.assigned_agent_id):
+    if row is None:
         raise NotFoundError(f"Ticket {ticket_id} not found")
+    if not _may_see(caller, row.assigned_agent_id):  # an assignment to the caller may be coming
+        raise NotVisibleYet(f"Ticket {ticket_id} not found")
     matched: list[str] = []
     if topic_alerts:
         contents = await session.scalars(

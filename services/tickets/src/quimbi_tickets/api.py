@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from quimbi_common.auth import Caller, CurrentAgent, Principal, require_role
 from quimbi_common.enums import Channel, Role, TicketPriority, TicketStatus
 from quimbi_common.errors import UnprocessableError
-from quimbi_common.runtime import SessionDep
+from quimbi_common.runtime import RuntimeDep, SessionDep
 
 from . import domain, inbox, service
 from .models import Customer, Message, Ticket
@@ -196,9 +196,14 @@ async def create_ticket(
 
 
 @router.get("/api/tickets/{ticket_id}")
-async def get_ticket(ticket_id: str, agent: CurrentAgent, session: SessionDep) -> TicketDetail:
+async def get_ticket(
+    ticket_id: str, agent: CurrentAgent, session: SessionDep, runtime: RuntimeDep
+) -> TicketDetail:
     """The ticket with its customer, SLA summary and messages."""
-    return _detail(await service.get_ticket(session, agent, ticket_id))
+    view = await runtime.projections.until_found(
+        ticket_id, lambda: service.get_ticket(session, agent, ticket_id), session, owner=True
+    )
+    return _detail(view)
 
 
 @router.patch("/api/tickets/{ticket_id}")
@@ -208,9 +213,16 @@ async def update_ticket(
     agent: CurrentAgent,
     session: SessionDep,
     settings: SettingsDep,
+    runtime: RuntimeDep,
 ) -> TicketDetail:
     """Change subject, status, priority, channel or category (illegal status moves: 409)."""
-    return _detail(await service.update_ticket(session, settings, agent, ticket_id, body))
+    view = await runtime.projections.until_found(
+        ticket_id,
+        lambda: service.update_ticket(session, settings, agent, ticket_id, body),
+        session,
+        owner=True,
+    )
+    return _detail(view)
 
 
 @router.delete("/api/tickets/{ticket_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -226,9 +238,13 @@ async def delete_ticket(
 
 
 @router.get("/api/tickets/{ticket_id}/messages", tags=["messages"])
-async def list_messages(ticket_id: str, agent: CurrentAgent, session: SessionDep) -> MessageList:
+async def list_messages(
+    ticket_id: str, agent: CurrentAgent, session: SessionDep, runtime: RuntimeDep
+) -> MessageList:
     """The conversation, oldest first."""
-    messages = await service.list_messages(session, agent, ticket_id)
+    messages = await runtime.projections.until_found(
+        ticket_id, lambda: service.list_messages(session, agent, ticket_id), session, owner=True
+    )
     return MessageList(ticket_id=ticket_id, messages=[_message(m) for m in messages])
 
 
@@ -241,10 +257,16 @@ async def add_message(
     caller: Caller,
     session: SessionDep,
     settings: SettingsDep,
+    runtime: RuntimeDep,
 ) -> MessageWithStatus:
     """Post a message. A customer message reopens a pending or resolved ticket; a closed
     ticket refuses messages (409). The integration key may post customer messages only."""
-    message, ticket_status = await service.add_message(session, settings, caller, ticket_id, body)
+    message, ticket_status = await runtime.projections.until_found(
+        ticket_id,
+        lambda: service.add_message(session, settings, caller, ticket_id, body),
+        session,
+        owner=True,
+    )
     return MessageWithStatus(**_message(message).model_dump(), ticket_status=ticket_status)
 
 
