@@ -5,9 +5,10 @@ The consumer's transaction calls `notify_applied(session, key)`; PostgreSQL deli
 when that transaction commits, to every process LISTENing on the service's database, so it
 works whichever replica or process consumed the event. Each API process holds one LISTEN
 connection (`ProjectionWatch.run`, a runtime background task) and wakes its own waiters; there
-is no polling. The bound: an id whose UUIDv7 time is older than `read_your_writes_wait_seconds`
-is answered at once (its event would have arrived by now), a younger one waits at most until
-it is that old, other UUIDs (from before UUIDv7) wait the whole bound, and an id no service
+is no polling. The bound (`read_your_writes_wait_seconds`, 2 s) caps every wait, counted from
+the request. Ticket ids are UUIDv7, so the id tells its age: an unknown id made in the last
+`read_your_writes_new_id_seconds` (10 s) may wait, an older one is answered at once (its event
+would have arrived by now), other UUIDs (from before UUIDv7) may wait, and an id no service
 could have issued is answered at once. Known ids never wait: the first lookup finds them.
 A ticket the projection knows but the caller may not see (`NotVisibleYet`) waits the whole
 bound whatever its age: a transfer to the caller may be on its way.
@@ -53,22 +54,28 @@ async def notify_applied(session: AsyncSession, key: str) -> None:
 class ProjectionWatch:
     """One LISTEN connection per process, waking the requests that wait for a key."""
 
-    def __init__(self, database_url: str, *, bound_seconds: float) -> None:
+    def __init__(
+        self, database_url: str, *, bound_seconds: float, new_id_seconds: float = 10.0
+    ) -> None:
         self.dsn = asyncpg_dsn(database_url)
         self.bound_seconds = bound_seconds
+        self.new_id_seconds = new_id_seconds
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._connection: asyncpg.Connection | None = None
         self.listening = asyncio.Event()  # set while NOTIFYs are heard
 
     def wait_budget(self, key: str) -> float:
-        """How long a request for an unknown `key` may wait, from the id's own age."""
+        """How long a request for an unknown `key` may wait: the bound for an id made in the
+        last `new_id_seconds` (or one from before UUIDv7), nothing for an older one or for
+        anything no service could have issued. Counted from the request, not from the id's
+        birth: a slow create (a loaded database) must not eat its follow-up's wait."""
         if not ids.is_uuid_shaped(key):
             return 0.0
         born = ids.created_at(key)
         if born is None:
             return self.bound_seconds
         age = time.time() - born.timestamp()
-        return max(0.0, min(self.bound_seconds, self.bound_seconds - age))
+        return self.bound_seconds if age < self.new_id_seconds else 0.0
 
     async def until_found(
         self,

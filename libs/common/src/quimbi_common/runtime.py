@@ -61,9 +61,7 @@ class Runtime:
         )
         self.broker = create_broker(settings) if kafka else None
         self.consumer = (
-            EventConsumer(
-                self.broker, self.sessions, settings, group_id=settings.kafka_consumer_group
-            )
+            EventConsumer(self.broker, self.sessions, settings, group_id=settings.consumer_group)
             if self.broker is not None and self.sessions is not None
             else None
         )
@@ -91,6 +89,7 @@ class Runtime:
             self._projections = ProjectionWatch(
                 self.settings.database_url,
                 bound_seconds=self.settings.read_your_writes_wait_seconds,
+                new_id_seconds=self.settings.read_your_writes_new_id_seconds,
             )
             self.background.append(self._projections.run)
         return self._projections
