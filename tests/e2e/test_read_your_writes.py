@@ -211,12 +211,14 @@ async def _transfer(gateway: httpx.AsyncClient, team: Team, held: str, label: st
 
 async def _rounds(gateway: httpx.AsyncClient) -> tuple[list[str], float]:
     team = await _team(gateway)
-    held = [
-        (await _create(gateway, team.senior, customer_id=team.customer_id))["id"]
-        for _ in range(ROUNDS)
-    ]
-    await asyncio.sleep(OLD_ENOUGH_SECONDS)  # older than the wait bound: no grace from its age
     limit = asyncio.Semaphore(CONCURRENT_ROUNDS)
+
+    async def older_ticket() -> str:
+        async with limit:
+            return str((await _create(gateway, team.senior, customer_id=team.customer_id))["id"])
+
+    held = await asyncio.gather(*(older_ticket() for _ in range(ROUNDS)))
+    await asyncio.sleep(OLD_ENOUGH_SECONDS)  # seen everywhere by now: transfers of known tickets
 
     async def limited(ticket_id: str) -> list[str]:
         async with limit:
