@@ -4,7 +4,9 @@ and Kafka, and real RS256 tokens.
 
 The tickets upstream here is a test double, named as such: it serves the ticket detail shape
 the tickets service publishes (ticket + `messages` + `customer`) and applies the same
-visibility rule (assignee, or senior_agent and up; else 404). The e2e suite covers the real one.
+visibility rule (assignee, or senior_agent and up; else 404), and `GET /api/customers/{id}`
+with its rule (a known customer for senior_agent and up, else only through an own ticket).
+The e2e suite covers the real one.
 """
 
 from __future__ import annotations
@@ -141,7 +143,14 @@ class TicketsUpstream:
 
     url: str = ""
     tickets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    customers: set[str] = field(default_factory=set)
     authorizations: list[str] = field(default_factory=list)
+
+    def add_customer(self) -> str:
+        """A customer the tickets service knows (with no tickets yet)."""
+        customer_id = unique("cust-")
+        self.customers.add(customer_id)
+        return customer_id
 
     def add(
         self,
@@ -154,7 +163,7 @@ class TicketsUpstream:
         channel: str = "email",
     ) -> dict[str, Any]:
         ticket_id = unique("tkt-")
-        customer_id = unique("cust-")
+        customer_id = self.add_customer()
         now = datetime.now(UTC).isoformat()
         ticket: dict[str, Any] = {
             "id": ticket_id,
@@ -226,6 +235,26 @@ def _tickets_app(upstream: TicketsUpstream, keys: SigningKeys) -> FastAPI:
         if not visible:
             return problem(404, f"Ticket {ticket_id} not found")
         return JSONResponse(ticket)
+
+    @app.get("/api/customers/{customer_id}")
+    async def customer_detail(
+        customer_id: str, authorization: str = Header(default="")
+    ) -> JSONResponse:
+        upstream.authorizations.append(authorization)
+        try:
+            caller = await verifier.verify(authorization.removeprefix("Bearer "))
+        except UnauthorizedError:
+            return problem(401, "invalid token")
+        visible = customer_id in upstream.customers and (
+            caller.sees_all_tickets
+            or any(
+                t["customer_id"] == customer_id and t["assigned_agent_id"] == caller.agent_id
+                for t in upstream.tickets.values()
+            )
+        )
+        if not visible:
+            return problem(404, f"Customer {customer_id} not found")
+        return JSONResponse({"id": customer_id})
 
     return app
 

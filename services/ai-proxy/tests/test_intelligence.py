@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from quimbi_ai_proxy import domain
+from quimbi_common.enums import Role
 from quimbi_common.events import CustomerSnapshot, TicketData, build_event
 from quimbi_common.testing import KAFKA, EventProbe, eventually, unique
 from quimbi_standin.generation import analyze_customer
@@ -24,12 +25,12 @@ def _url(customer_id: str) -> str:
     return f"/api/ai/customers/{customer_id}/intelligence"
 
 
-async def test_intelligence_has_the_seed_shape_and_is_cached(proxy_app, standin) -> None:
-    customer = unique("cust-")
+async def test_intelligence_has_the_seed_shape_and_is_cached(proxy_app, tickets, standin) -> None:
+    customer = tickets.add_customer()
     expected = analyze_customer(customer)
     async with proxy_app() as proxy:
-        first = await proxy.client.get(_url(customer), headers=proxy.headers())
-        second = await proxy.client.get(_url(customer), headers=proxy.headers())
+        first = await proxy.client.get(_url(customer), headers=proxy.headers(Role.SENIOR_AGENT))
+        second = await proxy.client.get(_url(customer), headers=proxy.headers(Role.SENIOR_AGENT))
     assert first.status_code == 200, first.text
     body = first.json()
     assert body["customer_id"] == customer
@@ -61,22 +62,22 @@ async def test_cache_entries_carry_the_seed_ttls(
 
 
 async def test_fresh_intelligence_is_published_once_while_unchanged(
-    proxy_app, standin, redis: aioredis.Redis
+    proxy_app, tickets, standin, redis: aioredis.Redis
 ) -> None:
-    customer = unique("cust-")
+    customer = tickets.add_customer()
     expected = analyze_customer(customer)["predictions"]
     async with (
         proxy_app() as proxy,
         EventProbe([TOPIC], proxy.settings.kafka_topic_prefix) as probe,
     ):
         # when the intelligence is fetched fresh twice (the cache expired in between)
-        await proxy.client.get(_url(customer), headers=proxy.headers())
+        await proxy.client.get(_url(customer), headers=proxy.headers(Role.SENIOR_AGENT))
         await redis.delete(domain.intelligence_key(customer))
-        await proxy.client.get(_url(customer), headers=proxy.headers())
+        await proxy.client.get(_url(customer), headers=proxy.headers(Role.SENIOR_AGENT))
         [event] = await probe.wait_for(TOPIC, lambda e: e["subject"] == customer)
         # and a marker proves later events would have been seen
-        marker = unique("cust-marker-")
-        await proxy.client.get(_url(marker), headers=proxy.headers())
+        marker = tickets.add_customer()
+        await proxy.client.get(_url(marker), headers=proxy.headers(Role.SENIOR_AGENT))
         await probe.wait_for(TOPIC, lambda e: e["subject"] == marker)
     # then exactly one event went out, carrying Quimbi's numbers
     assert len(probe.events(TOPIC, lambda e: e["subject"] == customer)) == 1
@@ -88,10 +89,10 @@ async def test_fresh_intelligence_is_published_once_while_unchanged(
 
 
 async def test_changed_churn_or_ltv_is_published_again(
-    proxy_app, standin, database_url: str
+    proxy_app, tickets, standin, database_url: str
 ) -> None:
     # given an earlier publication with other numbers
-    customer = unique("cust-")
+    customer = tickets.add_customer()
     engine = create_async_engine(database_url)
     async with engine.begin() as conn:
         await conn.execute(
@@ -105,7 +106,7 @@ async def test_changed_churn_or_ltv_is_published_again(
         proxy_app() as proxy,
         EventProbe([TOPIC], proxy.settings.kafka_topic_prefix) as probe,
     ):
-        await proxy.client.get(_url(customer), headers=proxy.headers())
+        await proxy.client.get(_url(customer), headers=proxy.headers(Role.SENIOR_AGENT))
         [event] = await probe.wait_for(TOPIC, lambda e: e["subject"] == customer)
     async with engine.connect() as conn:
         stored = (
@@ -151,9 +152,9 @@ async def _publish(topic: str, *messages: tuple[str, bytes, str]) -> None:
 
 
 async def test_ticket_created_warms_the_customers_intelligence(
-    proxy_app, standin, redis: aioredis.Redis
+    proxy_app, tickets, standin, redis: aioredis.Redis
 ) -> None:
-    customer = unique("cust-")
+    customer = tickets.add_customer()
     async with proxy_app() as proxy:
         # when a ticket of a new customer is created
         await _publish(proxy.settings.topic("ticket.created"), _ticket_created(customer))
@@ -163,7 +164,7 @@ async def test_ticket_created_warms_the_customers_intelligence(
 
         # then the customer's intelligence is fetched and cached without anyone asking
         await eventually(warmed, timeout=20)
-        response = await proxy.client.get(_url(customer), headers=proxy.headers())
+        response = await proxy.client.get(_url(customer), headers=proxy.headers(Role.SENIOR_AGENT))
     assert response.json()["cached"] is True
     assert (await standin.calls())["analyze"] == 1
 

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 
 from quimbi_ai_proxy import domain
 from quimbi_common.enums import Role
-from quimbi_common.testing import eventually, unique
+from quimbi_common.testing import eventually
 
 pytestmark = pytest.mark.service
 
@@ -26,20 +26,24 @@ def _draft(ticket: dict[str, Any]) -> str:
     return f"/api/ai/tickets/{ticket['id']}/draft-response"
 
 
-async def test_5xx_is_retried_until_quimbi_answers(proxy_app, standin) -> None:
+async def test_5xx_is_retried_until_quimbi_answers(proxy_app, tickets, standin) -> None:
     # given Quimbi fails its next two analyze calls with 503 (the proxy retries twice)
     await standin.fault("analyze", mode="error", status=503, count=2)
     async with proxy_app(quimbi_max_retries=2) as proxy:
-        response = await proxy.client.get(_intel(unique("cust-")), headers=proxy.headers())
+        response = await proxy.client.get(
+            _intel(tickets.add_customer()), headers=proxy.headers(Role.SENIOR_AGENT)
+        )
     # then the third attempt answers
     assert response.status_code == 200, response.text
     assert (await standin.calls())["analyze"] == 3
 
 
-async def test_persistent_5xx_gives_503_after_max_retries(proxy_app, standin) -> None:
+async def test_persistent_5xx_gives_503_after_max_retries(proxy_app, tickets, standin) -> None:
     await standin.fault("analyze", mode="error", status=500)
     async with proxy_app(quimbi_max_retries=2) as proxy:
-        response = await proxy.client.get(_intel(unique("cust-")), headers=proxy.headers())
+        response = await proxy.client.get(
+            _intel(tickets.add_customer()), headers=proxy.headers(Role.SENIOR_AGENT)
+        )
     assert response.status_code == 503
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["status"] == 503
@@ -57,20 +61,28 @@ async def test_4xx_is_not_retried(proxy_app, tickets, standin, status: int) -> N
     assert (await standin.calls())["message"] == 1
 
 
-async def test_quimbi_404_for_a_customer_is_a_404_without_retries(proxy_app, standin) -> None:
+async def test_quimbi_404_for_a_customer_is_a_404_without_retries(
+    proxy_app, tickets, standin
+) -> None:
     await standin.fault("analyze", mode="error", status=404)
     async with proxy_app(quimbi_max_retries=3) as proxy:
-        response = await proxy.client.get(_intel(unique("cust-")), headers=proxy.headers())
+        response = await proxy.client.get(
+            _intel(tickets.add_customer()), headers=proxy.headers(Role.SENIOR_AGENT)
+        )
     assert response.status_code == 404
     assert (await standin.calls())["analyze"] == 1
 
 
-async def test_a_timeout_is_retried_within_the_configured_timeout(proxy_app, standin) -> None:
+async def test_a_timeout_is_retried_within_the_configured_timeout(
+    proxy_app, tickets, standin
+) -> None:
     # given Quimbi hangs (3 s, then 504) on the next analyze call
     await standin.fault("analyze", mode="timeout", count=1)
     async with proxy_app(quimbi_timeout=0.5, quimbi_max_retries=1) as proxy:
         started = time.monotonic()
-        response = await proxy.client.get(_intel(unique("cust-")), headers=proxy.headers())
+        response = await proxy.client.get(
+            _intel(tickets.add_customer()), headers=proxy.headers(Role.SENIOR_AGENT)
+        )
         elapsed = time.monotonic() - started
     # then the proxy gave up on it after QUIMBI_TIMEOUT, not the hang, and the retry answered
     assert response.status_code == 200, response.text
@@ -78,18 +90,20 @@ async def test_a_timeout_is_retried_within_the_configured_timeout(proxy_app, sta
     assert (await standin.calls())["analyze"] == 2
 
 
-async def test_timeouts_on_every_attempt_give_503(proxy_app, standin) -> None:
+async def test_timeouts_on_every_attempt_give_503(proxy_app, tickets, standin) -> None:
     await standin.fault("analyze", mode="timeout")
     async with proxy_app(quimbi_timeout=0.3, quimbi_max_retries=1) as proxy:
         started = time.monotonic()
-        response = await proxy.client.get(_intel(unique("cust-")), headers=proxy.headers())
+        response = await proxy.client.get(
+            _intel(tickets.add_customer()), headers=proxy.headers(Role.SENIOR_AGENT)
+        )
         elapsed = time.monotonic() - started
     assert response.status_code == 503
     assert 0.6 <= elapsed < 2.5
     assert (await standin.calls())["analyze"] == 2
 
 
-async def test_open_breaker_fails_fast_without_calling_quimbi(proxy_app, standin) -> None:
+async def test_open_breaker_fails_fast_without_calling_quimbi(proxy_app, tickets, standin) -> None:
     # given a breaker that opens after 3 failed attempts, and Quimbi failing
     await standin.fault("analyze", mode="error", status=500)
     async with proxy_app(
@@ -98,13 +112,17 @@ async def test_open_breaker_fails_fast_without_calling_quimbi(proxy_app, standin
         quimbi_breaker_failure_threshold=3,
         quimbi_breaker_reset_seconds=30,
     ) as proxy:
-        first = await proxy.client.get(_intel(unique("cust-")), headers=proxy.headers())
+        first = await proxy.client.get(
+            _intel(tickets.add_customer()), headers=proxy.headers(Role.SENIOR_AGENT)
+        )
         assert (await standin.calls())["analyze"] == 3
         # when more requests come in while it is open (and Quimbi would now hang for 3 s)
         await standin.fault("analyze", mode="timeout")
         started = time.monotonic()
         later = [
-            await proxy.client.get(_intel(unique("cust-")), headers=proxy.headers())
+            await proxy.client.get(
+                _intel(tickets.add_customer()), headers=proxy.headers(Role.SENIOR_AGENT)
+            )
             for _ in range(4)
         ]
         elapsed = time.monotonic() - started
@@ -117,7 +135,7 @@ async def test_open_breaker_fails_fast_without_calling_quimbi(proxy_app, standin
 
 
 async def test_half_open_breaker_probes_once_and_closes_when_quimbi_is_back(
-    proxy_app, standin
+    proxy_app, tickets, standin
 ) -> None:
     await standin.fault("analyze", mode="error", status=500)
     async with proxy_app(
@@ -128,7 +146,9 @@ async def test_half_open_breaker_probes_once_and_closes_when_quimbi_is_back(
         breaker = proxy.app.state.proxy.quimbi.breaker
 
         async def ask() -> int:
-            response = await proxy.client.get(_intel(unique("cust-")), headers=proxy.headers())
+            response = await proxy.client.get(
+                _intel(tickets.add_customer()), headers=proxy.headers(Role.SENIOR_AGENT)
+            )
             return response.status_code
 
         assert await ask() == 503
@@ -156,16 +176,16 @@ async def _wait_half_open(breaker: domain.CircuitBreaker) -> None:
 
 
 async def test_stale_intelligence_is_served_while_quimbi_is_down(
-    proxy_app, standin, redis: aioredis.Redis
+    proxy_app, tickets, standin, redis: aioredis.Redis
 ) -> None:
     # given intelligence fetched once, whose fresh copy has since expired
-    customer = unique("cust-")
+    customer = tickets.add_customer()
     async with proxy_app() as proxy:
-        fresh = await proxy.client.get(_intel(customer), headers=proxy.headers())
+        fresh = await proxy.client.get(_intel(customer), headers=proxy.headers(Role.SENIOR_AGENT))
         await redis.delete(domain.intelligence_key(customer))
         # when Quimbi is down
         await standin.fault("all", mode="error", status=500)
-        stale = await proxy.client.get(_intel(customer), headers=proxy.headers())
+        stale = await proxy.client.get(_intel(customer), headers=proxy.headers(Role.SENIOR_AGENT))
     # then the last answer comes back, marked stale
     assert stale.status_code == 200, stale.text
     assert stale.json()["stale"] is True
@@ -223,7 +243,9 @@ async def test_quimbi_down_without_a_cached_answer_is_503_problem(
 
 async def test_quimbi_unreachable_is_503(proxy_app, tickets) -> None:
     async with proxy_app(quimbi_base_url="http://127.0.0.1:9", quimbi_max_retries=1) as proxy:
-        response = await proxy.client.get(_intel(unique("cust-")), headers=proxy.headers())
+        response = await proxy.client.get(
+            _intel(tickets.add_customer()), headers=proxy.headers(Role.SENIOR_AGENT)
+        )
     assert response.status_code == 503
 
 

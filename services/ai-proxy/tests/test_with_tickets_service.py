@@ -115,3 +115,31 @@ async def test_a_message_posted_to_tickets_drops_the_cached_draft(
 
         await eventually(dropped, timeout=20)
     await redis.aclose()
+
+
+async def test_customer_intelligence_follows_the_tickets_services_customer_visibility(
+    real_proxy_app, tickets_service, keys: SigningKeys, standin
+) -> None:
+    # given a customer whose only ticket an agent created (so it is theirs)
+    owner = unique_id("agent-")
+    ticket = await _create_ticket(tickets_service, keys.headers(Role.AGENT, owner))
+    url = f"/api/ai/customers/{ticket['customer_id']}/intelligence"
+    async with real_proxy_app() as proxy:
+        # when the owner, another agent, a senior agent ask for the customer's intelligence,
+        # and a senior agent for a customer nobody knows
+        mine = await proxy.client.get(url, headers=keys.headers(Role.AGENT, owner))
+        other = await proxy.client.get(url, headers=keys.headers(Role.AGENT, unique_id("a-")))
+        senior = await proxy.client.get(url, headers=keys.headers(Role.SENIOR_AGENT))
+        made_up = await proxy.client.get(
+            f"/api/ai/customers/{unique_id('made-up-')}/intelligence",
+            headers=keys.headers(Role.SENIOR_AGENT),
+        )
+    # then the answers are those of GET /api/customers/{id}: 200, 404, 200, 404
+    assert mine.status_code == 200, mine.text
+    assert mine.json()["customer_id"] == ticket["customer_id"]
+    assert other.status_code == 404, other.text
+    assert other.headers["content-type"] == "application/problem+json"
+    assert senior.status_code == 200, senior.text
+    assert made_up.status_code == 404, made_up.text
+    # and Quimbi was asked about the visible customer only
+    assert (await standin.calls())["analyze"] == 1

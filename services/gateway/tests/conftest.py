@@ -17,18 +17,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, create_model
 
+from quimbi_common.openapi import install_truthful_openapi, problems
 from quimbi_common.testing import REDIS_URL, SigningKeys, unique
 from quimbi_gateway.main import build_app
 from quimbi_gateway.settings import Settings
 
 ECHO_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-
-
-class Problem(BaseModel):
-    """Identical in every test upstream: the merged spec keeps one."""
-
-    title: str
-    status: int
 
 
 class TicketSummary(BaseModel):
@@ -43,6 +37,7 @@ def make_test_upstream(
 ) -> FastAPI:
     """A test upstream named like a service. Its catch-all echoes what it received."""
     app = FastAPI(title=f"test upstream {name}")
+    install_truthful_openapi(app)  # the real Problem schema, identical in every upstream
     app.state.gates = {}  # gate id -> asyncio.Event, opened by tests
     app.state.seen = {}  # gate id -> asyncio.Event, set by the upstream when it got there
 
@@ -71,7 +66,7 @@ def make_test_upstream(
         @app.get(
             "/api/tickets/{ticket_id}",
             response_model=TicketSummary,
-            responses={404: {"model": Problem}},
+            responses=problems(404),
             tags=["tickets"],
         )
         async def get_ticket(ticket_id: str) -> Any:
@@ -89,7 +84,7 @@ def make_test_upstream(
         @app.get(
             "/api/tickets/{ticket_id}/sla",
             response_model=sla_summary,
-            responses={404: {"model": Problem}},
+            responses=problems(404),
         )
         async def ticket_sla(ticket_id: str) -> Any:
             return {"id": ticket_id, "first_response_status": "pending"}

@@ -121,7 +121,9 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = _field_errors(exc)
         detail = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors[:5])
-        return problem_response(422, detail or "Invalid request", errors=errors)
+        # A body that is not JSON at all is malformed (400); JSON that breaks a rule is a 422.
+        status = 400 if any(e["type"] == "json_invalid" for e in errors) else 422
+        return problem_response(status, detail or "Invalid request", errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -18,7 +18,16 @@ def health_router(service: str, checks: Mapping[str, Check], timeout: float = 2.
     async def live() -> dict[str, str]:
         return {"status": "ok", "service": service}
 
-    @router.get("/health/ready")
+    @router.get(
+        "/health/ready",
+        responses={
+            503: {
+                "description": "A dependency does not answer (the same document, status "
+                "`unavailable`)",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            }
+        },
+    )
     async def ready() -> JSONResponse:
         async def run(check: Check) -> dict[str, object]:
             try:

@@ -26,8 +26,10 @@ from .consumer import EventConsumer
 from .db import create_engine, create_sessionmaker
 from .errors import install_problem_handlers
 from .health import Check, health_router
+from .inputs import NulGuard
 from .kafka import create_broker, ensure_topics
 from .observability import RequestContextMiddleware, configure_logging, metrics_router
+from .openapi import install_truthful_openapi
 from .outbox import OutboxRelay
 from .settings import CommonSettings
 
@@ -222,6 +224,8 @@ def create_app(
     app.state.runtime = runtime
     app.state.auth = AuthConfig(runtime.verifier, settings.api_key.get_secret_value())
     install_problem_handlers(app)
+    install_truthful_openapi(app)
+    app.add_middleware(NulGuard)  # inside the request context: its 422 carries the request id
     app.add_middleware(RequestContextMiddleware, service=settings.service_name)
     if cors:
         app.add_middleware(

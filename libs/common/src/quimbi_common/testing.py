@@ -15,7 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
 import httpx
@@ -206,3 +206,65 @@ async def eventually(
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(interval)
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    """The problem+json body of a response that must have this status."""
+    assert response.status_code == status, (response.status_code, response.text)
+    assert response.headers["content-type"].startswith("application/problem+json"), response.text
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert {"type", "title", "detail"} <= set(body)
+    return body
+
+
+_NUL_SAMPLES = ("a\x00", "abcdefghijklm\x00nopqrstuvwxyz", "a\x00b@example.com")
+
+
+def request_fields_accepting_nul(
+    app: FastAPI, *, on_purpose: frozenset[str] = frozenset()
+) -> tuple[int, list[str]]:
+    """Every field of every request body of `app`, tried with text holding a NUL (short, long
+    enough for a password, e-mail shaped; alone and in a list): the number of fields tried, and
+    those that accepted one, other than the `Model.field`s named `on_purpose`. Guards the
+    `NoNul` rule on fields added later."""
+    from fastapi.routing import APIRoute, iter_route_contexts
+    from pydantic import BaseModel, TypeAdapter, ValidationError
+
+    models: list[type[BaseModel]] = []
+    for route in iter_route_contexts(list(app.routes)):
+        body = getattr(route, "body_field", None)
+        if isinstance(route.original_route, APIRoute) and body is not None:
+            annotation = getattr(body.field_info, "annotation", None)
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                models.append(annotation)
+    tried, accepting, seen = 0, [], set()
+    while models:
+        model = models.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        for name, info in model.model_fields.items():
+            if f"{model.__name__}.{name}" in on_purpose:
+                continue
+            nested = [
+                arg
+                for arg in getattr(info.annotation, "__args__", (info.annotation,))
+                if isinstance(arg, type) and issubclass(arg, BaseModel)
+            ]
+            if nested:
+                models.extend(nested)
+                continue
+            field_type: Any = info.annotation
+            if info.metadata:
+                field_type = Annotated.__class_getitem__((field_type, *info.metadata))  # type: ignore[attr-defined]
+            adapter: TypeAdapter[Any] = TypeAdapter(field_type)
+            tried += 1
+            for sample in (*_NUL_SAMPLES, *([s] for s in _NUL_SAMPLES)):
+                try:
+                    adapter.validate_python(sample)
+                except ValidationError:
+                    continue
+                accepting.append(f"{model.__name__}.{name}")
+                break
+    return tried, accepting

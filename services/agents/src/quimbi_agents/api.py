@@ -8,6 +8,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
 from quimbi_common.auth import CurrentAgent, Principal, require_role
 from quimbi_common.enums import AgentStatus, Role
+from quimbi_common.openapi import problems
+from quimbi_common.pagination import Page
 from quimbi_common.runtime import SessionDep
 
 from . import assignments, service
@@ -45,7 +47,17 @@ async def jwks(context: ContextDep, response: Response) -> dict[str, Any]:
 # --- identity -------------------------------------------------------------------------------------
 
 
-@agents_router.post("/login", summary="Exchange email and password for an access token")
+@agents_router.post(
+    "/login",
+    summary="Exchange email and password for an access token",
+    responses=problems(
+        **{
+            "401": "Unknown email, wrong password or inactive account (one answer for all)",
+            "429": "Too many failed logins; see Retry-After",
+            "503": "The login throttle's store is unavailable",
+        }
+    ),
+)
 async def login(
     body: LoginRequest, request: Request, session: SessionDep, context: ContextDep
 ) -> LoginResponse:
@@ -81,7 +93,7 @@ async def list_agents(
     actor: TeamLead,
     session: SessionDep,
     context: ContextDep,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Page = 1,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     department: Annotated[str | None, Query(max_length=100)] = None,
     role: Role | None = None,
@@ -101,7 +113,12 @@ async def list_agents(
     )
 
 
-@agents_router.post("", status_code=status.HTTP_201_CREATED, summary="Create an agent")
+@agents_router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create an agent",
+    responses=problems(**{"409": "An agent with this email exists"}),
+)
 async def create_agent(
     body: AgentCreate, actor: Manager, session: SessionDep, context: ContextDep
 ) -> AgentRead:
@@ -115,7 +132,11 @@ async def get_agent(
     return service.agent_read(await service.get_agent(session, context, actor, agent_id), context)
 
 
-@agents_router.patch("/{agent_id}", summary="Update an agent")
+@agents_router.patch(
+    "/{agent_id}",
+    summary="Update an agent",
+    responses=problems(**{"409": "The email is taken, or this is the last active admin"}),
+)
 async def update_agent(
     agent_id: AgentId, body: AgentUpdate, actor: Manager, session: SessionDep, context: ContextDep
 ) -> AgentRead:
@@ -124,7 +145,10 @@ async def update_agent(
 
 
 @agents_router.delete(
-    "/{agent_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete an agent"
+    "/{agent_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete an agent",
+    responses=problems(**{"409": "One's own account, or the last active admin"}),
 )
 async def delete_agent(
     agent_id: AgentId, actor: Admin, session: SessionDep, context: ContextDep
@@ -136,7 +160,12 @@ async def delete_agent(
 
 
 @assignments_router.post(
-    "/assign", status_code=status.HTTP_201_CREATED, summary="Assign or transfer a ticket"
+    "/assign",
+    status_code=status.HTTP_201_CREATED,
+    summary="Assign or transfer a ticket",
+    responses=problems(
+        **{"409": "The ticket is closed, already the agent's, or assigned concurrently"}
+    ),
 )
 async def assign(
     ticket_id: TicketId,
@@ -153,7 +182,11 @@ async def assign(
     return AssignmentRead.model_validate(assignment, from_attributes=True)
 
 
-@assignments_router.post("/assignment/accept", summary="Accept the caller's assignment")
+@assignments_router.post(
+    "/assignment/accept",
+    summary="Accept the caller's assignment",
+    responses=problems(**{"409": "No active assignment, or it is already accepted"}),
+)
 async def accept(
     ticket_id: TicketId, actor: CurrentAgent, session: SessionDep, context: ContextDep
 ) -> AssignmentRead:

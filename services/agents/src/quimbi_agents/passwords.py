@@ -11,6 +11,8 @@ import secrets
 
 from passlib.context import CryptContext
 
+from quimbi_common.inputs import NUL
+
 from .domain import BCRYPT_MAX_BYTES
 
 
@@ -24,8 +26,8 @@ class Passwords:
 
     async def verify(self, password: str, hashed: str | None) -> bool:
         """True when `password` matches; always does one bcrypt check, even with no hash."""
-        if len(password.encode()) > BCRYPT_MAX_BYTES:
-            # such a password was never accepted; bcrypt would raise, so spend the same work
+        if len(password.encode()) > BCRYPT_MAX_BYTES or NUL in password:
+            # such a password was never accepted (bcrypt would raise on it), so spend the same work
             await asyncio.to_thread(self.context.verify, "x", self._dummy_hash)
             return False
         target = hashed or self._dummy_hash

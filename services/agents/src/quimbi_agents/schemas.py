@@ -9,16 +9,17 @@ from typing import Annotated, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
-    ConfigDict,
     EmailStr,
     Field,
     StringConstraints,
-    model_validator,
+    WithJsonSchema,
 )
 
 from quimbi_common.enums import AgentStatus, AssignmentReason, AssignmentStatus, Role
+from quimbi_common.inputs import NoNul, PatchModel, RequestModel, Text
+from quimbi_common.pagination import Pagination
 
-from .domain import normalize_label, password_problem
+from .domain import BCRYPT_MAX_BYTES, PASSWORD_MIN_LENGTH, normalize_label, password_problem
 
 
 def _check_password(value: str) -> str:
@@ -39,26 +40,47 @@ def _normalize_labels(values: list[str]) -> list[str]:
     return list(seen)
 
 
-Password = Annotated[str, AfterValidator(_check_password)]
+Password = Annotated[
+    Text,
+    AfterValidator(_check_password),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": PASSWORD_MIN_LENGTH,
+            "maxLength": BCRYPT_MAX_BYTES,
+            "description": f"{PASSWORD_MIN_LENGTH} characters to {BCRYPT_MAX_BYTES} bytes "
+            "(UTF-8); no NUL",
+        }
+    ),
+]
 Email = Annotated[EmailStr, Field(max_length=255), AfterValidator(_normalize_email)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
-Department = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255), NoNul]
+Department = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), NoNul
+]
+Label = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), NoNul
+]
 Specializations = Annotated[list[Label], Field(max_length=50), AfterValidator(_normalize_labels)]
 Capacity = Annotated[int, Field(ge=0, le=1000)]
 Satisfaction = Annotated[float, Field(ge=0, le=5)]
 
 
-class Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class LoginRequest(RequestModel):
+    email: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=320), NoNul
+    ]
+    password: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=1024,
+            description="Any text; one that no agent has (a NUL, say) is a 401 like any other",
+        ),
+    ]
 
 
-class LoginRequest(Request):
-    email: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=320)]
-    password: Annotated[str, Field(min_length=1, max_length=1024)]
-
-
-class AgentCreate(Request):
+class AgentCreate(RequestModel):
     email: Email
     password: Password
     name: Name
@@ -70,11 +92,10 @@ class AgentCreate(Request):
     customer_satisfaction_score: Satisfaction = 0.0
 
 
-NULLABLE_ON_UPDATE = frozenset({"department"})
-
-
-class AgentUpdate(Request):
+class AgentUpdate(PatchModel):
     """Only the fields sent are changed; `null` clears the department."""
+
+    nullable = frozenset({"department"})
 
     email: Email | None = None
     password: Password | None = None
@@ -87,19 +108,8 @@ class AgentUpdate(Request):
     is_active: bool | None = None
     customer_satisfaction_score: Satisfaction | None = None
 
-    @model_validator(mode="after")
-    def _only_department_clears(self) -> AgentUpdate:
-        nulls = [
-            name
-            for name in self.model_fields_set
-            if getattr(self, name) is None and name not in NULLABLE_ON_UPDATE
-        ]
-        if nulls:
-            raise ValueError(f"{', '.join(sorted(nulls))} cannot be null")
-        return self
 
-
-class StatusUpdate(Request):
+class StatusUpdate(RequestModel):
     status: AgentStatus
 
 
@@ -120,14 +130,6 @@ class AgentRead(BaseModel):
     created_at: datetime
 
 
-class Pagination(BaseModel):
-    page: int
-    limit: int
-    total: int
-    has_next: bool
-    has_prev: bool
-
-
 class AgentList(BaseModel):
     agents: list[AgentRead]
     pagination: Pagination
@@ -140,10 +142,10 @@ class LoginResponse(BaseModel):
     agent: AgentRead
 
 
-class AssignRequest(Request):
-    agent_id: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+class AssignRequest(RequestModel):
+    agent_id: Annotated[str, StringConstraints(min_length=1, max_length=255), NoNul]
     reason: AssignmentReason | None = None
-    transfer_reason: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    transfer_reason: Annotated[str, StringConstraints(max_length=2000), NoNul] | None = None
 
 
 class AssignmentRead(BaseModel):

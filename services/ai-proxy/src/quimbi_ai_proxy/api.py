@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 
 from quimbi_common.auth import CurrentAgent, Principal
 from quimbi_common.errors import NotFoundError, ProblemError, ServiceUnavailableError
+from quimbi_common.openapi import problems
 
 from . import service
 from .quimbi import QuimbiError, QuimbiRejectedError, QuimbiUnavailableError
@@ -28,7 +29,16 @@ from .schemas import (
 from .service import AiProxy
 from .settings import Length, Tone
 
-router = APIRouter(prefix="/api/ai", tags=["ai"])
+router = APIRouter(
+    prefix="/api/ai",
+    tags=["ai"],
+    responses=problems(
+        **{
+            "502": "Quimbi Intelligence refused the request or sent an unreadable answer",
+            "503": "Quimbi Intelligence or the tickets service is unavailable",
+        }
+    ),
+)
 ResourceId = Annotated[str, Path(min_length=1, max_length=255)]
 
 
@@ -112,6 +122,8 @@ async def get_recommendation(
 async def get_customer_intelligence(
     customer_id: ResourceId, agent: CurrentAgent, proxy: ProxyDep
 ) -> CustomerIntelligenceResponse:
-    """Archetype, segments, churn and LTV predictions, behaviour (cached 15 minutes)."""
+    """Archetype, segments, churn and LTV predictions, behaviour (cached 15 minutes). Only for a
+    customer the caller may see (the rule of `GET /api/customers/{id}`): else 404."""
+    await proxy.tickets.check_customer(customer_id, f"Bearer {agent.token}")
     with quimbi_problems():
         return await service.customer_intelligence(proxy, customer_id)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from quimbi_common.inputs import NoNul, RequestModel
 
 from .settings import Length, Tone
 
@@ -100,12 +102,12 @@ class Freshness(BaseModel):
     stale: bool = False
 
 
-class RegenerateDraftRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RegenerateDraftRequest(RequestModel):
     tone: Tone = "empathetic"
     length: Length = "medium"
-    include_details: list[str] | None = Field(default=None, max_length=20)
+    include_details: (
+        list[Annotated[str, StringConstraints(min_length=1, max_length=100), NoNul]] | None
+    ) = Field(default=None, max_length=20)
 
 
 class CustomerDna(BaseModel):

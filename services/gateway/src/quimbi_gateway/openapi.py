@@ -3,7 +3,9 @@
 Each service contributes the paths the gateway routes to it, under tags named for the service.
 Components with the same name and the same content are shared; same name, different content →
 each service's copy is renamed `<service>.<Name>` and its `$ref`s rewritten. Credentials are the
-gateway's: a Bearer JWT or the integration key, on every operation but the open ones.
+gateway's: a Bearer JWT or the integration key, on every operation but the open ones. Each
+routed operation also lists what the gateway itself may answer before or instead of the service
+(401 without credentials, 413, 429 with Retry-After, 502, 503, 504), as problem+json.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import copy
 import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+
+from quimbi_common.openapi import problem_response
 
 BEARER = "bearerAuth"
 API_KEY = "apiKeyAuth"
@@ -74,6 +78,27 @@ def _rewrite_refs(value: Any, renames: Mapping[str, str]) -> Any:
     return value
 
 
+_EDGE_PROBLEMS = {
+    401: "Missing, invalid or revoked credentials (checked at the gateway)",
+    413: "The request body is larger than the gateway accepts",
+    429: "Rate limit exceeded (per agent, integration key or client address); see Retry-After",
+    502: "The service is unreachable",
+    503: "A dependency is unavailable; try again",
+    504: "The service did not answer in time",
+}
+
+
+def _add_edge_problems(operation: dict[str, Any], *, is_open: bool) -> None:
+    """The statuses the gateway answers itself on a routed operation; a service's own
+    description of the same status is kept."""
+    responses = operation.setdefault("responses", {})
+    for status, description in _EDGE_PROBLEMS.items():
+        if (status == 401 and is_open) or (status == 413 and "requestBody" not in operation):
+            continue
+        responses.setdefault(str(status), problem_response(status, description))
+    operation["responses"] = dict(sorted(responses.items()))
+
+
 def _operation_tags(service: str, tags: list[str]) -> list[str]:
     """The service's tags, prefixed with its name; the most specific only, so that an
     operation tagged both `tickets` and `messages` is listed once, under `tickets · messages`."""
@@ -133,6 +158,8 @@ def merge_openapi(
                 operation.pop("security", None)
                 if service == "gateway" or (method, path) in open_ops:
                     operation["security"] = []
+                if service != "gateway":
+                    _add_edge_problems(operation, is_open=(method, path) in open_ops)
                 merged_item[method] = operation
 
     components = {section: dict(sorted(entries.items())) for section, entries in components.items()}

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from quimbi_common.auth import CurrentAgent
 from quimbi_common.errors import UnprocessableError
+from quimbi_common.inputs import keyword_list_schema
 from quimbi_common.runtime import RuntimeDep, SessionDep
 
 from . import domain, service
@@ -15,6 +16,11 @@ from .schemas import ScoreBreakdown
 from .settings import Settings
 
 router = APIRouter(prefix="/api/tickets", tags=["scoring"])
+# The caps are settings; the spec states their defaults (a match adds TOPIC_ALERT_BOOST).
+_TOPIC_ALERTS_SCHEMA = keyword_list_schema(
+    Settings.model_fields["topic_alerts_max_keywords"].default,
+    Settings.model_fields["topic_alert_max_length"].default,
+)
 
 
 @router.get("/{ticket_id}/score-breakdown", response_model=ScoreBreakdown)
@@ -25,7 +31,7 @@ async def get_score_breakdown(
     runtime: RuntimeDep,
     topic_alerts: Annotated[
         str | None,
-        Query(description="Comma-separated keywords; a match adds TOPIC_ALERT_BOOST"),
+        Query(max_length=4000, json_schema_extra=_TOPIC_ALERTS_SCHEMA),
     ] = None,
 ) -> ScoreBreakdown:
     """Every part of the ticket's smart score, the inputs and weights used, and the total."""

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Path
 
 from quimbi_common.auth import CurrentAgent, Principal, require_role
 from quimbi_common.enums import Role, SlaMetric, TicketPriority
+from quimbi_common.openapi import problems
 from quimbi_common.runtime import RuntimeDep, SessionDep
 
 from . import service
@@ -112,7 +113,11 @@ async def get_ticket_sla(
     return _read(row, settings)
 
 
-@router.post("/api/tickets/{ticket_id}/sla/pause", response_model=TicketSlaRead)
+@router.post(
+    "/api/tickets/{ticket_id}/sla/pause",
+    response_model=TicketSlaRead,
+    responses=problems(**{"409": "Already paused"}),
+)
 async def pause_ticket_sla(
     ticket_id: TicketId,
     agent: CurrentAgent,
@@ -131,7 +136,11 @@ async def pause_ticket_sla(
     return _read(row, settings)
 
 
-@router.post("/api/tickets/{ticket_id}/sla/resume", response_model=TicketSlaRead)
+@router.post(
+    "/api/tickets/{ticket_id}/sla/resume",
+    response_model=TicketSlaRead,
+    responses=problems(**{"409": "Already running"}),
+)
 async def resume_ticket_sla(
     ticket_id: TicketId,
     agent: CurrentAgent,

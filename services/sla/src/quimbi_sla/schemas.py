@@ -7,6 +7,9 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from quimbi_common.enums import SlaStatus, TicketPriority
+from quimbi_common.inputs import PatchModel
+
+TARGET_MAX_SECONDS = 366 * 24 * 3600  # a year (leap or not): beyond it an SLA means nothing
 
 
 class PolicyRead(BaseModel):
@@ -22,13 +25,11 @@ class PolicyRead(BaseModel):
     updated_by: str | None = None
 
 
-class PolicyUpdate(BaseModel):
+class PolicyUpdate(PatchModel):
     """Any subset of the targets; the merged policy is validated as a whole."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    first_response_target_seconds: int | None = Field(default=None, gt=0)
-    resolution_target_seconds: int | None = Field(default=None, gt=0)
+    first_response_target_seconds: int | None = Field(default=None, gt=0, le=TARGET_MAX_SECONDS)
+    resolution_target_seconds: int | None = Field(default=None, gt=0, le=TARGET_MAX_SECONDS)
     warning_threshold_percent: int | None = Field(default=None, ge=1, le=100)
     business_hours_only: bool | None = None
 

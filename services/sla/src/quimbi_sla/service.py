@@ -76,12 +76,7 @@ async def update_policy(
     if policy is None:
         raise NotFoundError(f"No SLA policy for priority {priority}")
     for field, value in changes.model_dump(exclude_unset=True).items():
-        if value is None:
-            raise UnprocessableError(
-                f"{field} may not be null",
-                errors=[{"loc": ["body", field], "msg": "may not be null", "type": "null"}],
-            )
-        setattr(policy, field, value)
+        setattr(policy, field, value)  # PolicyUpdate refuses nulls
     if policy.first_response_target_seconds > policy.resolution_target_seconds:
         raise UnprocessableError(
             "first_response_target_seconds must not exceed resolution_target_seconds",

@@ -9,12 +9,14 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from quimbi_common.auth import Caller, CurrentAgent, Principal, require_role
 from quimbi_common.enums import Channel, Role, TicketPriority, TicketStatus
 from quimbi_common.errors import UnprocessableError
+from quimbi_common.inputs import keyword_list_schema
+from quimbi_common.openapi import problems
+from quimbi_common.pagination import Page, Pagination
 from quimbi_common.runtime import RuntimeDep, SessionDep
 
 from . import domain, inbox, service
 from .models import Customer, Message, Ticket
 from .schemas import (
-    PAGE_MAX,
     PAGE_SIZE_DEFAULT,
     PAGE_SIZE_MAX,
     TOPIC_ALERT_MAX_CHARS,
@@ -26,7 +28,6 @@ from .schemas import (
     MessageRead,
     MessageUpdate,
     MessageWithStatus,
-    Pagination,
     SlaSummary,
     TicketCreate,
     TicketDetail,
@@ -137,10 +138,14 @@ async def list_tickets(
     assigned_agent_id: Annotated[str | None, Query(max_length=255)] = None,
     unassigned: bool = False,
     customer_id: Annotated[str | None, Query(max_length=255)] = None,
-    page: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 1,
+    page: Page = 1,
     limit: Annotated[int, Query(ge=1, le=PAGE_SIZE_MAX)] = PAGE_SIZE_DEFAULT,
     topic_alerts: Annotated[
-        str | None, Query(description="Comma-separated keywords", max_length=4000)
+        str | None,
+        Query(
+            max_length=4000,
+            json_schema_extra=keyword_list_schema(TOPIC_ALERTS_MAX, TOPIC_ALERT_MAX_CHARS),
+        ),
     ] = None,
 ) -> Response:
     """Tickets by smart score (plus TOPIC_ALERT_BOOST on a keyword match), then oldest first.
@@ -186,7 +191,16 @@ async def list_tickets(
     return Response(answer.model_dump_json(), media_type="application/json")
 
 
-@router.post("/api/tickets", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/api/tickets",
+    status_code=status.HTTP_201_CREATED,
+    responses=problems(
+        **{
+            "403": "The integration key, or an agent below senior_agent, names an assignee",
+            "409": "The customer id belongs to a customer with another email",
+        }
+    ),
+)
 async def create_ticket(
     body: TicketCreate, caller: Caller, session: SessionDep, settings: SettingsDep
 ) -> TicketDetail:
@@ -206,7 +220,10 @@ async def get_ticket(
     return _detail(view)
 
 
-@router.patch("/api/tickets/{ticket_id}")
+@router.patch(
+    "/api/tickets/{ticket_id}",
+    responses=problems(**{"409": "An illegal status move, e.g. from closed"}),
+)
 async def update_ticket(
     ticket_id: str,
     body: TicketUpdate,
@@ -249,7 +266,15 @@ async def list_messages(
 
 
 @router.post(
-    "/api/tickets/{ticket_id}/messages", status_code=status.HTTP_201_CREATED, tags=["messages"]
+    "/api/tickets/{ticket_id}/messages",
+    status_code=status.HTTP_201_CREATED,
+    tags=["messages"],
+    responses=problems(
+        **{
+            "403": "The integration key may post customer messages only",
+            "409": "The ticket is closed",
+        }
+    ),
 )
 async def add_message(
     ticket_id: str,

@@ -18,6 +18,8 @@ from pydantic import (
 )
 
 from quimbi_common.enums import Channel, Intent, SlaStatus, TicketPriority, TicketStatus
+from quimbi_common.inputs import NoNul, PatchModel, RequestModel, Text
+from quimbi_common.pagination import Pagination
 
 SUBJECT_MAX_CHARS = 500
 CONTENT_MAX_BYTES = 64 * 1024
@@ -25,7 +27,6 @@ NAME_MAX_CHARS = 255
 CATEGORY_MAX_CHARS = 100
 PAGE_SIZE_DEFAULT = 50
 PAGE_SIZE_MAX = 100
-PAGE_MAX = 100_000
 TOPIC_ALERTS_MAX = 20
 TOPIC_ALERT_MAX_CHARS = 100
 
@@ -43,15 +44,26 @@ def _lower(value: str) -> str:
 
 
 Subject = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=SUBJECT_MAX_CHARS)
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=SUBJECT_MAX_CHARS), NoNul
 ]
-Content = Annotated[str, AfterValidator(_content_fits)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, max_length=NAME_MAX_CHARS)]
+Content = Annotated[
+    Text,
+    AfterValidator(_content_fits),
+    # bytes cannot be said in JSON Schema: the char bound is the byte bound's loosest reading
+    Field(
+        min_length=1,
+        max_length=CONTENT_MAX_BYTES,
+        pattern=r"\S",
+        description=f"Not blank; at most {CONTENT_MAX_BYTES} bytes in UTF-8",
+    ),
+]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, max_length=NAME_MAX_CHARS), NoNul]
 Category = Annotated[
     str,
     StringConstraints(
         strip_whitespace=True, to_lower=True, min_length=1, max_length=CATEGORY_MAX_CHARS
     ),
+    NoNul,
 ]
 Email = Annotated[EmailStr, AfterValidator(_lower)]
 Identifier = Annotated[
@@ -59,11 +71,8 @@ Identifier = Annotated[
     StringConstraints(
         strip_whitespace=True, min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.:@-]+$"
     ),
+    NoNul,
 ]
-
-
-class RequestModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 # --- requests -----------------------------------------------------------------------------------
@@ -87,6 +96,18 @@ class MessageCreate(RequestModel):
 
 
 class TicketCreate(RequestModel):
+    """A ticket for an existing customer (`customer_id`) or a customer found or created by
+    email (`customer`): exactly one of the two, the other absent or null."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["customer_id"], "properties": {"customer_id": {"type": "string"}}},
+                {"required": ["customer"], "properties": {"customer": {"type": "object"}}},
+            ]
+        }
+    )
+
     customer_id: Identifier | None = None
     customer: CustomerIn | None = None
     subject: Subject
@@ -103,21 +124,16 @@ class TicketCreate(RequestModel):
         return self
 
 
-class TicketUpdate(RequestModel):
+class TicketUpdate(PatchModel):
     """Fields to change; omitted ones stay. The assignee changes through the agents service."""
+
+    nullable = frozenset({"category"})
 
     subject: Subject | None = None
     status: TicketStatus | None = None
     priority: TicketPriority | None = None
     channel: Channel | None = None
     category: Category | None = None  # null clears it
-
-    @model_validator(mode="after")
-    def _no_nulls(self) -> TicketUpdate:
-        for name in self.model_fields_set - {"category"}:
-            if getattr(self, name) is None:
-                raise ValueError(f"{name} cannot be null")
-        return self
 
 
 class MessageUpdate(RequestModel):
@@ -177,14 +193,6 @@ class TicketSummary(BaseModel):
 class TicketListItem(TicketSummary):
     smart_score: float = Field(description="The stored score plus TOPIC_ALERT_BOOST on a match")
     matches_topic_alert: bool
-
-
-class Pagination(BaseModel):
-    page: int
-    limit: int
-    total: int
-    has_next: bool
-    has_prev: bool
 
 
 class TicketList(BaseModel):
