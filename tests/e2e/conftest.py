@@ -77,6 +77,7 @@ async def running_suite(
             # Read-your-writes waits: 2 s by default; this shared 2-core machine (load 9-17 while
             # six people test) has event-pipeline tails past 2 s (see the root README).
             "READ_YOUR_WRITES_WAIT_SECONDS": os.environ.get("E2E_RYW_WAIT_SECONDS", "5"),
+            "TICKETS_TIMEOUT": "10",  # ai-proxy reads tickets: above that wait (ai-proxy README)
         },
         replicas=replicas or {},
     )
