@@ -1,7 +1,8 @@
-"""The idempotent consumer against real PostgreSQL and Kafka."""
+"""The idempotent batch consumer against real PostgreSQL and Kafka."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
@@ -10,10 +11,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from sqlalchemy.ext.asyncio import AsyncSession
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from quimbi_common.consumer import EventConsumer
+from quimbi_common.consumer import EventConsumer, Handler
 from quimbi_common.db import create_engine, create_sessionmaker
 from quimbi_common.events import Event, TicketDeletedData, build_event
 from quimbi_common.kafka import create_broker, ensure_topics
@@ -36,28 +37,46 @@ async def _always_fails(session: AsyncSession, event: Event[Any]) -> None:
     await _record(session, event)
 
 
-def _envelope(ticket_id: str) -> tuple[str, bytes]:
-    data = TicketDeletedData(id=ticket_id, version=1, deleted_at=datetime.now(UTC))
+def _envelope(ticket_id: str, version: int = 1) -> tuple[str, bytes]:
+    data = TicketDeletedData(id=ticket_id, version=version, deleted_at=datetime.now(UTC))
     key, event = build_event(TOPIC, data, source="test")
     return key, event.model_dump_json().encode()
 
 
-@contextlib.asynccontextmanager
-async def _consuming(
-    settings: CommonSettings, handler: Any, consumers: list[EventConsumer] | None = None
-) -> AsyncIterator[sa.Engine]:
-    await ensure_topics(settings)
-    engine = create_engine(settings)
-    broker = create_broker(settings)
-    consumer = EventConsumer(broker, create_sessionmaker(engine), settings)
+async def _topics(settings: CommonSettings) -> None:
+    """Only the topic under test and its DLQ: the broker is shared by many test sessions."""
+    topic = settings.topic(TOPIC)
+    await ensure_topics(settings, [topic, f"{topic}.dlq"])
+
+
+def _consumer(settings: CommonSettings, handler: Handler, engine: AsyncEngine) -> EventConsumer:
+    consumer = EventConsumer(create_broker(settings), create_sessionmaker(engine), settings)
     consumer.subscribe(TOPIC, handler)
-    if consumers is not None:
-        consumers.append(consumer)
-    await broker.start()
+    return consumer
+
+
+@contextlib.asynccontextmanager
+async def _running(consumer: EventConsumer) -> AsyncIterator[asyncio.Task[None]]:
+    """The consumer's group member (and its dead-letter publisher) until the block ends."""
+    await consumer.broker.start()
+    task = asyncio.create_task(consumer.run())
     try:
-        yield engine
+        yield task
     finally:
-        await broker.stop()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await consumer.broker.stop()
+
+
+@contextlib.asynccontextmanager
+async def _consuming(settings: CommonSettings, handler: Handler) -> AsyncIterator[AsyncEngine]:
+    await _topics(settings)
+    engine = create_engine(settings)
+    try:
+        async with _running(_consumer(settings, handler, engine)):
+            yield engine
+    finally:
         await engine.dispose()
 
 
@@ -79,6 +98,28 @@ async def _notes(engine: Any, prefix: str) -> list[str]:
         return [r.id for r in rows]
 
 
+async def _committed(settings: CommonSettings, partition: int = 0) -> int | None:
+    reader = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, group_id=settings.service_name
+    )
+    await reader.start()
+    try:
+        offset: int | None = await reader.committed(
+            TopicPartition(settings.topic(TOPIC), partition)
+        )
+        return offset
+    finally:
+        await reader.stop()
+
+
+def _fetched(settings: CommonSettings, messages: list[tuple[str, bytes]]) -> list[Any]:
+    """Records as a fetch returns them (offsets 0..n-1 on partition 0)."""
+    return [
+        ConsumerRecord(settings.topic(TOPIC), 0, i, 0, 0, key.encode(), body, None, 0, 0, [])
+        for i, (key, body) in enumerate(messages)
+    ]
+
+
 async def test_a_redelivered_event_is_applied_once(settings: CommonSettings) -> None:
     ticket = unique("dup-")
     key, body = _envelope(ticket)
@@ -91,6 +132,48 @@ async def test_a_redelivered_event_is_applied_once(settings: CommonSettings) -> 
 
         await eventually(both_seen)
         assert len(await _notes(engine, ticket)) == 1
+
+
+async def test_a_batch_records_its_ids_at_once_and_skips_those_seen(
+    settings: CommonSettings,
+) -> None:
+    """Duplicates inside one batch and ids applied by an earlier batch are applied once."""
+    seen, fresh, twice = (_envelope(unique(p)) for p in ("seen-", "fresh-", "twice-"))
+    engine = create_engine(settings)
+    consumer = _consumer(settings, _record, engine)
+    try:
+        await consumer.handle_batch(_fetched(settings, [seen]))
+        await consumer.handle_batch(_fetched(settings, [seen, fresh, twice, twice, seen]))
+        for key, _ in (seen, fresh, twice):
+            assert len(await _notes(engine, key)) == 1, key
+        async with engine.connect() as conn:
+            recorded = await conn.scalar(sa.text("SELECT count(*) FROM processed_events"))
+        assert recorded == 3
+    finally:
+        await engine.dispose()
+
+
+async def test_a_poison_message_in_a_batch_is_dead_lettered_alone(
+    settings: CommonSettings,
+) -> None:
+    await _topics(settings)
+    before, poison, after = (_envelope(unique(p)) for p in ("before-", "poison-", "after-"))
+    engine = create_engine(settings)
+    consumer = _consumer(settings, _always_fails, engine)
+    await consumer.broker.start()
+    try:
+        async with EventProbe([f"{TOPIC}.dlq"], settings.kafka_topic_prefix) as probe:
+            await consumer.handle_batch(_fetched(settings, [before, poison, after]))
+            [dead] = await probe.wait_for(f"{TOPIC}.dlq")
+            await asyncio.sleep(0.5)  # nothing else arrives on the DLQ
+            assert len(probe.received) == 1
+        assert dead["subject"] == poison[0]
+        assert len(await _notes(engine, before[0])) == 1
+        assert len(await _notes(engine, after[0])) == 1
+        assert await _notes(engine, poison[0]) == []
+    finally:
+        await consumer.broker.stop()
+        await engine.dispose()
 
 
 async def test_a_failing_handler_dead_letters_and_later_messages_flow(
@@ -135,24 +218,161 @@ async def test_a_malformed_message_goes_to_the_dlq(settings: CommonSettings) -> 
     assert body == {"_raw": "{not json"}
 
 
-async def test_handled_offsets_are_committed_for_the_group(settings: CommonSettings) -> None:
-    consumers: list[EventConsumer] = []
-    messages = [_envelope(unique("commit-")) for _ in range(3)]
-    async with _consuming(settings, _record, consumers) as engine:
-        await _send(settings, *messages)
+async def test_events_of_one_key_are_applied_in_order(settings: CommonSettings) -> None:
+    """Many keys over three partitions, queued before the consumer starts (big batches)."""
+    settings = settings.model_copy(update={"kafka_topic_partitions": 3})
+    applied: list[tuple[str, int]] = []
+
+    async def remember(session: AsyncSession, event: Event[Any]) -> None:
+        await _record(session, event)
+        applied.append((event.subject, event.data.version))
+
+    keys = [unique("order-") for _ in range(5)]
+    await _topics(settings)
+    await _send(settings, *[_envelope(k, version) for version in range(1, 41) for k in keys])
+    async with _consuming(settings, remember) as engine:
 
         async def all_applied() -> None:
+            assert len(applied) == 200
+
+        await eventually(all_applied, timeout=30)
+        for key in keys:
+            assert [v for k, v in applied if k == key] == list(range(1, 41))
+            assert len(await _notes(engine, key)) == 40
+
+
+async def test_a_crash_mid_batch_loses_nothing_and_applies_nothing_twice(
+    settings: CommonSettings,
+) -> None:
+    """The group member dies inside a batch: nothing of it is committed (transaction and
+    offsets), and the next member applies every event exactly once."""
+    messages = [_envelope(unique("crash-")) for _ in range(30)]
+    await _topics(settings)
+    await _send(settings, *messages)
+    stuck = asyncio.Event()
+
+    async def hangs_on_the_tenth(session: AsyncSession, event: Event[Any]) -> None:
+        await _record(session, event)
+        if event.subject == messages[9][0]:
+            stuck.set()
+            await asyncio.sleep(3600)
+
+    engine = create_engine(settings)
+    try:
+        async with _running(_consumer(settings, hangs_on_the_tenth, engine)):
+            await asyncio.wait_for(stuck.wait(), timeout=30)
+        # cancelled mid-batch, as a crash would leave it
+        assert await _notes(engine, "crash-") == []
+        assert await _committed(settings) is None
+        async with _running(_consumer(settings, _record, engine)):
+
+            async def all_applied() -> None:
+                assert len(await _notes(engine, "crash-")) == 30
+
+            await eventually(all_applied, timeout=30)
+
+            async def offsets_committed() -> None:
+                assert await _committed(settings) == 30
+
+            await eventually(offsets_committed)
+        for key, _ in messages:
+            assert len(await _notes(engine, key)) == 1
+    finally:
+        await engine.dispose()
+
+
+async def test_handled_offsets_are_committed_for_the_group(settings: CommonSettings) -> None:
+    messages = [_envelope(unique("commit-")) for _ in range(3)]
+    async with _consuming(settings, _record) as engine:
+        await _send(settings, *messages)
+
+        async def all_applied_and_committed() -> None:
             for key, _ in messages:
                 assert await _notes(engine, key)
+            assert await _committed(settings) == 3
 
-        await eventually(all_applied)
-        await consumers[0].commit_handled()
-    reader = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, group_id=settings.service_name
-    )
-    await reader.start()
+        await eventually(all_applied_and_committed)
+
+
+async def test_events_a_handler_does_not_want_are_acknowledged_unrecorded(
+    settings: CommonSettings,
+) -> None:
+    wanted, unwanted = _envelope(unique("wanted-"), 2), _envelope(unique("unwanted-"), 1)
+    engine = create_engine(settings)
+    consumer = EventConsumer(create_broker(settings), create_sessionmaker(engine), settings)
+    consumer.subscribe(TOPIC, _record, when=lambda event: event.data.version > 1)
     try:
-        partition = TopicPartition(settings.topic(TOPIC), 0)
-        assert await reader.committed(partition) == 3
+        await consumer.handle_batch(_fetched(settings, [unwanted, wanted]))
+        assert len(await _notes(engine, wanted[0])) == 1
+        assert await _notes(engine, unwanted[0]) == []
+        async with engine.connect() as conn:
+            assert await conn.scalar(sa.text("SELECT count(*) FROM processed_events")) == 1
     finally:
-        await reader.stop()
+        await engine.dispose()
+
+
+async def test_a_batch_handler_gets_the_new_events_of_a_batch_at_once(
+    settings: CommonSettings,
+) -> None:
+    calls: list[list[str]] = []
+
+    async def on_many(session: AsyncSession, events: list[Event[Any]]) -> None:
+        calls.append([e.subject for e in events])
+        for event in events:
+            await _record(session, event)
+
+    seen, first, second = (_envelope(unique(p)) for p in ("seen-", "first-", "second-"))
+    engine = create_engine(settings)
+    consumer = EventConsumer(create_broker(settings), create_sessionmaker(engine), settings)
+    consumer.handle_many(TOPIC)(on_many)
+    try:
+        await consumer.handle_batch(_fetched(settings, [seen]))
+        await consumer.handle_batch(_fetched(settings, [seen, first, second, first]))
+        assert calls == [[seen[0]], [first[0], second[0]]]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_second_member_joining_and_the_first_leaving_keep_order_and_apply_once(
+    settings: CommonSettings,
+) -> None:
+    """Two group members of one service, rebalancing while events flow: per key, every
+    version is applied once and in order."""
+    settings = settings.model_copy(update={"kafka_topic_partitions": 3})
+    applied: list[tuple[str, int]] = []
+
+    async def remember(session: AsyncSession, event: Event[Any]) -> None:
+        await _record(session, event)
+        applied.append((event.subject, event.data.version))
+
+    keys = [unique("member-") for _ in range(6)]
+    await _topics(settings)
+    engine = create_engine(settings)
+    try:
+
+        async def produce() -> None:
+            for version in range(1, 31):
+                await _send(settings, *[_envelope(k, version) for k in keys])
+                await asyncio.sleep(0.05)
+
+        async with _running(_consumer(settings, remember, engine)) as first:
+            producing = asyncio.create_task(produce())
+
+            async def started() -> None:
+                assert len(applied) >= 20
+
+            await eventually(started)
+            async with _running(_consumer(settings, remember, engine)):
+                await asyncio.sleep(3)  # both members share the partitions for a while
+                first.cancel()  # the first member leaves
+                await producing
+
+                async def all_applied() -> None:
+                    assert len(await _notes(engine, "member-")) == 180
+
+                await eventually(all_applied, timeout=60)
+        for key in keys:
+            assert [v for k, v in applied if k == key] == list(range(1, 31)), key
+            assert len(await _notes(engine, key)) == 30
+    finally:
+        await engine.dispose()

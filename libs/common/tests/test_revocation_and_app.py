@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated
 
 import httpx
 import pytest
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, FastAPI
 from pydantic import BaseModel, Field
 
 from quimbi_common.auth import CurrentAgent, Principal, StaticKeySet, require_role
@@ -21,6 +22,7 @@ from quimbi_common.testing import (
     TEST_ISSUER,
     SigningKeys,
     running_app,
+    served_app,
     unique,
 )
 
@@ -54,8 +56,12 @@ async def admin_only(
     return {"ok": "yes"}
 
 
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
+@router.get("/boom")
+async def boom() -> None:
+    raise RuntimeError("a bug")
+
+
+def probe_app() -> tuple[Runtime, FastAPI]:
     settings = CommonSettings(
         service_name="probe",
         redis_url=REDIS_URL,
@@ -63,7 +69,12 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
         jwt_audience=TEST_AUDIENCE,
     )
     runtime = Runtime(settings, database=False, kafka=False, keys=StaticKeySet(KEYS.jwks))
-    app = create_app(runtime, title="probe", routers=[router])
+    return runtime, create_app(runtime, title="probe", routers=[router])
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    runtime, app = probe_app()
     async with running_app(app) as client:
         client.app_runtime = runtime  # type: ignore[attr-defined]
         yield client
@@ -110,6 +121,21 @@ async def test_errors_are_problem_json(client: httpx.AsyncClient) -> None:
     unknown = await client.get("/nowhere")
     assert unknown.status_code == 404
     assert unknown.headers["content-type"] == "application/problem+json"
+
+
+async def test_an_unhandled_error_is_a_500_that_says_the_connection_closes() -> None:
+    """uvicorn closes a connection after an unhandled error; the 500 says so, so a keep-alive
+    client (the gateway) does not send its next request on it (issue 13, item 4)."""
+    _, app = probe_app()
+    async with served_app(app) as url:
+        host, port = url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"GET /boom HTTP/1.1\r\nhost: probe\r\n\r\n")
+        answer = await asyncio.wait_for(reader.read(), 5)  # read() ends when the server closes
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 500")
+    assert b"\r\nconnection: close\r\n" in answer.lower()
+    assert b"application/problem+json" in answer
 
 
 async def test_roles_below_the_required_one_get_403(client: httpx.AsyncClient) -> None:

@@ -78,6 +78,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "jwt_key_id": KEYS.kid,
         "bcrypt_rounds": 4,
         "login_max_failures_per_ip": 100_000,
+        "login_throttle_prefix": unique("test-login:"),
         "auto_assign": True,
         "log_json": False,
         "log_level": "WARNING",

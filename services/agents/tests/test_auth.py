@@ -4,7 +4,6 @@ and what production refuses, against the real PostgreSQL and Redis."""
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -185,52 +184,6 @@ async def test_multibyte_passwords_are_measured_in_bytes(h: Any) -> None:
         f"/api/agents/{(await h.agent())['id']}", headers=h.admin, json={"password": "é" * 37}
     )
     assert response.status_code == 422
-
-
-async def test_repeated_failures_for_one_email_are_throttled_with_retry_after(h: Any) -> None:
-    # given an agent, and five failed attempts for its email
-    agent = await h.agent()
-    for _ in range(h.settings.login_max_failures_per_email):
-        assert (await h.login(agent["email"], "wrong-password-x")).status_code == 401
-    # when it tries again, even with the right password
-    response = await h.login(agent["email"])
-    # then it is told to wait
-    assert response.status_code == 429
-    assert response.headers["content-type"] == "application/problem+json"
-    assert 0 < int(response.headers["retry-after"]) <= h.settings.login_window_seconds
-
-
-async def test_a_successful_login_clears_the_emails_failures(h: Any) -> None:
-    agent = await h.agent()
-    for _ in range(h.settings.login_max_failures_per_email - 1):
-        await h.login(agent["email"], "wrong-password-x")
-    assert (await h.login(agent["email"])).status_code == 200
-    for _ in range(h.settings.login_max_failures_per_email - 1):
-        await h.login(agent["email"], "wrong-password-x")
-    assert (await h.login(agent["email"])).status_code == 200
-
-
-async def test_many_failures_from_one_address_are_throttled(
-    database_url: str, http_only: Any, make: Any
-) -> None:
-    # given a service allowing three failures per address
-    settings = make(database_url, login_max_failures_per_ip=3)
-    address = "10." + ".".join(str(b) for b in uuid.uuid4().bytes[:3])
-    async with http_only(settings, client_ip=address) as (_, client):
-        # when three different emails fail from that address
-        for _ in range(3):
-            response = await client.post(
-                "/api/agents/login",
-                json={"email": f"{unique('x-')}@quimbi.dev", "password": "whatever-pass"},
-            )
-            assert response.status_code == 401
-        # then a fourth attempt from it is refused before any password check
-        fourth = await client.post(
-            "/api/agents/login",
-            json={"email": f"{unique('x-')}@quimbi.dev", "password": "whatever-pass"},
-        )
-    assert fourth.status_code == 429
-    assert int(fourth.headers["retry-after"]) > 0
 
 
 async def test_the_bootstrap_admin_exists_and_logs_in(h: Any) -> None:

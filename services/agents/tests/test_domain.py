@@ -14,6 +14,7 @@ from quimbi_agents.domain import (
     choose_agent,
     count_resolution,
     local_date,
+    login_delay_seconds,
     may_edit_agent,
     may_grant_role,
     password_problem,
@@ -140,3 +141,11 @@ def test_response_time_is_a_running_mean() -> None:
     total, samples, mean = add_response_sample(0, 0, 60)
     assert (total, samples, mean) == (60, 1, 60)
     assert add_response_sample(total, samples, 121) == (181, 2, 90)
+
+
+def test_login_delays_start_after_the_free_failures_and_double_up_to_the_cap() -> None:
+    delays = [login_delay_seconds(n, free=3, base=1.0, cap=900.0) for n in range(1, 16)]
+    assert delays[:3] == [0.0, 0.0, 0.0]
+    assert delays[3:8] == [1.0, 2.0, 4.0, 8.0, 16.0]
+    assert delays[-1] == 900.0
+    assert login_delay_seconds(10**6, free=3, base=1.0, cap=900.0) == 900.0

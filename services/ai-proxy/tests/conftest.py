@@ -50,6 +50,10 @@ MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 STANDIN_KEY = "test-quimbi-key"
 ADMIN = {"X-Admin-Key": "test-admin"}
 
+# The session's own group (not a running stack's "ai-proxy"), kept across app restarts so a
+# restarted app resumes after what the previous one handled.
+CONSUMER_GROUP = unique("ai-proxy-test-")
+
 
 # --- serving an ASGI app over real HTTP, in this event loop ----------------------------------
 
@@ -347,6 +351,7 @@ def proxy_factory(
             "redis_url": REDIS_URL,
             "kafka_bootstrap_servers": KAFKA,
             "kafka_topic_prefix": kafka_prefix,
+            "kafka_consumer_group": CONSUMER_GROUP,
             "kafka_topic_partitions": 1,
             "outbox_poll_interval_seconds": 0.2,
             "jwks_json": keys.jwks_json,

@@ -6,19 +6,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Callable
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, create_model
+from starlette.routing import Route
 
 from quimbi_common.openapi import install_truthful_openapi, problems
-from quimbi_common.testing import REDIS_URL, SigningKeys, unique
+from quimbi_common.runtime import forwarded_header_options
+from quimbi_common.testing import REDIS_URL, SigningKeys, served_app, unique
 from quimbi_gateway.main import build_app
 from quimbi_gateway.settings import Settings
 
@@ -97,7 +100,12 @@ def make_test_upstream(
 
         @app.post("/api/agents/login", tags=["auth"])
         async def login(request: Request) -> dict[str, Any]:
-            return {"upstream": name, "login": True, "body": (await request.body()).decode()}
+            return {
+                "upstream": name,
+                "login": True,
+                "body": (await request.body()).decode(),
+                "headers": [[k.decode(), v.decode()] for k, v in request.scope["headers"]],
+            }
 
     @app.get("/{prefix:path}/_test/slow/{gate_id}")
     async def slow(prefix: str, gate_id: str) -> dict[str, str]:
@@ -160,6 +168,31 @@ def make_test_upstream(
         problem = {"type": "about:blank", "title": "From the service", "status": status}
         return JSONResponse(problem, status_code=status, media_type="application/problem+json")
 
+    class CrashAfterAnswering:
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            """As Starlette does with an unhandled error: the 500 goes out, then the error is raised
+            and uvicorn closes the connection, after a few ms spent logging (not reading)."""
+            body = b'{"title": "Internal Server Error", "status": 500}'
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [(b"content-length", str(len(body)).encode())],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            time.sleep(0.05)  # noqa: ASYNC251 - the slow traceback logging, on purpose
+            raise RuntimeError("test upstream crashed after answering")
+
+    app.router.routes.insert(
+        0, Route("/api/tickets/_test/crash-after-answering", CrashAfterAnswering())
+    )
+
+    @app.get("/{prefix:path}/_test/crash")
+    async def crash(prefix: str) -> None:
+        """An unhandled error: Starlette answers 500, then uvicorn closes the connection."""
+        raise RuntimeError("test upstream crashed on purpose")
+
     @app.get("/{prefix:path}/_test/large")
     async def large(prefix: str) -> StreamingResponse:
         async def chunks() -> AsyncIterator[bytes]:
@@ -198,34 +231,33 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@contextlib.asynccontextmanager
-async def serve(app: Any, **options: Any) -> AsyncIterator[str]:
-    """Run an ASGI app under uvicorn on a real loopback port in this event loop."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app,
-        lifespan="on",
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=1,
-        **options,
-    )
-    server = uvicorn.Server(config)
-    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve(sockets=[sock]))
+serve = served_app  # uvicorn on a loopback port, in this event loop
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: Any, **options: Any) -> Iterator[str]:
+    """Run an ASGI app under uvicorn in a thread of its own (its own event loop), for a service
+    that blocks while the gateway goes on, as a separate process would."""
+    ready = threading.Event()
+    holder: dict[str, Any] = {}
+
+    async def run() -> None:
+        async with serve(app, **options) as url:
+            holder["url"] = url
+            holder["stop"] = stop = asyncio.Event()
+            holder["loop"] = asyncio.get_running_loop()
+            ready.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=asyncio.run, args=(run(),), daemon=True)
+    thread.start()
+    if not ready.wait(10):
+        raise RuntimeError("the threaded test upstream did not start")
     try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("server stopped during startup")
-            await asyncio.sleep(0.005)
-        yield f"http://127.0.0.1:{port}"
+        yield holder["url"]
     finally:
-        server.should_exit = True
-        await task
-        sock.close()
+        holder["loop"].call_soon_threadsafe(holder["stop"].set)
+        thread.join(10)
 
 
 # --- fixtures ------------------------------------------------------------------------------------
@@ -291,6 +323,12 @@ def start_upstream() -> Callable[..., contextlib.AbstractAsyncContextManager[Tes
             yield TestUpstream(name, url, app)
 
     return start
+
+
+@pytest.fixture
+def threaded_upstream() -> Callable[[str], contextlib.AbstractContextManager[str]]:
+    """`with threaded_upstream(name) as url:` a test upstream in a thread of its own."""
+    return lambda name: serve_in_thread(make_test_upstream(name))
 
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]
@@ -360,7 +398,7 @@ async def _run_gateway(
     settings = Settings(**{**values, **overrides})
     app = build_app(settings)
     async with (
-        serve(app) as url,
+        serve(app, **forwarded_header_options(settings)) as url,
         httpx.AsyncClient(base_url=url, trust_env=False, timeout=10) as client,
     ):
         yield RunningGateway(url, app, settings, client)

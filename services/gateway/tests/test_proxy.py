@@ -2,6 +2,7 @@
 headers, the service being down or slow, request size, CORS."""
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -198,6 +199,80 @@ async def test_service_too_slow_is_a_504_naming_it_without_hanging(
     assert response.headers["content-type"] == PROBLEM
     assert response.json()["service"] == "tickets"
     assert elapsed < 2
+
+
+async def test_a_write_after_a_service_crashed_on_its_answer_reaches_the_service(
+    start_gateway, threaded_upstream, agent_headers
+) -> None:
+    """Issue 13 item 4: a 500 after which uvicorn closes the connection (a few ms later, while
+    it logs) used to turn the next POST into a 502 that never reached the service."""
+    with threaded_upstream("tickets") as url:
+        async with start_gateway(tickets_url=url, rate_limit_per_ip=100_000) as gw:
+            statuses = []
+            for _ in range(15):
+                crashed = await gw.client.get(
+                    "/api/tickets/_test/crash-after-answering", headers=agent_headers
+                )
+                created = await gw.client.post(
+                    "/api/tickets", headers=agent_headers, json={"subject": "after a crash"}
+                )
+                statuses.append((crashed.status_code, created.status_code))
+                assert created.json()["body_bytes"] == len(b'{"subject":"after a crash"}')
+    assert statuses == [(500, 200)] * 15
+
+
+async def test_a_service_trickling_its_answer_is_a_504_at_the_deadline(
+    start_gateway, raw_server, agent_headers
+) -> None:
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\n")
+        with contextlib.suppress(ConnectionError):
+            for i in range(1000):
+                writer.write(b"x-trickle-%d: 1\r\n" % i)
+                await writer.drain()
+                await asyncio.sleep(0.05)
+
+    async with (
+        raw_server(trickle) as url,
+        start_gateway(tickets_url=url, upstream_timeout_seconds=0.3) as gw,
+    ):
+        response = await gw.client.get("/api/tickets", headers=agent_headers)
+    assert response.status_code == 504
+    assert response.json()["service"] == "tickets"
+
+
+async def test_a_service_switching_protocols_is_a_502(
+    start_gateway, raw_server, agent_headers
+) -> None:
+    async def upgrade(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: h2c\r\n\r\n")
+        await writer.drain()
+        await reader.read()
+
+    async with raw_server(upgrade) as url, start_gateway(tickets_url=url) as gw:
+        response = await gw.client.get("/api/tickets", headers=agent_headers)
+    assert response.status_code == 502
+    assert "101" in response.json()["detail"]
+
+
+async def test_a_caller_stalling_its_upload_gets_a_408_at_the_deadline(
+    start_gateway, agent_headers
+) -> None:
+    async with start_gateway(upstream_timeout_seconds=0.3) as gw:
+        host, port = gw.url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        head = (
+            f"POST /api/tickets HTTP/1.1\r\nhost: {host}\r\n"
+            f"authorization: {agent_headers['Authorization']}\r\n"
+            'content-type: application/json\r\ncontent-length: 100\r\n\r\n{"sub'
+        )
+        writer.write(head.encode())
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 408")
 
 
 async def test_ai_proxy_gets_its_own_longer_timeout(

@@ -53,6 +53,38 @@ async def test_requests_without_a_token_are_limited_per_ip(start_gateway) -> Non
     assert over.headers["content-type"] == PROBLEM
 
 
+async def test_x_forwarded_for_from_an_untrusted_caller_changes_nothing(start_gateway) -> None:
+    """Issue 13 item 5: by default no peer is a trusted proxy, so a caller cannot pick the
+    address it is counted under, nor the one the services are told."""
+    async with start_gateway(rate_limit_per_ip=2, rate_limit_window_seconds=HOUR) as gw:
+        attempts = [
+            await gw.client.post(
+                "/api/agents/login", json={}, headers={"X-Forwarded-For": f"10.9.8.{i}"}
+            )
+            for i in range(3)
+        ]
+    assert [r.status_code for r in attempts] == [200, 200, 429]
+    told = dict(attempts[0].json()["headers"])
+    assert told["x-forwarded-for"] == "127.0.0.1"
+
+
+async def test_x_forwarded_for_from_a_named_proxy_gives_the_client_address(start_gateway) -> None:
+    async with start_gateway(
+        rate_limit_per_ip=2, rate_limit_window_seconds=HOUR, forwarded_allow_ips="127.0.0.1"
+    ) as gw:
+        attempts = [
+            await gw.client.post(
+                "/api/agents/login",
+                json={},
+                headers={"X-Forwarded-For": f"203.0.113.9, 10.9.8.{i}"},
+            )
+            for i in range(3)
+        ]
+    assert [r.status_code for r in attempts] == [200, 200, 200]
+    told = dict(attempts[2].json()["headers"])
+    assert told["x-forwarded-for"] == "10.9.8.2"
+
+
 async def test_failed_token_checks_count_against_the_ip(start_gateway) -> None:
     bad = {"Authorization": "Bearer forged"}
     async with start_gateway(rate_limit_per_ip=2, rate_limit_window_seconds=HOUR) as gw:

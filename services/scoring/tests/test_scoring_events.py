@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from quimbi_common.enums import TicketPriority, TicketStatus
 from quimbi_common.events import (
@@ -18,6 +19,7 @@ from quimbi_common.events import (
     TicketDeletedData,
 )
 from quimbi_common.testing import EventProbe, unique
+from quimbi_scoring import service
 
 pytestmark = pytest.mark.service
 
@@ -294,3 +296,60 @@ async def _breakdown(scoring: Any, ticket_id: str, *, expect: int) -> Any:
     )
     assert response.status_code == expect, response.text
     return response
+
+
+async def test_a_ticket_scored_twice_in_one_transaction_publishes_its_final_score_once(
+    scoring: Any, new_ticket: Any, new_message: Any
+) -> None:
+    # given a ticket and its first (angry, 99 h old) message handled in one consumer batch
+    created = new_ticket()
+    first = new_message(created.id, sentiment=0.0, minutes_ago=99 * 60)
+    settings = scoring.settings
+    async with scoring.sessions() as session, session.begin():
+        await service.apply_ticket(session, created, settings, datetime.now(UTC))
+        await service.apply_message(session, first, settings, datetime.now(UTC))
+    # then one ticket.scored, with the score after the message (1 + 3 + 2), version 2
+    [published] = await scoring.published(created.id)
+    assert published["smart_score"] == 6.0
+    assert published["version"] == 2
+
+
+async def test_a_ticket_update_of_only_sentiment_is_not_consumed(
+    scoring: Any, new_ticket: Any
+) -> None:
+    # given a scored ticket
+    created = new_ticket(hours_ago=200)
+    await scoring.handled(await scoring.send("ticket.created", created))
+    # when tickets publishes a new sentiment estimate, then another ticket's event
+    sentiment_only = await scoring.send(
+        "ticket.updated",
+        new_ticket(
+            created.id,
+            version=2,
+            customer_id=created.customer_id,
+            created_at=created.created_at,
+            customer_sentiment=0.1,
+            changes={"customer_sentiment": FieldChange(old=0.5, new=0.1)},
+        ),
+    )
+    # and then (same topic and key: behind it in the partition) a change scoring holds
+    urgent = await scoring.send(
+        "ticket.updated",
+        new_ticket(
+            created.id,
+            version=3,
+            customer_id=created.customer_id,
+            created_at=created.created_at,
+            priority=TicketPriority.URGENT,
+            changes={"priority": FieldChange(old="normal", new="urgent")},
+        ),
+    )
+    await scoring.handled(urgent)
+    # then the sentiment-only update was acknowledged without being recorded or rescoring
+    async with scoring.engine.connect() as conn:
+        recorded = await conn.scalar(
+            sa.text("SELECT count(*) FROM processed_events WHERE event_id = CAST(:id AS uuid)"),
+            {"id": sentiment_only},
+        )
+    assert recorded == 0
+    assert [d["version"] for d in await scoring.published(created.id)] == [1, 2]

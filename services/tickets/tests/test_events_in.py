@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from quimbi_common import ids
+from quimbi_common.db import create_engine, create_sessionmaker
 from quimbi_common.enums import (
     AssignmentReason,
     AssignmentStatus,
@@ -30,6 +31,7 @@ from quimbi_common.events import (
     TicketScoredData,
 )
 from quimbi_common.testing import unique
+from quimbi_tickets import service
 
 if TYPE_CHECKING:
     from conftest import Actor, World
@@ -286,6 +288,36 @@ async def test_events_about_unknown_tickets_are_ignored(world: World) -> None:
         await world.processed(await world.publish(topic, data))
     dead = await world.db.fetchval("SELECT count(*) FROM tickets WHERE id = $1", missing)
     assert dead == 0
+
+
+async def test_a_batch_with_several_scores_and_sla_versions_of_a_ticket_keeps_the_newest(
+    world: World,
+) -> None:
+    # given a ticket
+    senior = world.agent(Role.SENIOR_AGENT)
+    ticket = await world.create_ticket(senior)
+    # when one consumer batch carries three versions of its score and SLA, newest in the middle
+    engine = create_engine(world.settings)
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            await service.apply_scores(
+                session, [_scored(ticket["id"], s, v) for s, v in ((1.0, 2), (8.4, 3), (0.5, 1))]
+            )
+            await service.apply_slas(
+                session,
+                [
+                    _sla(ticket["id"], 2, SlaStatus.PENDING),
+                    _sla(ticket["id"], 5, SlaStatus.BREACHED),
+                    _sla(ticket["id"], 4, SlaStatus.AT_RISK),
+                ],
+            )
+    finally:
+        await engine.dispose()
+    # then the newest of each stands
+    detail = await _detail(world, senior, ticket["id"])
+    assert detail["smart_score"] == 8.4
+    assert detail["sla"]["first_response_status"] == "breached"
+    assert detail["sla"]["total_paused_seconds"] == 300
 
 
 # --- read-your-writes: the agent's view depends on ticket.assigned from the agents service ------

@@ -1,43 +1,62 @@
-"""Idempotent, at-least-once consumers on FastStream.
+"""Idempotent, at-least-once consumers: one Kafka group member per service process, in batches.
 
-Each event is handled in one database transaction that also records `(consumer, event id)`;
-an id already recorded is skipped. A message's offset is committed only after that
-transaction: handled offsets are collected and committed every `commit_interval` seconds
-(committing after every message capped a subscription near 100 messages/s), so a crash
-redelivers at most the last interval's messages, which the event ids then skip. A handler
-that keeps failing sends the message to `<topic>.dlq` with the error and the stream moves on;
-a malformed message goes there at once. Outages (database, or Kafka for the dead letter) are
-not the message's fault: they are retried until the dependency is back.
+One aiokafka consumer subscribes to every topic the service handles and fetches batches of
+up to `consumer_batch_size` records. A batch is applied in ONE database transaction: the
+`(consumer, event id)` pairs are recorded with one set statement, ids already recorded are
+skipped, and the handlers run in offset order (so per key, i.e. per partition, in order).
+Offsets are committed after that transaction commits (in the background while the next batch
+is applied; before a rebalance or a stop the member waits for them): a crash redelivers at
+most what was applied since the last commit, which the event ids then skip. (Per message, the
+old consumer spent ~3-5 ms of CPU: a transaction, FastStream's per-message pipeline and an
+offset commit each; see bench/suite_cost.py and bench/results/latest.md.)
+
+A batch whose transaction fails for another reason than an outage is retried one message at
+a time, each in its own transaction, so a poison message is isolated: retried
+`consumer_max_retries` times, then sent alone to `<topic>.dlq` with the error, and the stream
+moves on. A malformed message goes there at once. Outages (database, or Kafka for the dead
+letter) are not the message's fault: they are retried until the dependency is back.
+
+A handler may declare `when=`: a cheap test of the event; events it rejects change nothing
+the service holds and are acknowledged without a transaction (and not recorded).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 import sqlalchemy as sa
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
-from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from .events import TOPICS, Event
-from .observability import EVENTS_CONSUMED, correlation_id
+from .observability import (
+    CONSUMER_BATCH_RECORDS,
+    CONSUMER_BATCH_SECONDS,
+    EVENTS_CONSUMED,
+    correlation_id,
+)
 from .settings import CommonSettings
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[AsyncSession, Event[Any]], Awaitable[None]]
+BatchHandler = Callable[[AsyncSession, list[Event[Any]]], Awaitable[None]]
+Wants = Callable[[Event[Any]], bool]
 
 _RECORD = sa.text(
-    "INSERT INTO processed_events (consumer, event_id) VALUES (:consumer, :event_id) "
-    "ON CONFLICT DO NOTHING RETURNING event_id"
+    "INSERT INTO processed_events (consumer, event_id) "
+    "SELECT * FROM unnest(CAST(:consumers AS text[]), CAST(:ids AS uuid[])) "
+    "ON CONFLICT DO NOTHING RETURNING consumer, event_id"
 )
 
 
@@ -47,13 +66,61 @@ def _is_outage(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
-async def _raw_body(message: Any) -> bytes:
-    body: bytes = message.body
-    return body
+def changes_beyond(*ignored: str) -> Wants:
+    """`when=` for a `*.updated` event: wanted unless its `changes` name only `ignored` fields
+    (fields the service does not hold). An event without `changes` is always wanted; the data
+    carries the whole entity, so the next wanted version brings what was skipped."""
+    skip = frozenset(ignored)
+
+    def wants(event: Event[Any]) -> bool:
+        changes = getattr(event.data, "changes", None)
+        return not changes or not changes.keys() <= skip
+
+    wants.__name__ = f"changes_beyond({', '.join(sorted(skip))})"
+    return wants
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """One handler of one topic; `name` is its consumer name in `processed_events`."""
+
+    topic: str
+    handler: Handler | None
+    name: str
+    wants: Wants | None
+    many: BatchHandler | None = None  # instead of `handler`: the batch's new events at once
+
+
+@dataclass(frozen=True)
+class Work:
+    """One event for one handler, as fetched."""
+
+    record: ConsumerRecord[bytes, bytes]
+    subscription: Subscription
+    event: Event[Any]
+
+    @property
+    def key(self) -> tuple[str, UUID]:
+        return (self.subscription.name, self.event.id)
+
+
+class _WaitForBatch(ConsumerRebalanceListener):
+    """Hold a rebalance until the batch in hand is applied and its offsets committed."""
+
+    def __init__(self, owner: EventConsumer, consumer: AIOKafkaConsumer) -> None:
+        self.owner = owner
+        self.consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        async with self.owner._batch:
+            await self.owner._flush(self.consumer)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        return None
 
 
 class EventConsumer:
-    """Registers idempotent handlers for one consumer group on a FastStream broker."""
+    """The handlers of one consumer group, consumed by one group member (`run`)."""
 
     def __init__(
         self,
@@ -63,125 +130,246 @@ class EventConsumer:
         *,
         group_id: str | None = None,
     ) -> None:
-        self.broker = broker
+        self.broker = broker  # publishes dead letters
         self.sessionmaker = sessionmaker
         self.settings = settings
         self.group_id = group_id or settings.service_name
-        self.commit_interval = 0.1
-        self._handled: dict[tuple[Any, TopicPartition], int] = {}
+        self.subscriptions: dict[str, list[Subscription]] = {}  # by Kafka topic
+        self._batch = asyncio.Lock()
+        self._offsets: dict[TopicPartition, int] = {}  # applied, not yet committed
+        self._committing: asyncio.Task[None] | None = None
 
-    def handle(self, topic: str) -> Callable[[Handler], Handler]:
+    def handle(self, topic: str, *, when: Wants | None = None) -> Callable[[Handler], Handler]:
         """Decorator registering `async def on_x(session, event)` for `topic`."""
 
         def register(handler: Handler) -> Handler:
-            self.subscribe(topic, handler)
+            self.subscribe(topic, handler, when=when)
             return handler
 
         return register
 
-    def subscribe(self, topic: str, handler: Handler) -> None:
-        spec = TOPICS[topic]
-        consumer_name = f"{self.group_id}:{handler.__name__}"
-        kafka_topic = self.settings.topic(topic)
+    def handle_many(
+        self, topic: str, *, when: Wants | None = None
+    ) -> Callable[[BatchHandler], BatchHandler]:
+        """Decorator registering `async def on_x(session, events)`: a batch's new events of
+        `topic` in one call (offset order per key), for a set-based projection that holds its
+        row locks for one statement instead of one per event."""
 
-        @self.broker.subscriber(
-            kafka_topic,
-            group_id=self.group_id,
-            ack_policy=AckPolicy.MANUAL,
-            auto_offset_reset=self.settings.kafka_auto_offset_reset,
-            decoder=_raw_body,
-            title=f"{self.group_id}:{topic}",
-            description=f"{handler.__name__}: {handler.__doc__ or ''}".strip(),
-        )
-        async def consume(body: bytes, message: KafkaMessage) -> None:
+        def register(handler: BatchHandler) -> BatchHandler:
+            self._add(Subscription(topic, None, self._name(handler), when, many=handler))
+            return handler
+
+        return register
+
+    def subscribe(self, topic: str, handler: Handler, *, when: Wants | None = None) -> None:
+        self._add(Subscription(topic, handler, self._name(handler), when))
+
+    def _name(self, handler: Callable[..., Any]) -> str:
+        return f"{self.group_id}:{handler.__name__}"
+
+    def _add(self, subscription: Subscription) -> None:
+        TOPICS[subscription.topic]  # an unknown topic fails at registration
+        kafka_topic = self.settings.topic(subscription.topic)
+        self.subscriptions.setdefault(kafka_topic, []).append(subscription)
+
+    async def run(self) -> None:
+        """Consume until cancelled (a Runtime task, started once Kafka answers)."""
+        if not self.subscriptions:
+            return
+        consumer = await self._connect()
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=1000)
+                if not batches:
+                    continue
+                async with self._batch:
+                    records = [r for partition in batches.values() for r in partition]
+                    CONSUMER_BATCH_RECORDS.observe(len(records))
+                    with CONSUMER_BATCH_SECONDS.time():
+                        await self.handle_batch(records)
+                    self._offsets.update(
+                        {tp: rs[-1].offset + 1 for tp, rs in batches.items() if rs}
+                    )
+                    if self._committing is None or self._committing.done():
+                        self._committing = asyncio.create_task(self._commit_pending(consumer))
+        finally:
+            with contextlib.suppress(Exception):  # bounded: Kafka may be what is down
+                async with asyncio.timeout(5.0):
+                    await self._flush(consumer)
+            await consumer.stop()
+
+    async def _connect(self) -> AIOKafkaConsumer:
+        """The group member, joined; retried (a new client each time) while Kafka is away."""
+        delay = 0.5
+        while True:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                group_id=self.group_id,
+                client_id=f"{self.settings.service_name}-consumer",
+                enable_auto_commit=False,
+                auto_offset_reset=self.settings.kafka_auto_offset_reset,
+                max_poll_records=self.settings.consumer_batch_size,
+                fetch_min_bytes=self.settings.consumer_fetch_min_bytes,
+                fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms,
+            )
+            consumer.subscribe(sorted(self.subscriptions), listener=_WaitForBatch(self, consumer))
             try:
-                event = spec.envelope().model_validate_json(body)
+                await consumer.start()
+            except KafkaError as exc:
+                log.warning("consumer cannot reach kafka (%s); retrying in %.1fs", exc, delay)
+            except BaseException:  # cancelled while joining: leave no client open
+                await consumer.stop()
+                raise
+            else:
+                return consumer
+            await consumer.stop()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def _commit_pending(self, consumer: AIOKafkaConsumer) -> None:
+        """Commit applied offsets in the background: the next batch does not wait for it."""
+        while self._offsets:
+            offsets, self._offsets = self._offsets, {}
+            try:
+                await consumer.commit(offsets)
+            except KafkaError as exc:  # a rebalance or Kafka away: re-read later, ids skip them
+                log.info("offsets not committed (%s); they will be re-read and skipped", exc)
+
+    async def _flush(self, consumer: AIOKafkaConsumer) -> None:
+        """Wait for the commit in flight and commit what is left (before a rebalance, a stop)."""
+        if self._committing is not None:
+            await asyncio.gather(self._committing, return_exceptions=True)
+        await self._commit_pending(consumer)
+
+    async def handle_batch(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        """Apply fetched records (in offset order per partition); returns once each one is
+        applied, skipped or dead-lettered, so its offset may be committed."""
+        work: list[Work] = []
+        for record in records:
+            subscriptions = self.subscriptions[record.topic]
+            try:
+                event = (
+                    TOPICS[subscriptions[0].topic]
+                    .envelope()
+                    .model_validate_json(record.value or b"")
+                )
             except ValidationError as exc:
-                await self._dead_letter(kafka_topic, message, f"invalid event: {exc}", "invalid")
-                EVENTS_CONSUMED.labels(topic, consumer_name, "invalid").inc()
-                self._mark_handled(message)
-                return
-            token = correlation_id.set(event.correlationid)
-            try:
-                outcome = await self._apply(event, handler, consumer_name, kafka_topic, message)
-            finally:
-                correlation_id.reset(token)
-            EVENTS_CONSUMED.labels(topic, consumer_name, outcome).inc()
-            self._mark_handled(message)
+                await self._dead_letter(record, f"invalid event: {exc}", "invalid")
+                for subscription in subscriptions:
+                    EVENTS_CONSUMED.labels(subscription.topic, subscription.name, "invalid").inc()
+                continue
+            for subscription in subscriptions:
+                if subscription.wants is None or subscription.wants(event):
+                    work.append(Work(record, subscription, event))
+                else:
+                    EVENTS_CONSUMED.labels(subscription.topic, subscription.name, "ignored").inc()
+        if work and not await self._apply_batch(work):
+            for item in work:  # isolate the message that fails
+                await self._apply_one(item)
 
-    async def _apply(
-        self,
-        event: Event[Any],
-        handler: Handler,
-        consumer_name: str,
-        kafka_topic: str,
-        message: Any,
-    ) -> str:
+    async def _apply_batch(self, work: list[Work]) -> bool:
+        """All of `work` in one transaction; False if a handler failed (nothing applied)."""
         attempt = 0
         while True:
             try:
                 async with self.sessionmaker() as session, session.begin():
-                    fresh = await session.scalar(
-                        _RECORD, {"consumer": consumer_name, "event_id": event.id}
-                    )
-                    if fresh is None:
-                        return "duplicate"
-                    await handler(session, event)
-                return "handled"
+                    outcomes = await self._apply(session, work)
+            except Exception as exc:
+                if not _is_outage(exc):
+                    log.warning("batch of %d failed (%r); one message at a time", len(work), exc)
+                    return False
+                attempt += 1
+                log.warning("%s: outage (%s); retrying a batch", self.group_id, exc)
+                await asyncio.sleep(
+                    min(5.0, self.settings.consumer_retry_backoff_seconds * 2**attempt)
+                )
+                continue
+            for item, outcome in zip(work, outcomes, strict=True):
+                subscription = item.subscription
+                EVENTS_CONSUMED.labels(subscription.topic, subscription.name, outcome).inc()
+            return True
+
+    async def _apply(self, session: AsyncSession, work: list[Work]) -> list[str]:
+        rows = await session.execute(
+            _RECORD,
+            {"consumers": [w.subscription.name for w in work], "ids": [w.event.id for w in work]},
+        )
+        fresh = {(row.consumer, row.event_id) for row in rows}
+        outcomes = []
+        together: dict[str, tuple[BatchHandler, list[Event[Any]]]] = {}
+        for item in work:
+            if item.key not in fresh:
+                outcomes.append("duplicate")
+                continue
+            fresh.discard(item.key)  # twice in one batch: applied once
+            outcomes.append("handled")
+            subscription = item.subscription
+            if subscription.many is not None:
+                together.setdefault(subscription.name, (subscription.many, []))[1].append(
+                    item.event
+                )
+                continue
+            assert subscription.handler is not None
+            token = correlation_id.set(item.event.correlationid)
+            try:
+                await subscription.handler(session, item.event)
+            finally:
+                correlation_id.reset(token)
+        for handler, events in together.values():  # other topics: no order between them
+            await handler(session, events)
+        return outcomes
+
+    async def _apply_one(self, item: Work) -> None:
+        """One message in its own transaction: retried, then dead-lettered alone."""
+        attempt = 0
+        name = item.subscription.name
+        while True:
+            try:
+                async with self.sessionmaker() as session, session.begin():
+                    [outcome] = await self._apply(session, [item])
+                break
             except Exception as exc:
                 attempt += 1
                 if _is_outage(exc):
-                    log.warning("%s: outage (%s); retrying %s", consumer_name, exc, event.id)
+                    log.warning("%s: outage (%s); retrying %s", name, exc, item.event.id)
                     await asyncio.sleep(
                         min(5.0, self.settings.consumer_retry_backoff_seconds * 2**attempt)
                     )
                     continue
                 if attempt > self.settings.consumer_max_retries:
-                    log.exception("%s: giving up on %s", consumer_name, event.id)
-                    await self._dead_letter(
-                        kafka_topic, message, f"{type(exc).__name__}: {exc}", "failed"
-                    )
-                    return "dead_lettered"
+                    log.exception("%s: giving up on %s", name, item.event.id)
+                    await self._dead_letter(item.record, f"{type(exc).__name__}: {exc}", "failed")
+                    outcome = "dead_lettered"
+                    break
                 await asyncio.sleep(
                     self.settings.consumer_retry_backoff_seconds * 2 ** (attempt - 1)
                 )
+        EVENTS_CONSUMED.labels(item.subscription.topic, name, outcome).inc()
 
-    def _mark_handled(self, message: Any) -> None:
-        raw = message.raw_message
-        self._handled[(message.consumer, TopicPartition(raw.topic, raw.partition))] = raw.offset + 1
-
-    async def commit_handled(self) -> None:
-        """Commit the offsets after every handled message (a revoked partition's are dropped:
-        its new owner re-reads them, and the event ids skip what was already applied)."""
-        handled, self._handled = self._handled, {}
-        by_consumer: dict[Any, dict[TopicPartition, int]] = {}
-        for (consumer, partition), offset in handled.items():
-            by_consumer.setdefault(consumer, {})[partition] = offset
-        for consumer, offsets in by_consumer.items():
-            try:
-                await consumer.commit(offsets)
-            except KafkaError as exc:
-                log.info("offsets not committed (%s); they will be re-read and skipped", exc)
-
-    async def commit_loop(self) -> None:
-        """Runs beside the subscribers (a Runtime background task)."""
-        while True:
-            await asyncio.sleep(self.commit_interval)
-            await self.commit_handled()
-
-    async def _dead_letter(self, kafka_topic: str, message: Any, error: str, reason: str) -> None:
+    async def _dead_letter(self, record: Any, error: str, reason: str) -> None:
         """Publish to `<topic>.dlq`, retrying while Kafka is unreachable: the message must not be
         skipped before it is stored somewhere."""
-        raw = message.raw_message
-        headers = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in (raw.headers or [])}
+        headers = {
+            k: (v.decode() if isinstance(v, bytes) else v) for k, v in (record.headers or [])
+        }
         headers.update(
             {
                 "x-error": error[:2000],
                 "x-error-reason": reason,
                 "x-consumer-group": self.group_id,
-                "x-original-topic": kafka_topic,
-                "x-original-partition": str(raw.partition),
-                "x-original-offset": str(raw.offset),
+                "x-original-topic": record.topic,
+                "x-original-partition": str(record.partition),
+                "x-original-offset": str(record.offset),
             }
         )
-        await self.broker.publish(raw.value, f"{kafka_topic}.dlq", key=raw.key, headers=headers)
+        delay = 0.5
+        while True:
+            try:
+                await self.broker.publish(
+                    record.value, f"{record.topic}.dlq", key=record.key, headers=headers
+                )
+                return
+            except Exception as exc:
+                log.warning("dead letter not stored (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)

@@ -134,4 +134,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem_response(500, "An unexpected error occurred")
+        # uvicorn closes the connection after an unhandled error; saying so keeps a keep-alive
+        # client (the gateway) from sending its next request on a connection about to close.
+        return problem_response(
+            500, "An unexpected error occurred", headers={"Connection": "close"}
+        )

@@ -36,6 +36,16 @@ PROJECTION_WAITS = Histogram(
     ["outcome"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5),
 )
+CONSUMER_BATCH_SECONDS = Histogram(
+    "consumer_batch_seconds",
+    "Time to apply one fetched batch (its transaction, or one at a time after a failure)",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+CONSUMER_BATCH_RECORDS = Histogram(
+    "consumer_batch_records",
+    "Records per fetched batch",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
+)
 
 
 class JsonFormatter(logging.Formatter):

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -91,6 +92,29 @@ async def add_events(
         columns["headers"].append(json.dumps({"correlation_id": event.correlationid or ""}))
     await session.execute(_INSERT_MANY, {**columns, "channel": NOTIFY_CHANNEL})
     return columns["event_ids"]
+
+
+_REPLACE_MANY = sa.text(
+    "UPDATE outbox SET payload = r.payload FROM unnest("
+    "CAST(:event_ids AS uuid[]), CAST(:payloads AS jsonb[])) AS r(event_id, payload) "
+    "WHERE outbox.event_id = r.event_id AND outbox.published_at IS NULL"
+)
+
+
+async def replace_events(
+    session: AsyncSession, events: Sequence[tuple[str, str, Contract]], *, source: str
+) -> None:
+    """Give events added earlier in this transaction newer data, `(event id, topic, data)`:
+    a thing that changed twice before the commit is published once, in its final state."""
+    if not events:
+        return
+    ids: list[str] = []
+    payloads: list[str] = []
+    for event_id, topic, data in events:
+        _, event = build_event(topic, data, source=source, correlation_id=correlation_id.get())
+        ids.append(event_id)
+        payloads.append(event.model_copy(update={"id": uuid.UUID(event_id)}).model_dump_json())
+    await session.execute(_REPLACE_MANY, {"event_ids": ids, "payloads": payloads})
 
 
 async def add_event(session: AsyncSession, topic: str, data: Contract, *, source: str) -> str:

@@ -69,8 +69,6 @@ class Runtime:
         )
         self.relay = OutboxRelay(self.engine, settings) if self.engine and kafka else None
         self.background: list[BackgroundTask] = []
-        if self.consumer is not None:
-            self.background.append(self.consumer.commit_loop)
         self.on_startup: list[BackgroundTask] = []
         self.on_shutdown: list[BackgroundTask] = []
         self.checks: dict[str, Check] = {}
@@ -131,6 +129,9 @@ class Runtime:
                 await self.broker.start()
                 self.kafka_connected = True
                 log.info("connected to kafka at %s", self.settings.kafka_bootstrap_servers)
+                if self.consumer is not None:  # one group member for all the service's topics
+                    consume = asyncio.create_task(_supervised(self.consumer.run), name="consumer")
+                    self._tasks.append(consume)
                 return
             except Exception as exc:
                 log.warning("kafka not available (%s); retrying in %.1fs", exc, delay)
@@ -150,9 +151,6 @@ class Runtime:
             self._tasks.append(asyncio.create_task(_supervised(task), name=task.__name__))
 
     async def stop(self) -> None:
-        if self.consumer is not None and self.kafka_connected:
-            with contextlib.suppress(Exception):
-                await self.consumer.commit_handled()
         for hook in self.on_shutdown:
             try:
                 await hook()
@@ -276,6 +274,13 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+def forwarded_header_options(settings: CommonSettings) -> dict[str, Any]:
+    """uvicorn's options for X-Forwarded-*: believed only from the peers the settings name, so
+    a caller cannot choose the address that rate limits and login throttling count it under."""
+    trusted = settings.forwarded_allow_ips.strip()
+    return {"proxy_headers": bool(trusted), "forwarded_allow_ips": trusted or ""}
+
+
 def serve(factory: Callable[[], FastAPI], settings: CommonSettings) -> None:
     """Run a service's app under uvicorn (what `python -m quimbi_<service>` does)."""
     import uvicorn
@@ -287,7 +292,7 @@ def serve(factory: Callable[[], FastAPI], settings: CommonSettings) -> None:
         port=settings.port,
         log_config=None,
         access_log=False,
-        proxy_headers=True,
+        **forwarded_header_options(settings),
     )
 
 

@@ -19,6 +19,11 @@ class CommonSettings(BaseSettings):
     environment: Literal["development", "test", "staging", "production"] = "development"
     host: str = "127.0.0.1"
     port: int = 8000
+    # Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (comma-separated addresses or
+    # networks, uvicorn's FORWARDED_ALLOW_IPS): for a service the gateway's address(es), for the
+    # gateway the load balancers in front of it. Empty (the default): nobody's; the client
+    # address is the peer's.
+    forwarded_allow_ips: str = ""
 
     database_url: str = "postgresql+asyncpg://quimbi:quimbi@127.0.0.1:5432/postgres"
     database_pool_size: int = 10
@@ -31,6 +36,9 @@ class CommonSettings(BaseSettings):
     kafka_linger_ms: int = 1
     kafka_auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     kafka_consumer_group: str | None = None  # default: the topic prefix + the service name
+    consumer_batch_size: int = 500  # records per fetch, applied in one transaction
+    consumer_fetch_min_bytes: int = 32768  # the broker holds a fetch until this much is there,
+    consumer_fetch_max_wait_ms: int = 25  # or this long: bigger batches under load
     consumer_max_retries: int = 3
     consumer_retry_backoff_seconds: float = 0.2
     outbox_poll_interval_seconds: float = 1.0

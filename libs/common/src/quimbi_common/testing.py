@@ -81,6 +81,41 @@ async def running_app(
             yield client
 
 
+@contextlib.asynccontextmanager
+async def served_app(app: Any, **options: Any) -> AsyncIterator[str]:
+    """Run an ASGI app under uvicorn on a real loopback port in this event loop (for what only
+    a real server shows: connections, peer addresses); yields its base URL."""
+    import socket
+
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=1,
+        **options,
+    )
+    server = uvicorn.Server(config)
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("server stopped during startup")
+            await asyncio.sleep(0.005)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
 @dataclass
 class SigningKeys:
     """A signing key for tests and the matching JWKS, so services verify real RS256 tokens."""

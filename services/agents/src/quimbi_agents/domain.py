@@ -138,3 +138,15 @@ def add_response_sample(total_seconds: int, samples: int, seconds: int) -> tuple
     Returns the new total, sample count and mean (whole seconds)."""
     total, count = total_seconds + max(0, seconds), samples + 1
     return total, count, round(total / count)
+
+
+# --- login throttling -----------------------------------------------------------------------------
+
+
+def login_delay_seconds(failures: int, *, free: int, base: float, cap: float) -> float:
+    """How long to refuse further attempts after `failures` in a row (OWASP's growing delays):
+    nothing for the first `free`, then `base`, doubling with each further failure, up to `cap`."""
+    extra = failures - free
+    if extra <= 0:
+        return 0.0
+    return float(min(cap, base * 2 ** min(extra - 1, 32)))

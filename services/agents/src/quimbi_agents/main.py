@@ -29,12 +29,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         settings=settings,
         keyring=keyring,
         passwords=Passwords(settings.bcrypt_rounds),
-        throttle=LoginThrottle(
-            runtime.redis,
-            window_seconds=settings.login_window_seconds,
-            max_failures_per_email=settings.login_max_failures_per_email,
-            max_failures_per_ip=settings.login_max_failures_per_ip,
-        ),
+        throttle=LoginThrottle(runtime.redis, settings),
         revocations=runtime.revocations,
         runtime=runtime,
     )

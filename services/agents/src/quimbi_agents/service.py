@@ -33,6 +33,7 @@ from .domain import (
     sees_department_only,
 )
 from .models import Agent
+from .ratelimit import too_many_attempts
 from .schemas import (
     AgentCreate,
     AgentList,
@@ -150,9 +151,10 @@ async def login(
     session: AsyncSession, context: Context, request: LoginRequest, client_ip: str
 ) -> LoginResponse:
     """Same 401 and the same bcrypt work for an unknown email, a wrong password or an inactive
-    account; failures are throttled per email and per IP before any bcrypt work."""
+    account. Throttled callers get 429 (see ratelimit.py): before any bcrypt work, unless only
+    a correct password from a known-good address may pass."""
     email = request.email.strip().lower()
-    await context.throttle.check(email, client_ip)
+    gate = await context.throttle.check(email, client_ip)
     agent = await session.scalar(
         sa.select(Agent).where(Agent.email == email, Agent.deleted_at.is_(None))
     )
@@ -161,8 +163,10 @@ async def login(
     )
     if agent is None or not matched or not agent.is_active:
         await context.throttle.record_failure(email, client_ip)
+        if gate.only_correct_password:
+            raise too_many_attempts(gate.waived_wait)
         raise UnauthorizedError(INVALID_LOGIN)
-    await context.throttle.forget_email(email)
+    await context.throttle.record_success(email, client_ip)
     if context.passwords.needs_rehash(agent.hashed_password):
         agent.hashed_password = await context.passwords.hash(request.password)
     agent.last_login_at = datetime.now(UTC)

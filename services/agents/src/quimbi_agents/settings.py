@@ -35,11 +35,21 @@ class Settings(CommonSettings):
     jwt_additional_public_keys: str | None = None
     jwt_keys_dir: Path = _repo_root() / ".local" / "keys"
 
-    # Passwords and login throttling (fixed windows in Redis).
+    # Passwords and login throttling (see the README's "Login throttling").
     bcrypt_rounds: int = 12
+    # Failures are remembered this long after the last one (and the per-address window).
     login_window_seconds: int = 900
-    login_max_failures_per_email: int = 5
-    login_max_failures_per_ip: int = 20
+    # Growing delays: after this many failures for one account from one address, and for one
+    # account from anywhere, each further failure doubles the wait, from base up to max.
+    login_free_failures_per_account_address: int = 5
+    login_free_failures_per_account: int = 20
+    login_delay_base_seconds: float = 1.0
+    login_delay_max_seconds: float = 900.0
+    # A ceiling per client address over all accounts, high enough for an office behind one NAT.
+    login_max_failures_per_ip: int = 500
+    # An address that logged in to an account is known-good for it this long.
+    login_known_address_days: int = 90
+    login_throttle_prefix: str = "agents:login"  # Redis key prefix
 
     # First admin, created at startup when no admin exists.
     bootstrap_admin_email: str = DEFAULT_ADMIN_EMAIL

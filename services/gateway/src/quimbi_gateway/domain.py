@@ -124,11 +124,10 @@ def read_request(
     request_id: str,
 ) -> IncomingRequest:
     """Split a request's headers into the credentials the edge checks and the headers the service
-    gets: hop-by-hop headers dropped, X-Request-ID and X-Forwarded-* set."""
+    gets: hop-by-hop headers dropped, X-Request-ID and X-Forwarded-* set (the caller's replaced)."""
     forward: list[tuple[bytes, bytes]] = []
     incoming = IncomingRequest(forward)
     host = b""
-    forwarded_for = b""
     listed: set[bytes] = set()
     for name, value in raw_headers:
         name = name.lower()
@@ -141,8 +140,6 @@ def read_request(
         if name in _SET_BY_GATEWAY:
             if name == b"host":
                 host = value
-            elif name == b"x-forwarded-for":
-                forwarded_for = value
             continue
         if name == b"authorization":
             incoming.authorization = value.decode("latin-1")
@@ -157,13 +154,9 @@ def read_request(
         forward.append((name, value))
     if listed - {b"keep-alive", b"close"}:
         forward[:] = [(name, value) for name, value in forward if name not in listed]
-    client = client_ip.encode("latin-1")
-    chain = forwarded_for.strip()
-    if not chain:
-        chain = client
-    elif chain.rsplit(b",", 1)[-1].strip() != client:
-        chain = chain + b", " + client
-    forward.append((b"x-forwarded-for", chain))
+    # The client as the gateway's server resolved it (from X-Forwarded-For only when the peer is
+    # a proxy named in FORWARDED_ALLOW_IPS): the caller's own X-Forwarded-For is not passed on.
+    forward.append((b"x-forwarded-for", client_ip.encode("latin-1")))
     forward.append((b"x-forwarded-proto", scheme.encode("latin-1")))
     if host:
         forward.append((b"x-forwarded-host", host))

@@ -6,11 +6,22 @@ Why not httpx here: measured in the gateway, httpx took ~80 % of the CPU of a pr
 each request). The gateway only sends already-parsed requests to five known services, so this
 client does just that: write the head, stream the body, stream the answer back, reuse the
 connection. httpx still serves the gateway's own calls (health, OpenAPI).
+
+The rules that keep it honest (each tested in tests/test_http1.py against real sockets):
+- one deadline per request, from asking for a connection to the last byte of the answer, so
+  neither a trickling service nor a trickling upload holds a connection past it;
+- a connection is reused only after a complete answer that did not say `Connection: close`,
+  and never once the service has closed it;
+- a request is sent again, once, on a new connection only when the service cannot have read
+  it: a reused connection that ended before the request was written, or that the service's
+  kernel reset (its socket was closed with our bytes unread), with no byte of an answer;
+- 1xx interim answers are skipped; a 101 (a protocol switch nobody asked for) is a 502.
 """
 
 from __future__ import annotations
 
 import asyncio
+import select
 import ssl
 from collections.abc import AsyncIterator
 from typing import cast
@@ -19,6 +30,7 @@ from urllib.parse import urlsplit
 import httptools
 
 _BUFFER_HIGH = 256 * 1024  # stop reading from the service while this much waits to be sent on
+_REPLAY_LIMIT = 64 * 1024  # a body up to this size is kept while sending, to send it again
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 
@@ -31,7 +43,11 @@ class UpstreamUnavailable(UpstreamError):
 
 
 class UpstreamTimeout(UpstreamError):
-    """No connection, or no answer, in time: a 504."""
+    """No connection, or no complete answer, before the request's deadline: a 504."""
+
+
+class CallerTooSlow(Exception):
+    """The caller did not send its request body before the deadline: a 408."""
 
 
 class _Connection(asyncio.Protocol):
@@ -40,6 +56,7 @@ class _Connection(asyncio.Protocol):
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.transport: asyncio.Transport | None = None
+        self.fd = -1
         self.closed = False
         self.in_use = False
         self.idle_since = 0.0
@@ -52,7 +69,11 @@ class _Connection(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.head_request = head_request
         self.received_any = False
+        self.request_sent = False
+        self.lost_before_sent = False  # the connection ended before the request was written
+        self.reset_by_peer = False  # the service's kernel refused our bytes (RST)
         self.status = 0
+        self.interim = False
         self.headers: list[tuple[bytes, bytes]] = []
         self.headers_done = False
         self.until_close = False
@@ -67,6 +88,8 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        sock = transport.get_extra_info("socket")
+        self.fd = sock.fileno() if sock is not None else -1
 
     def data_received(self, data: bytes) -> None:
         if not self.in_use:  # bytes nobody asked for: the connection cannot be trusted
@@ -75,9 +98,13 @@ class _Connection(asyncio.Protocol):
         self.received_any = True
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:  # not an HttpParserError: caught on its own
+            self._fail(UpstreamUnavailable("the service switched protocols (101)"))
+            self.abort()
+            return
         except httptools.HttpParserError as exc:
             self._fail(UpstreamUnavailable(f"malformed response: {exc}"))
-            self.close()
+            self.abort()
             return
         if self.buffered > _BUFFER_HIGH and not self.reading_paused and self.transport:
             self.reading_paused = True
@@ -88,6 +115,10 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.in_use and not self.request_sent:
+            self.lost_before_sent = True
+        if isinstance(exc, ConnectionResetError | BrokenPipeError):
+            self.reset_by_peer = True
         if self.headers_done and self.until_close and not self.complete:
             self.complete = True  # a body delimited by the end of the connection
         elif not self.complete:
@@ -110,7 +141,15 @@ class _Connection(asyncio.Protocol):
         self.headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
-        self.status = self.parser.get_status_code()
+        status = self.parser.get_status_code()
+        if status == 101:  # the gateway never asks for an upgrade (it drops `Upgrade`)
+            self._fail(UpstreamUnavailable("the service switched protocols (101)"))
+            return
+        if 100 <= status < 200:  # interim (100 Continue, 103): the real one
+            self.interim = True  # follows on the same connection
+            self.headers = []
+            return
+        self.status = status
         self.headers_done = True
         names = {name for name, _ in self.headers}
         no_body = self.head_request or self.status in (204, 304) or self.status < 200
@@ -127,6 +166,9 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_message_complete(self) -> None:
+        if self.interim:
+            self.interim = False
+            return
         self.keep_alive = self.parser.should_keep_alive()  # llhttp forgets it right after
         self.complete = True
         self._wake()
@@ -137,12 +179,27 @@ class _Connection(asyncio.Protocol):
     def reusable(self) -> bool:
         return (
             self.complete
+            and self.request_sent
             and not self.closed
             and not self.until_close
             and not self.head_request
             and self.error is None
             and self.keep_alive
         )
+
+    @property
+    def never_read(self) -> bool:
+        """The service cannot have read this request: no answer, and the connection ended
+        before the request was written or was reset by the service's kernel."""
+        return not self.received_any and (self.lost_before_sent or self.reset_by_peer)
+
+    def has_unread_news(self) -> bool:
+        """Whether the socket holds bytes or an end of stream the event loop has not handled yet
+        (an idle connection has nothing to say: either means the service is closing it)."""
+        if self.fd < 0:
+            return False
+        readable, _, _ = select.select([self.fd], [], [], 0)
+        return bool(readable)
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -153,15 +210,14 @@ class _Connection(asyncio.Protocol):
             self.error = error
         self._wake()
 
-    def _timed_out(self, waiter: asyncio.Future[None], timeout: float) -> None:
-        if not waiter.done():
-            self._fail(UpstreamTimeout(f"no answer within {timeout:g} s"))
-            self.close()
+    def _deadline_passed(self) -> None:
+        self._fail(UpstreamTimeout("no complete answer before the request's deadline"))
+        self.abort()
 
-    async def wait(self, timeout: float) -> None:
-        """Until the service sends something more (or fails, or the timeout passes)."""
+    async def wait(self, deadline: float) -> None:
+        """Until the service sends something more (or fails, or the deadline passes)."""
         waiter = self._waiter = self.loop.create_future()
-        timer = self.loop.call_later(timeout, self._timed_out, waiter, timeout)
+        timer = self.loop.call_at(deadline, self._deadline_passed)
         try:
             await waiter
         finally:
@@ -177,25 +233,79 @@ class _Connection(asyncio.Protocol):
             self.transport.resume_reading()
         return data
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes, deadline: float) -> None:
+        """Hand bytes to the socket; while the service reads none, wait until the deadline."""
         if self.closed or self.transport is None:
+            self.lost_before_sent = not self.request_sent
             raise self.error or UpstreamUnavailable("connection closed while sending")
         self.transport.write(data)
         if self._write_ready is not None:
-            await self._write_ready
+            timer = self.loop.call_at(deadline, self._deadline_passed)
+            try:
+                await self._write_ready
+            finally:
+                timer.cancel()
+            if self.error is not None:
+                raise self.error
 
     def close(self) -> None:
         self.closed = True
         if self.transport is not None:
             self.transport.close()
 
+    def abort(self) -> None:
+        """Close now, dropping what is still waiting to be sent (close() would wait for it)."""
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class _Body:
+    """A request body read from the caller once, its start kept (up to `_REPLAY_LIMIT`) so a
+    request the service never read can be sent again on another connection."""
+
+    def __init__(self, source: AsyncIterator[bytes], *, chunked: bool) -> None:
+        self.source = source
+        self.chunked = chunked
+        self.kept: list[bytes] | None = []
+        self.kept_bytes = 0
+        self.finished = False
+
+    @property
+    def replayable(self) -> bool:
+        return self.kept is not None
+
+    def frame(self, chunk: bytes) -> bytes:
+        return b"%x\r\n%b\r\n" % (len(chunk), chunk) if self.chunked else chunk
+
+    def keep(self, chunk: bytes) -> None:
+        if self.kept is None:
+            return
+        self.kept_bytes += len(chunk)
+        if self.kept_bytes > _REPLAY_LIMIT:
+            self.kept = None
+        else:
+            self.kept.append(chunk)
+
+    async def next_chunk(self, deadline: float) -> bytes | None:
+        """The caller's next chunk, None at the end; `CallerTooSlow` past the deadline."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await anext(self.source)
+        except StopAsyncIteration:
+            self.finished = True
+            return None
+        except TimeoutError:
+            raise CallerTooSlow("the request body did not arrive in time") from None
+
 
 class UpstreamResponse:
     """A service's status and headers; the body is read with `chunks()`, then `aclose()`."""
 
-    def __init__(self, pool: UpstreamPool, connection: _Connection) -> None:
+    def __init__(self, pool: UpstreamPool, connection: _Connection, deadline: float) -> None:
         self._pool = pool
         self._connection = connection
+        self._deadline = deadline
         self.status = connection.status
         self.headers = connection.headers
         self._released = False
@@ -210,7 +320,7 @@ class UpstreamResponse:
             elif connection.error is not None:
                 raise connection.error
             else:
-                await connection.wait(self._pool.read_timeout)
+                await connection.wait(self._deadline)
 
     async def aclose(self) -> None:
         if not self._released:
@@ -229,7 +339,7 @@ class UpstreamPool:
         max_idle: int,
         keepalive_expiry: float,
         connect_timeout: float,
-        read_timeout: float,
+        timeout: float,
     ) -> None:
         parts = urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
@@ -239,7 +349,7 @@ class UpstreamPool:
         self.max_idle = max_idle
         self.keepalive_expiry = keepalive_expiry
         self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
+        self.timeout = timeout
         self._slots = asyncio.Semaphore(max_connections)
         self._idle: list[_Connection] = []
 
@@ -252,48 +362,54 @@ class UpstreamPool:
         *,
         chunked: bool = False,
     ) -> UpstreamResponse:
-        """Send a request and wait for the response head. A request without a body that meets
-        a keep-alive connection the service has just closed is sent again on a new one."""
+        """Send a request and wait for the response head, all before one deadline (`timeout`
+        seconds from now, which also bounds reading the body)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
         if self._slots.locked():
             try:
-                await asyncio.wait_for(self._slots.acquire(), self.read_timeout)
+                async with asyncio.timeout_at(deadline):
+                    await self._slots.acquire()
             except TimeoutError:
-                raise UpstreamTimeout(
-                    f"no free connection within {self.read_timeout:g} s"
-                ) from None
+                raise UpstreamTimeout(f"no free connection within {self.timeout:g} s") from None
         else:
             await self._slots.acquire()
-        head = self._head(method, target, headers, chunked=chunked and body is not None)
+        chunked = chunked and body is not None
+        head = self._head(method, target, headers, chunked=chunked)
+        request_body = _Body(body, chunked=chunked) if body is not None else None
+        fresh = False
         try:
-            retry = body is None and method in _IDEMPOTENT
             while True:
-                connection, reused = await self._checkout()
+                connection, reused = await self._checkout(deadline, fresh=fresh)
                 connection.reset(head_request=method == "HEAD")
                 try:
-                    try:
-                        await connection.write(head)
-                        if body is not None:
-                            await self._send_body(connection, body, chunked=chunked)
-                    except UpstreamUnavailable:
-                        if not connection.headers_done:  # else: it answered early; pass it on
-                            raise
+                    await self._send(connection, head, request_body, deadline)
                     while not connection.headers_done:
                         if connection.error is not None:
                             raise connection.error
-                        await connection.wait(self.read_timeout)
+                        await connection.wait(deadline)
                 except UpstreamUnavailable:
-                    connection.close()
-                    if retry and reused and not connection.received_any:
-                        retry = False
+                    connection.abort()
+                    if reused and self._may_send_again(method, connection, request_body):
+                        fresh = True
                         continue
                     raise
                 except BaseException:
-                    connection.close()
+                    connection.abort()
                     raise
-                return UpstreamResponse(self, connection)
+                return UpstreamResponse(self, connection, deadline)
         except BaseException:
             self._slots.release()
             raise
+
+    @staticmethod
+    def _may_send_again(method: str, connection: _Connection, body: _Body | None) -> bool:
+        """Only on a reused connection, and only if the service cannot have acted on it."""
+        if connection.received_any:
+            return False
+        if body is None and method in _IDEMPOTENT:
+            return True  # sending it twice does no harm
+        return connection.never_read and (body is None or body.replayable)
 
     def _head(
         self, method: str, target: bytes, headers: list[tuple[bytes, bytes]], *, chunked: bool
@@ -307,28 +423,43 @@ class UpstreamPool:
         return b"".join(parts)
 
     @staticmethod
-    async def _send_body(
-        connection: _Connection, body: AsyncIterator[bytes], *, chunked: bool
+    async def _send(
+        connection: _Connection, head: bytes, body: _Body | None, deadline: float
     ) -> None:
-        async for chunk in body:
-            if not chunk:
-                continue
-            if chunked:
-                await connection.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+        """Write the request. If the service answers early and stops reading (a 413, say), the
+        rest of the body is not sent and the answer is passed on."""
+        try:
+            if body is None:
+                await connection.write(head, deadline)
             else:
-                await connection.write(chunk)
-        if chunked:
-            await connection.write(b"0\r\n\r\n")
+                kept = body.kept or []  # what an earlier attempt sent: sent again first
+                await connection.write(b"".join([head, *map(body.frame, kept)]), deadline)
+                while not body.finished:
+                    chunk = await body.next_chunk(deadline)
+                    if chunk:
+                        body.keep(chunk)
+                        await connection.write(body.frame(chunk), deadline)
+                if body.chunked:
+                    await connection.write(b"0\r\n\r\n", deadline)
+            connection.request_sent = True
+        except UpstreamUnavailable:
+            if not connection.headers_done:
+                raise
 
-    async def _checkout(self) -> tuple[_Connection, bool]:
+    async def _checkout(self, deadline: float, *, fresh: bool) -> tuple[_Connection, bool]:
         loop = asyncio.get_running_loop()
         now = loop.time()
-        while self._idle:
+        while self._idle and not fresh:
             connection = self._idle.pop()
-            if connection.closed or now - connection.idle_since > self.keepalive_expiry:
+            if (
+                connection.closed
+                or now - connection.idle_since > self.keepalive_expiry
+                or (self.tls is None and connection.has_unread_news())
+            ):
                 connection.close()
                 continue
             return connection, True
+        timeout = max(0.0, min(self.connect_timeout, deadline - now))
         try:
             _, connection = await asyncio.wait_for(
                 loop.create_connection(
@@ -338,10 +469,10 @@ class UpstreamPool:
                     ssl=self.tls,
                     server_hostname=self.host if self.tls else None,
                 ),
-                self.connect_timeout,
+                timeout,
             )
         except TimeoutError:
-            raise UpstreamTimeout(f"no connection within {self.connect_timeout:g} s") from None
+            raise UpstreamTimeout(f"no connection within {timeout:g} s") from None
         except OSError as exc:
             raise UpstreamUnavailable(f"cannot connect: {exc.strerror or exc}") from None
         return connection, False
@@ -351,8 +482,10 @@ class UpstreamPool:
         if connection.reusable and len(self._idle) < self.max_idle:
             connection.idle_since = connection.loop.time()
             self._idle.append(connection)
-        else:
+        elif connection.complete:
             connection.close()
+        else:  # the answer was not read to its end: what is left of it is dropped
+            connection.abort()
         self._slots.release()
 
     def close(self) -> None:

@@ -5,7 +5,8 @@ Components with the same name and the same content are shared; same name, differ
 each service's copy is renamed `<service>.<Name>` and its `$ref`s rewritten. Credentials are the
 gateway's: a Bearer JWT or the integration key, on every operation but the open ones. Each
 routed operation also lists what the gateway itself may answer before or instead of the service
-(401 without credentials, 413, 429 with Retry-After, 502, 503, 504), as problem+json.
+(401 without credentials, 408 and 413 with a body, 429 with Retry-After, 502, 503, 504), as
+problem+json.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ def _rewrite_refs(value: Any, renames: Mapping[str, str]) -> Any:
 
 _EDGE_PROBLEMS = {
     401: "Missing, invalid or revoked credentials (checked at the gateway)",
+    408: "The request body did not arrive before the request's deadline",
     413: "The request body is larger than the gateway accepts",
     429: "Rate limit exceeded (per agent, integration key or client address); see Retry-After",
     502: "The service is unreachable",
@@ -93,7 +95,7 @@ def _add_edge_problems(operation: dict[str, Any], *, is_open: bool) -> None:
     description of the same status is kept."""
     responses = operation.setdefault("responses", {})
     for status, description in _EDGE_PROBLEMS.items():
-        if (status == 401 and is_open) or (status == 413 and "requestBody" not in operation):
+        if (status == 401 and is_open) or (status in (408, 413) and "requestBody" not in operation):
             continue
         responses.setdefault(str(status), problem_response(status, description))
     operation["responses"] = dict(sorted(responses.items()))

@@ -17,7 +17,7 @@ from quimbi_common.observability import correlation_id
 
 from .domain import Quota, read_request, response_headers, route
 from .edge import REJECTED, EdgeGuard
-from .http1 import UpstreamError, UpstreamTimeout
+from .http1 import CallerTooSlow, UpstreamError, UpstreamTimeout
 from .upstreams import Upstreams
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,13 @@ class Proxy:
             raise self._too_large() from None
         except _ClientGone:
             return
+        except CallerTooSlow as exc:
+            REJECTED.labels("slow_upload").inc()
+            raise ProblemError(
+                f"The request body did not arrive within {self.upstreams.timeouts[service]:g} s",
+                status=408,
+                headers={**quota.header_dict(), "Connection": "close"},
+            ) from exc
         except UpstreamTimeout as exc:
             UPSTREAM_FAILURES.labels(service, "timeout").inc()
             raise _upstream_problem(

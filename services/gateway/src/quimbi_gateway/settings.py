@@ -15,7 +15,8 @@ class Settings(CommonSettings):
     scoring_url: str = "http://127.0.0.1:8104"
     ai_proxy_url: str = "http://127.0.0.1:8105"
 
-    # Waiting for a service: connect, then each read; a service that takes longer gets a 504.
+    # Waiting for a service: to connect, then one deadline for the whole request (sending it,
+    # the head and the body of the answer); a service that takes longer gets a 504.
     upstream_connect_timeout_seconds: float = 2.0
     upstream_timeout_seconds: float = 10.0
     ai_proxy_timeout_seconds: float = 60.0  # ai-proxy waits on Quimbi, with retries

@@ -75,7 +75,7 @@ class Upstreams:
                 max_idle=settings.upstream_max_keepalive_connections,
                 keepalive_expiry=settings.upstream_keepalive_expiry_seconds,
                 connect_timeout=settings.upstream_connect_timeout_seconds,
-                read_timeout=read_timeout,
+                timeout=read_timeout,
             )
             for url in urls
         ]

@@ -7,11 +7,16 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from quimbi_common.consumer import changes_beyond
 from quimbi_common.events import Event
 from quimbi_common.runtime import Runtime
 
 from . import service
 from .settings import Settings
+
+# Sentiment and difficulty are the tickets service's own estimates; this service does not hold
+# them, so a ticket.updated that changes only those is not consumed.
+TICKET_FIELDS_HELD = changes_beyond("customer_sentiment", "estimated_difficulty")
 
 
 def register(runtime: Runtime) -> None:
@@ -24,7 +29,7 @@ def register(runtime: Runtime) -> None:
         """Project the ticket and its customer snapshot; publish its first score."""
         await service.apply_ticket(session, event.data, settings, datetime.now(UTC))
 
-    @events.handle("ticket.updated")
+    @events.handle("ticket.updated", when=TICKET_FIELDS_HELD)
     async def on_ticket_updated(session: AsyncSession, event: Event[Any]) -> None:
         """Priority, status, assignee or customer snapshot may have changed: rescore."""
         await service.apply_ticket(session, event.data, settings, datetime.now(UTC))

@@ -1,5 +1,7 @@
 """Score a few tickets the way event handlers need it: compute in Python (domain.py), store the
-result, and publish ticket.scored when the total changed at 2 decimals.
+result, and publish ticket.scored when the total changed at 2 decimals, once per transaction:
+a consumer batch that scores a ticket twice (ticket.created and its first message arrive
+together) publishes only the final score, by rewriting the event it added.
 
 Called with the ticket rows already locked (the handler holds them); the score rows are
 locked here before they are read, so the periodic recalculation either finished first or
@@ -19,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from quimbi_common.enums import TicketPriority, TicketStatus
 from quimbi_common.events import ScoreParts, TicketScoredData
-from quimbi_common.outbox import add_events
+from quimbi_common.outbox import add_events, replace_events
 
 from . import domain
 from .models import Customer, Ticket
@@ -140,8 +142,25 @@ async def score_tickets(
         columns["inputs"].append(json.dumps(document))
         columns["versions"].append(version)
     await session.execute(_WRITE_SCORES, {"computed_at": now, **columns})
-    await add_events(session, [(SCORED, event) for event in changed], source=SOURCE)
+    await _publish(session, changed)
     return ScoredBatch(len(tickets), len(changed))
+
+
+_UNSENT = "quimbi_scoring.unsent_scores"
+
+
+async def _publish(session: AsyncSession, changed: list[TicketScoredData]) -> None:
+    """Add ticket.scored for each change, or rewrite the one this transaction already added."""
+    transaction = session.sync_session.get_transaction()
+    owner, unsent = session.info.get(_UNSENT, (None, {}))
+    if owner is not transaction:
+        unsent = {}
+        session.info[_UNSENT] = (transaction, unsent)
+    again = [(unsent[e.ticket_id], SCORED, e) for e in changed if e.ticket_id in unsent]
+    fresh = [e for e in changed if e.ticket_id not in unsent]
+    await replace_events(session, again, source=SOURCE)
+    ids = await add_events(session, [(SCORED, event) for event in fresh], source=SOURCE)
+    unsent.update(zip((e.ticket_id for e in fresh), ids, strict=True))
 
 
 def inputs_document(inputs: domain.ScoreInputs, waiting_since: datetime | None) -> dict[str, Any]:

@@ -6,11 +6,16 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from quimbi_common.consumer import changes_beyond
 from quimbi_common.events import Event
 from quimbi_common.runtime import Runtime
 
 from . import service
 from .settings import Settings
+
+# Sentiment and difficulty are the tickets service's own estimates; this service does not hold
+# them, so a ticket.updated that changes only those is not consumed.
+TICKET_FIELDS_HELD = changes_beyond("customer_sentiment", "estimated_difficulty")
 
 
 def register(runtime: Runtime) -> None:
@@ -22,7 +27,7 @@ def register(runtime: Runtime) -> None:
         """Start the ticket's SLA clock under its priority's policy."""
         await service.apply_ticket(session, event.data, settings.business_calendar)
 
-    @runtime.events.handle("ticket.updated")
+    @runtime.events.handle("ticket.updated", when=TICKET_FIELDS_HELD)
     async def on_ticket_updated(session: AsyncSession, event: Event[Any]) -> None:
         """Pause, resume, resolve, reopen, re-prioritize; follow the assignee."""
         await service.apply_ticket(session, event.data, settings.business_calendar)

@@ -27,10 +27,10 @@ def register(runtime: Runtime) -> None:
     settings = cast(Settings, runtime.settings)
     events = runtime.events
 
-    @events.handle("ticket.scored")
-    async def on_ticket_scored(session: AsyncSession, event: Event[Any]) -> None:
-        """Store the smart score the inbox orders by."""
-        await service.apply_score(session, cast(TicketScoredData, event.data))
+    @events.handle_many("ticket.scored")
+    async def on_ticket_scored(session: AsyncSession, batch: list[Event[Any]]) -> None:
+        """Store the smart scores the inbox orders by (a batch in one statement)."""
+        await service.apply_scores(session, [cast(TicketScoredData, e.data) for e in batch])
 
     @events.handle("ticket.assigned")
     async def on_ticket_assigned(session: AsyncSession, event: Event[Any]) -> None:
@@ -42,10 +42,10 @@ def register(runtime: Runtime) -> None:
         """Accepted, transferred or completed assignments (same rules as ticket.assigned)."""
         await service.apply_assignment(session, settings, cast(AssignmentData, event.data))
 
-    @events.handle("sla.updated")
-    async def on_sla_updated(session: AsyncSession, event: Event[Any]) -> None:
-        """Keep the SLA summary shown on the ticket."""
-        await service.apply_sla(session, cast(SlaTrackingData, event.data))
+    @events.handle_many("sla.updated")
+    async def on_sla_updated(session: AsyncSession, batch: list[Event[Any]]) -> None:
+        """Keep the SLA summary shown on the ticket (a batch in one statement)."""
+        await service.apply_slas(session, [cast(SlaTrackingData, e.data) for e in batch])
 
     @events.handle("customer.intelligence_updated")
     async def on_customer_intelligence_updated(session: AsyncSession, event: Event[Any]) -> None:

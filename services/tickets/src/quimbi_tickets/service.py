@@ -521,32 +521,80 @@ async def delete_message(
 # --- what other services tell us (called by handlers, inside the consumer's transaction) -----
 
 
-async def apply_score(session: AsyncSession, data: TicketScoredData) -> None:
-    """Store the newest score; derived data, so no version bump and no event."""
+def _newest(items: list[Any]) -> list[Any]:
+    """The highest version per ticket (a batch may carry several of one ticket)."""
+    newest: dict[str, Any] = {}
+    for item in items:
+        if item.ticket_id not in newest or item.version > newest[item.ticket_id].version:
+            newest[item.ticket_id] = item
+    return sorted(newest.values(), key=lambda item: item.ticket_id)  # lock order: by id
+
+
+_APPLY_SCORES = sa.text(
+    "UPDATE tickets SET smart_score = s.score, score_version = s.version "
+    "FROM unnest(CAST(:ids AS text[]), CAST(:scores AS float8[]), CAST(:versions AS int[])) "
+    "AS s(id, score, version) WHERE tickets.id = s.id AND tickets.score_version < s.version"
+)
+
+
+async def apply_scores(session: AsyncSession, scores: list[TicketScoredData]) -> None:
+    """Store the newest scores, one statement for a batch; derived data, so no version bump
+    and no event."""
+    newest = _newest(scores)
     await session.execute(
-        sa.update(Ticket)
-        .where(Ticket.id == data.ticket_id, Ticket.score_version < data.version)
-        .values(smart_score=round(data.smart_score, 2), score_version=data.version)
+        _APPLY_SCORES,
+        {
+            "ids": [s.ticket_id for s in newest],
+            "scores": [round(s.smart_score, 2) for s in newest],
+            "versions": [s.version for s in newest],
+        },
     )
 
 
-async def apply_sla(session: AsyncSession, data: SlaTrackingData) -> None:
-    """Store the newest SLA summary shown on the ticket; no version bump, no event."""
-    await session.execute(
-        sa.update(Ticket)
-        .where(Ticket.id == data.ticket_id, Ticket.sla_version < data.version)
-        .values(
-            sla_version=data.version,
-            sla_first_response_status=data.first_response_status.value,
-            sla_first_response_deadline=data.first_response_deadline,
-            sla_first_response_at=data.first_response_at,
-            sla_resolution_status=data.resolution_status.value,
-            sla_resolution_deadline=data.resolution_deadline,
-            sla_resolved_at=data.resolved_at,
-            sla_is_paused=data.is_paused,
-            sla_total_paused_seconds=data.total_paused_seconds,
-        )
-    )
+_SLA_COLUMNS = (
+    "first_response_status",
+    "first_response_deadline",
+    "first_response_at",
+    "resolution_status",
+    "resolution_deadline",
+    "resolved_at",
+    "is_paused",
+    "total_paused_seconds",
+)
+_APPLY_SLAS = sa.text(
+    "UPDATE tickets SET sla_version = s.version, "
+    "sla_first_response_status = s.first_response_status, "
+    "sla_first_response_deadline = s.first_response_deadline, "
+    "sla_first_response_at = s.first_response_at, "
+    "sla_resolution_status = s.resolution_status, "
+    "sla_resolution_deadline = s.resolution_deadline, sla_resolved_at = s.resolved_at, "
+    "sla_is_paused = s.is_paused, sla_total_paused_seconds = s.total_paused_seconds "
+    "FROM unnest(CAST(:ids AS text[]), CAST(:versions AS int[]), "
+    "CAST(:first_response_status AS text[]), CAST(:first_response_deadline AS timestamptz[]), "
+    "CAST(:first_response_at AS timestamptz[]), CAST(:resolution_status AS text[]), "
+    "CAST(:resolution_deadline AS timestamptz[]), CAST(:resolved_at AS timestamptz[]), "
+    "CAST(:is_paused AS boolean[]), CAST(:total_paused_seconds AS int[])) "
+    "AS s(id, version, first_response_status, first_response_deadline, first_response_at, "
+    "resolution_status, resolution_deadline, resolved_at, is_paused, total_paused_seconds) "
+    "WHERE tickets.id = s.id AND tickets.sla_version < s.version"
+)
+
+
+async def apply_slas(session: AsyncSession, updates: list[SlaTrackingData]) -> None:
+    """Store the newest SLA summaries shown on the tickets, one statement for a batch; no
+    version bump, no event."""
+    newest = _newest(updates)
+    values: dict[str, list[Any]] = {
+        "ids": [u.ticket_id for u in newest],
+        "versions": [u.version for u in newest],
+    }
+    for name in _SLA_COLUMNS:
+        values[name] = [_sla_value(getattr(u, name)) for u in newest]
+    await session.execute(_APPLY_SLAS, values)
+
+
+def _sla_value(value: Any) -> Any:
+    return value.value if hasattr(value, "value") else value
 
 
 async def apply_customer_intelligence(
