@@ -176,7 +176,10 @@ async def assign(
 ) -> AssignmentRead:
     assignment = await context.runtime.projections.until_found(
         ticket_id,
-        lambda: assignments.assign_ticket(session, context.settings, actor, ticket_id, body),
+        lambda: assignments.retry_deadlocks(
+            session,
+            lambda: assignments.assign_ticket(session, context.settings, actor, ticket_id, body),
+        ),
         session,
     )
     return AssignmentRead.model_validate(assignment, from_attributes=True)
@@ -192,7 +195,10 @@ async def accept(
 ) -> AssignmentRead:
     assignment = await context.runtime.projections.until_found(
         ticket_id,
-        lambda: assignments.accept_assignment(session, context.settings, actor, ticket_id),
+        lambda: assignments.retry_deadlocks(
+            session,
+            lambda: assignments.accept_assignment(session, context.settings, actor, ticket_id),
+        ),
         session,
     )
     return AssignmentRead.model_validate(assignment, from_attributes=True)
