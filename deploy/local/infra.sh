@@ -10,6 +10,7 @@ PG_PORT="${PG_PORT:-5432}"
 REDIS_PORT="${REDIS_PORT:-6379}"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+KAFKA_ADVERTISED_PORT="${KAFKA_ADVERTISED_PORT:-$KAFKA_PORT}"  # the fault tests put a proxy there
 PG_USER="${PG_USER:-quimbi}"
 PG_PASSWORD="${PG_PASSWORD:-quimbi}"
 DATABASES="${DATABASES:-tickets agents sla scoring ai_proxy}"
@@ -24,7 +25,11 @@ wait_port() { # port name seconds
   for ((i = 0; i < $3 * 10; i++)); do port_open "$1" && return 0; sleep 0.1; done
   die "$2 did not open port $1 within $3 s (see $LOCAL/logs/)"
 }
-pid_alive() { [ -f "$1" ] && kill -0 "$(head -n1 "$1")" 2>/dev/null; }
+pid_alive() { # a zombie (killed, not yet reaped) is not alive
+  [ -f "$1" ] || return 1
+  local state; state="$(ps -o stat= -p "$(head -n1 "$1")" 2>/dev/null)" || return 1
+  [ -n "$state" ] && [ "${state:0:1}" != Z ]
+}
 
 install_packages() {
   local missing=()
@@ -32,6 +37,7 @@ install_packages() {
   command -v redis-server >/dev/null || missing+=(redis-server)
   command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
   command -v mvn >/dev/null || missing+=(maven)
+  command -v chromium >/dev/null || missing+=(chromium)  # the e2e test that renders /docs
   [ ${#missing[@]} -eq 0 ] && return 0
   log "installing ${missing[*]} from Debian's packages"
   { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } \
@@ -56,13 +62,19 @@ unix_socket_directories = '$LOCAL'
 max_connections = 400
 shared_buffers = 256MB
 fsync = on
-synchronous_commit = off
 log_min_messages = warning
 CONF
     fi
+    durable_commits "$data/postgresql.conf"
     log "starting postgres on 127.0.0.1:$PG_PORT"
     as_pg "$PG_BIN/pg_ctl" -D "$data" -o "-p $PG_PORT" -l "$LOCAL/logs/postgres.log" -w start >/dev/null \
       || die "postgres failed to start (see $LOCAL/logs/postgres.log)"
+  fi
+  local psql=(psql -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" -d postgres -tAq)
+  if [ "$(PGPASSWORD="$PG_PASSWORD" "${psql[@]}" -c "SHOW synchronous_commit")" = off ]; then
+    log "postgres acknowledged unflushed commits (synchronous_commit = off): turning that off"
+    PGPASSWORD="$PG_PASSWORD" "${psql[@]}" -c "ALTER SYSTEM SET synchronous_commit = on" \
+      -c "SELECT pg_reload_conf()" >/dev/null
   fi
   local db
   for db in $DATABASES; do
@@ -72,6 +84,13 @@ CONF
       log "created database $db"
     fi
   done
+}
+
+durable_commits() { # a 2xx means durable: no `synchronous_commit = off`, even in an older data dir
+  sed -i -E 's/^[[:space:]]*synchronous_commit[[:space:]]*=.*$/# synchronous_commit removed: commits are flushed before they are acknowledged/' "$1"
+  local auto="${1%/postgresql.conf}/postgresql.auto.conf"
+  [ -f "$auto" ] && sed -i -E '/^[[:space:]]*synchronous_commit[[:space:]]*=/d' "$auto"
+  return 0
 }
 
 as_pg() { # PostgreSQL refuses to run as root
@@ -115,7 +134,7 @@ process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT
 listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_ADVERTISED_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
@@ -128,6 +147,11 @@ transaction.state.log.min.isr=1
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
+# After a crash the restarted broker cannot register until the controller expires the old
+# registration (broker.session.timeout.ms, 9 s by default). Shorter restarts faster, but below
+# ~5 s a loaded machine (2 cores under the test suite) fences the live broker.
+broker.heartbeat.interval.ms=1000
+broker.session.timeout.ms=5000
 auto.create.topics.enable=true
 log.retention.hours=168
 CONF

@@ -23,6 +23,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,6 +76,7 @@ class Options:
     echo_logs: bool = True
     ready_file: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    watch_infra: bool = False  # `make run`: restart a crashed PostgreSQL, Redis or Kafka
     replicas: dict[str, int] = field(default_factory=dict)
 
 
@@ -161,16 +163,18 @@ class Suite:
         conn = await asyncpg.connect(self.opts.postgres_dsn)
         try:
             existing = {r["datname"] for r in await conn.fetch("SELECT datname FROM pg_database")}
-            for service in self.services:
-                if service.database and service.database not in existing:
-                    await conn.execute(f'CREATE DATABASE "{service.database}"')
-                    existing.add(service.database)
+            wanted = dict.fromkeys(s.database for s in self.services if s.database)
+            for database in wanted:
+                if database not in existing:
+                    await conn.execute(f'CREATE DATABASE "{database}"')
         finally:
             await conn.close()
         from quimbi_common.migrations import upgrade
 
+        migrated: set[Path] = set()
         for service in self.services:  # one at a time: Alembic's context is process-global
-            if service.migrations:
+            if service.migrations and service.migrations not in migrated:
+                migrated.add(service.migrations)
                 await asyncio.to_thread(upgrade, service.migrations, service.env["DATABASE_URL"])
 
     async def _spawn(self, service: Service, color: str) -> asyncio.subprocess.Process:
@@ -279,6 +283,78 @@ class Suite:
         return next(s.url for s in self.services if s.name == "gateway")
 
 
+class InfraWatch:
+    """Notices a crashed PostgreSQL, Redis or Kafka and runs `infra.sh start` (which starts
+    what is down and leaves the rest alone). A port closed on two checks in a row counts."""
+
+    def __init__(
+        self,
+        ports: dict[str, int],
+        say: Callable[[str], None],
+        *,
+        env: dict[str, str] | None = None,
+        interval: float = 2.0,
+    ) -> None:
+        self.ports = ports
+        self.say = say
+        self.env = env
+        self.interval = interval
+        self.restarts = 0
+
+    @classmethod
+    def for_options(cls, opts: Options, say: Callable[[str], None]) -> InfraWatch:
+        ports = {
+            "postgres": _port(opts.postgres_dsn.split("@", 1)[-1], 5432),
+            "redis": _port(opts.redis_url.split("//", 1)[-1], 6379),
+            "kafka": _port(opts.kafka.split(",", 1)[0], 9092),
+        }
+        env = {
+            **os.environ,
+            "PG_PORT": str(ports["postgres"]),
+            "REDIS_PORT": str(ports["redis"]),
+            "KAFKA_PORT": str(ports["kafka"]),
+        }
+        return cls(ports, say, env=env)
+
+    async def run(self) -> None:
+        down_before: set[str] = set()
+        while True:
+            await asyncio.sleep(self.interval)
+            down = {name for name, port in self.ports.items() if not await _port_open(port)}
+            crashed = down & down_before
+            down_before = down
+            if not crashed:
+                continue
+            self.say(f"{', '.join(sorted(crashed))} down; starting it again (infra.sh start)")
+            process = await asyncio.create_subprocess_exec(
+                str(ROOT / "deploy" / "local" / "infra.sh"),
+                "start",
+                env=self.env,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+            code = await process.wait()
+            self.restarts += 1
+            self.say(f"infra.sh start exited with {code}")
+            down_before = set()
+
+
+def _port(host_port: str, default: int) -> int:
+    tail = host_port.split("/", 1)[0].rsplit(":", 1)
+    return int(tail[1]) if len(tail) == 2 and tail[1].isdigit() else default
+
+
+async def _port_open(port: int) -> bool:
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 1.0)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
 def _readable(line: str) -> str:
     """Console form of a JSON log line: level and message; warnings and errors always shown."""
     try:
@@ -305,6 +381,11 @@ async def run(opts: Options) -> None:
     await suite.prepare_databases()
     suite.say("starting services")
     await suite.start()
+    watch = (
+        asyncio.create_task(InfraWatch.for_options(opts, suite.say).run())
+        if opts.watch_infra
+        else None
+    )
     try:
         await suite.wait_ready()
         suite.say(f"all services ready in {time.monotonic() - started:.1f}s")
@@ -318,6 +399,8 @@ async def run(opts: Options) -> None:
         await stop.wait()
     finally:
         suite.say("stopping")
+        if watch is not None:
+            watch.cancel()
         await suite.stop()
 
 
@@ -349,6 +432,12 @@ def main() -> None:
     parser.add_argument(
         "--replicas", action="append", default=[], help="SERVICE=N processes of a service"
     )
+    parser.add_argument(
+        "--no-infra-watch",
+        dest="watch_infra",
+        action="store_false",
+        help="do not restart a crashed PostgreSQL, Redis or Kafka",
+    )
     args = parser.parse_args()
     extra = dict(item.split("=", 1) for item in args.env)
     replicas = {name: int(count) for name, count in (item.split("=", 1) for item in args.replicas)}
@@ -364,6 +453,7 @@ def main() -> None:
         ready_file=args.ready_file,
         extra_env=extra,
         replicas=replicas,
+        watch_infra=args.watch_infra,
     )
     asyncio.run(run(opts))
 

@@ -226,7 +226,7 @@ def infrastructure_from_containers() -> Iterator[Infrastructure]:
         .with_env("POSTGRES_USER", PG_USER)
         .with_env("POSTGRES_PASSWORD", PG_PASSWORD)
         .with_env("POSTGRES_DB", "postgres")
-        .with_command("postgres -c max_connections=400 -c fsync=off -c synchronous_commit=off")
+        .with_command("postgres -c max_connections=400 -c fsync=off")
         .with_bind_ports(5432, postgres_port)
     )
     redis_server = DockerContainer(REDIS_IMAGE).with_bind_ports(6379, redis_port)

@@ -23,9 +23,9 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import port_offset, running_suite
+from conftest import RYW_ENV
 from launcher import Suite
-from support import ADMIN, PASSWORD, Agent, ExternalStack, Servers, login
+from support import ADMIN, PASSWORD, Agent, ExternalStack, login
 
 from quimbi_common.testing import unique
 
@@ -263,13 +263,19 @@ async def test_every_follow_up_of_a_new_ticket_sees_it(
 
 
 @pytest.fixture(scope="module")
-async def replicated(infra: Servers) -> AsyncIterator[tuple[Suite, httpx.AsyncClient]]:
+async def replicated(launch_suite) -> AsyncIterator[tuple[Suite, httpx.AsyncClient]]:  # type: ignore[no-untyped-def]
     """A suite of its own whose agents, sla and scoring run two replicas each."""
     if os.environ.get("E2E_GATEWAY_URL"):
         pytest.skip("a running stack (E2E_GATEWAY_URL) has the replicas its deployment gives it")
-    offset = int(os.environ.get("E2E_REPLICA_PORT_OFFSET", str(port_offset() + 400)))
+    offset = int(os.environ.get("E2E_PORT_OFFSET", "10000")) + 400
     async with (
-        running_suite(infra, offset, replicas=REPLICATED) as suite,
+        launch_suite(
+            "ryw",
+            port_offset=int(os.environ.get("E2E_REPLICA_PORT_OFFSET", str(offset))),
+            redis_db=int(os.environ.get("E2E_REDIS_DB", "2")) + 2,
+            env=RYW_ENV,
+            replicas=REPLICATED,
+        ) as suite,
         httpx.AsyncClient(base_url=suite.gateway_url, timeout=30.0) as client,
     ):
         yield suite, client

@@ -21,6 +21,7 @@ from quimbi_common.testing import (
     TEST_AUDIENCE,
     TEST_ISSUER,
     SigningKeys,
+    assert_docs_served_offline,
     running_app,
     served_app,
     unique,
@@ -154,3 +155,7 @@ async def test_health_metrics_and_request_ids(client: httpx.AsyncClient) -> None
     assert traced.headers["x-request-id"] == "req-42"
     metrics = await client.get("/metrics")
     assert "http_requests_total" in metrics.text
+
+
+async def test_docs_need_no_cdn(client: httpx.AsyncClient) -> None:
+    await assert_docs_served_offline(client)

@@ -5,6 +5,8 @@ import asyncio
 
 import pytest
 
+from quimbi_common.testing import assert_docs_served_offline
+
 pytestmark = pytest.mark.service
 
 
@@ -146,3 +148,4 @@ async def test_docs_serve_swagger_ui_on_the_merged_spec(gateway) -> None:
     assert response.status_code == 200
     assert "swagger-ui" in response.text
     assert "/openapi.json" in response.text
+    await assert_docs_served_offline(gateway.client)

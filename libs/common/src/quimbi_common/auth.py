@@ -7,6 +7,7 @@ revoked token must fail everywhere within a second.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -128,39 +129,94 @@ class StaticKeySet:
 
 
 class RemoteKeySet:
-    """A JWKS fetched over HTTP, cached, and refetched on an unknown `kid` (at most every 5 s)."""
+    """A JWKS fetched over HTTP, cached, and refetched on an unknown `kid` (at most every 5 s).
+
+    The last good set is also kept in Redis (`auth:jwks:<url>`), so a service restarted while the
+    agents service is down still checks tokens. A `kid` that cannot be looked up because the
+    set cannot be fetched raises `ServiceUnavailableError` (503): a 401 would log the agent out
+    for an outage that is not theirs."""
 
     def __init__(
-        self, url: str, *, ttl_seconds: float = 300, min_refresh_seconds: float = 5
+        self,
+        url: str,
+        *,
+        cache: aioredis.Redis | None = None,
+        ttl_seconds: float = 300,
+        min_refresh_seconds: float = 5,
     ) -> None:
         self.url = url
+        self.cache = cache
         self.ttl = ttl_seconds
         self.min_refresh = min_refresh_seconds
         self._keys: dict[str, dict[str, str]] = {}
-        self._fetched_at = 0.0
+        self._fetched_at = -math.inf
+        self._fetch_failed = False
+        self._lock = asyncio.Lock()
+        self._cache_key = f"auth:jwks:{url}"
+
+    def _stale(self, kid: str) -> bool:
+        age = time.monotonic() - self._fetched_at
+        return age > self.ttl or (kid not in self._keys and age > self.min_refresh)
 
     async def key(self, kid: str) -> dict[str, str] | None:
-        age = time.monotonic() - self._fetched_at
-        if age > self.ttl or (kid not in self._keys and age > self.min_refresh):
-            await self._refresh()
-        return self._keys.get(kid)
+        if self._stale(kid):
+            async with self._lock:  # one fetch for a burst of requests
+                if self._stale(kid):
+                    await self._refresh()
+        found = self._keys.get(kid)
+        if found is None and self._fetch_failed:
+            raise ServiceUnavailableError(
+                "The token's signing key cannot be fetched right now", retry_after=5
+            )
+        return found
 
     async def _refresh(self) -> None:
         try:
             async with httpx.AsyncClient(timeout=3.0) as client:
                 response = await client.get(self.url)
                 response.raise_for_status()
-                self._keys = {k["kid"]: k for k in response.json().get("keys", [])}
-        except (httpx.HTTPError, ValueError, KeyError) as exc:
-            log.warning("could not fetch JWKS from %s: %s", self.url, exc)
+                document = response.json()
+                keys = {k["kid"]: k for k in document.get("keys", [])}
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            self._fetch_failed = True
+            if not self._keys:
+                self._keys = await self._cached_keys()
+            log.warning(
+                "could not fetch JWKS from %s (%s); using %d cached keys",
+                self.url,
+                exc,
+                len(self._keys),
+            )
+        else:
+            self._fetch_failed = False
+            self._keys = keys
+            await self._store(document)  # every time: Redis may have restarted empty
         finally:
             self._fetched_at = time.monotonic()
 
+    async def _cached_keys(self) -> dict[str, dict[str, str]]:
+        if self.cache is None:
+            return {}
+        try:
+            raw = await self.cache.get(self._cache_key)
+            return {k["kid"]: k for k in json.loads(raw).get("keys", [])} if raw else {}
+        except (RedisError, ValueError, KeyError, TypeError) as exc:
+            log.warning("could not read the cached JWKS: %s", exc)
+            return {}
 
-def key_set_from_settings(settings: CommonSettings) -> KeySet:
+    async def _store(self, document: dict[str, Any]) -> None:
+        if self.cache is None:
+            return
+        try:
+            await self.cache.set(self._cache_key, json.dumps(document))
+        except RedisError as exc:
+            log.warning("could not cache the JWKS: %s", exc)
+
+
+def key_set_from_settings(settings: CommonSettings, cache: aioredis.Redis | None = None) -> KeySet:
     if settings.jwks_json:
         return StaticKeySet(json.loads(settings.jwks_json))
-    return RemoteKeySet(settings.jwks_url)
+    return RemoteKeySet(settings.jwks_url, cache=cache)
 
 
 # --- revocation ---------------------------------------------------------------------------------

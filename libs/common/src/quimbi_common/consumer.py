@@ -35,9 +35,9 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord
 from aiokafka.errors import KafkaError
 from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from .db import is_database_outage
 from .events import TOPICS, Event
 from .observability import (
     CONSUMER_BATCH_RECORDS,
@@ -61,9 +61,9 @@ _RECORD = sa.text(
 
 
 def _is_outage(exc: BaseException) -> bool:
-    if isinstance(exc, OperationalError | InterfaceError | OSError | ConnectionError):
-        return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+    """A database restarting ("not yet accepting connections") is an outage too, not the
+    message's fault: retried until it is back, never dead-lettered."""
+    return is_database_outage(exc)
 
 
 def changes_beyond(*ignored: str) -> Wants:

@@ -11,7 +11,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .db import OUTAGE_CANDIDATES, is_database_outage
+
 PROBLEM_JSON = "application/problem+json"
+RETRY_SOON = {"Retry-After": "2"}
 log = logging.getLogger(__name__)
 
 
@@ -75,7 +78,13 @@ class TooManyRequestsError(ProblemError):
 
 
 class ServiceUnavailableError(ProblemError):
+    """A dependency is briefly out: the caller should retry (`Retry-After`), not give up."""
+
     status = 503
+
+    def __init__(self, detail: str, *, retry_after: int = 2, **kw: Any) -> None:
+        kw["headers"] = {"Retry-After": str(retry_after), **(kw.get("headers") or {})}
+        super().__init__(detail, **kw)
 
 
 def problem_response(
@@ -130,6 +139,17 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(
             exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None)
         )
+
+    async def _outage(request: Request, exc: Exception) -> JSONResponse:
+        if not is_database_outage(exc):
+            raise exc  # a bug, not an outage: the 500 handler below logs it
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return problem_response(
+            503, "The database is briefly unavailable; retry shortly", headers=RETRY_SOON
+        )
+
+    for error in OUTAGE_CANDIDATES:  # here, not in the 500 handler, which always re-raises
+        app.add_exception_handler(error, _outage)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

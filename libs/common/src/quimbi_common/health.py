@@ -11,6 +11,11 @@ from fastapi.responses import JSONResponse
 Check = Callable[[], Awaitable[object]]
 
 
+class Degraded(Exception):
+    """Raised by a check whose dependency is out but the service still does its job (Kafka:
+    writes go on, their events wait in the outbox): `/health/ready` answers 200 "degraded"."""
+
+
 def health_router(service: str, checks: Mapping[str, Check], timeout: float = 2.0) -> APIRouter:
     router = APIRouter(tags=["health"])
 
@@ -33,6 +38,8 @@ def health_router(service: str, checks: Mapping[str, Check], timeout: float = 2.
             try:
                 async with asyncio.timeout(timeout):
                     result = await check()
+            except Degraded as exc:
+                return {"ok": False, "degraded": True, "detail": str(exc)[:300]}
             except Exception as exc:
                 return {"ok": False, "detail": f"{type(exc).__name__}: {exc}"[:300]}
             if result is False:
@@ -42,10 +49,12 @@ def health_router(service: str, checks: Mapping[str, Check], timeout: float = 2.
         names = list(checks)
         results = await asyncio.gather(*(run(checks[name]) for name in names))
         detail = dict(zip(names, results, strict=True))
-        healthy = all(r["ok"] for r in results)
+        failed = [r for r in results if not r["ok"]]
+        serving = all(r.get("degraded") for r in failed)
+        status = "unavailable" if not serving else "degraded" if failed else "ok"
         return JSONResponse(
-            {"status": "ok" if healthy else "unavailable", "service": service, "checks": detail},
-            status_code=200 if healthy else 503,
+            {"status": status, "service": service, "checks": detail},
+            status_code=200 if serving else 503,
         )
 
     return router

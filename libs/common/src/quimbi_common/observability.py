@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import logging.handlers
+import queue
 import sys
 import time
 import uuid
@@ -69,12 +72,73 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class RateLimitFilter(logging.Filter):
+    """Lets one record per library (the logger's first name) through every `interval` seconds
+    from the loggers named by `prefixes`; the next one to pass says how many were dropped.
+
+    A Kafka outage makes aiokafka log "Unable connect to node" per fetch loop, ten times a
+    second per subscriber (19,000 lines in 25 s); the runtime's broker watch says once that the
+    broker is lost and once that it is back, so these repeats carry nothing new."""
+
+    def __init__(self, prefixes: tuple[str, ...], interval: float = 60.0) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+        self.interval = interval
+        self._seen: dict[str, tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.prefixes):
+            return True
+        key = record.name.split(".", 1)[0]  # all of aiokafka's lines are one voice
+        now = time.monotonic()
+        last, dropped = self._seen.get(key, (-self.interval, 0))
+        if now - last < self.interval:
+            self._seen[key] = (last, dropped + 1)
+            return False
+        self._seen[key] = (now, 0)
+        if dropped and isinstance(record.msg, str):
+            record.msg = f"{record.msg} [{dropped} alike suppressed]"
+        return True
+
+
+class DroppingQueueHandler(logging.handlers.QueueHandler):
+    """Hands formatted lines to a writer thread and never waits: when stdout is slower than the
+    logging (a full pipe to a busy launcher, a stalled collector), lines are dropped and counted
+    instead of blocking the event loop, and with it every request (issue #16, item 4)."""
+
+    dropped = 0
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            DroppingQueueHandler.dropped += 1
+
+
+_listener: logging.handlers.QueueListener | None = None
+
+
+@atexit.register
+def _stop_listener() -> None:
+    """Write what is queued, then stop the writer thread."""
+    global _listener
+    if _listener is not None:
+        _listener.stop()
+        _listener = None
+
+
 def configure_logging(service: str, level: str = "INFO", *, as_json: bool = True) -> None:
-    handler = logging.StreamHandler(sys.stdout)
-    if as_json:
+    global _listener
+    handler = DroppingQueueHandler(queue.Queue(maxsize=10_000))
+    handler.addFilter(RateLimitFilter(("aiokafka", "faststream", f"{service}.kafka")))
+    if as_json:  # formatted in the caller's thread, where the correlation id is set
         handler.setFormatter(JsonFormatter(service))
     else:
         handler.setFormatter(logging.Formatter(f"%(asctime)s {service} %(levelname)s %(message)s"))
+    writer = logging.StreamHandler(sys.stdout)
+    _stop_listener()
+    _listener = logging.handlers.QueueListener(handler.queue, writer)
+    _listener.start()
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

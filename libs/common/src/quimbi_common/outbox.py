@@ -136,18 +136,29 @@ class OutboxRelay:
     async def run(self) -> None:
         """Run until cancelled, surviving Kafka or database outages."""
         backoff = 0.5
+        failing = False
         try:
             while True:
                 try:
                     await self._ensure_connections()
                     published = await self.publish_batch()
                     backoff = 0.5
+                    if failing:
+                        log.info("outbox relay: publishing again")
+                        failing = False
                     if published < self.settings.outbox_batch_size:
                         await self._sleep(self.settings.outbox_poll_interval_seconds)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # any outage: keep the rows, back off, retry
-                    log.warning("outbox relay: %s: %s; retrying", type(exc).__name__, exc)
+                    # said once per outage: it retries every few seconds until it is over
+                    log.log(
+                        logging.DEBUG if failing else logging.WARNING,
+                        "outbox relay: %s: %s; retrying until it is back",
+                        type(exc).__name__,
+                        exc,
+                    )
+                    failing = True
                     await self._reset_producer()
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,8 +25,9 @@ from .auth import AuthConfig, KeySet, RevocationStore, TokenVerifier, key_set_fr
 from .catchup import ProjectionWatch
 from .consumer import EventConsumer
 from .db import create_engine, create_sessionmaker
+from .docs import install_docs
 from .errors import install_problem_handlers
-from .health import Check, health_router
+from .health import Check, Degraded, health_router
 from .inputs import NulGuard
 from .kafka import create_broker, ensure_topics
 from .observability import RequestContextMiddleware, configure_logging, metrics_router
@@ -56,7 +58,7 @@ class Runtime:
         )
         self.revocations = RevocationStore(self.redis)
         self.verifier = TokenVerifier(
-            keys or key_set_from_settings(settings),
+            keys or key_set_from_settings(settings, self.redis),
             self.revocations,
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
@@ -69,11 +71,14 @@ class Runtime:
         )
         self.relay = OutboxRelay(self.engine, settings) if self.engine and kafka else None
         self.background: list[BackgroundTask] = []
+        if self.broker is not None:
+            self.background.append(self.watch_kafka)
         self.on_startup: list[BackgroundTask] = []
         self.on_shutdown: list[BackgroundTask] = []
         self.checks: dict[str, Check] = {}
         self.kafka_connected = False
         self._projections: ProjectionWatch | None = None
+        self.kafka_lost_since: float | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -108,8 +113,37 @@ class Runtime:
         await self.redis.ping()
 
     async def _check_kafka(self) -> bool:
+        """Not ready until Kafka was first reached; afterwards a lost broker is "degraded"."""
+        if not self.kafka_connected:
+            return False
+        if self.kafka_lost_since is not None:
+            raise Degraded("kafka broker unreachable; events wait in the outbox")
+        return True
+
+    async def watch_kafka(self, interval: float = 2.0, remind_every: float = 60.0) -> None:
+        """Say once that the broker is lost, once that it is back, and remind in between."""
         assert self.broker is not None
-        return self.kafka_connected and await self.broker.ping(timeout=1.0)
+        reminded = 0.0
+        while True:
+            await asyncio.sleep(interval)
+            if not self.kafka_connected:
+                continue
+            up = await self.broker.ping(timeout=interval)
+            now = time.monotonic()
+            if not up and self.kafka_lost_since is None:
+                self.kafka_lost_since = reminded = now
+                log.warning(
+                    "kafka broker lost (%s); serving on, events wait in the outbox",
+                    self.settings.kafka_bootstrap_servers,
+                )
+            elif not up and self.kafka_lost_since is not None and now - reminded >= remind_every:
+                reminded = now
+                log.warning(
+                    "kafka broker still unreachable after %.0f s", now - self.kafka_lost_since
+                )
+            elif up and self.kafka_lost_since is not None:
+                log.info("kafka broker back after %.1f s", now - self.kafka_lost_since)
+                self.kafka_lost_since = None
 
     def readiness_checks(self) -> dict[str, Check]:
         checks: dict[str, Check] = {"redis": self._check_redis}
@@ -218,7 +252,14 @@ def create_app(
         finally:
             await runtime.stop()
 
-    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    app = FastAPI(
+        title=title,
+        description=description,
+        version="1.0.0",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.runtime = runtime
     app.state.auth = AuthConfig(runtime.verifier, settings.api_key.get_secret_value())
     install_problem_handlers(app)
@@ -240,6 +281,7 @@ def create_app(
                 "RateLimit-Reset",
             ],
         )
+    install_docs(app, title=title)
     app.include_router(health_router(settings.service_name, runtime.readiness_checks()))
     app.include_router(metrics_router)
     for router in routers:

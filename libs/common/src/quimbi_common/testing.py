@@ -243,6 +243,24 @@ async def eventually(
             await asyncio.sleep(interval)
 
 
+async def assert_docs_served_offline(client: httpx.AsyncClient) -> None:
+    """`/docs` and `/redoc` load every script, stylesheet and icon from the app itself."""
+    import re
+
+    for page in ("/docs", "/redoc"):
+        response = await client.get(page)
+        assert response.status_code == 200, page
+        urls = re.findall(r"""(?:src|href)\s*[=:]\s*['"]([^'"]+)['"]""", response.text)
+        assets = [u for u in urls if not u.endswith("/openapi.json")]
+        assert assets, f"{page} names no assets"
+        for url in assets:
+            assert url.startswith("/"), f"{page} loads {url} from elsewhere"
+            asset = await client.get(url)
+            assert asset.status_code == 200, f"{page}: {url} answers {asset.status_code}"
+            assert len(asset.content) > 1000, f"{page}: {url} is nearly empty"
+        assert "://" not in response.text, f"{page} names another host"
+
+
 def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
     """The problem+json body of a response that must have this status."""
     assert response.status_code == status, (response.status_code, response.text)

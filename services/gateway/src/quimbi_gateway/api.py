@@ -1,13 +1,13 @@
-"""The gateway's own routes: combined health, the merged OpenAPI document and its Swagger UI."""
+"""The gateway's own routes: combined health and the merged OpenAPI document (which the
+`/docs` and `/redoc` pages of libs/common's `create_app` read)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 
 from .schemas import SuiteHealth
-from .service import TITLE, Suite
+from .service import Suite
 
 router = APIRouter()
 
@@ -32,22 +32,3 @@ async def suite_health(request: Request) -> JSONResponse:
 @router.get("/openapi.json", include_in_schema=False)
 async def merged_openapi(request: Request) -> JSONResponse:
     return JSONResponse(await _suite(request).openapi())
-
-
-@router.get("/docs", include_in_schema=False)
-async def swagger_ui() -> HTMLResponse:
-    return get_swagger_ui_html(
-        openapi_url="/openapi.json",
-        title=f"{TITLE} — Swagger UI",
-        swagger_ui_parameters={
-            "persistAuthorization": True,
-            "displayRequestDuration": True,
-            "docExpansion": "none",
-            "filter": True,
-        },
-    )
-
-
-@router.get("/redoc", include_in_schema=False)
-async def redoc() -> HTMLResponse:
-    return get_redoc_html(openapi_url="/openapi.json", title=f"{TITLE} — ReDoc")

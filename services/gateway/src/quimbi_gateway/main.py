@@ -16,8 +16,8 @@ from .service import Suite
 from .settings import Settings
 from .upstreams import Upstreams
 
-# FastAPI's own docs routes describe only the gateway; ours serve the merged spec.
-_DEFAULT_DOCS_PATHS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+# FastAPI's own document describes only the gateway; ours is the merged one (the docs read it).
+_OWN_OPENAPI_PATH = "/openapi.json"
 
 
 def build_app(settings: Settings | None = None) -> FastAPI:
@@ -42,7 +42,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         cors=True,
     )
     app.router.routes[:] = [
-        r for r in app.router.routes if getattr(r, "path", None) not in _DEFAULT_DOCS_PATHS
+        r for r in app.router.routes if getattr(r, "path", None) != _OWN_OPENAPI_PATH
     ]
     app.include_router(api.router)
     # First in line: nearly every request is proxied, and the router tries routes in order.
