@@ -65,7 +65,12 @@ def launch_suite(infra: Servers) -> LaunchSuite:
 
     @contextlib.asynccontextmanager
     async def launch(
-        name: str, *, port_offset: int, redis_db: int, env: dict[str, str]
+        name: str,
+        *,
+        port_offset: int,
+        redis_db: int,
+        env: dict[str, str],
+        replicas: dict[str, int] | None = None,
     ) -> AsyncIterator[Suite]:
         if not infra.postgres_dsn:
             raise RuntimeError(f"the {name} suite needs its own servers, not E2E_GATEWAY_URL's")
@@ -90,6 +95,7 @@ def launch_suite(infra: Servers) -> LaunchSuite:
                 "RATE_LIMIT_PER_IP": "100000",
                 **env,
             },
+            replicas=replicas or {},
         )
         suite = Suite(opts)
         await suite.prepare_databases()

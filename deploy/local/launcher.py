@@ -3,9 +3,13 @@ stand-in, demo data, and one clean stop on Ctrl-C.
 
     uv run python deploy/local/launcher.py              # what `make run` does
     uv run python deploy/local/launcher.py --no-seed --port-offset 10000 --namespace e2e1
+    uv run python deploy/local/launcher.py --replicas agents=2 --replicas sla=2
 
 Each service runs as `python -m quimbi_<name>` with its own environment; a process that exits
-is restarted (with back-off). Logs go to `<log dir>/<service>.log` and, prefixed, to the console.
+is restarted (with back-off). `--replicas name=N` runs N processes of a service (the extra ones
+on its port + 50, + 100, …; same database and consumer group) and the gateway sends each
+request to the next replica in turn. Logs go to `<log dir>/<service>.log` and, prefixed, to
+the console.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ class Service:
     env: dict[str, str] = field(default_factory=dict)
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
+    replica: int = 1  # 2, 3, …: another process of the same service (its database migrated once)
 
     @property
     def url(self) -> str:
@@ -51,8 +56,12 @@ class Service:
 
     @property
     def migrations(self) -> Path | None:
-        path = ROOT / "services" / self.name / "migrations"
-        return path if self.database and path.exists() else None
+        path = ROOT / "services" / self.service / "migrations"
+        return path if self.database and self.replica == 1 and path.exists() else None
+
+    @property
+    def service(self) -> str:
+        return self.name.split("#", 1)[0]
 
 
 @dataclass
@@ -69,6 +78,10 @@ class Options:
     extra_env: dict[str, str] = field(default_factory=dict)
     tracing: bool = False  # start Jaeger and export every service's traces to it
     watch_infra: bool = False  # `make run`: restart a crashed PostgreSQL, Redis or Kafka
+    replicas: dict[str, int] = field(default_factory=dict)
+
+
+REPLICA_PORT_STEP = 50
 
 
 def build_services(opts: Options) -> list[Service]:
@@ -83,7 +96,24 @@ def build_services(opts: Options) -> list[Service]:
         Service("ai-proxy", "quimbi_ai_proxy", 8105 + off, f"ai_proxy{ns}"),
         Service("gateway", "quimbi_gateway", 8001 + off, None),
     ]
+    for name, count in opts.replicas.items():
+        first = next(s for s in services if s.name == name)
+        services += [
+            Service(
+                f"{name}#{n}",
+                first.module,
+                first.port + REPLICA_PORT_STEP * (n - 1),
+                first.database,
+                replica=n,
+            )
+            for n in range(2, count + 1)
+        ]
     by_name = {s.name: s for s in services}
+
+    def urls(name: str) -> str:
+        """The service's replicas, comma-separated (the gateway takes turns)."""
+        return ",".join(s.url for s in services if s.service == name)
+
     pg_base = opts.postgres_dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
     shared = {
         "ENVIRONMENT": "development",
@@ -108,8 +138,11 @@ def build_services(opts: Options) -> list[Service]:
             service.env.update({"STANDIN_PORT": str(service.port), "STANDIN_HOST": "127.0.0.1"})
         if service.database:
             service.env["DATABASE_URL"] = f"{pg_base}/{service.database}"
+        if service.name == "gateway":
+            for name in ("tickets", "agents", "sla", "scoring", "ai-proxy"):
+                service.env[f"{name.upper().replace('-', '_')}_URL"] = urls(name)
         if ns:  # a consumer group of its own too: a member joining a shared group pauses all
-            service.env["KAFKA_CONSUMER_GROUP"] = f"{service.name}{ns}"
+            service.env["KAFKA_CONSUMER_GROUP"] = f"{service.service}{ns}"
     return services
 
 
@@ -412,6 +445,9 @@ def main() -> None:
     parser.add_argument("--tracing", action="store_true", help="start Jaeger, export traces")
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for every service")
     parser.add_argument(
+        "--replicas", action="append", default=[], help="SERVICE=N processes of a service"
+    )
+    parser.add_argument(
         "--no-infra-watch",
         dest="watch_infra",
         action="store_false",
@@ -419,6 +455,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     extra = dict(item.split("=", 1) for item in args.env)
+    replicas = {name: int(count) for name, count in (item.split("=", 1) for item in args.replicas)}
     opts = Options(
         port_offset=args.port_offset,
         namespace=args.namespace,
@@ -431,6 +468,7 @@ def main() -> None:
         ready_file=args.ready_file,
         extra_env=extra,
         tracing=args.tracing,
+        replicas=replicas,
         watch_infra=args.watch_infra,
     )
     asyncio.run(run(opts))

@@ -38,6 +38,8 @@ async def tickets_service(
             kafka_topic_partitions=1,
             jwks_json=keys.jwks_json,
             outbox_poll_interval_seconds=0.2,
+            # under the proxy's tickets_timeout (2 s here): an invisible ticket is a 404 after it
+            read_your_writes_wait_seconds=0.5,
             log_json=False,
         )
         async with serve(build_tickets(settings), lifespan="on") as base_url:

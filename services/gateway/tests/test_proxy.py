@@ -333,3 +333,20 @@ async def test_cors_preflight_and_response_headers_come_from_the_gateway(
     assert actual.headers["access-control-allow-origin"] == "http://frontend.test"
     assert "ratelimit-remaining" in actual.headers["access-control-expose-headers"].lower()
     assert "access-control-allow-origin" not in foreign.headers
+
+
+async def test_a_service_with_replicas_gets_each_request_in_turn(
+    start_gateway, start_upstream, upstreams, agent_headers
+) -> None:
+    # given two replicas of sla behind one gateway (a comma-separated SLA_URL)
+    async with (
+        start_upstream("sla-replica") as replica,
+        start_gateway(sla_url=f"{upstreams['sla'].url}, {replica.url}") as gw,
+    ):
+        # when sequential requests go over the gateway's keep-alive connections
+        served = [
+            (await gw.client.post("/api/sla/replicas", headers=agent_headers)).json()
+            for _ in range(4)
+        ]
+    # then they alternate, per request rather than per connection
+    assert [echo["upstream"] for echo in served] == ["sla", "sla-replica", "sla", "sla-replica"]

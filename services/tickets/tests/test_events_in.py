@@ -1,4 +1,5 @@
-"""What other services tell the tickets service: scores, assignments, SLA clocks, intelligence.
+"""What other services tell the tickets service: scores, assignments, SLA clocks, intelligence;
+and read-your-writes for an agent whose view waits on ticket.assigned.
 
 The test topics have one partition, so once an event is recorded as processed every event
 published before it has been handled too.
@@ -6,11 +7,14 @@ published before it has been handled too.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from quimbi_common import ids
 from quimbi_common.db import create_engine, create_sessionmaker
 from quimbi_common.enums import (
     AssignmentReason,
@@ -89,6 +93,34 @@ async def test_score_is_stored_without_a_ticket_change_and_stale_scores_are_igno
     assert detail["smart_score"] == 8.4
     assert detail["version"] == 1
     assert world.events("ticket.updated", id=ticket["id"]) == []
+
+
+async def test_a_new_ticket_says_its_score_and_sla_are_pending_until_reported(
+    world: World,
+) -> None:
+    # given a ticket nobody has scored or started a clock for yet
+    senior = world.agent(Role.SENIOR_AGENT)
+    ticket = await world.create_ticket(senior)
+    # then its detail, list item and creation answer say so, instead of a bare 0 and null
+    listed = (
+        await world.client.get(
+            "/api/tickets", params={"customer_id": ticket["customer_id"]}, headers=senior.headers
+        )
+    ).json()["tickets"]
+    for shown in (ticket, await _detail(world, senior, ticket["id"]), *listed):
+        assert (shown["score_status"], shown["sla_status"]) == ("pending", "pending")
+    assert ticket["smart_score"] == 0
+    assert ticket["sla"] is None
+    # when scoring and SLA report
+    await world.publish("ticket.scored", _scored(ticket["id"], 3.5, version=1))
+    await world.processed(
+        await world.publish("sla.updated", _sla(ticket["id"], 1, SlaStatus.PENDING))
+    )
+    # then both are known
+    detail = await _detail(world, senior, ticket["id"])
+    assert (detail["score_status"], detail["sla_status"]) == ("scored", "tracked")
+    assert detail["smart_score"] == 3.5
+    assert detail["sla"] is not None
 
 
 async def test_assignment_moves_the_ticket_to_the_new_agent(world: World) -> None:
@@ -286,3 +318,46 @@ async def test_a_batch_with_several_scores_and_sla_versions_of_a_ticket_keeps_th
     assert detail["smart_score"] == 8.4
     assert detail["sla"]["first_response_status"] == "breached"
     assert detail["sla"]["total_paused_seconds"] == 300
+
+
+# --- read-your-writes: the agent's view depends on ticket.assigned from the agents service ------
+
+
+async def test_a_ticket_just_assigned_to_an_agent_is_shown_to_them_not_404(world: World) -> None:
+    # given a ticket held by nobody, and a consumer that is through its first event
+    ticket = await world.create_ticket(world.integration)
+    await world.processed(await world.publish("ticket.scored", _scored(ticket["id"], 1.0, 1)))
+    agent = world.agent()
+    # when the agents service has just assigned it to an agent (201 there), and the agent opens
+    # it at once, before the tickets service has consumed ticket.assigned
+    started = time.monotonic()
+    opened = asyncio.create_task(
+        world.client.get(f"/api/tickets/{ticket['id']}", headers=agent.headers)
+    )
+    await asyncio.sleep(0.3)
+    assert not opened.done()  # waiting, not a 404
+    await world.publish("ticket.assigned", _assignment(ticket["id"], agent.agent_id or ""))
+    response = await opened
+    # then the agent sees it, as soon as the assignment is applied
+    assert response.status_code == 200, response.text
+    assert response.json()["assigned_agent_id"] == agent.agent_id
+    assert time.monotonic() - started < world.settings.read_your_writes_wait_seconds
+
+
+async def test_unknown_and_invisible_tickets_are_404_within_the_bound(world: World) -> None:
+    # given a ticket held by nobody, and an id nobody created
+    ticket = await world.create_ticket(world.integration)
+    bound = world.settings.read_your_writes_wait_seconds
+    stranger = world.agent()
+    took = {}
+    for case, ticket_id in (("unknown", ids.new_id("ticket")), ("invisible", ticket["id"])):
+        # when an agent asks for them
+        started = time.monotonic()
+        response = await world.client.get(f"/api/tickets/{ticket_id}", headers=stranger.headers)
+        took[case] = time.monotonic() - started
+        # then both are 404 problems
+        assert response.status_code == 404, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+    # and the unknown one at once (this service makes ticket ids), the other within the bound
+    assert took["unknown"] < 0.5
+    assert bound - 0.1 <= took["invisible"] <= bound + 0.5

@@ -94,7 +94,10 @@ async def test_inbox_orders_by_score_then_oldest_first(world: World) -> None:
         "smart_score",
         "estimated_difficulty",
         "matches_topic_alert",
+        "score_status",
+        "sla_status",
     }
+    assert (item["score_status"], item["sla_status"]) == ("scored", "pending")
     assert item["created_at"].endswith("Z")
 
 

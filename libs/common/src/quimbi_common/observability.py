@@ -35,6 +35,12 @@ EVENTS_PUBLISHED = Counter("events_published_total", "Events relayed to Kafka", 
 EVENTS_CONSUMED = Counter(
     "events_consumed_total", "Events handled by consumers", ["topic", "consumer", "outcome"]
 )
+PROJECTION_WAITS = Histogram(
+    "projection_wait_seconds",
+    "Requests that waited for the projection to learn an id (read-your-writes)",
+    ["outcome"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5),
+)
 CONSUMER_BATCH_SECONDS = Histogram(
     "consumer_batch_seconds",
     "Time to apply one fetched batch (its transaction, or one at a time after a failure)",

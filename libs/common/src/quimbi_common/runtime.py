@@ -22,6 +22,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .auth import AuthConfig, KeySet, RevocationStore, TokenVerifier, key_set_from_settings
+from .catchup import ProjectionWatch
 from .consumer import EventConsumer
 from .db import create_engine, create_sessionmaker
 from .docs import install_docs
@@ -69,9 +70,7 @@ class Runtime:
         )
         self.broker = create_broker(settings) if kafka else None
         self.consumer = (
-            EventConsumer(
-                self.broker, self.sessions, settings, group_id=settings.kafka_consumer_group
-            )
+            EventConsumer(self.broker, self.sessions, settings, group_id=settings.consumer_group)
             if self.broker is not None and self.sessions is not None
             else None
         )
@@ -83,6 +82,7 @@ class Runtime:
         self.on_shutdown: list[BackgroundTask] = []
         self.checks: dict[str, Check] = {}
         self.kafka_connected = False
+        self._projections: ProjectionWatch | None = None
         self.kafka_lost_since: float | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -90,6 +90,24 @@ class Runtime:
     def events(self) -> EventConsumer:
         assert self.consumer is not None, "this runtime has no database or no Kafka"
         return self.consumer
+
+    def watch_projections(self) -> ProjectionWatch:
+        """Enable read-your-writes waits on this service's projections (see `catchup`): call it
+        in `build_app`, so only services that wait hold the LISTEN connection."""
+        if self._projections is None:
+            assert self.engine is not None, "this runtime has no database"
+            self._projections = ProjectionWatch(
+                self.settings.database_url,
+                bound_seconds=self.settings.read_your_writes_wait_seconds,
+                new_id_seconds=self.settings.read_your_writes_new_id_seconds,
+            )
+            self.background.append(self._projections.run)
+        return self._projections
+
+    @property
+    def projections(self) -> ProjectionWatch:
+        assert self._projections is not None, "call runtime.watch_projections() in build_app"
+        return self._projections
 
     async def _check_database(self) -> None:
         assert self.engine is not None

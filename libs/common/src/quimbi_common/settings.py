@@ -35,7 +35,7 @@ class CommonSettings(BaseSettings):
     kafka_topic_partitions: int = 3
     kafka_linger_ms: int = 1
     kafka_auto_offset_reset: Literal["earliest", "latest"] = "earliest"
-    kafka_consumer_group: str | None = None  # default: the service name
+    kafka_consumer_group: str | None = None  # default: the topic prefix + the service name
     consumer_batch_size: int = 500  # records per fetch, applied in one transaction
     consumer_fetch_min_bytes: int = 32768  # the broker holds a fetch until this much is there,
     consumer_fetch_max_wait_ms: int = 25  # or this long: bigger batches under load
@@ -45,6 +45,11 @@ class CommonSettings(BaseSettings):
     outbox_batch_size: int = 500
     outbox_retention_hours: int = 24
     outbox_metrics_interval_seconds: float = 2.0  # how often the relay measures its backlog
+    # Read-your-writes: how long a request for a ticket the projection does not know (or the
+    # caller may not see) yet may wait for its event; then it is a 404. Unknown ids wait only
+    # when made (UUIDv7 time) in the last `new_id_seconds`.
+    read_your_writes_wait_seconds: float = 2.0
+    read_your_writes_new_id_seconds: float = 10.0
 
     jwt_issuer: str = "quimbi-support"
     jwt_audience: str = "quimbi-support-api"
@@ -63,6 +68,12 @@ class CommonSettings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.environment == "production"
+
+    @property
+    def consumer_group(self) -> str:
+        """Kafka groups are broker-wide: runs isolated by a topic prefix get their own groups too,
+        or every run's members of "agents" would rebalance each other's (seconds-long stalls)."""
+        return self.kafka_consumer_group or f"{self.kafka_topic_prefix}{self.service_name}"
 
     def topic(self, name: str) -> str:
         """The Kafka topic for an event type (a prefix isolates test runs on a shared broker)."""

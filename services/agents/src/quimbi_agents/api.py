@@ -174,7 +174,14 @@ async def assign(
     session: SessionDep,
     context: ContextDep,
 ) -> AssignmentRead:
-    assignment = await assignments.assign_ticket(session, context.settings, actor, ticket_id, body)
+    assignment = await context.runtime.projections.until_found(
+        ticket_id,
+        lambda: assignments.retry_deadlocks(
+            session,
+            lambda: assignments.assign_ticket(session, context.settings, actor, ticket_id, body),
+        ),
+        session,
+    )
     return AssignmentRead.model_validate(assignment, from_attributes=True)
 
 
@@ -186,15 +193,24 @@ async def assign(
 async def accept(
     ticket_id: TicketId, actor: CurrentAgent, session: SessionDep, context: ContextDep
 ) -> AssignmentRead:
-    assignment = await assignments.accept_assignment(session, context.settings, actor, ticket_id)
+    assignment = await context.runtime.projections.until_found(
+        ticket_id,
+        lambda: assignments.retry_deadlocks(
+            session,
+            lambda: assignments.accept_assignment(session, context.settings, actor, ticket_id),
+        ),
+        session,
+    )
     return AssignmentRead.model_validate(assignment, from_attributes=True)
 
 
 @assignments_router.get("/assignments", summary="The ticket's assignment history")
 async def history(
-    ticket_id: TicketId, actor: CurrentAgent, session: SessionDep
+    ticket_id: TicketId, actor: CurrentAgent, session: SessionDep, context: ContextDep
 ) -> AssignmentHistory:
-    rows = await assignments.assignment_history(session, actor, ticket_id)
+    rows = await context.runtime.projections.until_found(
+        ticket_id, lambda: assignments.assignment_history(session, actor, ticket_id), session
+    )
     return AssignmentHistory(
         ticket_id=ticket_id,
         assignments=[AssignmentRead.model_validate(row, from_attributes=True) for row in rows],

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from quimbi_common.auth import Principal
@@ -268,6 +270,22 @@ async def assign_waiting_tickets(session: AsyncSession, settings: Settings) -> i
 
 
 # --- the API's use cases --------------------------------------------------------------------------
+
+DEADLOCK = "40P01"
+T = TypeVar("T")
+
+
+async def retry_deadlocks(session: AsyncSession, attempt: Callable[[], Awaitable[T]]) -> T:
+    """Run a use case again when PostgreSQL broke a deadlock by aborting it: a consumer batch
+    (one transaction for many events) may lock the same ticket and agent rows in its order."""
+    for tries in range(3):
+        try:
+            return await attempt()
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) != DEADLOCK or tries == 2:
+                raise
+            await session.rollback()
+    raise AssertionError("unreachable")
 
 
 async def _visible_ticket(

@@ -34,6 +34,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         runtime=runtime,
     )
     handlers.register(runtime)
+    runtime.watch_projections()  # assignment routes wait for a ticket that was just created
 
     async def create_first_admin() -> None:
         assert runtime.sessions is not None

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from quimbi_common.catchup import notify_applied
 from quimbi_common.enums import AssignmentReason, AssignmentStatus, TicketStatus
 from quimbi_common.events import MessageData, TicketData, TicketDeletedData
 
@@ -174,6 +175,7 @@ async def apply_ticket_event(session: AsyncSession, settings: Settings, data: Ti
         await _first_sighting(session, settings, ticket)
     else:
         await _ticket_changed(session, settings, ticket, before, data.updated_at)
+    await notify_applied(session, data.id)  # requests waiting for this ticket look again
 
 
 async def apply_ticket_deleted(

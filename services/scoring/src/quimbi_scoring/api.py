@@ -38,7 +38,11 @@ async def get_score_breakdown(
     settings = runtime.settings
     assert isinstance(settings, Settings)
     keywords = _topic_alerts(topic_alerts, settings)
-    return await service.score_breakdown(session, ticket_id, agent, keywords, settings)
+    return await runtime.projections.until_found(
+        ticket_id,
+        lambda: service.score_breakdown(session, ticket_id, agent, keywords, settings),
+        session,
+    )
 
 
 def _topic_alerts(raw: str | None, settings: Settings) -> list[str]:

@@ -18,6 +18,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = Runtime(settings)
     handlers.register(runtime)
+    runtime.watch_projections()  # the breakdown waits for a ticket that was just created
     recalculation.register(runtime)
     return create_app(
         runtime,

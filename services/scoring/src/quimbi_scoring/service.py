@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from quimbi_common.auth import Principal
+from quimbi_common.catchup import NotVisibleYet, notify_applied
 from quimbi_common.enums import TicketPriority, TicketStatus
 from quimbi_common.errors import NotFoundError
 from quimbi_common.events import (
@@ -75,6 +76,7 @@ async def apply_ticket(
             churn_risk=customer.churn_risk,
         )
         await scores.score_tickets(session, settings, now, [scorable], first_time=inserted)
+    await notify_applied(session, ticket.id)  # requests waiting for this ticket look again
 
 
 async def apply_ticket_deleted(session: AsyncSession, deleted: TicketDeletedData) -> None:
@@ -373,8 +375,10 @@ async def score_breakdown(
 ) -> ScoreBreakdown:
     """Every part of the stored score with its inputs, plus the topic-alert boost if asked."""
     row = (await session.execute(_BREAKDOWN, {"id": ticket_id})).first()
-    if row is None or not _may_see(caller, row.assigned_agent_id):
+    if row is None:
         raise NotFoundError(f"Ticket {ticket_id} not found")
+    if not _may_see(caller, row.assigned_agent_id):  # an assignment to the caller may be coming
+        raise NotVisibleYet(f"Ticket {ticket_id} not found")
     matched: list[str] = []
     if topic_alerts:
         contents = await session.scalars(

@@ -100,10 +100,17 @@ def _read(row: SlaTracking, settings: Settings) -> TicketSlaRead:
 
 @router.get("/api/tickets/{ticket_id}/sla", response_model=TicketSlaRead)
 async def get_ticket_sla(
-    ticket_id: TicketId, agent: CurrentAgent, session: SessionDep, settings: SettingsDep
+    ticket_id: TicketId,
+    agent: CurrentAgent,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    settings: SettingsDep,
 ) -> TicketSlaRead:
     """Deadlines, live statuses, time remaining and share used per metric, and pause state."""
-    return _read(await service.get_ticket_sla(session, ticket_id, agent), settings)
+    row = await runtime.projections.until_found(
+        ticket_id, lambda: service.get_ticket_sla(session, ticket_id, agent), session
+    )
+    return _read(row, settings)
 
 
 @router.post(
@@ -112,11 +119,19 @@ async def get_ticket_sla(
     responses=problems(**{"409": "Already paused"}),
 )
 async def pause_ticket_sla(
-    ticket_id: TicketId, agent: CurrentAgent, session: SessionDep, settings: SettingsDep
+    ticket_id: TicketId,
+    agent: CurrentAgent,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    settings: SettingsDep,
 ) -> TicketSlaRead:
     """Stop both clocks (409 if already paused); whoever may answer the ticket may do it."""
-    row = await service.set_paused(
-        session, ticket_id, agent, settings.business_calendar, paused=True
+    row = await runtime.projections.until_found(
+        ticket_id,
+        lambda: service.set_paused(
+            session, ticket_id, agent, settings.business_calendar, paused=True
+        ),
+        session,
     )
     return _read(row, settings)
 
@@ -127,10 +142,18 @@ async def pause_ticket_sla(
     responses=problems(**{"409": "Already running"}),
 )
 async def resume_ticket_sla(
-    ticket_id: TicketId, agent: CurrentAgent, session: SessionDep, settings: SettingsDep
+    ticket_id: TicketId,
+    agent: CurrentAgent,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    settings: SettingsDep,
 ) -> TicketSlaRead:
     """Run both clocks again (409 if running); deadlines move out by the paused time."""
-    row = await service.set_paused(
-        session, ticket_id, agent, settings.business_calendar, paused=False
+    row = await runtime.projections.until_found(
+        ticket_id,
+        lambda: service.set_paused(
+            session, ticket_id, agent, settings.business_calendar, paused=False
+        ),
+        session,
     )
     return _read(row, settings)

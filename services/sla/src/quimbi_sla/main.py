@@ -16,6 +16,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = Runtime(settings)
     handlers.register(runtime)
+    runtime.watch_projections()  # per-ticket routes wait for a ticket that was just created
     runtime.background.append(sla_scheduler(runtime, settings))
     return create_app(
         runtime,

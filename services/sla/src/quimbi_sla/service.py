@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from quimbi_common.auth import Principal
+from quimbi_common.catchup import NotVisibleYet, notify_applied
 from quimbi_common.enums import SlaMetric, SlaStatus, TicketPriority, TicketStatus
 from quimbi_common.errors import ConflictError, NotFoundError, UnprocessableError
 from quimbi_common.events import (
@@ -337,6 +338,7 @@ async def apply_ticket(
         if facts is not None and (facts.deleted_version or 0) >= data.version:
             return
         await _start_clock(session, data, facts, calendar, now)
+        await notify_applied(session, data.id)  # requests waiting for this ticket look again
         return
     if row.deleted_at is not None or data.version <= row.ticket_version:
         return
@@ -346,6 +348,7 @@ async def apply_ticket(
         row.priority = data.priority.value
         _apply_policy(row, await get_policy(session, data.priority))
     await _settle(session, row, before, calendar, now)
+    await notify_applied(session, data.id)
 
 
 async def delete_ticket(session: AsyncSession, data: TicketDeletedData) -> None:
@@ -420,19 +423,21 @@ async def _remember(
 # --- the API's per-ticket use cases --------------------------------------------------------------
 
 
-def _may_see(row: SlaTracking | None, principal: Principal) -> bool:
+def _visible(row: SlaTracking | None, principal: Principal, ticket_id: str) -> SlaTracking:
+    """The clock, or a 404: not (yet) here, deleted, or a ticket the caller may not see (yet:
+    `NotVisibleYet`, as an assignment to the caller may be on its way)."""
     if row is None or row.deleted_at is not None:
-        return False
-    return principal.sees_all_tickets or row.assigned_agent_id == principal.agent_id
+        raise NotFoundError(f"Ticket {ticket_id} not found")
+    if not (principal.sees_all_tickets or row.assigned_agent_id == principal.agent_id):
+        raise NotVisibleYet(f"Ticket {ticket_id} not found")
+    return row
 
 
 async def get_ticket_sla(
     session: AsyncSession, ticket_id: str, principal: Principal
 ) -> SlaTracking:
     row = await session.scalar(sa.select(SlaTracking).where(SlaTracking.ticket_id == ticket_id))
-    if row is None or not _may_see(row, principal):
-        raise NotFoundError(f"Ticket {ticket_id} not found")
-    return row
+    return _visible(row, principal, ticket_id)
 
 
 async def set_paused(
@@ -446,9 +451,7 @@ async def set_paused(
 ) -> SlaTracking:
     """Pause or resume a ticket's clock by hand (409 when it already is so)."""
     now = now or utcnow()
-    row = await _lock_ticket(session, ticket_id)
-    if row is None or not _may_see(row, principal):
-        raise NotFoundError(f"Ticket {ticket_id} not found")
+    row = _visible(await _lock_ticket(session, ticket_id), principal, ticket_id)
     if row.is_paused == paused:
         raise ConflictError(f"The SLA clock is already {'paused' if paused else 'running'}")
     before = _published_state(row)

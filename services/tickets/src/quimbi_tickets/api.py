@@ -12,7 +12,7 @@ from quimbi_common.errors import UnprocessableError
 from quimbi_common.inputs import keyword_list_schema
 from quimbi_common.openapi import problems
 from quimbi_common.pagination import Page, Pagination
-from quimbi_common.runtime import SessionDep
+from quimbi_common.runtime import RuntimeDep, SessionDep
 
 from . import domain, inbox, service
 from .models import Customer, Message, Ticket
@@ -63,8 +63,18 @@ def _customer_summary(customer: Customer) -> CustomerSummary:
     )
 
 
+def _reported(score_version: int, sla_version: int) -> dict[str, str]:
+    """Whether scoring and SLA have reported on the ticket yet: a new ticket shows `pending`
+    instead of a bare zero score or a null SLA (read-your-writes, see the README)."""
+    return {
+        "score_status": "scored" if score_version else "pending",
+        "sla_status": "tracked" if sla_version else "pending",
+    }
+
+
 def _summary_fields(ticket: Ticket) -> dict[str, Any]:
-    return {name: getattr(ticket, name) for name in TicketSummary.model_fields}
+    fields = _reported(ticket.score_version, ticket.sla_version)
+    return {name: fields.get(name) or getattr(ticket, name) for name in TicketSummary.model_fields}
 
 
 def _sla(ticket: Ticket) -> SlaSummary | None:
@@ -156,7 +166,13 @@ async def list_tickets(
     )
     result = await inbox.list_tickets(session, agent, query, boost=settings.topic_alert_boost)
     tickets = [
-        TicketListItem(**{**row, "smart_score": round(float(row["smart_score"]), 2)})
+        TicketListItem(
+            **{
+                **row,
+                **_reported(row["score_version"], row["sla_version"]),
+                "smart_score": round(float(row["smart_score"]), 2),
+            }
+        )
         for row in result.rows
     ]
     answer = TicketList(
@@ -194,9 +210,14 @@ async def create_ticket(
 
 
 @router.get("/api/tickets/{ticket_id}")
-async def get_ticket(ticket_id: str, agent: CurrentAgent, session: SessionDep) -> TicketDetail:
+async def get_ticket(
+    ticket_id: str, agent: CurrentAgent, session: SessionDep, runtime: RuntimeDep
+) -> TicketDetail:
     """The ticket with its customer, SLA summary and messages."""
-    return _detail(await service.get_ticket(session, agent, ticket_id))
+    view = await runtime.projections.until_found(
+        ticket_id, lambda: service.get_ticket(session, agent, ticket_id), session, owner=True
+    )
+    return _detail(view)
 
 
 @router.patch(
@@ -209,9 +230,16 @@ async def update_ticket(
     agent: CurrentAgent,
     session: SessionDep,
     settings: SettingsDep,
+    runtime: RuntimeDep,
 ) -> TicketDetail:
     """Change subject, status, priority, channel or category (illegal status moves: 409)."""
-    return _detail(await service.update_ticket(session, settings, agent, ticket_id, body))
+    view = await runtime.projections.until_found(
+        ticket_id,
+        lambda: service.update_ticket(session, settings, agent, ticket_id, body),
+        session,
+        owner=True,
+    )
+    return _detail(view)
 
 
 @router.delete("/api/tickets/{ticket_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -227,9 +255,13 @@ async def delete_ticket(
 
 
 @router.get("/api/tickets/{ticket_id}/messages", tags=["messages"])
-async def list_messages(ticket_id: str, agent: CurrentAgent, session: SessionDep) -> MessageList:
+async def list_messages(
+    ticket_id: str, agent: CurrentAgent, session: SessionDep, runtime: RuntimeDep
+) -> MessageList:
     """The conversation, oldest first."""
-    messages = await service.list_messages(session, agent, ticket_id)
+    messages = await runtime.projections.until_found(
+        ticket_id, lambda: service.list_messages(session, agent, ticket_id), session, owner=True
+    )
     return MessageList(ticket_id=ticket_id, messages=[_message(m) for m in messages])
 
 
@@ -250,10 +282,16 @@ async def add_message(
     caller: Caller,
     session: SessionDep,
     settings: SettingsDep,
+    runtime: RuntimeDep,
 ) -> MessageWithStatus:
     """Post a message. A customer message reopens a pending or resolved ticket; a closed
     ticket refuses messages (409). The integration key may post customer messages only."""
-    message, ticket_status = await service.add_message(session, settings, caller, ticket_id, body)
+    message, ticket_status = await runtime.projections.until_found(
+        ticket_id,
+        lambda: service.add_message(session, settings, caller, ticket_id, body),
+        session,
+        owner=True,
+    )
     return MessageWithStatus(**_message(message).model_dump(), ticket_status=ticket_status)
 
 

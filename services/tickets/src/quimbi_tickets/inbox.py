@@ -37,6 +37,8 @@ LIST_COLUMNS = (
     "updated_at",
     "customer_sentiment",
     "estimated_difficulty",
+    "score_version",  # 0 until scoring has reported: the item's score is pending
+    "sla_version",  # 0 until the SLA service has reported: its clocks are pending
 )
 
 

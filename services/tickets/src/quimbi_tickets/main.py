@@ -18,6 +18,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = Runtime(settings)
     handlers.register(runtime)
+    runtime.watch_projections()  # a ticket just assigned to the caller waits for ticket.assigned
     return create_app(
         runtime,
         title="Quimbi tickets",

@@ -5,7 +5,7 @@ contract); request models refuse unknown fields, so a typo is a 422 rather than 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -162,6 +162,10 @@ class SlaSummary(BaseModel):
     total_paused_seconds: int
 
 
+ScoreStatus = Literal["pending", "scored"]
+SlaState = Literal["pending", "tracked"]
+
+
 class TicketSummary(BaseModel):
     id: str
     customer_id: str
@@ -176,6 +180,14 @@ class TicketSummary(BaseModel):
     customer_sentiment: float
     smart_score: float
     estimated_difficulty: float
+    score_status: ScoreStatus = Field(
+        description="`pending` until the scoring service has scored the ticket (its "
+        "`smart_score` is then 0 only because it is not known yet); then `scored`"
+    )
+    sla_status: SlaState = Field(
+        description="`pending` until the SLA service has started the ticket's clocks (the "
+        "detail's `sla` is then null); then `tracked`"
+    )
 
 
 class TicketListItem(TicketSummary):

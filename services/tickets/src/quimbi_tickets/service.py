@@ -6,7 +6,6 @@ called by event handlers run inside the consumer's transaction and leave the com
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +15,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
+from quimbi_common import ids
 from quimbi_common.auth import Principal
+from quimbi_common.catchup import NotVisibleYet, notify_applied
 from quimbi_common.enums import Intent, Role, TicketPriority, TicketStatus
 from quimbi_common.errors import ConflictError, ForbiddenError, NotFoundError, UnprocessableError
 from quimbi_common.events import (
@@ -59,7 +60,8 @@ def now() -> datetime:
 
 
 def new_id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex}"
+    """Time-ordered (UUIDv7): other services tell a new id from an unknown old one by it."""
+    return ids.new_id(prefix)
 
 
 # --- event data ---------------------------------------------------------------------------------
@@ -144,7 +146,8 @@ def visibility(principal: Principal) -> list[sa.ColumnElement[bool]]:
 async def load_ticket(
     session: AsyncSession, principal: Principal, ticket_id: str, *, lock: bool = False
 ) -> Ticket:
-    """The ticket with its customer, or 404 when it does not exist or the caller may not see it."""
+    """The ticket with its customer, or 404 when it does not exist or the caller may not see it
+    (`NotVisibleYet`: an assignment to the caller may be on its way from the agents service)."""
     stmt = (
         sa.select(Ticket)
         .where(Ticket.id == ticket_id, *visibility(principal))
@@ -154,7 +157,10 @@ async def load_ticket(
         stmt = stmt.with_for_update(of=Ticket)
     ticket = (await session.execute(stmt)).scalar_one_or_none()
     if ticket is None:
-        raise NotFoundError(f"Ticket {ticket_id} not found")
+        hidden = not principal.sees_all_tickets and await session.scalar(
+            sa.select(Ticket.id).where(Ticket.id == ticket_id)
+        )
+        raise (NotVisibleYet if hidden else NotFoundError)(f"Ticket {ticket_id} not found")
     return ticket
 
 
@@ -648,3 +654,4 @@ async def apply_assignment(session: AsyncSession, settings: Settings, data: Assi
     before = _snapshot(ticket, TRACKED_FIELDS)
     ticket.assigned_agent_id = data.agent_id
     await _bump_and_publish(session, settings, ticket, before, now())
+    await notify_applied(session, ticket.id)  # the new assignee may be waiting to see it
