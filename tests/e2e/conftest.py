@@ -15,18 +15,11 @@ from pathlib import Path
 import httpx
 import pytest
 from launcher import Suite
-from support import ADMIN, PASSWORD, Agent, ExternalStack, login
+from support import ADMIN, PASSWORD, RYW_ENV, Agent, ExternalStack, login
 
 from quimbi_common.testing import unique
 
 SPANS_ROOT = Path(__file__).resolve().parents[2] / ".local" / "logs"
-# Read-your-writes waits: 2 s by default; this shared 2-core machine (load 9-17 while six people
-# test) has event-pipeline tails past 2 s (see the root README). ai-proxy reads tickets, so its
-# timeout stays above that wait (ai-proxy README).
-RYW_ENV = {
-    "READ_YOUR_WRITES_WAIT_SECONDS": os.environ.get("E2E_RYW_WAIT_SECONDS", "5"),
-    "TICKETS_TIMEOUT": "10",
-}
 
 
 @pytest.fixture(scope="session")

@@ -23,9 +23,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import RYW_ENV
 from launcher import Suite
-from support import ADMIN, PASSWORD, Agent, ExternalStack, login
+from support import ADMIN, PASSWORD, RYW_ENV, Agent, ExternalStack, login
 
 from quimbi_common.testing import unique
 
