@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -198,12 +198,13 @@ async def ticket_reads(
     return latencies
 
 
-async def main(misses: int, slow_misses: int, hits: int) -> None:
+@contextlib.asynccontextmanager
+async def running_suite() -> AsyncIterator[tuple[Suite, SigningKeys]]:
+    """The stand-in, tickets and ai-proxy as processes on scratch databases (dropped after)."""
     keys = SigningKeys()
     names = {svc: unique(f"bench_{svc}_") for svc in ("tickets", "ai_proxy")}
     urls = {svc: await create_database(name) for svc, name in names.items()}
     suite = Suite(keys, f"{unique('bench')}.")
-    redis = aioredis.from_url(REDIS_URL)
     try:
         await asyncio.to_thread(upgrade, ROOT / "services/tickets/migrations", urls["tickets"])
         await asyncio.to_thread(upgrade, ROOT / "services/ai-proxy/migrations", urls["ai_proxy"])
@@ -212,15 +213,23 @@ async def main(misses: int, slow_misses: int, hits: int) -> None:
         suite.start("ai-proxy", "quimbi_ai_proxy", urls["ai_proxy"])
         for name in suite.ports:
             await suite.wait_live(name)
-        headers = keys.headers(Role.SENIOR_AGENT)
-        print("draft-response latency, sequential requests, direct to ai-proxy")
-        await measure(suite, redis, headers, 0, misses, hits)
-        await measure(suite, redis, headers, 500, slow_misses, hits)
+        yield suite, keys
     finally:
         suite.stop()
-        await redis.aclose()
         for name in names.values():
             await drop_database(name)
+
+
+async def main(misses: int, slow_misses: int, hits: int) -> None:
+    redis = aioredis.from_url(REDIS_URL)
+    try:
+        async with running_suite() as (suite, keys):
+            headers = keys.headers(Role.SENIOR_AGENT)
+            print("draft-response latency, sequential requests, direct to ai-proxy")
+            await measure(suite, redis, headers, 0, misses, hits)
+            await measure(suite, redis, headers, 500, slow_misses, hits)
+    finally:
+        await redis.aclose()
 
 
 if __name__ == "__main__":

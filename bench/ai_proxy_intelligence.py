@@ -16,13 +16,10 @@ import asyncio
 import time
 
 import httpx
-import redis.asyncio as aioredis
 from _shared import cpu_seconds
-from ai_proxy_draft import ROOT, Suite, create_tickets, line
+from ai_proxy_draft import Suite, create_tickets, line, running_suite
 
 from quimbi_common.enums import Role
-from quimbi_common.migrations import upgrade
-from quimbi_common.testing import REDIS_URL, SigningKeys, create_database, drop_database, unique
 
 
 async def measure(suite: Suite, headers: dict[str, str], customers: int, hits: int) -> None:
@@ -50,25 +47,8 @@ async def measure(suite: Suite, headers: dict[str, str], customers: int, hits: i
 
 
 async def main(customers: int, hits: int) -> None:
-    keys = SigningKeys()
-    names = {svc: unique(f"bench_{svc}_") for svc in ("tickets", "ai_proxy")}
-    urls = {svc: await create_database(name) for svc, name in names.items()}
-    suite = Suite(keys, f"{unique('bench')}.")
-    redis = aioredis.from_url(REDIS_URL)
-    try:
-        await asyncio.to_thread(upgrade, ROOT / "services/tickets/migrations", urls["tickets"])
-        await asyncio.to_thread(upgrade, ROOT / "services/ai-proxy/migrations", urls["ai_proxy"])
-        suite.start("standin", "quimbi_standin")
-        suite.start("tickets", "quimbi_tickets", urls["tickets"])
-        suite.start("ai-proxy", "quimbi_ai_proxy", urls["ai_proxy"])
-        for name in suite.ports:
-            await suite.wait_live(name)
+    async with running_suite() as (suite, keys):
         await measure(suite, keys.headers(Role.SENIOR_AGENT), customers, hits)
-    finally:
-        suite.stop()
-        await redis.aclose()
-        for name in names.values():
-            await drop_database(name)
 
 
 if __name__ == "__main__":

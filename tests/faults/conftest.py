@@ -7,7 +7,6 @@ from __future__ import annotations
 import shutil
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -54,12 +53,9 @@ async def stack() -> AsyncIterator[Stack]:
                     "RATE_LIMIT_PER_IP": "1000000",
                     "RATE_LIMIT_PER_API_KEY": "1000000",
                 },
+                replicas={"scoring": 2},
             )
             suite = Suite(opts)
-            scoring = next(s for s in suite.services if s.name == "scoring")
-            replica = replace(scoring, name="scoring-2", port=scoring.port + 10, process=None)
-            replica.env = {**scoring.env, "PORT": str(replica.port)}
-            suite.services.insert(suite.services.index(scoring) + 1, replica)
             await suite.prepare_databases()
             await suite.start()
             try:
