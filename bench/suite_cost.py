@@ -319,7 +319,7 @@ async def main(rate: float, seconds: float, clients: int, warmup: int, profile: 
         },
     )
     suite = Suite(opts)
-    groups = [f"{name}{namespace}" for name in CONSUMERS]
+    groups = [f"{prefix}{name}" for name in CONSUMERS]  # CommonSettings.consumer_group
     databases = {s.name: s.database for s in suite.services if s.database}
     base = ADMIN_DSN.rsplit("/", 1)[0]
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; logs {opts.log_dir}")

@@ -141,8 +141,6 @@ def build_services(opts: Options) -> list[Service]:
         if service.name == "gateway":
             for name in ("tickets", "agents", "sla", "scoring", "ai-proxy"):
                 service.env[f"{name.upper().replace('-', '_')}_URL"] = urls(name)
-        if ns:  # a consumer group of its own too: a member joining a shared group pauses all
-            service.env["KAFKA_CONSUMER_GROUP"] = f"{service.service}{ns}"
     return services
 
 

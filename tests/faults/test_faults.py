@@ -274,7 +274,9 @@ async def test_kill_anything_under_load_lose_nothing(stack: Stack) -> None:
     assert not bad, bad.most_common(20)
     assert not dead_letters, dead_letters
     assert not order, order[:20]
-    assert {"tickets", "agents", "sla", "scoring"} <= set(lag), lag
+    assert {f"{TOPIC_PREFIX}{name}" for name in ("tickets", "agents", "sla", "scoring")} <= set(
+        lag
+    ), lag
     assert all(v == 0 for v in lag.values()), lag
 
 
