@@ -179,6 +179,10 @@ CONF
     >"$dir/kafka.out" 2>&1 &
   echo $! >"$dir/kafka.pid"
   wait_port "$KAFKA_PORT" kafka 60
+  if [ -x "$ROOT/.venv/bin/python" ]; then # ready means consumer groups work, not just the port
+    "$ROOT/.venv/bin/python" "$ROOT/deploy/local/kafka_warmup.py" "127.0.0.1:$KAFKA_PORT" \
+      >"$dir/warmup.log" 2>&1 || die "kafka does not coordinate groups (see $dir/warmup.log)"
+  fi
 }
 
 stop_all() {
