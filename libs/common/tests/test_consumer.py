@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from quimbi_common.consumer import EventConsumer, Handler
@@ -376,3 +377,80 @@ async def test_a_second_member_joining_and_the_first_leaving_keep_order_and_appl
             assert len(await _notes(engine, key)) == 30
     finally:
         await engine.dispose()
+
+
+async def _group_members(settings: CommonSettings, group_id: str) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        [response] = await admin.describe_consumer_groups([group_id])
+        [group] = response.to_object()["groups"]
+        return len(group["members"])
+    finally:
+        await admin.close()
+
+
+async def test_a_member_cancelled_while_a_library_swallows_it_still_stops(
+    settings: CommonSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client call that catches the CancelledError (so the coroutine goes on) must not leave
+    a group member behind: a zombie member takes partitions and applies events for an app that
+    has stopped (the CI flake of ai-proxy's warm-up tests)."""
+    await _topics(settings)
+    real_start = AIOKafkaConsumer.start
+    swallowed = asyncio.Event()
+
+    async def start_swallowing_cancel(self: AIOKafkaConsumer) -> None:
+        try:
+            await asyncio.sleep(0.5)
+        except asyncio.CancelledError:
+            swallowed.set()
+        await real_start(self)
+
+    monkeypatch.setattr(AIOKafkaConsumer, "start", start_swallowing_cancel)
+    engine = create_engine(settings)
+    try:
+        consumer = _consumer(settings, _record, engine)
+        task = asyncio.create_task(consumer.run())
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, timeout=15)
+    finally:
+        await engine.dispose()
+    assert swallowed.is_set()
+    assert await _group_members(settings, consumer.group_id) == 0
+
+
+async def test_a_runtime_stopped_while_a_library_swallows_the_cancel_starts_no_member(
+    settings: CommonSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopping while Kafka is being connected (ensure_topics swallows the cancellation here)
+    must not start the consumer afterwards, outside the tasks that stop awaits."""
+    from quimbi_common import runtime as runtime_module
+
+    swallowed = asyncio.Event()
+
+    async def ensure_topics_swallowing_cancel(*args: Any, **kwargs: Any) -> None:
+        try:
+            await asyncio.sleep(0.5)
+        except asyncio.CancelledError:
+            swallowed.set()
+
+    monkeypatch.setattr(runtime_module, "ensure_topics", ensure_topics_swallowing_cancel)
+    runtime = runtime_module.Runtime(settings)
+    runtime.events.subscribe(TOPIC, _record)
+    started = asyncio.Event()
+    real_run = runtime.events.run
+
+    async def run() -> None:
+        started.set()
+        await real_run()
+
+    monkeypatch.setattr(runtime.events, "run", run)
+    await runtime.start()
+    await asyncio.sleep(0.1)
+    await runtime.stop()
+    await asyncio.sleep(0.2)
+    assert swallowed.is_set()
+    assert not started.is_set()

@@ -122,6 +122,12 @@ def _trace_headers(record: ConsumerRecord[bytes, bytes]) -> dict[str, str]:
     }
 
 
+def _cancel_swallowed() -> bool:
+    """Whether this task was cancelled and a library caught the CancelledError."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 class _WaitForBatch(ConsumerRebalanceListener):
     """Hold a rebalance until the batch in hand is applied and its offsets committed."""
 
@@ -245,8 +251,13 @@ class EventConsumer:
             consumer.subscribe(sorted(self.subscriptions), listener=_WaitForBatch(self, consumer))
             try:
                 await consumer.start()
+                if _cancel_swallowed():  # by the client while joining: stop as asked
+                    raise asyncio.CancelledError
             except KafkaError as exc:
                 log.warning("consumer cannot reach kafka (%s); retrying in %.1fs", exc, delay)
+                if _cancel_swallowed():
+                    await consumer.stop()
+                    raise asyncio.CancelledError from exc
             except BaseException:  # cancelled while joining: leave no client open
                 await consumer.stop()
                 raise

@@ -85,6 +85,7 @@ class Runtime:
         self._projections: ProjectionWatch | None = None
         self.kafka_lost_since: float | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
 
     @property
     def events(self) -> EventConsumer:
@@ -162,10 +163,12 @@ class Runtime:
         """Start consuming once Kafka answers; the API serves (and the outbox fills) meanwhile."""
         assert self.broker is not None
         delay = 0.5
-        while True:
+        while not self._stopping:
             try:
                 await ensure_topics(self.settings)
                 await self.broker.start()
+                if self._stopping:  # a client library swallowed our cancellation
+                    return
                 self.kafka_connected = True
                 log.info("connected to kafka at %s", self.settings.kafka_bootstrap_servers)
                 if self.consumer is not None:  # one group member for all the service's topics
@@ -190,15 +193,17 @@ class Runtime:
             self._tasks.append(asyncio.create_task(_supervised(task), name=task.__name__))
 
     async def stop(self) -> None:
+        self._stopping = True
         for hook in self.on_shutdown:
             try:
                 await hook()
             except Exception:
                 log.exception("shutdown step %s failed", hook.__name__)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        while self._tasks:  # again for a task started while the others stopped
+            tasks, self._tasks = self._tasks, []
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
         if self.broker is not None:
             with contextlib.suppress(Exception):
                 await self.broker.stop()
