@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from quimbi_common.consumer import EventConsumer, Handler
 from quimbi_common.db import create_engine, create_sessionmaker
@@ -21,21 +21,22 @@ from quimbi_common.events import Event, TicketDeletedData, build_event
 from quimbi_common.kafka import create_broker, ensure_topics
 from quimbi_common.settings import CommonSettings
 from quimbi_common.testing import EventProbe, eventually, unique
+from quimbi_common.uow import UnitOfWork
 
 pytestmark = pytest.mark.service
 TOPIC = "ticket.deleted"
 
 
-async def _record(session: AsyncSession, event: Event[Any]) -> None:
-    await session.execute(
+async def _record(unit: UnitOfWork, event: Event[Any]) -> None:
+    await unit.session.execute(
         sa.text("INSERT INTO notes (id) VALUES (:id)"), {"id": f"{event.subject}:{uuid.uuid4()}"}
     )
 
 
-async def _always_fails(session: AsyncSession, event: Event[Any]) -> None:
+async def _always_fails(unit: UnitOfWork, event: Event[Any]) -> None:
     if event.subject.startswith("poison"):
         raise ValueError("cannot process this ticket")
-    await _record(session, event)
+    await _record(unit, event)
 
 
 def _envelope(ticket_id: str, version: int = 1) -> tuple[str, bytes]:
@@ -224,8 +225,8 @@ async def test_events_of_one_key_are_applied_in_order(settings: CommonSettings) 
     settings = settings.model_copy(update={"kafka_topic_partitions": 3})
     applied: list[tuple[str, int]] = []
 
-    async def remember(session: AsyncSession, event: Event[Any]) -> None:
-        await _record(session, event)
+    async def remember(unit: UnitOfWork, event: Event[Any]) -> None:
+        await _record(unit, event)
         applied.append((event.subject, event.data.version))
 
     keys = [unique("order-") for _ in range(5)]
@@ -252,8 +253,8 @@ async def test_a_crash_mid_batch_loses_nothing_and_applies_nothing_twice(
     await _send(settings, *messages)
     stuck = asyncio.Event()
 
-    async def hangs_on_the_tenth(session: AsyncSession, event: Event[Any]) -> None:
-        await _record(session, event)
+    async def hangs_on_the_tenth(unit: UnitOfWork, event: Event[Any]) -> None:
+        await _record(unit, event)
         if event.subject == messages[9][0]:
             stuck.set()
             await asyncio.sleep(3600)
@@ -317,10 +318,10 @@ async def test_a_batch_handler_gets_the_new_events_of_a_batch_at_once(
 ) -> None:
     calls: list[list[str]] = []
 
-    async def on_many(session: AsyncSession, events: list[Event[Any]]) -> None:
+    async def on_many(unit: UnitOfWork, events: list[Event[Any]]) -> None:
         calls.append([e.subject for e in events])
         for event in events:
-            await _record(session, event)
+            await _record(unit, event)
 
     seen, first, second = (_envelope(unique(p)) for p in ("seen-", "first-", "second-"))
     engine = create_engine(settings)
@@ -342,8 +343,8 @@ async def test_a_second_member_joining_and_the_first_leaving_keep_order_and_appl
     settings = settings.model_copy(update={"kafka_topic_partitions": 3})
     applied: list[tuple[str, int]] = []
 
-    async def remember(session: AsyncSession, event: Event[Any]) -> None:
-        await _record(session, event)
+    async def remember(unit: UnitOfWork, event: Event[Any]) -> None:
+        await _record(unit, event)
         applied.append((event.subject, event.data.version))
 
     keys = [unique("member-") for _ in range(6)]

@@ -52,11 +52,14 @@ from .observability import (
     correlation_id,
 )
 from .settings import CommonSettings
+from .uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[AsyncSession, Event[Any]], Awaitable[None]]
-BatchHandler = Callable[[AsyncSession, list[Event[Any]]], Awaitable[None]]
+# A handler writes through the batch's unit of work (its session and outbox): the same service
+# function a route calls with its own unit of work.
+Handler = Callable[[UnitOfWork, Event[Any]], Awaitable[None]]
+BatchHandler = Callable[[UnitOfWork, list[Event[Any]]], Awaitable[None]]
 Wants = Callable[[Event[Any]], bool]
 
 _RECORD = sa.text(
@@ -164,7 +167,7 @@ class EventConsumer:
         self._committing: asyncio.Task[None] | None = None
 
     def handle(self, topic: str, *, when: Wants | None = None) -> Callable[[Handler], Handler]:
-        """Decorator registering `async def on_x(session, event)` for `topic`."""
+        """Decorator registering `async def on_x(unit, event)` for `topic`."""
 
         def register(handler: Handler) -> Handler:
             self.subscribe(topic, handler, when=when)
@@ -175,7 +178,7 @@ class EventConsumer:
     def handle_many(
         self, topic: str, *, when: Wants | None = None
     ) -> Callable[[BatchHandler], BatchHandler]:
-        """Decorator registering `async def on_x(session, events)`: a batch's new events of
+        """Decorator registering `async def on_x(unit, events)`: a batch's new events of
         `topic` in one call (offset order per key), for a set-based projection that holds its
         row locks for one statement instead of one per event."""
 
@@ -332,6 +335,7 @@ class EventConsumer:
             return True
 
     async def _apply(self, session: AsyncSession, work: list[Work]) -> list[str]:
+        unit = UnitOfWork(session, self.settings.service_name)
         rows = await session.execute(
             _RECORD,
             {"consumers": [w.subscription.name for w in work], "ids": [w.event.id for w in work]},
@@ -354,7 +358,7 @@ class EventConsumer:
             started = time.perf_counter()
             try:
                 with _span(item):
-                    await subscription.handler(session, item.event)
+                    await subscription.handler(unit, item.event)
             finally:
                 correlation_id.reset(token)
                 CONSUMER_HANDLER_SECONDS.labels(subscription.topic, subscription.name).observe(
@@ -365,7 +369,7 @@ class EventConsumer:
             with contextlib.ExitStack() as spans:  # one span per event, around the one call
                 for item in items:
                     spans.enter_context(_span(item, current=False))
-                await handler(session, [item.event for item in items])
+                await handler(unit, [item.event for item in items])
             CONSUMER_HANDLER_SECONDS.labels(items[0].subscription.topic, name).observe(
                 (time.perf_counter() - started) / len(items)
             )

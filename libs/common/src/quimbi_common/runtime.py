@@ -36,6 +36,7 @@ from .outbox import OutboxRelay
 from .settings import CommonSettings
 from .tracing import configure_tracing, fastapi_telemetry, instrument_engine
 from .tracing import shutdown as flush_traces
+from .uow import UnitsOfWork
 
 log = logging.getLogger(__name__)
 BackgroundTask = Callable[[], Awaitable[None]]
@@ -58,6 +59,9 @@ class Runtime:
         if self.engine is not None:
             instrument_engine(self.engine)
         self.sessions = create_sessionmaker(self.engine) if self.engine else None
+        # how routes and jobs write (the consumer opens its own per batch): events carry the
+        # service's name as their source
+        self.units = UnitsOfWork(self.sessions, settings.service_name) if self.sessions else None
         self.redis = aioredis.from_url(
             settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0
         )
@@ -308,15 +312,24 @@ async def get_runtime(request: Request) -> Runtime:
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """A session per request; use cases commit explicitly, anything uncommitted rolls back."""
+    """A session per request for reads; writes go through a unit of work (`UnitsDep`)."""
     sessions = (await get_runtime(request)).sessions
     assert sessions is not None
     async with sessions() as session:
         yield session
 
 
+async def get_units(request: Request) -> UnitsOfWork:
+    """Where a route's writes go: `await units.run(lambda unit: service.do(unit, ...))`."""
+    units = (await get_runtime(request)).units
+    if units is None:
+        raise RuntimeError("this runtime has no database")
+    return units
+
+
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+UnitsDep = Annotated[UnitsOfWork, Depends(get_units)]
 
 
 def json_safe(value: Any) -> Any:

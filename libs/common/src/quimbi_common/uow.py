@@ -1,0 +1,103 @@
+"""One unit of work: a session, the events the change raises (the outbox) and one commit.
+
+A route, a consumer handler and a background job all write through a `UnitOfWork`, so one
+service function serves them all: the route and the job get theirs from `UnitsOfWork.run`
+(which commits, and runs the work again when PostgreSQL aborted it to break a deadlock or a
+serialization conflict); the consumer opens one per batch and hands it to every handler.
+Use cases never commit by themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from .events import Contract
+from .outbox import add_events, replace_events
+
+T = TypeVar("T")
+
+# SQLSTATEs after which the same work, run again in a new transaction, may well succeed.
+SERIALIZATION_FAILURE = "40001"
+DEADLOCK_DETECTED = "40P01"
+_RETRYABLE = frozenset({SERIALIZATION_FAILURE, DEADLOCK_DETECTED})
+
+
+def is_retryable_conflict(exc: BaseException) -> bool:
+    """Whether PostgreSQL aborted the transaction to break a deadlock or a serialization
+    conflict (SQLAlchemy wraps the driver's error, so the cause chain is walked)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if getattr(current, "sqlstate", None) in _RETRYABLE:
+            return True
+        if getattr(getattr(current, "orig", None), "sqlstate", None) in _RETRYABLE:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+class UnitOfWork:
+    """A transaction in progress: the session to change rows with, and the outbox that the
+    events of the change go to (published only if the transaction commits)."""
+
+    def __init__(self, session: AsyncSession, source: str) -> None:
+        self.session = session
+        self.source = source  # the `source` of every event: the service's name, from settings
+
+    async def emit(self, topic: str, data: Contract) -> str:
+        """Raise one event with this change; returns its id."""
+        [event_id] = await add_events(self.session, [(topic, data)], source=self.source)
+        return event_id
+
+    async def emit_many(self, events: Sequence[tuple[str, Contract]]) -> list[str]:
+        """Raise events with this change, in order (one statement); returns their ids."""
+        return await add_events(self.session, events, source=self.source)
+
+    async def replace(self, events: Sequence[tuple[str, str, Contract]]) -> None:
+        """Give events raised earlier in this unit newer data, `(event id, topic, data)`."""
+        await replace_events(self.session, events, source=self.source)
+
+
+class UnitsOfWork:
+    """Opens a service's units of work (one per route call or job step)."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        source: str,
+        *,
+        attempts: int = 3,
+        backoff_seconds: float = 0.02,
+    ) -> None:
+        self.sessions = sessions
+        self.source = source
+        self.attempts = attempts
+        self.backoff_seconds = backoff_seconds
+
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[UnitOfWork]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        async with self.sessions() as session, session.begin():
+            yield UnitOfWork(session, self.source)
+
+    async def run(self, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+        """`work` in a unit of work, committed; run again from the start (new transaction,
+        fresh reads) when PostgreSQL aborted it for a deadlock or a serialization failure."""
+        attempt = 1
+        while True:
+            try:
+                async with self.begin() as unit:
+                    return await work(unit)
+            except Exception as exc:
+                if attempt >= self.attempts or not is_retryable_conflict(exc):
+                    raise
+            # jitter: two transactions that deadlocked must not meet again in the same order
+            await asyncio.sleep(self.backoff_seconds * attempt * (1 + random.random()))
+            attempt += 1
