@@ -33,12 +33,13 @@ from quimbi_agents.assignments import assign_waiting_tickets
 from quimbi_agents.main import build_app
 from quimbi_agents.models import Agent, TicketAssignment
 from quimbi_agents.passwords import Passwords
-from quimbi_agents.projection import apply_ticket_event
+from quimbi_agents.projections import apply_ticket_event
 from quimbi_agents.settings import Settings
 from quimbi_common.db import create_engine, create_sessionmaker
 from quimbi_common.events import CustomerSnapshot, TicketData
 from quimbi_common.migrations import upgrade
 from quimbi_common.testing import SigningKeys, create_database, drop_database, unique
+from quimbi_common.uow import UnitOfWork
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "services" / "agents" / "migrations"
 CATEGORIES = ["billing", "shipping", "returns", "technical", None]
@@ -105,7 +106,7 @@ async def bench_auto_assign(sessions, settings, args, hashed: str) -> None:
         async with gate:
             start = time.perf_counter()
             async with sessions() as session, session.begin():
-                await apply_ticket_event(session, settings, data)
+                await apply_ticket_event(UnitOfWork(session, settings.service_name), settings, data)
             latencies.append(time.perf_counter() - start)
 
     start = time.perf_counter()
@@ -135,11 +136,17 @@ async def bench_pickup(sessions, settings, args, hashed: str) -> None:
     for n in range(args.waiting):
         async with sessions() as session, session.begin():
             data = ticket(n, priority=("low", "normal", "high", "urgent")[n % 4])
-            await apply_ticket_event(session, off, data.model_copy(update={"category": None}))
+            await apply_ticket_event(
+                UnitOfWork(session, off.service_name),
+                off,
+                data.model_copy(update={"category": None}),
+            )
     await add_agents(sessions, 1, args.waiting, "online", hashed)
     start = time.perf_counter()
     async with sessions() as session, session.begin():
-        assigned = await assign_waiting_tickets(session, settings)
+        assigned = await assign_waiting_tickets(
+            UnitOfWork(session, settings.service_name), settings
+        )
     elapsed = time.perf_counter() - start
     print(
         f"pickup: {assigned} of {args.waiting} waiting tickets handed out in "

@@ -32,7 +32,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from quimbi_common.db import create_engine, create_sessionmaker
 from quimbi_common.migrations import upgrade
 from quimbi_common.testing import create_database, drop_database, unique
-from quimbi_scoring.recalculation import PassResult, recalculate_due_slots
+from quimbi_common.uow import UnitsOfWork
+from quimbi_scoring.service import PassResult, recalculate_due_slots
 from quimbi_scoring.settings import Settings
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "services" / "scoring" / "migrations"
@@ -107,11 +108,12 @@ async def timed_pass(
     database: str,
 ) -> tuple[float, tuple[float, float], PassResult]:
     """Wall time, CPU time (this process + the database backends), and what the pass did."""
+    units = UnitsOfWork(sessions, settings.service_name)
     pids = await backend_pids(engine, database)
     python_before, database_before = time.process_time(), backend_cpu_seconds(pids)
     started = time.perf_counter()
     results = await asyncio.gather(
-        *(recalculate_due_slots(sessions, settings) for _ in range(replicas))
+        *(recalculate_due_slots(units, settings) for _ in range(replicas))
     )
     elapsed = time.perf_counter() - started
     pids = sorted(set(pids) | set(await backend_pids(engine, database)))

@@ -142,3 +142,25 @@ async def test_deadlock_and_serialization_failures_are_recognised_through_wrappe
     assert is_retryable_conflict(Driver("40P01"))
     assert not is_retryable_conflict(Driver("23505"))  # unique violation: a bug or a conflict
     assert not is_retryable_conflict(ValueError())
+
+
+async def test_after_commit_steps_run_once_the_change_is_durable_and_never_on_rollback(
+    units: UnitsOfWork,
+) -> None:
+    seen: list[list[str]] = []
+
+    async def use_case(unit: UnitOfWork, fail: bool) -> None:
+        await _note(unit, "kept" if not fail else "dropped")
+
+        async def look() -> None:
+            seen.append((await _stored(units))[0])  # what another transaction sees by then
+
+        unit.after_commit(look)
+        if fail:
+            raise ValueError("refused")
+
+    with pytest.raises(ValueError, match="refused"):
+        await units.run(lambda unit: use_case(unit, fail=True))
+    await units.run(lambda unit: use_case(unit, fail=False))
+
+    assert seen == [["kept"]]

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from quimbi_agents.main import build_app
 from quimbi_agents.models import Agent, TicketAssignment
 from quimbi_agents.passwords import Passwords
-from quimbi_agents.projection import apply_ticket_event
+from quimbi_agents.projections import apply_ticket_event
 from quimbi_agents.settings import Settings
 from quimbi_common.auth import issue_token
 from quimbi_common.db import create_engine, create_sessionmaker
@@ -51,6 +51,7 @@ from quimbi_common.testing import (
     running_app,
     unique,
 )
+from quimbi_common.uow import UnitsOfWork
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 KEYS = SigningKeys()
@@ -119,6 +120,7 @@ class Harness:
         self.client = client
         self.sessions = sessions
         self.settings = settings
+        self.units = UnitsOfWork(sessions, settings.service_name)
         self.admin = KEYS.headers(Role.ADMIN)
         self._hash: str | None = None
 
@@ -250,8 +252,8 @@ class Harness:
 
     async def apply(self, data: TicketData, settings: Settings | None = None) -> None:
         """Apply a ticket event as the consumer would (one transaction), without Kafka."""
-        async with self.sessions() as session, session.begin():
-            await apply_ticket_event(session, settings or self.settings, data)
+        async with self.units.begin() as unit:
+            await apply_ticket_event(unit, settings or self.settings, data)
 
     async def active(self, ticket_id: str) -> TicketAssignment | None:
         async with self.sessions() as session:

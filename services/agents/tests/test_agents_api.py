@@ -230,8 +230,8 @@ async def test_the_last_active_admin_cannot_be_demoted_or_deactivated(
 ) -> None:
     # given a fresh service whose only admin is the bootstrap admin
     async with http_only(make(fresh_database)) as (app, client):
-        async with app.state.runtime.sessions() as session:
-            admin = await bootstrap_admin(session, app.state.context)
+        context = app.state.context
+        admin = await context.units.run(lambda unit: bootstrap_admin(unit, context))
         assert admin is not None
         headers = keys.headers(Role.ADMIN, admin.id)
         # when it tries to stop being an admin, it is refused
@@ -252,8 +252,8 @@ async def test_two_admins_demoting_each_other_at_once_leave_one_admin(
 ) -> None:
     # given a fresh service with exactly two admins
     async with http_only(make(fresh_database)) as (app, client):
-        async with app.state.runtime.sessions() as session:
-            first = await bootstrap_admin(session, app.state.context)
+        context = app.state.context
+        first = await context.units.run(lambda unit: bootstrap_admin(unit, context))
         assert first is not None
         created = await client.post(
             "/api/agents", headers=keys.headers(Role.ADMIN, first.id), json=new_agent(role="admin")

@@ -193,8 +193,8 @@ async def test_the_bootstrap_admin_exists_and_logs_in(h: Any) -> None:
 
 
 async def test_bootstrap_does_nothing_when_an_admin_exists(h: Any, app: Any) -> None:
-    async with h.sessions() as session:
-        assert await bootstrap_admin(session, app.state.context) is None
+    context = app.state.context
+    assert await context.units.run(lambda unit: bootstrap_admin(unit, context)) is None
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from quimbi_agents.models import Agent, TicketAssignment, TicketProjection
-from quimbi_agents.projection import apply_message_added, apply_ticket_deleted
+from quimbi_agents.projections import apply_message_added, apply_ticket_deleted
 from quimbi_common.enums import Role
 from quimbi_common.events import MessageData, TicketDeletedData
 from quimbi_common.testing import EventProbe, eventually
@@ -205,8 +205,8 @@ async def test_a_deleted_ticket_ends_its_assignment_and_disappears(h: Any) -> No
     await h.apply(ticket)
     # when it is deleted (and a late update arrives afterwards)
     deleted = TicketDeletedData(id=ticket.id, version=2, deleted_at=datetime.now(UTC))
-    async with h.sessions() as session, session.begin():
-        await apply_ticket_deleted(session, h.settings, deleted)
+    async with h.units.begin() as unit:
+        await apply_ticket_deleted(unit, h.settings, deleted)
     await h.apply(h.updated(ticket, priority="high"))
     # then the agent's workload drops and the ticket is gone from the API
     assert await h.active(ticket.id) is None
@@ -232,8 +232,8 @@ async def test_response_time_runs_from_the_customer_to_the_next_agent_message(h:
     ]
     # when the messages arrive
     for item in thread:
-        async with h.sessions() as session, session.begin():
-            await apply_message_added(session, h.settings, item)
+        async with h.units.begin() as unit:
+            await apply_message_added(unit, item)
     # then the mean of 60 s and 120 s is kept
     me = await h.client.get("/api/agents/me", headers=agent["headers"])
     assert me.json()["avg_response_time_seconds"] == 90
@@ -248,8 +248,8 @@ async def test_an_unsigned_agent_reply_counts_for_the_assignee(h: Any) -> None:
         message(ticket.id, t0, from_agent=False),
         message(ticket.id, t0 + timedelta(seconds=40), from_agent=True),
     ):
-        async with h.sessions() as session, session.begin():
-            await apply_message_added(session, h.settings, item)
+        async with h.units.begin() as unit:
+            await apply_message_added(unit, item)
     assert (await h.row(agent["id"])).avg_response_time_seconds == 40
 
 

@@ -44,6 +44,7 @@ from quimbi_common.testing import (
     running_app,
     unique,
 )
+from quimbi_common.uow import UnitsOfWork
 from quimbi_scoring.main import build_app
 from quimbi_scoring.settings import Settings
 
@@ -64,6 +65,10 @@ class Scoring:
     @property
     def sessions(self) -> async_sessionmaker[AsyncSession]:
         return create_sessionmaker(self.engine)
+
+    @property
+    def units(self) -> UnitsOfWork:
+        return UnitsOfWork(self.sessions, self.settings.service_name)
 
     async def send(self, topic: str, data: Contract) -> str:
         """Publish an input event as its producer would; returns the event id."""

@@ -19,7 +19,7 @@ from quimbi_common.enums import TicketPriority, TicketStatus
 from quimbi_common.testing import unique
 from quimbi_scoring import domain
 from quimbi_scoring.models import RECALC_BUCKETS, RECALC_SLOTS
-from quimbi_scoring.recalculation import recalculate_due_slots, recalculate_slot
+from quimbi_scoring.service import recalculate_due_slots, recalculate_slot
 
 pytestmark = pytest.mark.service
 
@@ -79,7 +79,7 @@ async def test_a_pass_that_changes_nothing_publishes_nothing(
     )
     # when its slot comes due and is recomputed
     await _age(scoring, [created.id], hours=9)
-    await recalculate_due_slots(scoring.sessions, scoring.settings)
+    await recalculate_due_slots(scoring.units, scoring.settings)
     # then nothing was published
     assert [d["version"] for d in await scoring.published(created.id)] == [1]
 
@@ -93,7 +93,7 @@ async def test_resolved_tickets_are_left_out_of_the_recalculation(
     assert (await scoring.wait_scored(created.id))["smart_score"] == 0.0
     # when its slot is recomputed much later, then it still scores 0 and nothing is published
     await _age(scoring, [created.id], hours=50)
-    await recalculate_due_slots(scoring.sessions, scoring.settings)
+    await recalculate_due_slots(scoring.units, scoring.settings)
     assert [d["smart_score"] for d in await scoring.published(created.id)] == [0.0]
 
 
@@ -108,7 +108,7 @@ async def test_a_slot_is_rescheduled_one_period_on_in_its_own_phase(scoring: Any
             {"due": now - timedelta(seconds=3.5 * period), "slot": slot},
         )
     # when the loop catches up
-    await recalculate_due_slots(scoring.sessions, scoring.settings, clock=lambda: now)
+    await recalculate_due_slots(scoring.units, scoring.settings, clock=lambda: now)
     # then the slot is next due half a period from now, not a whole period from now
     async with scoring.engine.connect() as conn:
         due = await conn.scalar(
@@ -127,8 +127,8 @@ async def test_concurrent_replicas_rescore_each_due_ticket_once(
     await _age(scoring, [t.id for t in tickets], hours=5)
     # when three replicas (two here, and the app's own loop) work through the due slots
     await asyncio.gather(
-        recalculate_due_slots(scoring.sessions, scoring.settings),
-        recalculate_due_slots(scoring.sessions, scoring.settings),
+        recalculate_due_slots(scoring.units, scoring.settings),
+        recalculate_due_slots(scoring.units, scoring.settings),
     )
     # then every ticket was rescored exactly once, with one new version each
     for created in tickets:
@@ -183,8 +183,7 @@ async def test_the_sql_formula_agrees_with_the_domain_formula(scoring: Any) -> N
                 case,
             )
     # when PostgreSQL recomputes the slot
-    async with scoring.sessions() as session, session.begin():
-        await recalculate_slot(session, scoring.settings, slot, now)
+    await scoring.units.run(lambda unit: recalculate_slot(unit, scoring.settings, slot, now))
     # then every total and part is what the Python formula says
     async with scoring.engine.connect() as conn:
         stored = {

@@ -19,7 +19,7 @@ from quimbi_common.events import (
     TicketDeletedData,
 )
 from quimbi_common.testing import EventProbe, unique
-from quimbi_scoring import service
+from quimbi_scoring import projections
 
 pytestmark = pytest.mark.service
 
@@ -305,9 +305,9 @@ async def test_a_ticket_scored_twice_in_one_transaction_publishes_its_final_scor
     created = new_ticket()
     first = new_message(created.id, sentiment=0.0, minutes_ago=99 * 60)
     settings = scoring.settings
-    async with scoring.sessions() as session, session.begin():
-        await service.apply_ticket(session, created, settings, datetime.now(UTC))
-        await service.apply_message(session, first, settings, datetime.now(UTC))
+    async with scoring.units.begin() as unit:
+        await projections.apply_ticket(unit, created, settings, datetime.now(UTC))
+        await projections.apply_message(unit, first, settings, datetime.now(UTC))
     # then one ticket.scored, with the score after the message (1 + 3 + 2), version 2
     [published] = await scoring.published(created.id)
     assert published["smart_score"] == 6.0

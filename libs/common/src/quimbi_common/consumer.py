@@ -317,7 +317,8 @@ class EventConsumer:
         while True:
             try:
                 async with self.sessionmaker() as session, session.begin():
-                    outcomes = await self._apply(session, work)
+                    unit = UnitOfWork(session, self.settings.service_name)
+                    outcomes = await self._apply(unit, work)
             except Exception as exc:
                 if not _is_outage(exc):
                     log.warning("batch of %d failed (%r); one message at a time", len(work), exc)
@@ -332,10 +333,18 @@ class EventConsumer:
             for item, outcome in zip(work, outcomes, strict=True):
                 subscription = item.subscription
                 EVENTS_CONSUMED.labels(subscription.topic, subscription.name, outcome).inc()
+            await self._after_commit(unit)
             return True
 
-    async def _apply(self, session: AsyncSession, work: list[Work]) -> list[str]:
-        unit = UnitOfWork(session, self.settings.service_name)
+    async def _after_commit(self, unit: UnitOfWork) -> None:
+        """The applied events are durable whatever a follow-up step does: log, do not re-apply."""
+        try:
+            await unit.committed()
+        except Exception:
+            log.exception("%s: a step after the commit failed", self.group_id)
+
+    async def _apply(self, unit: UnitOfWork, work: list[Work]) -> list[str]:
+        session = unit.session
         rows = await session.execute(
             _RECORD,
             {"consumers": [w.subscription.name for w in work], "ids": [w.event.id for w in work]},
@@ -382,7 +391,9 @@ class EventConsumer:
         while True:
             try:
                 async with self.sessionmaker() as session, session.begin():
-                    [outcome] = await self._apply(session, [item])
+                    unit = UnitOfWork(session, self.settings.service_name)
+                    [outcome] = await self._apply(unit, [item])
+                await self._after_commit(unit)
                 break
             except Exception as exc:
                 attempt += 1

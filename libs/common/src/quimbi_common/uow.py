@@ -4,7 +4,7 @@ A route, a consumer handler and a background job all write through a `UnitOfWork
 service function serves them all: the route and the job get theirs from `UnitsOfWork.run`
 (which commits, and runs the work again when PostgreSQL aborted it to break a deadlock or a
 serialization conflict); the consumer opens one per batch and hands it to every handler.
-Use cases never commit by themselves.
+Use cases never commit by themselves; what must wait for the commit is `after_commit`.
 """
 
 from __future__ import annotations
@@ -50,6 +50,18 @@ class UnitOfWork:
     def __init__(self, session: AsyncSession, source: str) -> None:
         self.session = session
         self.source = source  # the `source` of every event: the service's name, from settings
+        self._after_commit: list[Callable[[], Awaitable[object]]] = []
+
+    def after_commit(self, step: Callable[[], Awaitable[object]]) -> None:
+        """Do `step` once the change is durable (e.g. void tokens issued meanwhile, or start
+        a follow-up unit); never if it rolls back."""
+        self._after_commit.append(step)
+
+    async def committed(self) -> None:
+        """Run the after-commit steps, in order (called by whoever committed)."""
+        steps, self._after_commit = self._after_commit, []
+        for step in steps:
+            await step()
 
     async def emit(self, topic: str, data: Contract) -> str:
         """Raise one event with this change; returns its id."""
@@ -94,10 +106,13 @@ class UnitsOfWork:
         while True:
             try:
                 async with self.begin() as unit:
-                    return await work(unit)
+                    result = await work(unit)
             except Exception as exc:
                 if attempt >= self.attempts or not is_retryable_conflict(exc):
                     raise
+            else:
+                await unit.committed()  # outside the retry: the change is already durable
+                return result
             # jitter: two transactions that deadlocked must not meet again in the same order
             await asyncio.sleep(self.backoff_seconds * attempt * (1 + random.random()))
             attempt += 1

@@ -10,7 +10,7 @@ from quimbi_common.auth import CurrentAgent, Principal, require_role
 from quimbi_common.enums import AgentStatus, Role
 from quimbi_common.openapi import problems
 from quimbi_common.pagination import Page
-from quimbi_common.runtime import SessionDep
+from quimbi_common.runtime import SessionDep, UnitsDep
 
 from . import assignments, service
 from .context import ContextDep
@@ -59,10 +59,10 @@ async def jwks(context: ContextDep, response: Response) -> dict[str, Any]:
     ),
 )
 async def login(
-    body: LoginRequest, request: Request, session: SessionDep, context: ContextDep
+    body: LoginRequest, request: Request, units: UnitsDep, context: ContextDep
 ) -> LoginResponse:
     client_ip = request.client.host if request.client else "unknown"
-    return await service.login(session, context, body, client_ip)
+    return await units.run(lambda unit: service.login(unit, context, body, client_ip))
 
 
 @agents_router.post(
@@ -79,9 +79,11 @@ async def me(agent: CurrentAgent, session: SessionDep, context: ContextDep) -> A
 
 @agents_router.patch("/me/status", summary="Set the caller's availability")
 async def set_status(
-    body: StatusUpdate, agent: CurrentAgent, session: SessionDep, context: ContextDep
+    body: StatusUpdate, agent: CurrentAgent, units: UnitsDep, context: ContextDep
 ) -> AgentRead:
-    updated = await service.set_own_status(session, context, agent, body.status)
+    updated = await units.run(
+        lambda unit: service.set_own_status(unit, context, agent, body.status)
+    )
     return service.agent_read(updated, context)
 
 
@@ -120,9 +122,10 @@ async def list_agents(
     responses=problems(**{"409": "An agent with this email exists"}),
 )
 async def create_agent(
-    body: AgentCreate, actor: Manager, session: SessionDep, context: ContextDep
+    body: AgentCreate, actor: Manager, units: UnitsDep, context: ContextDep
 ) -> AgentRead:
-    return service.agent_read(await service.create_agent(session, context, actor, body), context)
+    created = await units.run(lambda unit: service.create_agent(unit, context, actor, body))
+    return service.agent_read(created, context)
 
 
 @agents_router.get("/{agent_id}", summary="One agent (self; team leads their department)")
@@ -138,9 +141,11 @@ async def get_agent(
     responses=problems(**{"409": "The email is taken, or this is the last active admin"}),
 )
 async def update_agent(
-    agent_id: AgentId, body: AgentUpdate, actor: Manager, session: SessionDep, context: ContextDep
+    agent_id: AgentId, body: AgentUpdate, actor: Manager, units: UnitsDep, context: ContextDep
 ) -> AgentRead:
-    updated = await service.update_agent(session, context, actor, agent_id, body)
+    updated = await units.run(
+        lambda unit: service.update_agent(unit, context, actor, agent_id, body)
+    )
     return service.agent_read(updated, context)
 
 
@@ -151,9 +156,9 @@ async def update_agent(
     responses=problems(**{"409": "One's own account, or the last active admin"}),
 )
 async def delete_agent(
-    agent_id: AgentId, actor: Admin, session: SessionDep, context: ContextDep
+    agent_id: AgentId, actor: Admin, units: UnitsDep, context: ContextDep
 ) -> None:
-    await service.delete_agent(session, context, actor, agent_id)
+    await units.run(lambda unit: service.delete_agent(unit, context, actor, agent_id))
 
 
 # --- assignments ----------------------------------------------------------------------------------
@@ -171,16 +176,12 @@ async def assign(
     ticket_id: TicketId,
     body: AssignRequest,
     actor: CurrentAgent,
-    session: SessionDep,
+    units: UnitsDep,
     context: ContextDep,
 ) -> AssignmentRead:
     assignment = await context.runtime.projections.until_found(
         ticket_id,
-        lambda: assignments.retry_deadlocks(
-            session,
-            lambda: assignments.assign_ticket(session, context.settings, actor, ticket_id, body),
-        ),
-        session,
+        lambda: units.run(lambda unit: assignments.assign_ticket(unit, actor, ticket_id, body)),
     )
     return AssignmentRead.model_validate(assignment, from_attributes=True)
 
@@ -191,15 +192,11 @@ async def assign(
     responses=problems(**{"409": "No active assignment, or it is already accepted"}),
 )
 async def accept(
-    ticket_id: TicketId, actor: CurrentAgent, session: SessionDep, context: ContextDep
+    ticket_id: TicketId, actor: CurrentAgent, units: UnitsDep, context: ContextDep
 ) -> AssignmentRead:
     assignment = await context.runtime.projections.until_found(
         ticket_id,
-        lambda: assignments.retry_deadlocks(
-            session,
-            lambda: assignments.accept_assignment(session, context.settings, actor, ticket_id),
-        ),
-        session,
+        lambda: units.run(lambda unit: assignments.accept_assignment(unit, actor, ticket_id)),
     )
     return AssignmentRead.model_validate(assignment, from_attributes=True)
 

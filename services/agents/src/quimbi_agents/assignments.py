@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from quimbi_common.auth import Principal
@@ -35,7 +33,7 @@ from quimbi_common.errors import (
     UnprocessableError,
 )
 from quimbi_common.events import AssignmentData
-from quimbi_common.outbox import add_event
+from quimbi_common.uow import UnitOfWork
 
 from .domain import PRIORITY_RANK, Candidate, assignment_reason, choose_agent, seconds_between
 from .models import Agent, TicketAssignment, TicketProjection
@@ -123,8 +121,7 @@ def assignment_data(assignment: TicketAssignment) -> AssignmentData:
 
 
 async def end_assignment(
-    session: AsyncSession,
-    settings: Settings,
+    unit: UnitOfWork,
     assignment: TicketAssignment,
     status: AssignmentStatus,
     at: datetime,
@@ -136,15 +133,12 @@ async def end_assignment(
     if status == AssignmentStatus.COMPLETED:
         assignment.time_to_complete_seconds = seconds_between(assignment.assigned_at, at)
     assignment.version += 1
-    await session.flush()
-    await add_event(
-        session, "assignment.updated", assignment_data(assignment), source=settings.service_name
-    )
+    await unit.session.flush()
+    await unit.emit("assignment.updated", assignment_data(assignment))
 
 
 async def start_assignment(
-    session: AsyncSession,
-    settings: Settings,
+    unit: UnitOfWork,
     ticket: TicketProjection,
     agent: Agent,
     reason: AssignmentReason,
@@ -156,7 +150,7 @@ async def start_assignment(
     """Give the ticket to `agent`, ending `previous` as a transfer. Caller holds the ticket lock."""
     now = now or datetime.now(UTC)
     if previous is not None:
-        await end_assignment(session, settings, previous, AssignmentStatus.TRANSFERRED, now)
+        await end_assignment(unit, previous, AssignmentStatus.TRANSFERRED, now)
     assignment = TicketAssignment(
         id=str(uuid.uuid4()),
         ticket_id=ticket.id,
@@ -169,12 +163,10 @@ async def start_assignment(
         is_active=True,
         version=1,
     )
-    session.add(assignment)
+    unit.session.add(assignment)
     agent.last_assigned_at = now
-    await session.flush()
-    await add_event(
-        session, "ticket.assigned", assignment_data(assignment), source=settings.service_name
-    )
+    await unit.session.flush()
+    await unit.emit("ticket.assigned", assignment_data(assignment))
     return assignment
 
 
@@ -205,11 +197,10 @@ async def online_candidates(session: AsyncSession) -> list[Candidate]:
     return [Candidate(*row) for row in rows]
 
 
-async def auto_assign(
-    session: AsyncSession, settings: Settings, ticket: TicketProjection
-) -> TicketAssignment | None:
+async def auto_assign(unit: UnitOfWork, ticket: TicketProjection) -> TicketAssignment | None:
     """Assign by the §7 policy, or leave the ticket waiting when nobody fits.
     Caller holds the auto-assignment lock and the ticket's lock."""
+    session = unit.session
     refused: set[str] = set()
     candidates = await online_candidates(session)
     while True:
@@ -225,7 +216,7 @@ async def auto_assign(
         )
         if agent is not None and fits:
             return await start_assignment(
-                session, settings, ticket, agent, AssignmentReason.AUTO_ROUTE, previous=None
+                unit, ticket, agent, AssignmentReason.AUTO_ROUTE, previous=None
             )
         refused.add(choice.agent_id)
 
@@ -237,9 +228,10 @@ def _priority_rank() -> sa.ColumnElement[int]:
     )
 
 
-async def assign_waiting_tickets(session: AsyncSession, settings: Settings) -> int:
+async def assign_waiting_tickets(unit: UnitOfWork, settings: Settings) -> int:
     """Hand out tickets nobody holds, most urgent then oldest first, while someone fits.
-    Takes the auto-assignment lock; the caller commits."""
+    Takes the auto-assignment lock."""
+    session = unit.session
     await take_auto_assign_lock(session)
     has_active = (
         sa.select(TicketAssignment.id)
@@ -262,7 +254,7 @@ async def assign_waiting_tickets(session: AsyncSession, settings: Settings) -> i
     ).all()
     assigned = 0
     for ticket in waiting:
-        if await auto_assign(session, settings, ticket) is not None:
+        if await auto_assign(unit, ticket) is not None:
             assigned += 1
     if assigned:
         log.info("assigned %d waiting ticket(s)", assigned)
@@ -270,22 +262,6 @@ async def assign_waiting_tickets(session: AsyncSession, settings: Settings) -> i
 
 
 # --- the API's use cases --------------------------------------------------------------------------
-
-DEADLOCK = "40P01"
-T = TypeVar("T")
-
-
-async def retry_deadlocks(session: AsyncSession, attempt: Callable[[], Awaitable[T]]) -> T:
-    """Run a use case again when PostgreSQL broke a deadlock by aborting it: a consumer batch
-    (one transaction for many events) may lock the same ticket and agent rows in its order."""
-    for tries in range(3):
-        try:
-            return await attempt()
-        except DBAPIError as exc:
-            if getattr(exc.orig, "sqlstate", None) != DEADLOCK or tries == 2:
-                raise
-            await session.rollback()
-    raise AssertionError("unreachable")
 
 
 async def _visible_ticket(
@@ -301,14 +277,11 @@ async def _visible_ticket(
 
 
 async def assign_ticket(
-    session: AsyncSession,
-    settings: Settings,
-    actor: Principal,
-    ticket_id: str,
-    request: AssignRequest,
+    unit: UnitOfWork, actor: Principal, ticket_id: str, request: AssignRequest
 ) -> TicketAssignment:
     """Assign or transfer by hand (senior_agent and up). A senior's choice may exceed the
     agent's `max_concurrent_tickets`: capacity binds auto-assignment, not people."""
+    session = unit.session
     ticket, active = await _visible_ticket(session, actor, ticket_id)
     if not actor.sees_all_tickets:
         raise ForbiddenError("Assigning tickets requires senior_agent or above")
@@ -324,27 +297,16 @@ async def assign_ticket(
         raise ConflictError(f"Ticket {ticket_id} is already assigned to {agent.id}")
     reason = assignment_reason(request.reason, has_previous=active is not None)
     try:
-        assignment = await start_assignment(
-            session,
-            settings,
-            ticket,
-            agent,
-            reason,
-            previous=active,
-            transfer_reason=request.transfer_reason,
+        return await start_assignment(
+            unit, ticket, agent, reason, previous=active, transfer_reason=request.transfer_reason
         )
-        await session.commit()
     except IntegrityError as exc:  # the partial unique index: someone else assigned it meanwhile
-        await session.rollback()
         raise ConflictError(f"Ticket {ticket_id} was assigned concurrently; retry") from exc
-    return assignment
 
 
-async def accept_assignment(
-    session: AsyncSession, settings: Settings, actor: Principal, ticket_id: str
-) -> TicketAssignment:
+async def accept_assignment(unit: UnitOfWork, actor: Principal, ticket_id: str) -> TicketAssignment:
     """The assignee takes the ticket on; records how long that took."""
-    _, active = await _visible_ticket(session, actor, ticket_id)
+    _, active = await _visible_ticket(unit.session, actor, ticket_id)
     if active is None:
         raise ConflictError(f"Ticket {ticket_id} has no active assignment")
     if active.agent_id != actor.agent_id:
@@ -356,11 +318,8 @@ async def accept_assignment(
     active.accepted_at = now
     active.time_to_accept_seconds = seconds_between(active.assigned_at, now)
     active.version += 1
-    await session.flush()
-    await add_event(
-        session, "assignment.updated", assignment_data(active), source=settings.service_name
-    )
-    await session.commit()
+    await unit.session.flush()
+    await unit.emit("assignment.updated", assignment_data(active))
     return active
 
 

@@ -11,6 +11,7 @@ from redis.exceptions import RedisError
 from quimbi_common.auth import RevocationStore
 from quimbi_common.errors import ServiceUnavailableError
 from quimbi_common.runtime import Runtime
+from quimbi_common.uow import UnitsOfWork
 
 from .keys import KeyRing
 from .passwords import Passwords
@@ -26,6 +27,11 @@ class Context:
     throttle: LoginThrottle
     revocations: RevocationStore
     runtime: Runtime
+
+    @property
+    def units(self) -> UnitsOfWork:
+        assert self.runtime.units is not None
+        return self.runtime.units
 
     async def void_tokens(self, agent_id: str) -> None:
         """Every token issued to the agent until now stops working, everywhere."""

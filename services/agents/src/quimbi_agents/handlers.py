@@ -1,16 +1,19 @@
-"""Kafka subscribers: decode the event, call the use case (inside the consumer's transaction)."""
+"""Kafka subscribers: decode the event, call the projection in the consumer's unit of work."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from quimbi_common.consumer import changes_beyond
-from quimbi_common.events import Event
+from quimbi_common.events import (
+    Event,
+    MessageData,
+    TicketData,
+    TicketDeletedData,
+    TicketUpdatedData,
+)
 from quimbi_common.runtime import Runtime
+from quimbi_common.uow import UnitOfWork
 
-from .projection import apply_message_added, apply_ticket_deleted, apply_ticket_event
+from .projections import apply_message_added, apply_ticket_deleted, apply_ticket_event
 from .settings import Settings
 
 # Sentiment and difficulty are the tickets service's own estimates; this service does not hold
@@ -18,26 +21,23 @@ from .settings import Settings
 TICKET_FIELDS_HELD = changes_beyond("customer_sentiment", "estimated_difficulty")
 
 
-def register(runtime: Runtime) -> None:
-    settings = runtime.settings
-    assert isinstance(settings, Settings)
-
+def register(runtime: Runtime, settings: Settings) -> None:
     @runtime.events.handle("ticket.created")
-    async def on_ticket_created(session: AsyncSession, event: Event[Any]) -> None:
+    async def on_ticket_created(unit: UnitOfWork, event: Event[TicketData]) -> None:
         """Project the ticket; record its assignee, or auto-assign it (AUTO_ASSIGN)."""
-        await apply_ticket_event(session, settings, event.data)
+        await apply_ticket_event(unit, settings, event.data)
 
     @runtime.events.handle("ticket.updated", when=TICKET_FIELDS_HELD)
-    async def on_ticket_updated(session: AsyncSession, event: Event[Any]) -> None:
+    async def on_ticket_updated(unit: UnitOfWork, event: Event[TicketUpdatedData]) -> None:
         """Follow assignee and status; a resolved or closed ticket completes its assignment."""
-        await apply_ticket_event(session, settings, event.data)
+        await apply_ticket_event(unit, settings, event.data)
 
     @runtime.events.handle("ticket.deleted")
-    async def on_ticket_deleted(session: AsyncSession, event: Event[Any]) -> None:
+    async def on_ticket_deleted(unit: UnitOfWork, event: Event[TicketDeletedData]) -> None:
         """Tombstone the ticket and end its active assignment."""
-        await apply_ticket_deleted(session, settings, event.data)
+        await apply_ticket_deleted(unit, settings, event.data)
 
     @runtime.events.handle("message.added")
-    async def on_message_added(session: AsyncSession, event: Event[Any]) -> None:
+    async def on_message_added(unit: UnitOfWork, event: Event[MessageData]) -> None:
         """Response-time metric: customer message → next agent message."""
-        await apply_message_added(session, settings, event.data)
+        await apply_message_added(unit, event.data)

@@ -33,13 +33,11 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         revocations=runtime.revocations,
         runtime=runtime,
     )
-    handlers.register(runtime)
+    handlers.register(runtime, settings)
     runtime.watch_projections()  # assignment routes wait for a ticket that was just created
 
     async def create_first_admin() -> None:
-        assert runtime.sessions is not None
-        async with runtime.sessions() as session:
-            await bootstrap_admin(session, context)
+        await context.units.run(lambda unit: bootstrap_admin(unit, context))
 
     runtime.on_startup.append(create_first_admin)
     app = create_app(

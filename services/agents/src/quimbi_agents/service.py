@@ -20,8 +20,8 @@ from quimbi_common.errors import (
     UnauthorizedError,
 )
 from quimbi_common.events import AgentData, AgentUpdatedData, FieldChange
-from quimbi_common.outbox import add_event
 from quimbi_common.runtime import json_safe
+from quimbi_common.uow import UnitOfWork
 
 from .assignments import assign_waiting_tickets
 from .context import Context
@@ -90,12 +90,8 @@ def agent_data(agent: Agent) -> dict[str, Any]:
     }
 
 
-async def _publish(session: AsyncSession, context: Context, topic: str, agent: Agent) -> None:
-    await add_event(session, topic, AgentData(**agent_data(agent)), source=_source(context))
-
-
-def _source(context: Context) -> str:
-    return context.settings.service_name
+async def _publish(unit: UnitOfWork, topic: str, agent: Agent) -> None:
+    await unit.emit(topic, AgentData(**agent_data(agent)))
 
 
 # --- lookups --------------------------------------------------------------------------------------
@@ -148,14 +144,14 @@ async def _other_active_admins(session: AsyncSession, agent_id: str) -> int:
 
 
 async def login(
-    session: AsyncSession, context: Context, request: LoginRequest, client_ip: str
+    unit: UnitOfWork, context: Context, request: LoginRequest, client_ip: str
 ) -> LoginResponse:
     """Same 401 and the same bcrypt work for an unknown email, a wrong password or an inactive
     account. Throttled callers get 429 (see ratelimit.py): before any bcrypt work, unless only
     a correct password from a known-good address may pass."""
     email = request.email.strip().lower()
     gate = await context.throttle.check(email, client_ip)
-    agent = await session.scalar(
+    agent = await unit.session.scalar(
         sa.select(Agent).where(Agent.email == email, Agent.deleted_at.is_(None))
     )
     matched = await context.passwords.verify(
@@ -181,7 +177,6 @@ async def login(
         audience=settings.jwt_audience,
         ttl_seconds=settings.access_token_ttl_seconds,
     )
-    await session.commit()
     return LoginResponse(
         access_token=token,
         expires_in=settings.access_token_ttl_seconds,
@@ -194,9 +189,10 @@ async def logout(context: Context, principal: Principal) -> None:
     await context.revocations.revoke(principal.jti or "", principal.expires_at)
 
 
-async def bootstrap_admin(session: AsyncSession, context: Context) -> Agent | None:
+async def bootstrap_admin(unit: UnitOfWork, context: Context) -> Agent | None:
     """Create the first admin from BOOTSTRAP_ADMIN_* when no active admin exists."""
     settings = context.settings
+    session = unit.session
     has_admin = await session.scalar(
         sa.select(Agent.id)
         .where(Agent.role == Role.ADMIN.value, Agent.is_active, Agent.deleted_at.is_(None))
@@ -217,14 +213,13 @@ async def bootstrap_admin(session: AsyncSession, context: Context) -> Agent | No
         role=Role.ADMIN,
         max_concurrent_tickets=settings.default_max_concurrent_tickets,
     )
-    session.add(admin)
     try:
-        await session.flush()
-        await _publish(session, context, "agent.created", admin)
-        await session.commit()
+        async with session.begin_nested():
+            session.add(admin)
+            await session.flush()
     except IntegrityError:  # another replica bootstrapped at the same moment
-        await session.rollback()
         return None
+    await _publish(unit, "agent.created", admin)
     log.info("created the bootstrap admin %s", email)
     return admin
 
@@ -268,8 +263,9 @@ def _new_agent(
 
 
 async def create_agent(
-    session: AsyncSession, context: Context, actor: Principal, request: AgentCreate
+    unit: UnitOfWork, context: Context, actor: Principal, request: AgentCreate
 ) -> Agent:
+    session = unit.session
     assert actor.role is not None
     if not may_grant_role(actor.role, request.role):
         raise ForbiddenError("Only an admin can create admins")
@@ -294,11 +290,9 @@ async def create_agent(
     try:
         await session.flush()
     except IntegrityError as exc:
-        await session.rollback()
         raise ConflictError(f"An agent with email {request.email} already exists") from exc
-    await _publish(session, context, "agent.created", agent)
-    await session.commit()
-    await pick_up_waiting_tickets(session, context, agent)
+    await _publish(unit, "agent.created", agent)
+    unit.after_commit(lambda: pick_up_waiting_tickets(context, agent))
     return agent
 
 
@@ -376,7 +370,7 @@ def _apply_changes(agent: Agent, fields: dict[str, Any]) -> dict[str, FieldChang
 
 
 async def update_agent(
-    session: AsyncSession,
+    unit: UnitOfWork,
     context: Context,
     actor: Principal,
     agent_id: str,
@@ -385,6 +379,7 @@ async def update_agent(
     """Managers edit agents up to manager; admins anyone. Changing the role, deactivating or
     changing the password voids every token the agent holds."""
     assert actor.role is not None
+    session = unit.session
     await _serialize_agent_edits(session)
     agent = await find_agent(session, agent_id, for_update=True)
     if not may_edit_agent(actor.role, Role(agent.role)):
@@ -410,25 +405,22 @@ async def update_agent(
     if published:
         agent.version += 1
         data = AgentUpdatedData(**agent_data(agent), changes=published)
-        await add_event(session, "agent.updated", data, source=_source(context))
+        await unit.emit("agent.updated", data)
     try:
-        if void:
-            await context.void_tokens(agent.id)  # before commit: if Redis is down, change nothing
-        await session.commit()
+        await session.flush()
     except IntegrityError as exc:
-        await session.rollback()
         raise ConflictError("An agent with this email already exists") from exc
     if void:
-        await context.void_tokens(agent.id)  # after commit: also tokens issued meanwhile
-    await pick_up_waiting_tickets(session, context, agent)
+        await context.void_tokens(agent.id)  # before commit: if Redis is down, change nothing
+        unit.after_commit(lambda: context.void_tokens(agent.id))  # also tokens issued meanwhile
+    unit.after_commit(lambda: pick_up_waiting_tickets(context, agent))
     return agent
 
 
-async def delete_agent(
-    session: AsyncSession, context: Context, actor: Principal, agent_id: str
-) -> None:
+async def delete_agent(unit: UnitOfWork, context: Context, actor: Principal, agent_id: str) -> None:
     """Admins only. The row stays (assignment history points at it) but the agent is gone:
     it cannot log in, is not listed, its tokens are void and its email is free again."""
+    session = unit.session
     await _serialize_agent_edits(session)
     agent = await find_agent(session, agent_id, for_update=True)
     if agent.id == actor.agent_id:
@@ -445,33 +437,30 @@ async def delete_agent(
     agent.is_active = False
     agent.status = AgentStatus.OFFLINE.value
     agent.version += 1
-    await _publish(session, context, "agent.deleted", agent)
-    await context.void_tokens(agent.id)
-    await session.commit()
-    await context.void_tokens(agent.id)
+    await _publish(unit, "agent.deleted", agent)
+    await context.void_tokens(agent.id)  # before commit: if Redis is down, change nothing
+    unit.after_commit(lambda: context.void_tokens(agent.id))  # also tokens issued meanwhile
 
 
 async def set_own_status(
-    session: AsyncSession, context: Context, principal: Principal, status: AgentStatus
+    unit: UnitOfWork, context: Context, principal: Principal, status: AgentStatus
 ) -> Agent:
-    agent = await current_agent_row(session, principal, for_update=True)
+    agent = await current_agent_row(unit.session, principal, for_update=True)
     changes = _apply_changes(agent, {"status": status})
     if changes:
         agent.updated_at = datetime.now(UTC)
         agent.version += 1
         data = AgentUpdatedData(**agent_data(agent), changes=changes)
-        await add_event(session, "agent.updated", data, source=_source(context))
-    await session.commit()
-    await pick_up_waiting_tickets(session, context, agent)
+        await unit.emit("agent.updated", data)
+    unit.after_commit(lambda: pick_up_waiting_tickets(context, agent))
     return agent
 
 
-async def pick_up_waiting_tickets(session: AsyncSession, context: Context, agent: Agent) -> int:
-    """When an agent is (or comes) online with room, tickets nobody holds are handed out."""
+async def pick_up_waiting_tickets(context: Context, agent: Agent) -> int:
+    """When an agent is (or comes) online with room, tickets nobody holds are handed out: in
+    a unit of its own after the agent's change commits (it takes the auto-assignment lock)."""
     if not context.settings.auto_assign:
         return 0
     if agent.status != AgentStatus.ONLINE.value or not agent.is_active or agent.deleted_at:
         return 0
-    assigned = await assign_waiting_tickets(session, context.settings)
-    await session.commit()
-    return assigned
+    return await context.units.run(lambda unit: assign_waiting_tickets(unit, context.settings))

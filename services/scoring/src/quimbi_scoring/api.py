@@ -11,7 +11,7 @@ from quimbi_common.errors import UnprocessableError
 from quimbi_common.inputs import keyword_list_schema
 from quimbi_common.runtime import RuntimeDep, SessionDep
 
-from . import domain, service
+from . import domain, queries
 from .schemas import ScoreBreakdown
 from .settings import Settings
 
@@ -40,7 +40,7 @@ async def get_score_breakdown(
     keywords = _topic_alerts(topic_alerts, settings)
     return await runtime.projections.until_found(
         ticket_id,
-        lambda: service.score_breakdown(session, ticket_id, agent, keywords, settings),
+        lambda: queries.score_breakdown(session, ticket_id, agent, keywords, settings),
         session,
     )
 

@@ -1,17 +1,23 @@
-"""Kafka subscribers: decode the event, hand it to the use case with the current time."""
+"""Kafka subscribers: decode the event, hand it to the projection with the current time."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
-
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from quimbi_common.consumer import changes_beyond
-from quimbi_common.events import Event
+from quimbi_common.events import (
+    CustomerIntelligenceData,
+    Event,
+    MessageData,
+    MessageUpdatedData,
+    TicketData,
+    TicketDeletedData,
+    TicketUpdatedData,
+)
 from quimbi_common.runtime import Runtime
+from quimbi_common.uow import UnitOfWork
 
-from . import service
+from . import projections
 from .settings import Settings
 
 # Sentiment and difficulty are the tickets service's own estimates; this service does not hold
@@ -19,42 +25,44 @@ from .settings import Settings
 TICKET_FIELDS_HELD = changes_beyond("customer_sentiment", "estimated_difficulty")
 
 
-def register(runtime: Runtime) -> None:
-    settings = runtime.settings
-    assert isinstance(settings, Settings)
+def register(runtime: Runtime, settings: Settings) -> None:
     events = runtime.events
 
     @events.handle("ticket.created")
-    async def on_ticket_created(session: AsyncSession, event: Event[Any]) -> None:
+    async def on_ticket_created(unit: UnitOfWork, event: Event[TicketData]) -> None:
         """Project the ticket and its customer snapshot; publish its first score."""
-        await service.apply_ticket(session, event.data, settings, datetime.now(UTC))
+        await projections.apply_ticket(unit, event.data, settings, datetime.now(UTC))
 
     @events.handle("ticket.updated", when=TICKET_FIELDS_HELD)
-    async def on_ticket_updated(session: AsyncSession, event: Event[Any]) -> None:
+    async def on_ticket_updated(unit: UnitOfWork, event: Event[TicketUpdatedData]) -> None:
         """Priority, status, assignee or customer snapshot may have changed: rescore."""
-        await service.apply_ticket(session, event.data, settings, datetime.now(UTC))
+        await projections.apply_ticket(unit, event.data, settings, datetime.now(UTC))
 
     @events.handle("ticket.deleted")
-    async def on_ticket_deleted(session: AsyncSession, event: Event[Any]) -> None:
+    async def on_ticket_deleted(unit: UnitOfWork, event: Event[TicketDeletedData]) -> None:
         """Forget the ticket (a tombstone keeps late events from reviving it)."""
-        await service.apply_ticket_deleted(session, event.data)
+        await projections.apply_ticket_deleted(unit, event.data)
 
     @events.handle("message.added")
-    async def on_message_added(session: AsyncSession, event: Event[Any]) -> None:
+    async def on_message_added(unit: UnitOfWork, event: Event[MessageData]) -> None:
         """Waiting time and customer sentiment follow the conversation."""
-        await service.apply_message(session, event.data, settings, datetime.now(UTC))
+        await projections.apply_message(unit, event.data, settings, datetime.now(UTC))
 
     @events.handle("message.updated")
-    async def on_message_updated(session: AsyncSession, event: Event[Any]) -> None:
+    async def on_message_updated(unit: UnitOfWork, event: Event[MessageUpdatedData]) -> None:
         """An edit can change a message's sentiment (and its text, for topic alerts)."""
-        await service.apply_message(session, event.data, settings, datetime.now(UTC))
+        await projections.apply_message(unit, event.data, settings, datetime.now(UTC))
 
     @events.handle("message.deleted")
-    async def on_message_deleted(session: AsyncSession, event: Event[Any]) -> None:
+    async def on_message_deleted(unit: UnitOfWork, event: Event[MessageData]) -> None:
         """A deleted message no longer counts for waiting time, sentiment or topic alerts."""
-        await service.apply_message(session, event.data, settings, datetime.now(UTC), deleted=True)
+        now = datetime.now(UTC)
+        await projections.apply_message(unit, event.data, settings, now, deleted=True)
 
     @events.handle("customer.intelligence_updated")
-    async def on_customer_intelligence_updated(session: AsyncSession, event: Event[Any]) -> None:
+    async def on_customer_intelligence_updated(
+        unit: UnitOfWork, event: Event[CustomerIntelligenceData]
+    ) -> None:
         """New lifetime value and churn risk rescore every ticket of the customer."""
-        await service.apply_customer_intelligence(session, event.data, settings, datetime.now(UTC))
+        now = datetime.now(UTC)
+        await projections.apply_customer_intelligence(unit, event.data, settings, now)

@@ -1,468 +1,369 @@
-"""Scoring's use cases: apply an event to the projections, rescore what it touched, recompute
-due tickets, explain a score.
+"""Scoring's use cases: score tickets (what the projections call when an event touched them)
+and recompute the due tickets periodically (what the job calls).
 
-Locks are always taken in the order customer → ticket → score, so handlers on different
-topics never interleave on one score; the periodic recalculation (recalculation.py) never
-waits for a lock and skips rows a handler holds or rewrote.
+Scoring a few tickets: compute in Python (domain.py), store the result, and publish
+ticket.scored when the total changed at 2 decimals, once per unit of work: a consumer batch
+that scores a ticket twice (ticket.created and its first message arrive together) publishes
+only the final score, by rewriting the event it added. Called with the ticket rows already
+locked (the handler holds them); the score rows are locked here before they are read, so the
+periodic recalculation either finished first or skips them (it never waits).
+
+The periodic recomputation: every open ticket at least every SCORING_RECALCULATION_INTERVAL.
+
+Open tickets fall into RECALC_SLOTS slots (by a hash of the id). Each slot has a due time;
+the slots' due times are spread over the interval, so the work arrives evenly rather than as
+one burst. A
+replica claims a due slot with FOR UPDATE SKIP LOCKED (several replicas split the slots; a
+crashed one's slot stays due), recomputes its tickets, and moves the slot on by one period,
+keeping its phase.
+
+The recomputation is one SQL statement per slot: the §5 formula evaluated by PostgreSQL, and
+only the tickets whose total changed at 2 decimals are written and come back to Python for
+their ticket.scored event. Unchanged tickets cost no write at all. The formula is the one in
+`domain.py` operation for operation, with the same rounding (`round_half_up`), so the handlers
+(Python) and this pass (SQL) agree; a test holds them to it. A row an event handler holds or
+rewrote since the statement read it is skipped (SKIP LOCKED + the `revision` guard): the
+handler's result stands.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, cast
+from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from quimbi_common.auth import Principal
-from quimbi_common.catchup import NotVisibleYet, notify_applied
 from quimbi_common.enums import TicketPriority, TicketStatus
-from quimbi_common.errors import NotFoundError
-from quimbi_common.events import (
-    CustomerIntelligenceData,
-    MessageData,
-    TicketData,
-    TicketDeletedData,
-)
+from quimbi_common.events import ScoreParts, TicketScoredData
+from quimbi_common.uow import UnitOfWork, UnitsOfWork
 
-from . import domain, scores
-from .models import Customer, Message, Ticket, TicketScore
-from .schemas import PartBreakdown, ScoreBreakdown
+from . import domain
+from .models import RECALC_BUCKETS, RECALC_SLOTS, Customer, Ticket
 from .settings import Settings
 
-log = logging.getLogger(__name__)
-TICKETS = cast(sa.Table, Ticket.__table__)
-MESSAGES = cast(sa.Table, Message.__table__)
-CUSTOMERS = cast(sa.Table, Customer.__table__)
-
-# --- projections ----------------------------------------------------------------------------
-#
-# Handlers keep their round trips few: under load each one costs more than the work it does.
-
-_LOCK_TICKET = sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:id, 0))")
+SCORED = "ticket.scored"
 
 
 @dataclass(frozen=True)
-class CustomerValues:
+class Scorable:
+    """What the formula needs of one ticket."""
+
+    id: str
+    priority: str
+    status: str
+    waiting_since: datetime | None
+    customer_sentiment: float
     lifetime_value: float
     churn_risk: float
-    changed: bool  # for the customer's other tickets too
 
 
-async def apply_ticket(
-    session: AsyncSession, ticket: TicketData, settings: Settings, now: datetime
-) -> None:
-    """ticket.created / ticket.updated: newer versions replace the projection, then rescore."""
-    await _lock_ticket(session, ticket.id)
-    customer, messages = await _apply_customer_snapshot(session, ticket)
-    conversation = domain.summarize_conversation(ticket.created_at, messages)
-    inserted = await _upsert_ticket(session, ticket, conversation)
-    if customer.changed:
-        tickets = await scores.load_for_customer(session, ticket.customer_id)
-        await scores.score_tickets(session, settings, now, tickets)
-    elif inserted is not None:
-        scorable = scores.Scorable(
-            id=ticket.id,
-            priority=ticket.priority.value,
-            status=ticket.status.value,
-            waiting_since=conversation.waiting_since,
-            customer_sentiment=conversation.customer_sentiment,
-            lifetime_value=customer.lifetime_value,
-            churn_risk=customer.churn_risk,
-        )
-        await scores.score_tickets(session, settings, now, [scorable], first_time=inserted)
-    await notify_applied(session, ticket.id)  # requests waiting for this ticket look again
+@dataclass(frozen=True)
+class ScoredBatch:
+    computed: int
+    published: int
 
 
-async def apply_ticket_deleted(session: AsyncSession, deleted: TicketDeletedData) -> None:
-    """ticket.deleted is final whatever its version: keep a tombstone, drop the rest."""
-    await _lock_ticket(session, deleted.id)
-    insert = pg_insert(TICKETS).values(
-        id=deleted.id,
-        customer_id="",
-        subject="",
-        status=TicketStatus.CLOSED.value,
-        priority=TicketPriority.NORMAL.value,
-        created_at=deleted.deleted_at,
-        version=deleted.version,
-        deleted=True,
+SCORABLE_COLUMNS = (
+    Ticket.id,
+    Ticket.priority,
+    Ticket.status,
+    Ticket.waiting_since,
+    Ticket.customer_sentiment,
+    sa.func.coalesce(Customer.lifetime_value, 0.0).label("lifetime_value"),
+    sa.func.coalesce(Customer.churn_risk, 0.0).label("churn_risk"),
+)
+
+_UPSERT_SCORES = (
+    "INSERT INTO ticket_scores "
+    "(ticket_id, smart_score, parts, inputs, computed_at, version, revision) "
+    "SELECT id, score, parts::jsonb, inputs::jsonb, :computed_at, version, 1 "
+    "FROM unnest(CAST(:ids AS text[]), CAST(:scores AS float8[]), CAST(:parts AS text[]), "
+    "CAST(:inputs AS text[]), CAST(:versions AS int[])) "
+    "AS s(id, score, parts, inputs, version) "
+    "ON CONFLICT (ticket_id) DO UPDATE SET smart_score = excluded.smart_score, "
+    "parts = excluded.parts, inputs = excluded.inputs, computed_at = excluded.computed_at, "
+    "version = excluded.version, revision = ticket_scores.revision + 1"
+)
+_WRITE_SCORES = sa.text(_UPSERT_SCORES)
+_LOCK_SCORES = sa.text(
+    "SELECT ticket_id, smart_score, version FROM ticket_scores "
+    "WHERE ticket_id = ANY(CAST(:ids AS text[])) ORDER BY ticket_id FOR UPDATE"
+)
+
+
+async def load_for_customer(session: AsyncSession, customer_id: str) -> list[Scorable]:
+    """Every live ticket of a customer, their rows locked in id order."""
+    rows = await session.execute(
+        sa.select(*SCORABLE_COLUMNS)
+        .select_from(sa.outerjoin(Ticket, Customer, Customer.id == Ticket.customer_id))
+        .where(Ticket.customer_id == customer_id, ~Ticket.deleted)
+        .order_by(Ticket.id)
+        .with_for_update(of=Ticket)
     )
-    await session.execute(
-        insert.on_conflict_do_update(
-            index_elements=[TICKETS.c.id],
-            set_={
-                "deleted": True,
-                "version": sa.func.greatest(TICKETS.c.version, insert.excluded.version),
-            },
-        )
-    )
-    await session.execute(sa.delete(TicketScore).where(TicketScore.ticket_id == deleted.id))
-    await session.execute(sa.delete(Message).where(Message.ticket_id == deleted.id))
+    return [Scorable(**row._mapping) for row in rows]
 
 
-async def apply_message(
-    session: AsyncSession,
-    message: MessageData,
+async def score_tickets(
+    unit: UnitOfWork,
     settings: Settings,
     now: datetime,
+    tickets: Sequence[Scorable],
     *,
-    deleted: bool = False,
-) -> None:
-    """message.added / .updated (newer versions win) and .deleted (final), then rescore."""
-    await _lock_ticket(session, message.ticket_id)
-    applied, others = await _upsert_message(session, message, deleted=deleted)
-    if not applied:
-        return
-    this = [] if deleted else [_conversation_message(message)]
-    ticket = await _refresh_conversation(session, message.ticket_id, [*others, *this])
-    if ticket is not None:
-        await scores.score_tickets(session, settings, now, [ticket])
-
-
-async def apply_customer_intelligence(
-    session: AsyncSession, intelligence: CustomerIntelligenceData, settings: Settings, now: datetime
-) -> None:
-    """customer.intelligence_updated: the newest `fetched_at` wins; rescore their tickets."""
-    insert = pg_insert(CUSTOMERS).values(
-        id=intelligence.customer_id,
-        lifetime_value=intelligence.lifetime_value,
-        churn_risk=intelligence.churn_risk,
-        fetched_at=intelligence.fetched_at,
-    )
-    excluded = insert.excluded
-    upsert = insert.on_conflict_do_update(
-        index_elements=[CUSTOMERS.c.id],
-        set_={
-            "lifetime_value": excluded.lifetime_value,
-            "churn_risk": excluded.churn_risk,
-            "fetched_at": excluded.fetched_at,
-        },
-        where=CUSTOMERS.c.fetched_at.is_(None) | (CUSTOMERS.c.fetched_at < excluded.fetched_at),
-    ).returning(CUSTOMERS.c.id)
-    if (await session.execute(upsert)).first() is not None:
-        tickets = await scores.load_for_customer(session, intelligence.customer_id)
-        await scores.score_tickets(session, settings, now, tickets)
-
-
-async def _lock_ticket(session: AsyncSession, ticket_id: str) -> None:
-    """Serialize the handlers of one ticket across topics (ticket.created and its first
-    message.added arrive together): neither would see the other's uncommitted row."""
-    await session.execute(_LOCK_TICKET, {"id": ticket_id})
-
-
-# SELECT-list items: the ticket's live messages (but `:without`) as three arrays, in
-# conversation order. (Statements below are built from constant fragments only.)
-_CONVERSATION_ARRAYS = (
-    "(SELECT array_agg(m.from_agent ORDER BY m.created_at, m.id) FROM messages m"
-    "  WHERE m.ticket_id = :ticket_id AND NOT m.deleted AND m.id IS DISTINCT FROM :without)"
-    "  AS messages_from_agent, "
-    "(SELECT array_agg(m.created_at ORDER BY m.created_at, m.id) FROM messages m"
-    "  WHERE m.ticket_id = :ticket_id AND NOT m.deleted AND m.id IS DISTINCT FROM :without)"
-    "  AS messages_created_at, "
-    "(SELECT array_agg(m.sentiment_score ORDER BY m.created_at, m.id) FROM messages m"
-    "  WHERE m.ticket_id = :ticket_id AND NOT m.deleted AND m.id IS DISTINCT FROM :without)"
-    "  AS messages_sentiment_score"
-)
-
-
-# The old values come from the statement's snapshot: two ticket events of one customer racing
-# may misjudge "changed" for the customer's other tickets, which the periodic recalculation
-# (reading the customer afresh) heals within one interval.
-_APPLY_CUSTOMER_SNAPSHOT = sa.text(
-    "WITH old AS (SELECT lifetime_value, churn_risk FROM customers WHERE id = :customer_id), "  # noqa: S608
-    "upserted AS ("
-    "  INSERT INTO customers (id, lifetime_value, churn_risk, snapshot_at)"
-    "  VALUES (:customer_id, :lifetime_value, :churn_risk, :snapshot_at)"
-    "  ON CONFLICT (id) DO UPDATE SET lifetime_value = excluded.lifetime_value,"
-    "    churn_risk = excluded.churn_risk, snapshot_at = excluded.snapshot_at"
-    "  WHERE customers.fetched_at IS NULL"
-    "    AND (customers.snapshot_at IS NULL OR customers.snapshot_at < excluded.snapshot_at)"
-    "  RETURNING lifetime_value, churn_risk) "
-    "SELECT (SELECT lifetime_value FROM old) AS old_lifetime_value,"
-    "  (SELECT churn_risk FROM old) AS old_churn_risk,"
-    "  (SELECT lifetime_value FROM upserted) AS new_lifetime_value,"
-    "  (SELECT churn_risk FROM upserted) AS new_churn_risk, " + _CONVERSATION_ARRAYS
-)
-_UPSERT_TICKET = sa.text(
-    "INSERT INTO tickets (id, customer_id, subject, status, priority, assigned_agent_id,"
-    "  created_at, version, waiting_since, customer_sentiment) "
-    "VALUES (:id, :customer_id, :subject, :status, :priority, :assigned_agent_id,"
-    "  :created_at, :version, :waiting_since, :customer_sentiment) "
-    "ON CONFLICT (id) DO UPDATE SET customer_id = excluded.customer_id,"
-    "  subject = excluded.subject, status = excluded.status, priority = excluded.priority,"
-    "  assigned_agent_id = excluded.assigned_agent_id, created_at = excluded.created_at,"
-    "  version = excluded.version, waiting_since = excluded.waiting_since,"
-    "  customer_sentiment = excluded.customer_sentiment "
-    "WHERE tickets.version < excluded.version AND NOT tickets.deleted "
-    "RETURNING (xmax = 0) AS inserted"
-)
-_MESSAGE_VALUES = (
-    "INSERT INTO messages (id, ticket_id, from_agent, created_at, sentiment_score, content,"
-    "  version, deleted) "
-    "VALUES (:without, :ticket_id, :from_agent, :created_at, :sentiment_score, :content,"
-    "  :version, :deleted) "
-)
-_UPSERT_MESSAGE = sa.text(
-    "WITH upserted AS (" + _MESSAGE_VALUES + "ON CONFLICT (id) DO UPDATE SET"  # noqa: S608
-    "  ticket_id = excluded.ticket_id, from_agent = excluded.from_agent,"
-    "  created_at = excluded.created_at, sentiment_score = excluded.sentiment_score,"
-    "  content = excluded.content, version = excluded.version "
-    "WHERE messages.version < excluded.version AND NOT messages.deleted RETURNING id) "
-    "SELECT (SELECT count(*) FROM upserted) AS applied, " + _CONVERSATION_ARRAYS
-)
-_DELETE_MESSAGE = sa.text(
-    "WITH upserted AS (" + _MESSAGE_VALUES + "ON CONFLICT (id) DO UPDATE SET deleted = true,"  # noqa: S608
-    "  content = '', version = greatest(messages.version, excluded.version) "
-    "WHERE NOT messages.deleted RETURNING id) "
-    "SELECT (SELECT count(*) FROM upserted) AS applied, " + _CONVERSATION_ARRAYS
-)
-_REFRESH_CONVERSATION = sa.text(
-    "UPDATE tickets SET customer_sentiment = :customer_sentiment,"
-    "  waiting_since = CASE WHEN :has_messages THEN CAST(:waiting_since AS timestamptz)"
-    "    ELSE created_at END "
-    "WHERE id = :id AND NOT deleted "
-    "RETURNING id, priority, status, waiting_since, customer_sentiment,"
-    "  coalesce((SELECT lifetime_value FROM customers c WHERE c.id = tickets.customer_id), 0.0)"
-    "    AS lifetime_value,"
-    "  coalesce((SELECT churn_risk FROM customers c WHERE c.id = tickets.customer_id), 0.0)"
-    "    AS churn_risk"
-)
-
-
-def _messages_from(row: Any) -> list[domain.ConversationMessage]:
-    return [
-        domain.ConversationMessage(*fields)
-        for fields in zip(
-            row.messages_from_agent or [],
-            row.messages_created_at or [],
-            row.messages_sentiment_score or [],
-            strict=True,
-        )
-    ]
-
-
-def _conversation_message(message: MessageData) -> domain.ConversationMessage:
-    return domain.ConversationMessage(
-        message.from_agent, message.created_at, message.sentiment_score
-    )
-
-
-async def _apply_customer_snapshot(
-    session: AsyncSession, ticket: TicketData
-) -> tuple[CustomerValues, list[domain.ConversationMessage]]:
-    """Seed the customer from a ticket's snapshot until intelligence arrives (then intelligence
-    owns it; among snapshots the newest, by the ticket's `updated_at`, wins). Reads the ticket's
-    messages in the same round trip."""
-    snapshot = ticket.customer
-    params = {
-        "customer_id": ticket.customer_id,
-        "lifetime_value": snapshot.lifetime_value,
-        "churn_risk": snapshot.churn_risk,
-        "snapshot_at": ticket.updated_at,
-        "ticket_id": ticket.id,
-        "without": None,
-    }
-    row = (await session.execute(_APPLY_CUSTOMER_SNAPSHOT, params)).one()
-    messages = _messages_from(row)
-    if row.new_lifetime_value is not None:
-        changed = row.old_lifetime_value is not None and (
-            row.old_lifetime_value,
-            row.old_churn_risk,
-        ) != (row.new_lifetime_value, row.new_churn_risk)
-        return CustomerValues(row.new_lifetime_value, row.new_churn_risk, changed), messages
-    if row.old_lifetime_value is not None:
-        return CustomerValues(row.old_lifetime_value, row.old_churn_risk, False), messages
-    current = (  # created by a concurrent transaction after this statement's snapshot
-        await session.execute(
-            sa.select(Customer.lifetime_value, Customer.churn_risk).where(
-                Customer.id == ticket.customer_id
-            )
-        )
-    ).one()
-    return CustomerValues(current.lifetime_value, current.churn_risk, False), messages
-
-
-async def _upsert_ticket(
-    session: AsyncSession, ticket: TicketData, conversation: domain.Conversation
-) -> bool | None:
-    """Apply a ticket version if it is newer; True when inserted, False when updated, None
-    when stale (or deleted)."""
-    row = (
-        await session.execute(
-            _UPSERT_TICKET,
-            {
-                "id": ticket.id,
-                "customer_id": ticket.customer_id,
-                "subject": ticket.subject,
-                "status": ticket.status.value,
-                "priority": ticket.priority.value,
-                "assigned_agent_id": ticket.assigned_agent_id,
-                "created_at": ticket.created_at,
-                "version": ticket.version,
-                "waiting_since": conversation.waiting_since,
-                "customer_sentiment": conversation.customer_sentiment,
-            },
-        )
-    ).first()
-    return None if row is None else bool(row.inserted)
-
-
-async def _upsert_message(
-    session: AsyncSession, message: MessageData, *, deleted: bool
-) -> tuple[bool, list[domain.ConversationMessage]]:
-    """Apply a message version if newer (a deletion always); returns whether it applied and,
-    in the same round trip, the ticket's other live messages."""
-    row = (
-        await session.execute(
-            _DELETE_MESSAGE if deleted else _UPSERT_MESSAGE,
-            {
-                "without": message.id,
-                "ticket_id": message.ticket_id,
-                "from_agent": message.from_agent,
-                "created_at": message.created_at,
-                "sentiment_score": message.sentiment_score,
-                "content": "" if deleted else message.content,
-                "version": message.version,
-                "deleted": deleted,
-            },
-        )
-    ).one()
-    return bool(row.applied), _messages_from(row)
-
-
-async def _refresh_conversation(
-    session: AsyncSession, ticket_id: str, messages: list[domain.ConversationMessage]
-) -> scores.Scorable | None:
-    """Store the ticket's wait origin and sentiment for these messages; returns what the score
-    needs (None when the ticket is unknown or deleted)."""
-    # the creation time only matters without messages, and then the row has it
-    conversation = domain.summarize_conversation(datetime.min, messages)
-    row = (
-        await session.execute(
-            _REFRESH_CONVERSATION,
-            {
-                "id": ticket_id,
-                "has_messages": bool(messages),
-                "waiting_since": conversation.waiting_since if messages else None,
-                "customer_sentiment": conversation.customer_sentiment,
-            },
-        )
-    ).first()
-    return None if row is None else scores.Scorable(**row._mapping)
-
-
-# --- the breakdown ----------------------------------------------------------------------------
-
-_BREAKDOWN = sa.text(
-    "SELECT t.id, t.subject, t.status, t.priority, t.assigned_agent_id, "
-    "s.smart_score, s.parts, s.inputs, s.computed_at, s.version "
-    "FROM tickets t JOIN ticket_scores s ON s.ticket_id = t.id "
-    "WHERE t.id = :id AND NOT t.deleted"
-).columns(parts=JSONB, inputs=JSONB)
-
-
-async def score_breakdown(
-    session: AsyncSession,
-    ticket_id: str,
-    caller: Principal,
-    topic_alerts: Sequence[str],
-    settings: Settings,
-) -> ScoreBreakdown:
-    """Every part of the stored score with its inputs, plus the topic-alert boost if asked."""
-    row = (await session.execute(_BREAKDOWN, {"id": ticket_id})).first()
-    if row is None:
-        raise NotFoundError(f"Ticket {ticket_id} not found")
-    if not _may_see(caller, row.assigned_agent_id):  # an assignment to the caller may be coming
-        raise NotVisibleYet(f"Ticket {ticket_id} not found")
-    matched: list[str] = []
-    if topic_alerts:
-        contents = await session.scalars(
-            sa.select(Message.content).where(Message.ticket_id == ticket_id, ~Message.deleted)
-        )
-        matched = domain.matched_topic_alerts(topic_alerts, [row.subject, *contents])
+    first_time: bool = False,
+) -> ScoredBatch:
+    """Compute, store, and publish the changed totals. `first_time`: these tickets were just
+    inserted in this transaction, so they have no stored score to read."""
+    if not tickets:
+        return ScoredBatch(0, 0)
+    session = unit.session
+    stored: dict[str, Any] = {}
+    if not first_time:
+        result = await session.execute(_LOCK_SCORES, {"ids": [t.id for t in tickets]})
+        stored = {row.ticket_id: row for row in result}
     weights = settings.weights
-    boost = weights.topic_alert_boost if matched else 0.0
-    parts = _part_breakdowns(row.parts, row.inputs, weights)
-    parts["topic_alert"] = PartBreakdown(
-        points=boost,
-        weight=weights.topic_alert_boost,
-        max_points=weights.topic_alert_boost,
-        formula="TOPIC_ALERT_BOOST when a keyword appears in the subject or any message",
-        inputs={"topic_alerts": list(topic_alerts), "matched": matched},
-    )
-    return ScoreBreakdown(
-        ticket_id=row.id,
-        status=TicketStatus(row.status),
-        priority=TicketPriority(row.priority),
-        smart_score=row.smart_score,
-        topic_alert_boost=boost,
-        total=domain.round_half_up(row.smart_score + boost, domain.SCORE_DECIMALS),
-        matches_topic_alert=bool(matched),
-        topic_alerts_active=list(topic_alerts),
-        matched_topic_alerts=matched,
-        parts=parts,
-        computed_at=row.computed_at,
-        version=row.version,
-    )
+    names = ("ids", "scores", "parts", "inputs", "versions")
+    columns: dict[str, list[Any]] = {name: [] for name in names}
+    changed: list[TicketScoredData] = []
+    for ticket in tickets:
+        inputs = domain.ScoreInputs(
+            priority=TicketPriority(ticket.priority),
+            status=TicketStatus(ticket.status),
+            hours_waiting=domain.hours_waiting(ticket.waiting_since, now),
+            customer_sentiment=ticket.customer_sentiment,
+            lifetime_value=ticket.lifetime_value,
+            churn_risk=ticket.churn_risk,
+        )
+        score = domain.compute_score(inputs, weights)
+        parts = score.parts.as_dict()
+        document = inputs_document(inputs, ticket.waiting_since)
+        previous = stored.get(ticket.id)
+        version = previous.version if previous else 0
+        if previous is None or previous.smart_score != score.total:
+            version += 1
+            changed.append(
+                TicketScoredData(
+                    ticket_id=ticket.id,
+                    smart_score=score.total,
+                    parts=ScoreParts(**parts),
+                    inputs=document,
+                    computed_at=now,
+                    version=version,
+                )
+            )
+        columns["ids"].append(ticket.id)
+        columns["scores"].append(score.total)
+        columns["parts"].append(json.dumps(parts))
+        columns["inputs"].append(json.dumps(document))
+        columns["versions"].append(version)
+    await session.execute(_WRITE_SCORES, {"computed_at": now, **columns})
+    await _publish(unit, changed)
+    return ScoredBatch(len(tickets), len(changed))
 
 
-def _may_see(caller: Principal, assigned_agent_id: str | None) -> bool:
-    return caller.sees_all_tickets or (
-        caller.agent_id is not None and caller.agent_id == assigned_agent_id
-    )
+_UNSENT = "quimbi_scoring.unsent_scores"
 
 
-def _part_breakdowns(
-    parts: dict[str, float], inputs: dict[str, Any], weights: domain.Weights
-) -> dict[str, PartBreakdown]:
-    done = {"status": inputs["status"]}
+async def _publish(unit: UnitOfWork, changed: list[TicketScoredData]) -> None:
+    """Add ticket.scored for each change, or rewrite the one this transaction already added."""
+    session = unit.session
+    transaction = session.sync_session.get_transaction()
+    owner, unsent = session.info.get(_UNSENT, (None, {}))
+    if owner is not transaction:
+        unsent = {}
+        session.info[_UNSENT] = (transaction, unsent)
+    again = [(unsent[e.ticket_id], SCORED, e) for e in changed if e.ticket_id in unsent]
+    fresh = [e for e in changed if e.ticket_id not in unsent]
+    await unit.replace(again)
+    ids = await unit.emit_many([(SCORED, event) for event in fresh])
+    unsent.update(zip((e.ticket_id for e in fresh), ids, strict=True))
+
+
+def inputs_document(inputs: domain.ScoreInputs, waiting_since: datetime | None) -> dict[str, Any]:
+    """The `inputs` of ticket.scored and of the stored score."""
     return {
-        "priority": PartBreakdown(
-            points=parts["priority"],
-            weight=None,
-            max_points=max(domain.PRIORITY_POINTS.values()),
-            formula="low 0, normal 1, high 2.5, urgent 4",
-            inputs={"priority": inputs["priority"], **done},
-        ),
-        "wait": PartBreakdown(
-            points=parts["wait"],
-            weight=weights.urgency,
-            max_points=domain.WAIT_CAP,
-            formula="min(3, SCORING_URGENCY_WEIGHT * log10(1 + hours_waiting))",
-            inputs={
-                "hours_waiting": inputs["hours_waiting"],
-                "waiting_since": inputs["waiting_since"],
-                **done,
-            },
-        ),
-        "sentiment": PartBreakdown(
-            points=parts["sentiment"],
-            weight=domain.SENTIMENT_POINTS,
-            max_points=domain.SENTIMENT_POINTS,
-            formula="2 * clamp((0.5 - customer_sentiment) / 0.5, 0, 1)",
-            inputs={"customer_sentiment": inputs["customer_sentiment"], **done},
-        ),
-        "value": PartBreakdown(
-            points=parts["value"],
-            weight=weights.value,
-            max_points=weights.value,
-            formula="SCORING_VALUE_WEIGHT * clamp(lifetime_value / SCORING_HIGH_VALUE_LTV, 0, 1)",
-            inputs={
-                "lifetime_value": inputs["lifetime_value"],
-                "high_value_ltv": weights.high_value_ltv,
-                **done,
-            },
-        ),
-        "churn": PartBreakdown(
-            points=parts["churn"],
-            weight=weights.churn,
-            max_points=weights.churn,
-            formula="SCORING_CHURN_WEIGHT * clamp(churn_risk, 0, 1)",
-            inputs={"churn_risk": inputs["churn_risk"], **done},
-        ),
+        "priority": inputs.priority.value,
+        "status": inputs.status.value,
+        "waiting_since": waiting_since.isoformat() if waiting_since else None,
+        "hours_waiting": domain.round_half_up(inputs.hours_waiting, domain.PART_DECIMALS),
+        "customer_sentiment": domain.round_half_up(inputs.customer_sentiment, domain.PART_DECIMALS),
+        "lifetime_value": inputs.lifetime_value,
+        "churn_risk": inputs.churn_risk,
     }
+
+
+# --- the periodic recalculation -------------------------------------------------------------
+
+Clock = Callable[[], datetime]
+
+_CLAIM_DUE_SLOT = sa.text(
+    "SELECT slot FROM recalc_slots WHERE due_at <= :now ORDER BY due_at LIMIT 1 "
+    "FOR UPDATE SKIP LOCKED"
+)
+# Next due time: the first multiple of the period after now, from the slot's own phase.
+_RESCHEDULE_SLOT = sa.text(
+    "UPDATE recalc_slots SET due_at = due_at + make_interval(secs => :period) "
+    "* (floor(extract(epoch FROM CAST(:now AS timestamptz) - due_at) / :period) + 1) "
+    "WHERE slot = :slot"
+).bindparams(sa.bindparam("period", type_=sa.Float))
+# A slot due later than one period from now (a shorter interval was configured) comes forward.
+_PULL_IN_SLOTS = sa.text(
+    "UPDATE recalc_slots SET due_at = CAST(:now AS timestamptz) + make_interval(secs => :period) "
+    "WHERE due_at > CAST(:now AS timestamptz) + make_interval(secs => :period)"
+).bindparams(sa.bindparam("period", type_=sa.Float))
+_FLOAT_PARAMS = (
+    "p_low",
+    "p_normal",
+    "p_high",
+    "p_urgent",
+    "wait_cap",
+    "urgency",
+    "sentiment_points",
+    "neutral",
+    "value_weight",
+    "high_value_ltv",
+    "churn_weight",
+)
+_SLOT_PASS = (
+    sa.text(
+        "WITH inputs AS ("
+        "  SELECT s.ticket_id, s.smart_score AS old_score, s.revision, t.priority, t.status,"
+        "    t.waiting_since, t.customer_sentiment,"
+        "    coalesce(c.lifetime_value, 0.0) AS lifetime_value,"
+        "    coalesce(c.churn_risk, 0.0) AS churn_risk,"
+        "    CASE WHEN t.waiting_since IS NULL THEN 0.0 ELSE greatest(0.0,"
+        "      extract(epoch FROM CAST(:now AS timestamptz) - t.waiting_since)::float8 / 3600.0)"
+        "    END AS hours_waiting"
+        "  FROM tickets t JOIN ticket_scores s ON s.ticket_id = t.id"
+        "  LEFT JOIN customers c ON c.id = t.customer_id"
+        # the partial index ix_tickets_open_recalc_bucket serves this (models.OPEN_TICKET)
+        "  WHERE t.recalc_bucket >= :first_bucket AND t.recalc_bucket < :end_bucket"
+        "    AND NOT t.deleted AND t.status NOT IN ('resolved', 'closed')"
+        "), parts AS ("
+        "  SELECT *,"
+        "    CASE priority WHEN 'low' THEN :p_low WHEN 'normal' THEN :p_normal"
+        "      WHEN 'high' THEN :p_high ELSE :p_urgent END AS p_priority,"
+        "    least(:wait_cap, :urgency * log(1.0 + hours_waiting)) AS p_wait,"
+        "    :sentiment_points * least(1.0, greatest(0.0,"
+        "      (:neutral - customer_sentiment) / :neutral)) AS p_sentiment,"
+        "    :value_weight * least(1.0, greatest(0.0, lifetime_value / :high_value_ltv))"
+        "      AS p_value,"
+        "    :churn_weight * least(1.0, greatest(0.0, churn_risk)) AS p_churn"
+        "  FROM inputs"
+        "), scored AS ("
+        "  SELECT *, round((p_priority + p_wait + p_sentiment + p_value + p_churn)::numeric, 2)"
+        "    ::float8 AS score FROM parts"
+        "), locked AS ("
+        "  SELECT s.ticket_id FROM ticket_scores s JOIN scored ON scored.ticket_id = s.ticket_id"
+        "  WHERE scored.score <> scored.old_score AND s.revision = scored.revision"
+        "  FOR UPDATE OF s SKIP LOCKED"
+        ") "
+        "UPDATE ticket_scores s SET smart_score = sc.score, computed_at = :now,"
+        "  version = s.version + 1, revision = s.revision + 1,"
+        "  parts = jsonb_build_object("
+        "    'priority', round(sc.p_priority::numeric, 4)::float8,"
+        "    'wait', round(sc.p_wait::numeric, 4)::float8,"
+        "    'sentiment', round(sc.p_sentiment::numeric, 4)::float8,"
+        "    'value', round(sc.p_value::numeric, 4)::float8,"
+        "    'churn', round(sc.p_churn::numeric, 4)::float8),"
+        "  inputs = jsonb_build_object("
+        "    'priority', sc.priority, 'status', sc.status,"
+        "    'waiting_since', to_char(sc.waiting_since AT TIME ZONE 'UTC',"
+        '      \'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"\'),'
+        "    'hours_waiting', round(sc.hours_waiting::numeric, 4)::float8,"
+        "    'customer_sentiment', round(sc.customer_sentiment::numeric, 4)::float8,"
+        "    'lifetime_value', sc.lifetime_value, 'churn_risk', sc.churn_risk)"
+        " FROM scored sc JOIN locked ON locked.ticket_id = sc.ticket_id"
+        " WHERE s.ticket_id = sc.ticket_id"
+        " RETURNING s.ticket_id, s.smart_score, s.parts, s.inputs, s.version"
+    )
+    .bindparams(*(sa.bindparam(name, type_=sa.Float) for name in _FLOAT_PARAMS))
+    .columns(parts=JSONB, inputs=JSONB)
+)
+
+
+@dataclass(frozen=True)
+class PassResult:
+    slots: int
+    published: int
+
+
+def _formula_params(settings: Settings) -> dict[str, Any]:
+    weights = settings.weights
+    points = domain.PRIORITY_POINTS
+    return {
+        "p_low": points[TicketPriority.LOW],
+        "p_normal": points[TicketPriority.NORMAL],
+        "p_high": points[TicketPriority.HIGH],
+        "p_urgent": points[TicketPriority.URGENT],
+        "wait_cap": domain.WAIT_CAP,
+        "urgency": weights.urgency,
+        "sentiment_points": domain.SENTIMENT_POINTS,
+        "neutral": domain.NEUTRAL_SENTIMENT,
+        "value_weight": weights.value,
+        "high_value_ltv": weights.high_value_ltv,
+        "churn_weight": weights.churn,
+    }
+
+
+async def recalculate_slot(unit: UnitOfWork, settings: Settings, slot: int, now: datetime) -> int:
+    """Recompute one slot's open tickets; store and publish the changed ones.
+    Returns how many changed."""
+    width = RECALC_BUCKETS // RECALC_SLOTS
+    params = {"first_bucket": slot * width, "end_bucket": (slot + 1) * width, "now": now}
+    rows = (await unit.session.execute(_SLOT_PASS, {**params, **_formula_params(settings)})).all()
+    events = [
+        TicketScoredData(
+            ticket_id=row.ticket_id,
+            smart_score=row.smart_score,
+            parts=ScoreParts(**row.parts),
+            inputs=row.inputs,
+            computed_at=now,
+            version=row.version,
+        )
+        for row in rows
+    ]
+    await unit.emit_many([(SCORED, event) for event in events])
+    return len(events)
+
+
+async def recalculate_next_due_slot(
+    unit: UnitOfWork, settings: Settings, now: datetime
+) -> int | None:
+    """Claim one due slot, recompute it and schedule its next turn; None when none is due.
+    Returns how many scores changed."""
+    slot = await unit.session.scalar(_CLAIM_DUE_SLOT, {"now": now})
+    if slot is None:
+        return None
+    changed = await recalculate_slot(unit, settings, slot, now)
+    await unit.session.execute(
+        _RESCHEDULE_SLOT, {"slot": slot, "now": now, "period": settings.recalc_period_seconds}
+    )
+    return changed
+
+
+async def recalculate_due_slots(
+    units: UnitsOfWork,
+    settings: Settings,
+    clock: Clock = lambda: datetime.now(UTC),
+) -> PassResult:
+    """Work through the due slots, one unit of work each, until none is due (or the rest are
+    held by other replicas)."""
+    slots = published = 0
+    while True:
+        changed = await units.run(lambda unit: recalculate_next_due_slot(unit, settings, clock()))
+        if changed is None:
+            return PassResult(slots, published)
+        slots += 1
+        published += changed
+
+
+async def pull_in_slots(unit: UnitOfWork, settings: Settings) -> None:
+    """A slot due later than one period from now (a shorter interval was set) comes forward."""
+    await unit.session.execute(
+        _PULL_IN_SLOTS, {"now": datetime.now(UTC), "period": settings.recalc_period_seconds}
+    )

@@ -1,6 +1,6 @@
 """What ticket and message events do here: keep the ticket facts assignment needs, record a new
 ticket's assignee, complete assignments when tickets are done, auto-assign new tickets, and
-derive agent metrics. Every function runs inside the consumer's transaction (it never commits).
+derive agent metrics. Every function runs in the consumer's unit of work (it never commits).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from quimbi_common.catchup import notify_applied
 from quimbi_common.enums import AssignmentReason, AssignmentStatus, TicketStatus
 from quimbi_common.events import MessageData, TicketData, TicketDeletedData
+from quimbi_common.uow import UnitOfWork
 
 from .assignments import (
     active_assignment,
@@ -88,26 +89,24 @@ async def _apply_ticket(
 
 
 async def _record_initial_assignee(
-    session: AsyncSession, settings: Settings, ticket: TicketProjection, agent_id: str
+    unit: UnitOfWork, ticket: TicketProjection, agent_id: str
 ) -> None:
     """A new ticket names its assignee (the agent who created it, or one it chose): record
     the assignment so history and workload know it."""
-    agent = await lock_live_agent(session, agent_id)
+    agent = await lock_live_agent(unit.session, agent_id)
     if agent is None:
         log.warning("ticket %s names unknown agent %s as assignee", ticket.id, agent_id)
         return
-    await start_assignment(session, settings, ticket, agent, AssignmentReason.MANUAL, previous=None)
+    await start_assignment(unit, ticket, agent, AssignmentReason.MANUAL, previous=None)
 
 
-async def _first_sighting(
-    session: AsyncSession, settings: Settings, ticket: TicketProjection
-) -> None:
+async def _first_sighting(unit: UnitOfWork, settings: Settings, ticket: TicketProjection) -> None:
     if TicketStatus(ticket.status).is_done:
         return
     if ticket.assigned_agent_id:
-        await _record_initial_assignee(session, settings, ticket, ticket.assigned_agent_id)
+        await _record_initial_assignee(unit, ticket, ticket.assigned_agent_id)
     elif settings.auto_assign:
-        await auto_assign(session, settings, ticket)
+        await auto_assign(unit, ticket)
 
 
 async def _count_resolution(
@@ -122,8 +121,9 @@ async def _count_resolution(
     )
 
 
-async def _reopen(session: AsyncSession, settings: Settings, ticket: TicketProjection) -> None:
+async def _reopen(unit: UnitOfWork, settings: Settings, ticket: TicketProjection) -> None:
     """A reopened ticket goes back to whoever held it last, so it counts in their workload."""
+    session = unit.session
     holder = ticket.assigned_agent_id or await session.scalar(
         sa.select(TicketAssignment.agent_id)
         .where(TicketAssignment.ticket_id == ticket.id)
@@ -132,15 +132,13 @@ async def _reopen(session: AsyncSession, settings: Settings, ticket: TicketProje
     )
     agent = await lock_live_agent(session, holder) if holder else None
     if agent is not None and agent.is_active:
-        await start_assignment(
-            session, settings, ticket, agent, AssignmentReason.MANUAL, previous=None
-        )
+        await start_assignment(unit, ticket, agent, AssignmentReason.MANUAL, previous=None)
     elif settings.auto_assign:
-        await auto_assign(session, settings, ticket)
+        await auto_assign(unit, ticket)
 
 
 async def _ticket_changed(
-    session: AsyncSession,
+    unit: UnitOfWork,
     settings: Settings,
     ticket: TicketProjection,
     before: TicketFacts,
@@ -149,40 +147,43 @@ async def _ticket_changed(
     """A later version of a ticket we know. Its assignee is only projected, never followed:
     the tickets service changes it only from our own ticket.assigned, so following it would
     echo our assignments back — and a late echo of one transfer would undo the next."""
+    session = unit.session
     active = await active_assignment(session, ticket.id)
     done_now = TicketStatus(ticket.status).is_done
     if done_now and not before.is_done:
         resolver = current_assignee(ticket, active)
         if active is not None:
-            await end_assignment(session, settings, active, AssignmentStatus.COMPLETED, at)
+            await end_assignment(unit, active, AssignmentStatus.COMPLETED, at)
         if resolver:
             await _count_resolution(session, settings, resolver, at)
         if settings.auto_assign:
-            await assign_waiting_tickets(session, settings)  # capacity was freed
+            await assign_waiting_tickets(unit, settings)  # capacity was freed
     elif before.is_done and not done_now and active is None:
-        await _reopen(session, settings, ticket)
+        await _reopen(unit, settings, ticket)
 
 
-async def apply_ticket_event(session: AsyncSession, settings: Settings, data: TicketData) -> None:
+async def apply_ticket_event(unit: UnitOfWork, settings: Settings, data: TicketData) -> None:
     """ticket.created and ticket.updated: both carry the whole ticket, and either may be the
     first we see (they are different topics), so both take the same path."""
+    session = unit.session
     if settings.auto_assign:
         await take_auto_assign_lock(session)
     ticket, before = await _apply_ticket(session, data)
     if ticket is None:
         return
     if before is None:
-        await _first_sighting(session, settings, ticket)
+        await _first_sighting(unit, settings, ticket)
     else:
-        await _ticket_changed(session, settings, ticket, before, data.updated_at)
+        await _ticket_changed(unit, settings, ticket, before, data.updated_at)
     await notify_applied(session, data.id)  # requests waiting for this ticket look again
 
 
 async def apply_ticket_deleted(
-    session: AsyncSession, settings: Settings, data: TicketDeletedData
+    unit: UnitOfWork, settings: Settings, data: TicketDeletedData
 ) -> None:
     """A deleted ticket leaves a tombstone (older events for it are ignored) and frees its
     assignee's capacity; its active assignment ends as completed."""
+    session = unit.session
     if settings.auto_assign:
         await take_auto_assign_lock(session)
     await session.execute(
@@ -206,14 +207,15 @@ async def apply_ticket_deleted(
     )
     active = await active_assignment(session, data.id)
     if active is not None:
-        await end_assignment(session, settings, active, AssignmentStatus.COMPLETED, data.deleted_at)
+        await end_assignment(unit, active, AssignmentStatus.COMPLETED, data.deleted_at)
         if settings.auto_assign:
-            await assign_waiting_tickets(session, settings)
+            await assign_waiting_tickets(unit, settings)
 
 
-async def apply_message_added(session: AsyncSession, settings: Settings, data: MessageData) -> None:
+async def apply_message_added(unit: UnitOfWork, data: MessageData) -> None:
     """Response time: from a customer's message (the first not yet answered) to the next agent
     message, credited to that message's author (else the ticket's assignee)."""
+    session = unit.session
     await session.execute(
         insert(ResponseClock).values(ticket_id=data.ticket_id).on_conflict_do_nothing()
     )
