@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from quimbi_common.db import create_engine, create_sessionmaker
 from quimbi_common.migrations import upgrade
 from quimbi_common.testing import create_database, drop_database, unique
+from quimbi_common.uow import UnitsOfWork
 from quimbi_sla.service import run_scheduler_tick
 from quimbi_sla.settings import Settings
 
@@ -121,7 +122,7 @@ async def main(clocks: int, due: int, rounds: int) -> None:
                     print("due-clock query plan:\n  " + "\n  ".join(plan))
             tick_started, cpu_started = time.perf_counter(), time.process_time()
             settled = await run_scheduler_tick(
-                sessions,
+                UnitsOfWork(sessions, settings.service_name),
                 settings.business_calendar,
                 batch_size=settings.sla_scheduler_batch_size,
             )

@@ -16,7 +16,8 @@ from quimbi_common.db import create_engine, create_sessionmaker
 from quimbi_common.enums import TicketPriority
 from quimbi_common.events import CustomerSnapshot, TicketData
 from quimbi_common.testing import migrated_database, unique
-from quimbi_sla import service
+from quimbi_common.uow import UnitsOfWork
+from quimbi_sla import projections, service
 from quimbi_sla.settings import Settings
 
 pytestmark = pytest.mark.service
@@ -105,19 +106,15 @@ async def test_concurrent_scheduler_replicas_publish_each_entry_once(
     # given 120 urgent clocks
     start = datetime.now(UTC)
     ids = [unique("rep-") for _ in range(120)]
-    async with sessions() as session, session.begin():
-        for ticket_id in ids:
-            await service.apply_ticket(
-                session, _ticket(ticket_id, start), sla_settings.business_calendar, now=start
-            )
+    units = UnitsOfWork(sessions, sla_settings.service_name)
     calendar = sla_settings.business_calendar
+    async with units.begin() as unit:
+        for ticket_id in ids:
+            await projections.apply_ticket(unit, _ticket(ticket_id, start), calendar, now=start)
 
     async def replicas(at: datetime) -> list[int]:
         return await asyncio.gather(
-            *(
-                service.run_scheduler_tick(sessions, calendar, batch_size=20, now=at)
-                for _ in range(3)
-            )
+            *(service.run_scheduler_tick(units, calendar, batch_size=20, now=at) for _ in range(3))
         )
 
     # when three replicas tick at once past the warning share, and again past the deadline

@@ -9,9 +9,9 @@ from fastapi import APIRouter, Depends, Path
 from quimbi_common.auth import CurrentAgent, Principal, require_role
 from quimbi_common.enums import Role, SlaMetric, TicketPriority
 from quimbi_common.openapi import problems
-from quimbi_common.runtime import RuntimeDep, SessionDep
+from quimbi_common.runtime import RuntimeDep, SessionDep, UnitsDep
 
-from . import service
+from . import queries, service
 from .calendar import format_weekly_hours
 from .models import SlaTracking
 from .schemas import (
@@ -43,7 +43,7 @@ async def list_policies(
     """Every priority's targets, and the business-hours calendar they may count in."""
     calendar = settings.business_calendar
     return PolicyList(
-        policies=[PolicyRead.model_validate(p) for p in await service.list_policies(session)],
+        policies=[PolicyRead.model_validate(p) for p in await queries.list_policies(session)],
         business_hours=BusinessHoursRead(
             timezone=settings.sla_business_timezone,
             weekly_hours=format_weekly_hours(calendar.weekly_hours),
@@ -54,10 +54,10 @@ async def list_policies(
 
 @router.patch("/api/sla/policies/{priority}", response_model=PolicyRead)
 async def update_policy(
-    priority: TicketPriority, changes: PolicyUpdate, manager: Manager, session: SessionDep
+    priority: TicketPriority, changes: PolicyUpdate, manager: Manager, units: UnitsDep
 ) -> PolicyRead:
     """Edit a priority's targets (manager and admin); tickets created afterwards use them."""
-    policy = await service.update_policy(session, priority, changes, manager)
+    policy = await units.run(lambda unit: service.update_policy(unit, priority, changes, manager))
     return PolicyRead.model_validate(policy)
 
 
@@ -66,7 +66,7 @@ def _read(row: SlaTracking, settings: Settings) -> TicketSlaRead:
     calendar = settings.business_calendar
     metrics = {}
     for metric in (SlaMetric.FIRST_RESPONSE, SlaMetric.RESOLUTION):
-        report, done_at = service.metric_report(row, metric, calendar, now)
+        report, done_at = queries.metric_report(row, metric, calendar, now)
         metrics[metric] = MetricRead(
             status=report.status,
             deadline=report.deadline,
@@ -108,7 +108,7 @@ async def get_ticket_sla(
 ) -> TicketSlaRead:
     """Deadlines, live statuses, time remaining and share used per metric, and pause state."""
     row = await runtime.projections.until_found(
-        ticket_id, lambda: service.get_ticket_sla(session, ticket_id, agent), session
+        ticket_id, lambda: queries.get_ticket_sla(session, ticket_id, agent), session
     )
     return _read(row, settings)
 
@@ -121,17 +121,17 @@ async def get_ticket_sla(
 async def pause_ticket_sla(
     ticket_id: TicketId,
     agent: CurrentAgent,
-    session: SessionDep,
+    units: UnitsDep,
     runtime: RuntimeDep,
     settings: SettingsDep,
 ) -> TicketSlaRead:
     """Stop both clocks (409 if already paused); whoever may answer the ticket may do it."""
+    calendar = settings.business_calendar
     row = await runtime.projections.until_found(
         ticket_id,
-        lambda: service.set_paused(
-            session, ticket_id, agent, settings.business_calendar, paused=True
+        lambda: units.run(
+            lambda unit: service.set_paused(unit, ticket_id, agent, calendar, paused=True)
         ),
-        session,
     )
     return _read(row, settings)
 
@@ -144,16 +144,16 @@ async def pause_ticket_sla(
 async def resume_ticket_sla(
     ticket_id: TicketId,
     agent: CurrentAgent,
-    session: SessionDep,
+    units: UnitsDep,
     runtime: RuntimeDep,
     settings: SettingsDep,
 ) -> TicketSlaRead:
     """Run both clocks again (409 if running); deadlines move out by the paused time."""
+    calendar = settings.business_calendar
     row = await runtime.projections.until_found(
         ticket_id,
-        lambda: service.set_paused(
-            session, ticket_id, agent, settings.business_calendar, paused=False
+        lambda: units.run(
+            lambda unit: service.set_paused(unit, ticket_id, agent, calendar, paused=False)
         ),
-        session,
     )
     return _read(row, settings)

@@ -8,14 +8,14 @@ from quimbi_common.runtime import Runtime, create_app
 
 from . import handlers
 from .api import router
-from .scheduler import sla_scheduler
+from .jobs import sla_scheduler
 from .settings import Settings
 
 
 def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = Runtime(settings)
-    handlers.register(runtime)
+    handlers.register(runtime, settings)
     runtime.watch_projections()  # per-ticket routes wait for a ticket that was just created
     runtime.background.append(sla_scheduler(runtime, settings))
     return create_app(

@@ -1,4 +1,4 @@
-"""Use cases of the SLA service: plain async functions taking a session.
+"""Use cases of the SLA service: plain async functions taking a unit of work.
 
 Every change to a clock goes through `_settle`, which re-evaluates both metrics at `now`,
 stores the deadlines, statuses and the next instant the scheduler must look, and writes
@@ -16,29 +16,24 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from quimbi_common.auth import Principal
-from quimbi_common.catchup import NotVisibleYet, notify_applied
-from quimbi_common.enums import SlaMetric, SlaStatus, TicketPriority, TicketStatus
+from quimbi_common.catchup import NotVisibleYet
+from quimbi_common.enums import SlaMetric, SlaStatus, TicketPriority
 from quimbi_common.errors import ConflictError, NotFoundError, UnprocessableError
 from quimbi_common.events import (
     Contract,
-    MessageData,
     SlaAlertData,
     SlaTrackingData,
-    TicketData,
-    TicketDeletedData,
 )
-from quimbi_common.outbox import add_event, add_events
+from quimbi_common.uow import UnitOfWork, UnitsOfWork
 
 from . import domain
 from .calendar import WALL_CLOCK, BusinessCalendar, TimeCounter
-from .models import SlaPolicy, SlaTracking, TicketFacts
+from .models import SlaPolicy, SlaTracking
 from .schemas import PolicyUpdate
 
-SOURCE = "sla"
 PRIORITY_ORDER = [p.value for p in TicketPriority]
 
 
@@ -46,17 +41,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _aware(value: datetime) -> datetime:
+def aware(value: datetime) -> datetime:
     """Event times without an offset are UTC."""
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 # --- policies -----------------------------------------------------------------------------------
-
-
-async def list_policies(session: AsyncSession) -> list[SlaPolicy]:
-    policies = (await session.scalars(sa.select(SlaPolicy))).all()
-    return sorted(policies, key=lambda p: PRIORITY_ORDER.index(p.priority))
 
 
 async def get_policy(session: AsyncSession, priority: TicketPriority | str) -> SlaPolicy:
@@ -67,10 +57,10 @@ async def get_policy(session: AsyncSession, priority: TicketPriority | str) -> S
 
 
 async def update_policy(
-    session: AsyncSession, priority: TicketPriority, changes: PolicyUpdate, principal: Principal
+    unit: UnitOfWork, priority: TicketPriority, changes: PolicyUpdate, principal: Principal
 ) -> SlaPolicy:
     """Edit one priority's targets. Clocks already running keep the values they started with."""
-    policy = await session.scalar(
+    policy = await unit.session.scalar(
         sa.select(SlaPolicy).where(SlaPolicy.priority == priority.value).with_for_update()
     )
     if policy is None:
@@ -90,11 +80,10 @@ async def update_policy(
         )
     policy.updated_at = utcnow()
     policy.updated_by = principal.agent_id
-    await session.commit()
     return policy
 
 
-def _apply_policy(row: SlaTracking, policy: SlaPolicy) -> None:
+def apply_policy(row: SlaTracking, policy: SlaPolicy) -> None:
     """Snapshot the policy into the clock, so later edits only affect new tickets."""
     row.first_response_target_seconds = policy.first_response_target_seconds
     row.resolution_target_seconds = policy.resolution_target_seconds
@@ -143,11 +132,11 @@ def _store_pause_state(row: SlaTracking, clock: domain.SlaClock) -> None:
     row.total_paused_seconds = round(clock.total_paused.total_seconds())
 
 
-def _pause(row: SlaTracking, at: datetime, calendar: BusinessCalendar) -> None:
+def pause_clock(row: SlaTracking, at: datetime, calendar: BusinessCalendar) -> None:
     _store_pause_state(row, domain.pause(to_clock(row, calendar), at))
 
 
-def _resume(row: SlaTracking, at: datetime, calendar: BusinessCalendar) -> None:
+def resume_clock(row: SlaTracking, at: datetime, calendar: BusinessCalendar) -> None:
     _store_pause_state(row, domain.resume(to_clock(row, calendar), at))
 
 
@@ -180,7 +169,7 @@ _PUBLISHED_FIELDS = (
 )
 
 
-def _published_state(row: SlaTracking) -> tuple[Any, ...] | None:
+def published_state(row: SlaTracking) -> tuple[Any, ...] | None:
     """What subscribers see of a clock, without its version (None before it exists)."""
     if row.version is None:
         return None
@@ -232,7 +221,7 @@ def _settled_events(
 ) -> list[tuple[str, Contract]]:
     """Re-evaluate a changed clock; the events subscribers must get about it (version bumped)."""
     alerts = _evaluate(row, calendar, now)
-    if before is not None and _published_state(row) == before and not alerts:
+    if before is not None and published_state(row) == before and not alerts:
         return []
     row.version = 1 if before is None else row.version + 1
     data = tracking_data(row)
@@ -243,8 +232,8 @@ def _settled_events(
     return events
 
 
-async def _settle(
-    session: AsyncSession,
+async def settle(
+    unit: UnitOfWork,
     row: SlaTracking,
     before: tuple[Any, ...] | None,
     calendar: BusinessCalendar,
@@ -252,10 +241,10 @@ async def _settle(
 ) -> None:
     """Re-evaluate a changed clock and publish what subscribers must learn about it."""
     for topic, data in _settled_events(row, before, calendar, now):
-        await add_event(session, topic, data, source=SOURCE)
+        await unit.emit(topic, data)
 
 
-async def _lock_ticket(session: AsyncSession, ticket_id: str) -> SlaTracking | None:
+async def lock_ticket(session: AsyncSession, ticket_id: str) -> SlaTracking | None:
     """Serialize work on one ticket (even before its clock exists) and load its clock."""
     await session.execute(
         sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
@@ -269,161 +258,10 @@ async def _lock_ticket(session: AsyncSession, ticket_id: str) -> SlaTracking | N
     )
 
 
-# --- consuming ticket and message events ---------------------------------------------------------
-
-
-def _apply_ticket_state(
-    row: SlaTracking, data: TicketData, calendar: BusinessCalendar, now: datetime
-) -> None:
-    """Move the clock by the ticket's change of status (pending pauses, done resolves)."""
-    at = min(_aware(data.updated_at), now)
-    old, new = TicketStatus(row.ticket_status), data.status
-    if old is TicketStatus.PENDING and new is not TicketStatus.PENDING and row.is_paused:
-        _resume(row, at, calendar)
-    if new.is_done and not old.is_done:
-        row.resolved_at = at
-    elif old.is_done and not new.is_done:
-        row.resolved_at = None  # reopened: the resolution clock runs on
-    if new is TicketStatus.PENDING and old is not TicketStatus.PENDING and not row.is_paused:
-        _pause(row, at, calendar)
-    row.ticket_status = new.value
-    row.assigned_agent_id = data.assigned_agent_id
-    row.ticket_version = data.version
-
-
-async def _start_clock(
-    session: AsyncSession,
-    data: TicketData,
-    facts: TicketFacts | None,
-    calendar: BusinessCalendar,
-    now: datetime,
-) -> None:
-    policy = await get_policy(session, data.priority)
-    created_at = _aware(data.created_at)
-    row = SlaTracking(
-        ticket_id=data.id,
-        ticket_version=0,
-        ticket_created_at=created_at,
-        ticket_status=TicketStatus.OPEN.value,
-        priority=data.priority.value,
-        first_response_at=facts.first_agent_message_at if facts else None,
-        first_response_paused_seconds=0.0,
-        resolution_paused_seconds=0.0,
-        is_paused=False,
-        total_paused_seconds=0,
-    )
-    _apply_policy(row, policy)
-    _apply_ticket_state(row, data, calendar, now)
-    session.add(row)
-    await _settle(session, row, None, calendar, now)
-    if facts is not None:
-        await session.delete(facts)
-
-
-async def apply_ticket(
-    session: AsyncSession,
-    data: TicketData,
-    calendar: BusinessCalendar,
-    now: datetime | None = None,
-) -> None:
-    """ticket.created / ticket.updated: start the clock, or follow status, priority, assignee.
-
-    Works from the ticket's whole state (not only `changes`), so a clock can start from a
-    ticket.updated that overtook its ticket.created; older versions are ignored.
-    """
-    now = now or utcnow()
-    row = await _lock_ticket(session, data.id)
-    if row is None:
-        facts = await session.get(TicketFacts, data.id)
-        if facts is not None and (facts.deleted_version or 0) >= data.version:
-            return
-        await _start_clock(session, data, facts, calendar, now)
-        await notify_applied(session, data.id)  # requests waiting for this ticket look again
-        return
-    if row.deleted_at is not None or data.version <= row.ticket_version:
-        return
-    before = _published_state(row)
-    _apply_ticket_state(row, data, calendar, now)
-    if data.priority.value != row.priority:
-        row.priority = data.priority.value
-        _apply_policy(row, await get_policy(session, data.priority))
-    await _settle(session, row, before, calendar, now)
-    await notify_applied(session, data.id)
-
-
-async def delete_ticket(session: AsyncSession, data: TicketDeletedData) -> None:
-    """ticket.deleted: the clock stops for good and the ticket's SLA is no longer shown."""
-    row = await _lock_ticket(session, data.id)
-    if row is None:
-        await _remember(session, data.id, deleted_version=data.version)
-        return
-    if row.deleted_at is None:
-        row.deleted_at = _aware(data.deleted_at)
-        row.next_check_at = None
-        row.ticket_version = max(row.ticket_version, data.version)
-
-
-async def apply_message(
-    session: AsyncSession,
-    data: MessageData,
-    calendar: BusinessCalendar,
-    now: datetime | None = None,
-) -> None:
-    """message.added: the first agent message answers; a customer message resumes a pause."""
-    now = now or utcnow()
-    sent_at = min(_aware(data.created_at), now)
-    row = await _lock_ticket(session, data.ticket_id)
-    if row is None:
-        if data.from_agent:
-            await _remember(session, data.ticket_id, first_agent_message_at=sent_at)
-        return
-    if row.deleted_at is not None:
-        return
-    before = _published_state(row)
-    if data.from_agent:
-        if row.first_response_at is not None and row.first_response_at <= sent_at:
-            return
-        row.first_response_at = sent_at
-    else:
-        if not row.is_paused or row.paused_at is None or sent_at < row.paused_at:
-            return
-        _resume(row, sent_at, calendar)
-    await _settle(session, row, before, calendar, now)
-
-
-async def _remember(
-    session: AsyncSession,
-    ticket_id: str,
-    *,
-    first_agent_message_at: datetime | None = None,
-    deleted_version: int | None = None,
-) -> None:
-    """Keep a fact about a ticket whose clock does not exist yet (earliest answer, deletion)."""
-    statement = insert(TicketFacts).values(
-        ticket_id=ticket_id,
-        first_agent_message_at=first_agent_message_at,
-        deleted_version=deleted_version,
-    )
-    excluded = statement.excluded
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[TicketFacts.ticket_id],
-            set_={
-                "first_agent_message_at": sa.func.least(
-                    TicketFacts.first_agent_message_at, excluded.first_agent_message_at
-                ),
-                "deleted_version": sa.func.greatest(
-                    TicketFacts.deleted_version, excluded.deleted_version
-                ),
-            },
-        )
-    )
-
-
 # --- the API's per-ticket use cases --------------------------------------------------------------
 
 
-def _visible(row: SlaTracking | None, principal: Principal, ticket_id: str) -> SlaTracking:
+def visible(row: SlaTracking | None, principal: Principal, ticket_id: str) -> SlaTracking:
     """The clock, or a 404: not (yet) here, deleted, or a ticket the caller may not see (yet:
     `NotVisibleYet`, as an assignment to the caller may be on its way)."""
     if row is None or row.deleted_at is not None:
@@ -433,15 +271,8 @@ def _visible(row: SlaTracking | None, principal: Principal, ticket_id: str) -> S
     return row
 
 
-async def get_ticket_sla(
-    session: AsyncSession, ticket_id: str, principal: Principal
-) -> SlaTracking:
-    row = await session.scalar(sa.select(SlaTracking).where(SlaTracking.ticket_id == ticket_id))
-    return _visible(row, principal, ticket_id)
-
-
 async def set_paused(
-    session: AsyncSession,
+    unit: UnitOfWork,
     ticket_id: str,
     principal: Principal,
     calendar: BusinessCalendar,
@@ -451,16 +282,15 @@ async def set_paused(
 ) -> SlaTracking:
     """Pause or resume a ticket's clock by hand (409 when it already is so)."""
     now = now or utcnow()
-    row = _visible(await _lock_ticket(session, ticket_id), principal, ticket_id)
+    row = visible(await lock_ticket(unit.session, ticket_id), principal, ticket_id)
     if row.is_paused == paused:
         raise ConflictError(f"The SLA clock is already {'paused' if paused else 'running'}")
-    before = _published_state(row)
+    before = published_state(row)
     if paused:
-        _pause(row, now, calendar)
+        pause_clock(row, now, calendar)
     else:
-        _resume(row, now, calendar)
-    await _settle(session, row, before, calendar, now)
-    await session.commit()
+        resume_clock(row, now, calendar)
+    await settle(unit, row, before, calendar, now)
     return row
 
 
@@ -468,7 +298,7 @@ async def set_paused(
 
 
 async def run_scheduler_tick(
-    sessions: async_sessionmaker[AsyncSession],
+    units: UnitsOfWork,
     calendar: BusinessCalendar,
     *,
     batch_size: int = 500,
@@ -476,13 +306,14 @@ async def run_scheduler_tick(
 ) -> int:
     """Settle every clock whose next check is due; returns how many were looked at.
 
-    Due clocks come from the partial index on `next_check_at`, a batch per transaction,
+    Due clocks come from the partial index on `next_check_at`, a batch per unit of work,
     locked with SKIP LOCKED so scheduler replicas (and busy handlers) never block each other.
     A batch is written with one UPDATE per shape of change and one outbox insert.
     """
     total = 0
     while True:
-        async with sessions() as session, session.begin():
+        async with units.begin() as unit:
+            session = unit.session
             at = now or utcnow()
             rows: Sequence[SlaTracking] = (
                 await session.scalars(
@@ -497,19 +328,10 @@ async def run_scheduler_tick(
                 events = [
                     event
                     for row in rows
-                    for event in _settled_events(row, _published_state(row), calendar, at)
+                    for event in _settled_events(row, published_state(row), calendar, at)
                 ]
             await session.flush()
-            await add_events(session, events, source=SOURCE)
+            await unit.emit_many(events)
         total += len(rows)
         if len(rows) < batch_size:
             return total
-
-
-def metric_report(
-    row: SlaTracking, metric: SlaMetric, calendar: BusinessCalendar, now: datetime
-) -> tuple[domain.MetricReport, datetime | None]:
-    """The live view of one metric, and when it was fulfilled."""
-    clock = to_clock(row, calendar)
-    done_at = clock.metric(metric).done_at
-    return domain.report(clock, metric, now), done_at

@@ -1,4 +1,4 @@
-"""The background loop that moves clocks to at_risk and breached as time passes."""
+"""Background jobs: the scheduler that moves clocks to at_risk and breached as time passes."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ log = logging.getLogger(__name__)
 
 def sla_scheduler(runtime: Runtime, settings: Settings) -> BackgroundTask:
     """A Runtime background task: one tick every SLA_SCHEDULER_INTERVAL_SECONDS."""
-    sessions = runtime.sessions
-    assert sessions is not None
+    units = runtime.units
+    assert units is not None, "sla runs with a database"
 
     async def sla_scheduler() -> None:
         interval = settings.sla_scheduler_interval_seconds
@@ -25,7 +25,7 @@ def sla_scheduler(runtime: Runtime, settings: Settings) -> BackgroundTask:
             started = time.monotonic()
             try:
                 settled = await run_scheduler_tick(
-                    sessions,
+                    units,
                     settings.business_calendar,
                     batch_size=settings.sla_scheduler_batch_size,
                 )
