@@ -31,7 +31,8 @@ from quimbi_common.events import (
     TicketScoredData,
 )
 from quimbi_common.testing import unique
-from quimbi_tickets import service
+from quimbi_common.uow import UnitsOfWork
+from quimbi_tickets import projections
 
 if TYPE_CHECKING:
     from conftest import Actor, World
@@ -299,12 +300,13 @@ async def test_a_batch_with_several_scores_and_sla_versions_of_a_ticket_keeps_th
     # when one consumer batch carries three versions of its score and SLA, newest in the middle
     engine = create_engine(world.settings)
     try:
-        async with create_sessionmaker(engine)() as session, session.begin():
-            await service.apply_scores(
-                session, [_scored(ticket["id"], s, v) for s, v in ((1.0, 2), (8.4, 3), (0.5, 1))]
+        units = UnitsOfWork(create_sessionmaker(engine), world.settings.service_name)
+        async with units.begin() as unit:
+            await projections.apply_scores(
+                unit, [_scored(ticket["id"], s, v) for s, v in ((1.0, 2), (8.4, 3), (0.5, 1))]
             )
-            await service.apply_slas(
-                session,
+            await projections.apply_slas(
+                unit,
                 [
                     _sla(ticket["id"], 2, SlaStatus.PENDING),
                     _sla(ticket["id"], 5, SlaStatus.BREACHED),

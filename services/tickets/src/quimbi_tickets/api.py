@@ -12,7 +12,7 @@ from quimbi_common.errors import UnprocessableError
 from quimbi_common.inputs import keyword_list_schema
 from quimbi_common.openapi import problems
 from quimbi_common.pagination import Page, Pagination
-from quimbi_common.runtime import RuntimeDep, SessionDep
+from quimbi_common.runtime import RuntimeDep, SessionDep, UnitsDep
 
 from . import domain, inbox, service
 from .models import Customer, Message, Ticket
@@ -202,11 +202,13 @@ async def list_tickets(
     ),
 )
 async def create_ticket(
-    body: TicketCreate, caller: Caller, session: SessionDep, settings: SettingsDep
+    body: TicketCreate, caller: Caller, units: UnitsDep, settings: SettingsDep
 ) -> TicketDetail:
     """Create a ticket (agents, and the integration key). An agent's ticket is theirs unless
     a senior agent or above names another assignee."""
-    return _detail(await service.create_ticket(session, settings, caller, body))
+    return _detail(
+        await units.run(lambda unit: service.create_ticket(unit, settings, caller, body))
+    )
 
 
 @router.get("/api/tickets/{ticket_id}")
@@ -228,26 +230,25 @@ async def update_ticket(
     ticket_id: str,
     body: TicketUpdate,
     agent: CurrentAgent,
-    session: SessionDep,
+    units: UnitsDep,
     settings: SettingsDep,
     runtime: RuntimeDep,
 ) -> TicketDetail:
     """Change subject, status, priority, channel or category (illegal status moves: 409)."""
     view = await runtime.projections.until_found(
         ticket_id,
-        lambda: service.update_ticket(session, settings, agent, ticket_id, body),
-        session,
+        lambda: units.run(
+            lambda unit: service.update_ticket(unit, settings, agent, ticket_id, body)
+        ),
         owner=True,
     )
     return _detail(view)
 
 
 @router.delete("/api/tickets/{ticket_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_ticket(
-    ticket_id: str, admin: Admin, session: SessionDep, settings: SettingsDep
-) -> Response:
+async def delete_ticket(ticket_id: str, admin: Admin, units: UnitsDep) -> Response:
     """Delete a ticket and its messages (admin only)."""
-    await service.delete_ticket(session, settings, admin, ticket_id)
+    await units.run(lambda unit: service.delete_ticket(unit, admin, ticket_id))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -280,7 +281,7 @@ async def add_message(
     ticket_id: str,
     body: MessageCreate,
     caller: Caller,
-    session: SessionDep,
+    units: UnitsDep,
     settings: SettingsDep,
     runtime: RuntimeDep,
 ) -> MessageWithStatus:
@@ -288,8 +289,9 @@ async def add_message(
     ticket refuses messages (409). The integration key may post customer messages only."""
     message, ticket_status = await runtime.projections.until_found(
         ticket_id,
-        lambda: service.add_message(session, settings, caller, ticket_id, body),
-        session,
+        lambda: units.run(
+            lambda unit: service.add_message(unit, settings, caller, ticket_id, body)
+        ),
         owner=True,
     )
     return MessageWithStatus(**_message(message).model_dump(), ticket_status=ticket_status)
@@ -301,12 +303,12 @@ async def edit_message(
     message_id: str,
     body: MessageUpdate,
     agent: CurrentAgent,
-    session: SessionDep,
+    units: UnitsDep,
     settings: SettingsDep,
 ) -> MessageWithStatus:
     """Edit a message's content: an agent their own messages, an admin any message."""
-    message, ticket_status = await service.edit_message(
-        session, settings, agent, ticket_id, message_id, body
+    message, ticket_status = await units.run(
+        lambda unit: service.edit_message(unit, settings, agent, ticket_id, message_id, body)
     )
     return MessageWithStatus(**_message(message).model_dump(), ticket_status=ticket_status)
 
@@ -320,11 +322,13 @@ async def delete_message(
     ticket_id: str,
     message_id: str,
     agent: CurrentAgent,
-    session: SessionDep,
+    units: UnitsDep,
     settings: SettingsDep,
 ) -> Response:
     """Delete a message: an agent their own messages, an admin any message."""
-    await service.delete_message(session, settings, agent, ticket_id, message_id)
+    await units.run(
+        lambda unit: service.delete_message(unit, settings, agent, ticket_id, message_id)
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

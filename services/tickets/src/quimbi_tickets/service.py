@@ -1,7 +1,6 @@
-"""Use cases: one function per thing the service does, each taking a session.
-
-API use cases commit (the change and its outbox events together); the `apply_*` functions
-called by event handlers run inside the consumer's transaction and leave the commit to it.
+"""Use cases: one function per thing the service does, each taking a unit of work (the route's,
+committed by `UnitsOfWork.run`; the change and its outbox events go together). What other
+services' events maintain is in projections.py.
 """
 
 from __future__ import annotations
@@ -17,25 +16,20 @@ from sqlalchemy.orm import joinedload
 
 from quimbi_common import ids
 from quimbi_common.auth import Principal
-from quimbi_common.catchup import NotVisibleYet, notify_applied
+from quimbi_common.catchup import NotVisibleYet
 from quimbi_common.enums import Intent, Role, TicketPriority, TicketStatus
 from quimbi_common.errors import ConflictError, ForbiddenError, NotFoundError, UnprocessableError
 from quimbi_common.events import (
-    AssignmentData,
-    Contract,
-    CustomerIntelligenceData,
     CustomerSnapshot,
     FieldChange,
     MessageData,
     MessageUpdatedData,
-    SlaTrackingData,
     TicketData,
     TicketDeletedData,
-    TicketScoredData,
     TicketUpdatedData,
 )
-from quimbi_common.outbox import add_event
 from quimbi_common.runtime import json_safe
+from quimbi_common.uow import UnitOfWork
 
 from . import domain
 from .models import Customer, Message, Ticket
@@ -117,7 +111,7 @@ def message_data(message: Message, ticket_status: str, **extra: Any) -> MessageD
     )
 
 
-def _snapshot(entity: Any, fields: tuple[str, ...]) -> dict[str, Any]:
+def snapshot(entity: Any, fields: tuple[str, ...]) -> dict[str, Any]:
     return {name: getattr(entity, name) for name in fields}
 
 
@@ -127,10 +121,6 @@ def _changes(before: dict[str, Any], entity: Any) -> dict[str, FieldChange]:
         for name, old in before.items()
         if getattr(entity, name) != old
     }
-
-
-async def _publish(session: AsyncSession, settings: Settings, topic: str, data: Contract) -> None:
-    await add_event(session, topic, data, source=settings.service_name)
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -247,8 +237,8 @@ async def refresh_derived(session: AsyncSession, settings: Settings, ticket: Tic
     )
 
 
-async def _bump_and_publish(
-    session: AsyncSession, settings: Settings, ticket: Ticket, before: dict[str, Any], at: datetime
+async def bump_and_publish(
+    unit: UnitOfWork, ticket: Ticket, before: dict[str, Any], at: datetime
 ) -> bool:
     """If a tracked field changed: new version, updated_at, and a ticket.updated event."""
     changes = _changes(before, ticket)
@@ -256,7 +246,7 @@ async def _bump_and_publish(
         return False
     ticket.version += 1
     ticket.updated_at = at
-    await _publish(session, settings, "ticket.updated", ticket_data(ticket, changes=changes))
+    await unit.emit("ticket.updated", ticket_data(ticket, changes=changes))
     return True
 
 
@@ -354,8 +344,9 @@ def _message_author(principal: Principal, body: MessageCreate) -> bool:
 
 
 async def create_ticket(
-    session: AsyncSession, settings: Settings, principal: Principal, body: TicketCreate
+    unit: UnitOfWork, settings: Settings, principal: Principal, body: TicketCreate
 ) -> TicketView:
+    session = unit.session
     at = now()
     assignee = _initial_assignee(principal, body.assigned_agent_id)
     from_agent = _message_author(principal, body.message) if body.message else False
@@ -382,20 +373,20 @@ async def create_ticket(
         messages.append(_new_message(ticket, body.message, principal, from_agent, at))
         session.add_all(messages)
     await refresh_derived(session, settings, ticket)
-    await _publish(session, settings, "ticket.created", ticket_data(ticket))
+    await unit.emit("ticket.created", ticket_data(ticket))
     for message in messages:
-        await _publish(session, settings, "message.added", message_data(message, ticket.status))
-    await session.commit()
+        await unit.emit("message.added", message_data(message, ticket.status))
     return TicketView(ticket, messages)
 
 
 async def update_ticket(
-    session: AsyncSession,
+    unit: UnitOfWork,
     settings: Settings,
     principal: Principal,
     ticket_id: str,
     body: TicketUpdate,
 ) -> TicketView:
+    session = unit.session
     ticket = await load_ticket(session, principal, ticket_id, lock=True)
     wanted = body.model_dump(exclude_unset=True)
     if "status" in wanted and not domain.can_transition(
@@ -407,40 +398,38 @@ async def update_ticket(
                 s.value for s in domain.ALLOWED_TRANSITIONS[TicketStatus(ticket.status)]
             ),
         )
-    before = _snapshot(ticket, TRACKED_FIELDS)
+    before = snapshot(ticket, TRACKED_FIELDS)
     for name, value in wanted.items():
         setattr(ticket, name, json_safe(value))
     if ticket.subject != before["subject"] or ticket.priority != before["priority"]:
         await refresh_derived(session, settings, ticket)
-    await _bump_and_publish(session, settings, ticket, before, now())
-    await session.commit()
+    await bump_and_publish(unit, ticket, before, now())
     return TicketView(ticket, await ticket_messages(session, ticket_id))
 
 
-async def delete_ticket(
-    session: AsyncSession, settings: Settings, principal: Principal, ticket_id: str
-) -> None:
+async def delete_ticket(unit: UnitOfWork, principal: Principal, ticket_id: str) -> None:
     """Hard delete (messages go with it); consumers learn it from ticket.deleted."""
+    session = unit.session
     ticket = await load_ticket(session, principal, ticket_id, lock=True)
     await session.execute(sa.delete(Ticket).where(Ticket.id == ticket_id))
     data = TicketDeletedData(
         id=ticket_id, version=ticket.version + 1, deleted_at=now(), deleted_by=principal.agent_id
     )
-    await _publish(session, settings, "ticket.deleted", data)
-    await session.commit()
+    await unit.emit("ticket.deleted", data)
 
 
 # --- messages -----------------------------------------------------------------------------------
 
 
 async def add_message(
-    session: AsyncSession,
+    unit: UnitOfWork,
     settings: Settings,
     principal: Principal,
     ticket_id: str,
     body: MessageCreate,
 ) -> tuple[Message, str]:
     """Store a message; a customer's reopens a pending or resolved ticket, a closed one refuses."""
+    session = unit.session
     from_agent = _message_author(principal, body)
     ticket = await load_ticket(session, principal, ticket_id, lock=True)
     try:
@@ -450,12 +439,11 @@ async def add_message(
     at = now()
     message = _new_message(ticket, body, principal, from_agent, at)
     session.add(message)
-    before = _snapshot(ticket, TRACKED_FIELDS)
+    before = snapshot(ticket, TRACKED_FIELDS)
     ticket.status = status.value
     await refresh_derived(session, settings, ticket)
-    await _bump_and_publish(session, settings, ticket, before, at)
-    await _publish(session, settings, "message.added", message_data(message, ticket.status))
-    await session.commit()
+    await bump_and_publish(unit, ticket, before, at)
+    await unit.emit("message.added", message_data(message, ticket.status))
     return message, ticket.status
 
 
@@ -477,181 +465,40 @@ async def _editable_message(
 
 
 async def edit_message(
-    session: AsyncSession,
+    unit: UnitOfWork,
     settings: Settings,
     principal: Principal,
     ticket_id: str,
     message_id: str,
     body: MessageUpdate,
 ) -> tuple[Message, str]:
+    session = unit.session
     ticket, message = await _editable_message(session, principal, ticket_id, message_id)
     if body.content == message.content:
         return message, ticket.status
     at = now()
-    message_before = _snapshot(message, ("content", "sentiment_score", "detected_intent"))
+    message_before = snapshot(message, ("content", "sentiment_score", "detected_intent"))
     message.content = body.content
     message.sentiment_score = domain.sentiment_score(body.content)
     message.detected_intent = domain.detect_intent(body.content, message.sentiment_score).value
     message.version += 1
     message.updated_at = at
-    before = _snapshot(ticket, TRACKED_FIELDS)
+    before = snapshot(ticket, TRACKED_FIELDS)
     await refresh_derived(session, settings, ticket)
-    await _bump_and_publish(session, settings, ticket, before, at)
+    await bump_and_publish(unit, ticket, before, at)
     changes = _changes(message_before, message)
-    await _publish(
-        session, settings, "message.updated", message_data(message, ticket.status, changes=changes)
-    )
-    await session.commit()
+    await unit.emit("message.updated", message_data(message, ticket.status, changes=changes))
     return message, ticket.status
 
 
 async def delete_message(
-    session: AsyncSession, settings: Settings, principal: Principal, ticket_id: str, message_id: str
+    unit: UnitOfWork, settings: Settings, principal: Principal, ticket_id: str, message_id: str
 ) -> None:
+    session = unit.session
     ticket, message = await _editable_message(session, principal, ticket_id, message_id)
     await session.delete(message)
     message.version += 1
-    before = _snapshot(ticket, TRACKED_FIELDS)
+    before = snapshot(ticket, TRACKED_FIELDS)
     await refresh_derived(session, settings, ticket)
-    await _bump_and_publish(session, settings, ticket, before, now())
-    await _publish(session, settings, "message.deleted", message_data(message, ticket.status))
-    await session.commit()
-
-
-# --- what other services tell us (called by handlers, inside the consumer's transaction) -----
-
-
-def _newest(items: list[Any]) -> list[Any]:
-    """The highest version per ticket (a batch may carry several of one ticket)."""
-    newest: dict[str, Any] = {}
-    for item in items:
-        if item.ticket_id not in newest or item.version > newest[item.ticket_id].version:
-            newest[item.ticket_id] = item
-    return sorted(newest.values(), key=lambda item: item.ticket_id)  # lock order: by id
-
-
-_APPLY_SCORES = sa.text(
-    "UPDATE tickets SET smart_score = s.score, score_version = s.version "
-    "FROM unnest(CAST(:ids AS text[]), CAST(:scores AS float8[]), CAST(:versions AS int[])) "
-    "AS s(id, score, version) WHERE tickets.id = s.id AND tickets.score_version < s.version"
-)
-
-
-async def apply_scores(session: AsyncSession, scores: list[TicketScoredData]) -> None:
-    """Store the newest scores, one statement for a batch; derived data, so no version bump
-    and no event."""
-    newest = _newest(scores)
-    await session.execute(
-        _APPLY_SCORES,
-        {
-            "ids": [s.ticket_id for s in newest],
-            "scores": [round(s.smart_score, 2) for s in newest],
-            "versions": [s.version for s in newest],
-        },
-    )
-
-
-_SLA_COLUMNS = (
-    "first_response_status",
-    "first_response_deadline",
-    "first_response_at",
-    "resolution_status",
-    "resolution_deadline",
-    "resolved_at",
-    "is_paused",
-    "total_paused_seconds",
-)
-_APPLY_SLAS = sa.text(
-    "UPDATE tickets SET sla_version = s.version, "
-    "sla_first_response_status = s.first_response_status, "
-    "sla_first_response_deadline = s.first_response_deadline, "
-    "sla_first_response_at = s.first_response_at, "
-    "sla_resolution_status = s.resolution_status, "
-    "sla_resolution_deadline = s.resolution_deadline, sla_resolved_at = s.resolved_at, "
-    "sla_is_paused = s.is_paused, sla_total_paused_seconds = s.total_paused_seconds "
-    "FROM unnest(CAST(:ids AS text[]), CAST(:versions AS int[]), "
-    "CAST(:first_response_status AS text[]), CAST(:first_response_deadline AS timestamptz[]), "
-    "CAST(:first_response_at AS timestamptz[]), CAST(:resolution_status AS text[]), "
-    "CAST(:resolution_deadline AS timestamptz[]), CAST(:resolved_at AS timestamptz[]), "
-    "CAST(:is_paused AS boolean[]), CAST(:total_paused_seconds AS int[])) "
-    "AS s(id, version, first_response_status, first_response_deadline, first_response_at, "
-    "resolution_status, resolution_deadline, resolved_at, is_paused, total_paused_seconds) "
-    "WHERE tickets.id = s.id AND tickets.sla_version < s.version"
-)
-
-
-async def apply_slas(session: AsyncSession, updates: list[SlaTrackingData]) -> None:
-    """Store the newest SLA summaries shown on the tickets, one statement for a batch; no
-    version bump, no event."""
-    newest = _newest(updates)
-    values: dict[str, list[Any]] = {
-        "ids": [u.ticket_id for u in newest],
-        "versions": [u.version for u in newest],
-    }
-    for name in _SLA_COLUMNS:
-        values[name] = [_sla_value(getattr(u, name)) for u in newest]
-    await session.execute(_APPLY_SLAS, values)
-
-
-def _sla_value(value: Any) -> Any:
-    return value.value if hasattr(value, "value") else value
-
-
-async def apply_customer_intelligence(
-    session: AsyncSession, data: CustomerIntelligenceData
-) -> None:
-    """Keep the customer's LTV and churn risk as last fetched; older fetches are ignored."""
-    await session.execute(
-        sa.update(Customer)
-        .where(
-            Customer.id == data.customer_id,
-            sa.or_(
-                Customer.intelligence_fetched_at.is_(None),
-                Customer.intelligence_fetched_at < data.fetched_at,
-            ),
-        )
-        .values(
-            lifetime_value=round(data.lifetime_value, 2),
-            churn_risk_score=round(domain.clamp(data.churn_risk), 2),
-            churn_risk_level=data.churn_risk_level,
-            intelligence_fetched_at=data.fetched_at,
-            updated_at=now(),
-        )
-    )
-
-
-def _is_newer_assignment(ticket: Ticket, data: AssignmentData) -> bool:
-    if ticket.assignment_id == data.id:
-        return data.version > ticket.assignment_version
-    return (
-        ticket.assignment_assigned_at is None or data.assigned_at >= ticket.assignment_assigned_at
-    )
-
-
-async def apply_assignment(session: AsyncSession, settings: Settings, data: AssignmentData) -> None:
-    """The active assignment names the assignee (which decides who sees the ticket).
-
-    An assignment that ended (completed, or transferred before its successor arrived) leaves
-    the assignee as it is: the successor's own event moves the ticket on.
-    """
-    ticket = (
-        await session.execute(
-            sa.select(Ticket)
-            .where(Ticket.id == data.ticket_id)
-            .options(joinedload(Ticket.customer))
-            .with_for_update(of=Ticket)
-        )
-    ).scalar_one_or_none()
-    if ticket is None or not _is_newer_assignment(ticket, data):
-        return
-    if not data.is_active:
-        if ticket.assignment_id == data.id:
-            ticket.assignment_version = data.version
-        return
-    ticket.assignment_id = data.id
-    ticket.assignment_version = data.version
-    ticket.assignment_assigned_at = data.assigned_at
-    before = _snapshot(ticket, TRACKED_FIELDS)
-    ticket.assigned_agent_id = data.agent_id
-    await _bump_and_publish(session, settings, ticket, before, now())
-    await notify_applied(session, ticket.id)  # the new assignee may be waiting to see it
+    await bump_and_publish(unit, ticket, before, now())
+    await unit.emit("message.deleted", message_data(message, ticket.status))

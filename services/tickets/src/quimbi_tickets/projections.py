@@ -1,0 +1,158 @@
+"""What other services' events maintain here: smart scores, SLA summaries, customer
+intelligence and the assignee. Each runs in the consumer's unit of work (deduplicated by event
+id) and ignores data older than what the ticket already holds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import joinedload
+
+from quimbi_common.catchup import notify_applied
+from quimbi_common.events import (
+    AssignmentData,
+    CustomerIntelligenceData,
+    SlaTrackingData,
+    TicketScoredData,
+)
+from quimbi_common.uow import UnitOfWork
+
+from . import domain
+from .models import Customer, Ticket
+from .service import TRACKED_FIELDS, bump_and_publish, now, snapshot
+
+
+def _newest(items: list[Any]) -> list[Any]:
+    """The highest version per ticket (a batch may carry several of one ticket)."""
+    newest: dict[str, Any] = {}
+    for item in items:
+        if item.ticket_id not in newest or item.version > newest[item.ticket_id].version:
+            newest[item.ticket_id] = item
+    return sorted(newest.values(), key=lambda item: item.ticket_id)  # lock order: by id
+
+
+_APPLY_SCORES = sa.text(
+    "UPDATE tickets SET smart_score = s.score, score_version = s.version "
+    "FROM unnest(CAST(:ids AS text[]), CAST(:scores AS float8[]), CAST(:versions AS int[])) "
+    "AS s(id, score, version) WHERE tickets.id = s.id AND tickets.score_version < s.version"
+)
+
+
+async def apply_scores(unit: UnitOfWork, scores: list[TicketScoredData]) -> None:
+    """Store the newest scores, one statement for a batch; derived data, so no version bump
+    and no event."""
+    newest = _newest(scores)
+    await unit.session.execute(
+        _APPLY_SCORES,
+        {
+            "ids": [s.ticket_id for s in newest],
+            "scores": [round(s.smart_score, 2) for s in newest],
+            "versions": [s.version for s in newest],
+        },
+    )
+
+
+_SLA_COLUMNS = (
+    "first_response_status",
+    "first_response_deadline",
+    "first_response_at",
+    "resolution_status",
+    "resolution_deadline",
+    "resolved_at",
+    "is_paused",
+    "total_paused_seconds",
+)
+_APPLY_SLAS = sa.text(
+    "UPDATE tickets SET sla_version = s.version, "
+    "sla_first_response_status = s.first_response_status, "
+    "sla_first_response_deadline = s.first_response_deadline, "
+    "sla_first_response_at = s.first_response_at, "
+    "sla_resolution_status = s.resolution_status, "
+    "sla_resolution_deadline = s.resolution_deadline, sla_resolved_at = s.resolved_at, "
+    "sla_is_paused = s.is_paused, sla_total_paused_seconds = s.total_paused_seconds "
+    "FROM unnest(CAST(:ids AS text[]), CAST(:versions AS int[]), "
+    "CAST(:first_response_status AS text[]), CAST(:first_response_deadline AS timestamptz[]), "
+    "CAST(:first_response_at AS timestamptz[]), CAST(:resolution_status AS text[]), "
+    "CAST(:resolution_deadline AS timestamptz[]), CAST(:resolved_at AS timestamptz[]), "
+    "CAST(:is_paused AS boolean[]), CAST(:total_paused_seconds AS int[])) "
+    "AS s(id, version, first_response_status, first_response_deadline, first_response_at, "
+    "resolution_status, resolution_deadline, resolved_at, is_paused, total_paused_seconds) "
+    "WHERE tickets.id = s.id AND tickets.sla_version < s.version"
+)
+
+
+async def apply_slas(unit: UnitOfWork, updates: list[SlaTrackingData]) -> None:
+    """Store the newest SLA summaries shown on the tickets, one statement for a batch; no
+    version bump, no event."""
+    newest = _newest(updates)
+    values: dict[str, list[Any]] = {
+        "ids": [u.ticket_id for u in newest],
+        "versions": [u.version for u in newest],
+    }
+    for name in _SLA_COLUMNS:
+        values[name] = [_sla_value(getattr(u, name)) for u in newest]
+    await unit.session.execute(_APPLY_SLAS, values)
+
+
+def _sla_value(value: Any) -> Any:
+    return value.value if hasattr(value, "value") else value
+
+
+async def apply_customer_intelligence(unit: UnitOfWork, data: CustomerIntelligenceData) -> None:
+    """Keep the customer's LTV and churn risk as last fetched; older fetches are ignored."""
+    await unit.session.execute(
+        sa.update(Customer)
+        .where(
+            Customer.id == data.customer_id,
+            sa.or_(
+                Customer.intelligence_fetched_at.is_(None),
+                Customer.intelligence_fetched_at < data.fetched_at,
+            ),
+        )
+        .values(
+            lifetime_value=round(data.lifetime_value, 2),
+            churn_risk_score=round(domain.clamp(data.churn_risk), 2),
+            churn_risk_level=data.churn_risk_level,
+            intelligence_fetched_at=data.fetched_at,
+            updated_at=now(),
+        )
+    )
+
+
+def _is_newer_assignment(ticket: Ticket, data: AssignmentData) -> bool:
+    if ticket.assignment_id == data.id:
+        return data.version > ticket.assignment_version
+    return (
+        ticket.assignment_assigned_at is None or data.assigned_at >= ticket.assignment_assigned_at
+    )
+
+
+async def apply_assignment(unit: UnitOfWork, data: AssignmentData) -> None:
+    """The active assignment names the assignee (which decides who sees the ticket).
+
+    An assignment that ended (completed, or transferred before its successor arrived) leaves
+    the assignee as it is: the successor's own event moves the ticket on.
+    """
+    session = unit.session
+    ticket = (
+        await session.execute(
+            sa.select(Ticket)
+            .where(Ticket.id == data.ticket_id)
+            .options(joinedload(Ticket.customer))
+            .with_for_update(of=Ticket)
+        )
+    ).scalar_one_or_none()
+    if ticket is None or not _is_newer_assignment(ticket, data):
+        return
+    if not data.is_active:
+        if ticket.assignment_id == data.id:
+            ticket.assignment_version = data.version
+        return
+    ticket.assignment_id = data.id
+    ticket.assignment_version = data.version
+    ticket.assignment_assigned_at = data.assigned_at
+    before = snapshot(ticket, TRACKED_FIELDS)
+    ticket.assigned_agent_id = data.agent_id
+    await bump_and_publish(unit, ticket, before, now())
+    await notify_applied(session, ticket.id)  # the new assignee may be waiting to see it
