@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from quimbi_common.events import Event
+from quimbi_common.events import Event, MessageData, TicketData
 from quimbi_common.runtime import Runtime
+from quimbi_common.uow import UnitOfWork
 
 from . import service
 from .service import AiProxy
@@ -15,11 +12,11 @@ from .service import AiProxy
 
 def register(runtime: Runtime, proxy: AiProxy) -> None:
     @runtime.events.handle("message.added")
-    async def on_message_added(session: AsyncSession, event: Event[Any]) -> None:
+    async def on_message_added(unit: UnitOfWork, event: Event[MessageData]) -> None:
         """Drop the ticket's cached drafts: they answer a conversation that has moved on."""
         await service.forget_ticket_answers(proxy, event.data.ticket_id)
 
     @runtime.events.handle("ticket.created")
-    async def on_ticket_created(session: AsyncSession, event: Event[Any]) -> None:
+    async def on_ticket_created(unit: UnitOfWork, event: Event[TicketData]) -> None:
         """Warm the customer's intelligence in the background (never waits on Quimbi)."""
         proxy.warmer.schedule(event.data.customer_id)

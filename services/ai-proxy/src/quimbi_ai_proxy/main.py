@@ -18,7 +18,7 @@ from .tickets import HttpTicketReader, TicketReader
 def build_app(settings: Settings | None = None, *, tickets: TicketReader | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = Runtime(settings)
-    assert runtime.sessions is not None
+    assert runtime.units is not None
     proxy = AiProxy(
         settings=settings,
         quimbi=QuimbiClient(settings),
@@ -30,7 +30,7 @@ def build_app(settings: Settings | None = None, *, tickets: TicketReader | None 
                 socket_connect_timeout=settings.cache_redis_timeout,
             )
         ),
-        sessions=runtime.sessions,
+        units=runtime.units,
     )
     handlers.register(runtime, proxy)
     app = create_app(

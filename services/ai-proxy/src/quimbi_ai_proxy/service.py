@@ -18,10 +18,9 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import or_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from quimbi_common.events import CustomerIntelligenceData
-from quimbi_common.outbox import add_event
+from quimbi_common.uow import UnitsOfWork
 
 from . import domain
 from .cache import Cache
@@ -54,7 +53,7 @@ class AiProxy:
     quimbi: QuimbiClient
     tickets: TicketReader
     cache: Cache
-    sessions: async_sessionmaker[AsyncSession]
+    units: UnitsOfWork  # where the customer.intelligence_updated events are recorded
 
     def __post_init__(self) -> None:
         self.warmer = IntelligenceWarmer(self)
@@ -195,12 +194,10 @@ async def publish_if_changed(proxy: AiProxy, intelligence: CustomerIntelligenceR
         fetched_at=intelligence.fetched_at,
     )
     try:
-        async with proxy.sessions() as session, session.begin():
-            changed = (await session.execute(statement)).scalar_one_or_none() is not None
+        async with proxy.units.begin() as unit:
+            changed = (await unit.session.execute(statement)).scalar_one_or_none() is not None
             if changed:
-                await add_event(
-                    session, INTELLIGENCE_UPDATED, data, source=proxy.settings.service_name
-                )
+                await unit.emit(INTELLIGENCE_UPDATED, data)
     except SQLAlchemyError as exc:
         log.warning("could not record intelligence of %s: %s", intelligence.customer_id, exc)
         return False
