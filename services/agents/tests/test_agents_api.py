@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from quimbi_agents.service import bootstrap_admin
+from quimbi_agents.service import Context, bootstrap_admin
 from quimbi_common.enums import Role
 from quimbi_common.testing import EventProbe, SigningKeys, unique
 
@@ -230,7 +230,7 @@ async def test_the_last_active_admin_cannot_be_demoted_or_deactivated(
 ) -> None:
     # given a fresh service whose only admin is the bootstrap admin
     async with http_only(make(fresh_database)) as (app, client):
-        context = app.state.context
+        context = app.state.runtime.provided(Context)
         admin = await context.units.run(lambda unit: bootstrap_admin(unit, context))
         assert admin is not None
         headers = keys.headers(Role.ADMIN, admin.id)
@@ -252,7 +252,7 @@ async def test_two_admins_demoting_each_other_at_once_leave_one_admin(
 ) -> None:
     # given a fresh service with exactly two admins
     async with http_only(make(fresh_database)) as (app, client):
-        context = app.state.context
+        context = app.state.runtime.provided(Context)
         first = await context.units.run(lambda unit: bootstrap_admin(unit, context))
         assert first is not None
         created = await client.post(

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from quimbi_agents.keys import dev_private_key, load_keyring, parse_additional_keys
 from quimbi_agents.main import build_app
-from quimbi_agents.service import bootstrap_admin
+from quimbi_agents.service import Context, bootstrap_admin
 from quimbi_agents.settings import DEFAULT_ADMIN_EMAIL, DEFAULT_ADMIN_PASSWORD
 from quimbi_common.auth import public_jwk
 from quimbi_common.enums import Role
@@ -72,7 +72,7 @@ async def test_wrong_password_and_unknown_email_look_the_same_and_cost_the_same(
 ) -> None:
     # given a known agent, and a count of bcrypt verifications
     agent = await h.agent()
-    passwords = app.state.context.passwords
+    passwords = app.state.runtime.provided(Context).passwords
     calls: list[str] = []
     original = passwords.context.verify
 
@@ -193,7 +193,7 @@ async def test_the_bootstrap_admin_exists_and_logs_in(h: Any) -> None:
 
 
 async def test_bootstrap_does_nothing_when_an_admin_exists(h: Any, app: Any) -> None:
-    context = app.state.context
+    context = app.state.runtime.provided(Context)
     assert await context.units.run(lambda unit: bootstrap_admin(unit, context)) is None
 
 
@@ -230,7 +230,7 @@ def test_production_starts_with_real_secrets(make: Any) -> None:
         api_key=SecretStr("a-real-integration-key"),
     )
     app = build_app(settings)
-    assert app.state.context.keyring.kid == "prod-1"
+    assert app.state.runtime.provided(Context).keyring.kid == "prod-1"
 
 
 def test_a_weak_bootstrap_password_is_refused_in_any_environment(make: Any) -> None:

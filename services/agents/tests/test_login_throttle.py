@@ -13,6 +13,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from quimbi_agents.service import Context
 from quimbi_agents.settings import Settings
 from quimbi_common.testing import unique
 
@@ -90,7 +91,7 @@ async def test_failures_for_one_account_from_one_address_meet_growing_delays(
         assert first.headers["content-type"] == PROBLEM
         assert 9 <= int(first.headers["retry-after"]) <= 10
         # and after that wait, one more failure doubles it
-        throttle = app.state.context.throttle
+        throttle = app.state.runtime.provided(Context).throttle
         pair_key = throttle.keys(agent["email"].lower(), guesser.address).pair
         await _wait_is_over(app, pair_key)
         assert (await guesser.login(agent["email"], "wrong-password-x")).status_code == 401

@@ -10,6 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from quimbi_ai_proxy import domain
+from quimbi_ai_proxy.service import AiProxy
 from quimbi_common.enums import Role
 from quimbi_common.testing import eventually
 
@@ -143,7 +144,7 @@ async def test_half_open_breaker_probes_once_and_closes_when_quimbi_is_back(
         quimbi_breaker_failure_threshold=1,
         quimbi_breaker_reset_seconds=0.3,
     ) as proxy:
-        breaker = proxy.app.state.proxy.quimbi.breaker
+        breaker = proxy.app.state.runtime.provided(AiProxy).quimbi.breaker
 
         async def ask() -> int:
             response = await proxy.client.get(

@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import redis.asyncio as aioredis
 import sqlalchemy as sa
@@ -40,6 +40,7 @@ from .uow import UnitsOfWork
 
 log = logging.getLogger(__name__)
 BackgroundTask = Callable[[], Awaitable[None]]
+T = TypeVar("T")
 
 
 class Runtime:
@@ -90,6 +91,18 @@ class Runtime:
         self.kafka_lost_since: float | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._provided: list[object] = [settings]
+
+    def provide(self, value: object) -> None:
+        """Make `value` (a service's state: its keys, clients, ...) reachable from routes as
+        `Annotated[Kind, Depends(provided(Kind))]`; the settings are provided already."""
+        self._provided.append(value)
+
+    def provided(self, kind: type[T]) -> T:
+        for value in self._provided:
+            if isinstance(value, kind):
+                return value
+        raise LookupError(f"nothing of type {kind.__name__} was provided to the runtime")
 
     @property
     def events(self) -> EventConsumer:
@@ -325,6 +338,17 @@ async def get_units(request: Request) -> UnitsOfWork:
     if units is None:
         raise RuntimeError("this runtime has no database")
     return units
+
+
+def provided(kind: type[T]) -> Callable[[Request], Awaitable[T]]:
+    """An async dependency for what the service gave `Runtime.provide` (or its settings):
+    one way for every route to reach settings and state, without a worker thread."""
+
+    async def dependency(request: Request) -> T:
+        return (await get_runtime(request)).provided(kind)
+
+    dependency.__name__ = f"provided_{kind.__name__}"
+    return dependency
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

@@ -10,10 +10,9 @@ from quimbi_common.auth import CurrentAgent, Principal, require_role
 from quimbi_common.enums import AgentStatus, Role
 from quimbi_common.openapi import problems
 from quimbi_common.pagination import Page
-from quimbi_common.runtime import SessionDep, UnitsDep
+from quimbi_common.runtime import SessionDep, UnitsDep, provided
 
 from . import assignments, service
-from .context import ContextDep
 from .schemas import (
     AgentCreate,
     AgentList,
@@ -26,10 +25,12 @@ from .schemas import (
     LoginResponse,
     StatusUpdate,
 )
+from .service import Context
 
 TeamLead = Annotated[Principal, Depends(require_role(Role.TEAM_LEAD))]
 Manager = Annotated[Principal, Depends(require_role(Role.MANAGER))]
 Admin = Annotated[Principal, Depends(require_role(Role.ADMIN))]
+ContextDep = Annotated[Context, Depends(provided(Context))]
 AgentId = Annotated[str, Path(min_length=1, max_length=255)]
 TicketId = Annotated[str, Path(min_length=1, max_length=255)]
 

@@ -9,12 +9,11 @@ from quimbi_common.runtime import Runtime, create_app
 
 from . import handlers
 from .api import routers
-from .context import Context
 from .keys import KeyRing, load_keyring
 from .passwords import Passwords
 from .ratelimit import LoginThrottle
 from .safety import production_problems
-from .service import bootstrap_admin
+from .service import Context, bootstrap_admin
 from .settings import Settings
 
 
@@ -33,6 +32,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         revocations=runtime.revocations,
         runtime=runtime,
     )
+    runtime.provide(context)
     handlers.register(runtime, settings)
     runtime.watch_projections()  # assignment routes wait for a ticket that was just created
 
@@ -46,7 +46,6 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         description="Agents, login and tokens, roles, assignments and auto-assignment.",
         routers=routers,
     )
-    app.state.context = context
     return app
 
 

@@ -4,27 +4,29 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from redis.exceptions import RedisError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from quimbi_common.auth import Principal, issue_token
+from quimbi_common.auth import Principal, RevocationStore, issue_token
 from quimbi_common.enums import AgentStatus, Role
 from quimbi_common.errors import (
     ConflictError,
     ForbiddenError,
     NotFoundError,
+    ServiceUnavailableError,
     UnauthorizedError,
 )
 from quimbi_common.events import AgentData, AgentUpdatedData, FieldChange
-from quimbi_common.runtime import json_safe
-from quimbi_common.uow import UnitOfWork
+from quimbi_common.runtime import Runtime, json_safe
+from quimbi_common.uow import UnitOfWork, UnitsOfWork
 
 from .assignments import assign_waiting_tickets
-from .context import Context
 from .domain import (
     local_date,
     may_edit_agent,
@@ -32,8 +34,10 @@ from .domain import (
     resolved_today,
     sees_department_only,
 )
+from .keys import KeyRing
 from .models import Agent
-from .ratelimit import too_many_attempts
+from .passwords import Passwords
+from .ratelimit import LoginThrottle, too_many_attempts
 from .schemas import (
     AgentCreate,
     AgentList,
@@ -43,11 +47,39 @@ from .schemas import (
     LoginResponse,
     Pagination,
 )
+from .settings import Settings
 
 log = logging.getLogger(__name__)
 AGENT_EDITS_LOCK_ID = 0x0A6E_0002
 PUBLISHED_FIELDS = frozenset(AgentData.model_fields) - {"id", "version"}
 INVALID_LOGIN = "Invalid email or password"
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the use cases need besides a unit of work, built once per app in `main.build_app`
+    and provided to the routes (`Runtime.provide`)."""
+
+    settings: Settings
+    keyring: KeyRing
+    passwords: Passwords
+    throttle: LoginThrottle
+    revocations: RevocationStore
+    runtime: Runtime
+
+    @property
+    def units(self) -> UnitsOfWork:
+        assert self.runtime.units is not None
+        return self.runtime.units
+
+    async def void_tokens(self, agent_id: str) -> None:
+        """Every token issued to the agent until now stops working, everywhere."""
+        try:
+            await self.revocations.void_agent_tokens(
+                agent_id, max_token_ttl_seconds=self.settings.access_token_ttl_seconds
+            )
+        except RedisError as exc:
+            raise ServiceUnavailableError("Token revocation store unavailable") from exc
 
 
 # --- shapes ---------------------------------------------------------------------------------------

@@ -11,11 +11,12 @@ import math
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 
 from quimbi_common.auth import CurrentAgent, Principal
 from quimbi_common.errors import NotFoundError, ProblemError, ServiceUnavailableError
 from quimbi_common.openapi import problems
+from quimbi_common.runtime import provided
 
 from . import service
 from .quimbi import QuimbiError, QuimbiRejectedError, QuimbiUnavailableError
@@ -42,12 +43,7 @@ router = APIRouter(
 ResourceId = Annotated[str, Path(min_length=1, max_length=255)]
 
 
-def get_proxy(request: Request) -> AiProxy:
-    proxy: AiProxy = request.app.state.proxy
-    return proxy
-
-
-ProxyDep = Annotated[AiProxy, Depends(get_proxy)]
+ProxyDep = Annotated[AiProxy, Depends(provided(AiProxy))]
 
 
 @contextlib.contextmanager

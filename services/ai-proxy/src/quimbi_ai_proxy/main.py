@@ -32,6 +32,7 @@ def build_app(settings: Settings | None = None, *, tickets: TicketReader | None 
         ),
         units=runtime.units,
     )
+    runtime.provide(proxy)
     handlers.register(runtime, proxy)
     app = create_app(
         runtime,
@@ -39,6 +40,5 @@ def build_app(settings: Settings | None = None, *, tickets: TicketReader | None 
         description="Drafts, next best actions and customer intelligence from Quimbi, cached.",
         routers=[api.router],
     )
-    app.state.proxy = proxy
     runtime.on_shutdown.append(proxy.aclose)
     return app

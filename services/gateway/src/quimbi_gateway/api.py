@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
+
+from quimbi_common.runtime import provided
 
 from .schemas import SuiteHealth
 from .service import Suite
@@ -12,9 +16,7 @@ from .service import Suite
 router = APIRouter()
 
 
-def _suite(request: Request) -> Suite:
-    suite: Suite = request.app.state.suite
-    return suite
+SuiteDep = Annotated[Suite, Depends(provided(Suite))]
 
 
 @router.get(
@@ -24,11 +26,11 @@ def _suite(request: Request) -> Suite:
     responses={503: {"model": SuiteHealth, "description": "A service or Redis is not ready"}},
     summary="Readiness of the whole suite",
 )
-async def suite_health(request: Request) -> JSONResponse:
-    healthy, report = await _suite(request).readiness()
+async def suite_health(suite: SuiteDep) -> JSONResponse:
+    healthy, report = await suite.readiness()
     return JSONResponse(report, status_code=200 if healthy else 503)
 
 
 @router.get("/openapi.json", include_in_schema=False)
-async def merged_openapi(request: Request) -> JSONResponse:
-    return JSONResponse(await _suite(request).openapi())
+async def merged_openapi(suite: SuiteDep) -> JSONResponse:
+    return JSONResponse(await suite.openapi())

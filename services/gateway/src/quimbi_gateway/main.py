@@ -50,6 +50,6 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         Route("/api/{path:path}", proxy, include_in_schema=False),
         Route("/.well-known/jwks.json", proxy, include_in_schema=False),
     ]
-    app.state.suite = Suite(upstreams, runtime.redis, settings, app.openapi)
+    runtime.provide(Suite(upstreams, runtime.redis, settings, app.openapi))
     runtime.on_shutdown.append(upstreams.aclose)
     return app

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from quimbi_common.auth import CurrentAgent
 from quimbi_common.errors import UnprocessableError
 from quimbi_common.inputs import keyword_list_schema
-from quimbi_common.runtime import RuntimeDep, SessionDep
+from quimbi_common.runtime import RuntimeDep, SessionDep, provided
 
 from . import domain, queries
 from .schemas import ScoreBreakdown
 from .settings import Settings
 
 router = APIRouter(prefix="/api/tickets", tags=["scoring"])
+SettingsDep = Annotated[Settings, Depends(provided(Settings))]
 # The caps are settings; the spec states their defaults (a match adds TOPIC_ALERT_BOOST).
 _TOPIC_ALERTS_SCHEMA = keyword_list_schema(
     Settings.model_fields["topic_alerts_max_keywords"].default,
@@ -29,14 +30,13 @@ async def get_score_breakdown(
     agent: CurrentAgent,
     session: SessionDep,
     runtime: RuntimeDep,
+    settings: SettingsDep,
     topic_alerts: Annotated[
         str | None,
         Query(max_length=4000, json_schema_extra=_TOPIC_ALERTS_SCHEMA),
     ] = None,
 ) -> ScoreBreakdown:
     """Every part of the ticket's smart score, the inputs and weights used, and the total."""
-    settings = runtime.settings
-    assert isinstance(settings, Settings)
     keywords = _topic_alerts(topic_alerts, settings)
     return await runtime.projections.until_found(
         ticket_id,

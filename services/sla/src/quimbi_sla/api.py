@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, cast
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
 
 from quimbi_common.auth import CurrentAgent, Principal, require_role
 from quimbi_common.enums import Role, SlaMetric, TicketPriority
 from quimbi_common.openapi import problems
-from quimbi_common.runtime import RuntimeDep, SessionDep, UnitsDep
+from quimbi_common.runtime import RuntimeDep, SessionDep, UnitsDep, provided
 
 from . import queries, service
 from .calendar import format_weekly_hours
@@ -29,11 +29,7 @@ Manager = Annotated[Principal, Depends(require_role(Role.MANAGER))]
 TicketId = Annotated[str, Path(max_length=255)]
 
 
-def get_settings(runtime: RuntimeDep) -> Settings:
-    return cast(Settings, runtime.settings)
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[Settings, Depends(provided(Settings))]
 
 
 @router.get("/api/sla/policies", response_model=PolicyList)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
 
 from quimbi_common.auth import Caller, CurrentAgent, Principal, require_role
 from quimbi_common.enums import Channel, Role, TicketPriority, TicketStatus
@@ -12,7 +12,7 @@ from quimbi_common.errors import UnprocessableError
 from quimbi_common.inputs import keyword_list_schema
 from quimbi_common.openapi import problems
 from quimbi_common.pagination import Page, Pagination
-from quimbi_common.runtime import RuntimeDep, SessionDep, UnitsDep
+from quimbi_common.runtime import RuntimeDep, SessionDep, UnitsDep, provided
 
 from . import domain, inbox, service
 from .models import Customer, Message, Ticket
@@ -42,12 +42,7 @@ router = APIRouter(tags=["tickets"])
 Admin = Annotated[Principal, Depends(require_role(Role.ADMIN))]
 
 
-async def get_settings(request: Request) -> Settings:
-    """Async on purpose: FastAPI runs plain-def dependencies in a worker thread."""
-    return cast(Settings, request.app.state.runtime.settings)
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[Settings, Depends(provided(Settings))]
 
 
 # --- shaping ------------------------------------------------------------------------------------
