@@ -29,11 +29,11 @@ import httpx
 import sqlalchemy as sa
 from pydantic import SecretStr
 
-from quimbi_agents.assignments import assign_waiting_tickets
 from quimbi_agents.main import build_app
 from quimbi_agents.models import Agent, TicketAssignment
 from quimbi_agents.passwords import Passwords
 from quimbi_agents.projections import apply_ticket_event
+from quimbi_agents.service.assignments import assign_waiting_tickets
 from quimbi_agents.settings import Settings
 from quimbi_common.db import create_engine, create_sessionmaker
 from quimbi_common.events import CustomerSnapshot, TicketData

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from quimbi_agents.service import Context, bootstrap_admin
+from quimbi_agents.service.agents import Context, bootstrap_admin
 from quimbi_common.enums import Role
 from quimbi_common.testing import EventProbe, SigningKeys, unique
 

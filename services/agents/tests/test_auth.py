@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from quimbi_agents.keys import dev_private_key, load_keyring, parse_additional_keys
 from quimbi_agents.main import build_app
-from quimbi_agents.service import Context, bootstrap_admin
+from quimbi_agents.service.agents import Context, bootstrap_admin
 from quimbi_agents.settings import DEFAULT_ADMIN_EMAIL, DEFAULT_ADMIN_PASSWORD
 from quimbi_common.auth import public_jwk
 from quimbi_common.enums import Role

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from quimbi_agents.service import Context
+from quimbi_agents.service.agents import Context
 from quimbi_agents.settings import Settings
 from quimbi_common.testing import unique
 

@@ -12,7 +12,7 @@ from quimbi_common.openapi import problems
 from quimbi_common.pagination import Page
 from quimbi_common.runtime import SessionDep, UnitsDep, provided
 
-from . import assignments, service
+from . import queries
 from .schemas import (
     AgentCreate,
     AgentList,
@@ -25,7 +25,8 @@ from .schemas import (
     LoginResponse,
     StatusUpdate,
 )
-from .service import Context
+from .service import agents, assignments
+from .service.agents import Context
 
 TeamLead = Annotated[Principal, Depends(require_role(Role.TEAM_LEAD))]
 Manager = Annotated[Principal, Depends(require_role(Role.MANAGER))]
@@ -63,29 +64,27 @@ async def login(
     body: LoginRequest, request: Request, units: UnitsDep, context: ContextDep
 ) -> LoginResponse:
     client_ip = request.client.host if request.client else "unknown"
-    return await units.run(lambda unit: service.login(unit, context, body, client_ip))
+    return await units.run(lambda unit: agents.login(unit, context, body, client_ip))
 
 
 @agents_router.post(
     "/logout", status_code=status.HTTP_204_NO_CONTENT, summary="Revoke the caller's token"
 )
 async def logout(agent: CurrentAgent, context: ContextDep) -> None:
-    await service.logout(context, agent)
+    await agents.logout(context, agent)
 
 
 @agents_router.get("/me", summary="The caller's own profile")
 async def me(agent: CurrentAgent, session: SessionDep, context: ContextDep) -> AgentRead:
-    return service.agent_read(await service.current_agent_row(session, agent), context)
+    return agents.agent_read(await agents.current_agent_row(session, agent), context)
 
 
 @agents_router.patch("/me/status", summary="Set the caller's availability")
 async def set_status(
     body: StatusUpdate, agent: CurrentAgent, units: UnitsDep, context: ContextDep
 ) -> AgentRead:
-    updated = await units.run(
-        lambda unit: service.set_own_status(unit, context, agent, body.status)
-    )
-    return service.agent_read(updated, context)
+    updated = await units.run(lambda unit: agents.set_own_status(unit, context, agent, body.status))
+    return agents.agent_read(updated, context)
 
 
 # --- management -----------------------------------------------------------------------------------
@@ -103,7 +102,7 @@ async def list_agents(
     agent_status: Annotated[AgentStatus | None, Query(alias="status")] = None,
     is_active: bool | None = None,
 ) -> AgentList:
-    return await service.list_agents(
+    return await queries.list_agents(
         session,
         context,
         actor,
@@ -125,15 +124,15 @@ async def list_agents(
 async def create_agent(
     body: AgentCreate, actor: Manager, units: UnitsDep, context: ContextDep
 ) -> AgentRead:
-    created = await units.run(lambda unit: service.create_agent(unit, context, actor, body))
-    return service.agent_read(created, context)
+    created = await units.run(lambda unit: agents.create_agent(unit, context, actor, body))
+    return agents.agent_read(created, context)
 
 
 @agents_router.get("/{agent_id}", summary="One agent (self; team leads their department)")
 async def get_agent(
     agent_id: AgentId, actor: CurrentAgent, session: SessionDep, context: ContextDep
 ) -> AgentRead:
-    return service.agent_read(await service.get_agent(session, context, actor, agent_id), context)
+    return agents.agent_read(await queries.get_agent(session, context, actor, agent_id), context)
 
 
 @agents_router.patch(
@@ -145,9 +144,9 @@ async def update_agent(
     agent_id: AgentId, body: AgentUpdate, actor: Manager, units: UnitsDep, context: ContextDep
 ) -> AgentRead:
     updated = await units.run(
-        lambda unit: service.update_agent(unit, context, actor, agent_id, body)
+        lambda unit: agents.update_agent(unit, context, actor, agent_id, body)
     )
-    return service.agent_read(updated, context)
+    return agents.agent_read(updated, context)
 
 
 @agents_router.delete(
@@ -159,7 +158,7 @@ async def update_agent(
 async def delete_agent(
     agent_id: AgentId, actor: Admin, units: UnitsDep, context: ContextDep
 ) -> None:
-    await units.run(lambda unit: service.delete_agent(unit, context, actor, agent_id))
+    await units.run(lambda unit: agents.delete_agent(unit, context, actor, agent_id))
 
 
 # --- assignments ----------------------------------------------------------------------------------
@@ -207,7 +206,7 @@ async def history(
     ticket_id: TicketId, actor: CurrentAgent, session: SessionDep, context: ContextDep
 ) -> AssignmentHistory:
     rows = await context.runtime.projections.until_found(
-        ticket_id, lambda: assignments.assignment_history(session, actor, ticket_id), session
+        ticket_id, lambda: queries.assignment_history(session, actor, ticket_id), session
     )
     return AssignmentHistory(
         ticket_id=ticket_id,

@@ -13,7 +13,7 @@ from .keys import KeyRing, load_keyring
 from .passwords import Passwords
 from .ratelimit import LoginThrottle
 from .safety import production_problems
-from .service import Context, bootstrap_admin
+from .service.agents import Context, bootstrap_admin
 from .settings import Settings
 
 

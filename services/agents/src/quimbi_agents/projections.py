@@ -18,7 +18,15 @@ from quimbi_common.enums import AssignmentReason, AssignmentStatus, TicketStatus
 from quimbi_common.events import MessageData, TicketData, TicketDeletedData
 from quimbi_common.uow import UnitOfWork
 
-from .assignments import (
+from .domain import (
+    add_response_sample,
+    count_resolution,
+    local_date,
+    normalize_label,
+    seconds_between,
+)
+from .models import ResponseClock, TicketAssignment, TicketProjection
+from .service.assignments import (
     active_assignment,
     assign_waiting_tickets,
     auto_assign,
@@ -28,14 +36,6 @@ from .assignments import (
     start_assignment,
     take_auto_assign_lock,
 )
-from .domain import (
-    add_response_sample,
-    count_resolution,
-    local_date,
-    normalize_label,
-    seconds_between,
-)
-from .models import ResponseClock, TicketAssignment, TicketProjection
 from .settings import Settings
 
 log = logging.getLogger(__name__)

@@ -26,28 +26,25 @@ from quimbi_common.events import AgentData, AgentUpdatedData, FieldChange
 from quimbi_common.runtime import Runtime, json_safe
 from quimbi_common.uow import UnitOfWork, UnitsOfWork
 
-from .assignments import assign_waiting_tickets
-from .domain import (
+from ..domain import (
     local_date,
     may_edit_agent,
     may_grant_role,
     resolved_today,
-    sees_department_only,
 )
-from .keys import KeyRing
-from .models import Agent
-from .passwords import Passwords
-from .ratelimit import LoginThrottle, too_many_attempts
-from .schemas import (
+from ..keys import KeyRing
+from ..models import Agent
+from ..passwords import Passwords
+from ..ratelimit import LoginThrottle, too_many_attempts
+from ..schemas import (
     AgentCreate,
-    AgentList,
     AgentRead,
     AgentUpdate,
     LoginRequest,
     LoginResponse,
-    Pagination,
 )
-from .settings import Settings
+from ..settings import Settings
+from .assignments import assign_waiting_tickets
 
 log = logging.getLogger(__name__)
 AGENT_EDITS_LOCK_ID = 0x0A6E_0002
@@ -325,68 +322,6 @@ async def create_agent(
         raise ConflictError(f"An agent with email {request.email} already exists") from exc
     await _publish(unit, "agent.created", agent)
     unit.after_commit(lambda: pick_up_waiting_tickets(context, agent))
-    return agent
-
-
-async def list_agents(
-    session: AsyncSession,
-    context: Context,
-    actor: Principal,
-    *,
-    page: int,
-    limit: int,
-    department: str | None = None,
-    role: Role | None = None,
-    status: AgentStatus | None = None,
-    is_active: bool | None = None,
-) -> AgentList:
-    """Managers and admins list everyone; a team lead its own department (only itself when it
-    has none)."""
-    assert actor.role is not None
-    query = sa.select(Agent).where(Agent.deleted_at.is_(None))
-    if sees_department_only(actor.role):
-        me = await current_agent_row(session, actor)
-        query = query.where(
-            Agent.department == me.department if me.department else Agent.id == me.id
-        )
-    if department is not None:
-        query = query.where(Agent.department == department)
-    if role is not None:
-        query = query.where(Agent.role == role.value)
-    if status is not None:
-        query = query.where(Agent.status == status.value)
-    if is_active is not None:
-        query = query.where(Agent.is_active == is_active)
-    total = int(await session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0)
-    rows = await session.scalars(
-        query.order_by(Agent.name, Agent.id).offset((page - 1) * limit).limit(limit)
-    )
-    return AgentList(
-        agents=[agent_read(agent, context) for agent in rows],
-        pagination=Pagination(
-            page=page,
-            limit=limit,
-            total=total,
-            has_next=page * limit < total,
-            has_prev=page > 1,
-        ),
-    )
-
-
-async def get_agent(
-    session: AsyncSession, context: Context, actor: Principal, agent_id: str
-) -> Agent:
-    """Oneself always; team leads their department; managers and admins anyone."""
-    assert actor.role is not None
-    if agent_id == actor.agent_id:
-        return await current_agent_row(session, actor)
-    if not actor.role.at_least(Role.TEAM_LEAD):
-        raise ForbiddenError("Viewing other agents requires team_lead or above")
-    agent = await find_agent(session, agent_id)
-    if sees_department_only(actor.role):
-        me = await current_agent_row(session, actor)
-        if me.department is None or agent.department != me.department:
-            raise NotFoundError(f"Agent {agent_id} not found")
     return agent
 
 

@@ -35,10 +35,10 @@ from quimbi_common.errors import (
 from quimbi_common.events import AssignmentData
 from quimbi_common.uow import UnitOfWork
 
-from .domain import PRIORITY_RANK, Candidate, assignment_reason, choose_agent, seconds_between
-from .models import Agent, TicketAssignment, TicketProjection
-from .schemas import AssignRequest
-from .settings import Settings
+from ..domain import PRIORITY_RANK, Candidate, assignment_reason, choose_agent, seconds_between
+from ..models import Agent, TicketAssignment, TicketProjection
+from ..schemas import AssignRequest
+from ..settings import Settings
 
 log = logging.getLogger(__name__)
 AUTO_ASSIGN_LOCK_ID = 0x0A6E_0001
@@ -264,7 +264,7 @@ async def assign_waiting_tickets(unit: UnitOfWork, settings: Settings) -> int:
 # --- the API's use cases --------------------------------------------------------------------------
 
 
-async def _visible_ticket(
+async def visible_ticket(
     session: AsyncSession, actor: Principal, ticket_id: str, *, lock: bool = True
 ) -> tuple[TicketProjection, TicketAssignment | None]:
     ticket = await lock_ticket(session, ticket_id, lock=lock)
@@ -282,7 +282,7 @@ async def assign_ticket(
     """Assign or transfer by hand (senior_agent and up). A senior's choice may exceed the
     agent's `max_concurrent_tickets`: capacity binds auto-assignment, not people."""
     session = unit.session
-    ticket, active = await _visible_ticket(session, actor, ticket_id)
+    ticket, active = await visible_ticket(session, actor, ticket_id)
     if not actor.sees_all_tickets:
         raise ForbiddenError("Assigning tickets requires senior_agent or above")
     if TicketStatus(ticket.status).is_done:
@@ -306,7 +306,7 @@ async def assign_ticket(
 
 async def accept_assignment(unit: UnitOfWork, actor: Principal, ticket_id: str) -> TicketAssignment:
     """The assignee takes the ticket on; records how long that took."""
-    _, active = await _visible_ticket(unit.session, actor, ticket_id)
+    _, active = await visible_ticket(unit.session, actor, ticket_id)
     if active is None:
         raise ConflictError(f"Ticket {ticket_id} has no active assignment")
     if active.agent_id != actor.agent_id:
@@ -321,15 +321,3 @@ async def accept_assignment(unit: UnitOfWork, actor: Principal, ticket_id: str) 
     await unit.session.flush()
     await unit.emit("assignment.updated", assignment_data(active))
     return active
-
-
-async def assignment_history(
-    session: AsyncSession, actor: Principal, ticket_id: str
-) -> list[TicketAssignment]:
-    await _visible_ticket(session, actor, ticket_id, lock=False)
-    rows = await session.scalars(
-        sa.select(TicketAssignment)
-        .where(TicketAssignment.ticket_id == ticket_id)
-        .order_by(TicketAssignment.assigned_at, TicketAssignment.id)
-    )
-    return list(rows.all())
