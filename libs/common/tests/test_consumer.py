@@ -455,3 +455,35 @@ async def test_a_runtime_stopped_while_a_library_swallows_the_cancel_starts_no_m
     await asyncio.sleep(0.2)
     assert swallowed.is_set()
     assert not started.is_set()
+
+
+async def test_a_handler_writes_through_the_batch_unit_of_work_and_its_steps_follow_the_commit(
+    settings: CommonSettings,
+) -> None:
+    # given a handler that records a note, raises an event and asks for a step after the commit
+    seen_after_commit: list[list[str]] = []
+    prefix = unique("uow-")
+
+    async def handler(unit: UnitOfWork, event: Event[TicketDeletedData]) -> None:
+        await _record(unit, event)
+        await unit.emit("ticket.deleted", event.data.model_copy(update={"version": 2}))
+
+        async def look() -> None:  # what another connection sees by then
+            seen_after_commit.append(await _notes(engine, prefix))
+
+        unit.after_commit(look)
+
+    async with _consuming(settings, handler) as engine:
+        # when one event arrives
+        await _send(settings, _envelope(f"{prefix}1"))
+
+        # then the step ran once the note was committed, and the event left with the service
+        # as its source
+        def step_ran() -> None:
+            assert len(seen_after_commit) == 1
+
+        await eventually(step_ran, timeout=60)
+        assert len(seen_after_commit[0]) == 1
+        async with engine.connect() as conn:
+            sources = (await conn.scalars(sa.text("SELECT payload->>'source' FROM outbox"))).all()
+        assert sources == [f"/services/{settings.service_name}"]
