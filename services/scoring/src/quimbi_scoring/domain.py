@@ -13,6 +13,7 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 from quimbi_common.enums import TicketPriority, TicketStatus
+from quimbi_common.numbers import clamp
 
 PRIORITY_POINTS: dict[TicketPriority, float] = {
     TicketPriority.LOW: 0.0,
@@ -86,10 +87,6 @@ class ScoreParts:
 class Score:
     total: float
     parts: ScoreParts
-
-
-def clamp(value: float, low: float, high: float) -> float:
-    return max(low, min(high, value))
 
 
 def round_half_up(value: float, decimals: int) -> float:

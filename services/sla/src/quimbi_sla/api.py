@@ -7,6 +7,7 @@ from typing import Annotated, cast
 from fastapi import APIRouter, Depends, Path
 
 from quimbi_common.auth import CurrentAgent, Principal, require_role
+from quimbi_common.clock import utcnow
 from quimbi_common.enums import Role, SlaMetric, TicketPriority
 from quimbi_common.openapi import problems
 from quimbi_common.runtime import RuntimeDep, SessionDep
@@ -62,7 +63,7 @@ async def update_policy(
 
 
 def _read(row: SlaTracking, settings: Settings) -> TicketSlaRead:
-    now = service.utcnow()
+    now = utcnow()
     calendar = settings.business_calendar
     metrics = {}
     for metric in (SlaMetric.FIRST_RESPONSE, SlaMetric.RESOLUTION):

@@ -12,6 +12,7 @@ from functools import lru_cache
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from quimbi_common.enums import Intent, TicketPriority, TicketStatus
+from quimbi_common.numbers import clamp
 from quimbi_common.topic_alerts import matched_topic_alerts
 
 NEUTRAL_SENTIMENT = 0.5
@@ -167,10 +168,6 @@ def detect_intent(text: str, sentiment: float | None = None) -> Intent:
 
 
 # --- derived ticket fields -----------------------------------------------------------------------
-
-
-def clamp(value: float, low: float = 0.0, high: float = 1.0) -> float:
-    return max(low, min(high, value))
 
 
 def customer_sentiment(recent_customer_scores: Sequence[float | None]) -> float:
