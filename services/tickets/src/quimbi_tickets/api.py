@@ -6,8 +6,8 @@ from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
-from quimbi_common.auth import Caller, CurrentAgent, Principal, require_role
-from quimbi_common.enums import Channel, Role, TicketPriority, TicketStatus
+from quimbi_common.auth import Admin, Caller, CurrentAgent
+from quimbi_common.enums import Channel, TicketPriority, TicketStatus
 from quimbi_common.inputs import keyword_list_schema
 from quimbi_common.openapi import problems
 from quimbi_common.pagination import Page, Pagination
@@ -39,7 +39,6 @@ from .schemas import (
 from .settings import Settings
 
 router = APIRouter(tags=["tickets"])
-Admin = Annotated[Principal, Depends(require_role(Role.ADMIN))]
 
 
 async def get_settings(request: Request) -> Settings:
