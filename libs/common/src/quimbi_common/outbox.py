@@ -161,7 +161,7 @@ class OutboxRelay:
 
     async def run(self) -> None:
         """Run until cancelled, surviving Kafka or database outages."""
-        backoff = 0.5
+        backoff = self.settings.backoff()
         failing = False
         try:
             while True:
@@ -169,7 +169,7 @@ class OutboxRelay:
                 try:
                     await self._ensure_connections()
                     published = await self.publish_batch()
-                    backoff = 0.5
+                    backoff.reset()
                     if failing:
                         log.info("outbox relay: publishing again")
                         failing = False
@@ -187,8 +187,7 @@ class OutboxRelay:
                     )
                     failing = True
                     await self._reset_producer()
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                    await backoff.sleep()
         finally:
             await self._reset_producer()
             await self._close_listener()
