@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -124,3 +125,36 @@ async def test_a_crash_looping_service_is_reported_with_its_last_log_lines(
     assert "crasher keeps crashing (exit code 1)" in report
     assert "No module named quimbi_no_such_module" in report
     assert suite.services[0].restarts == 2
+
+
+@pytest.mark.unit
+def test_ctrl_c_while_migrating_stops_at_once(tmp_path: Path) -> None:
+    # given a "PostgreSQL" that accepts connections and never answers
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        dsn = f"postgresql://quimbi:quimbi@127.0.0.1:{silent.getsockname()[1]}/postgres"
+        args = ("--postgres-dsn", dsn, "--port-offset", "7800")
+        process = subprocess.Popen(
+            [sys.executable, str(LAUNCHER), "--no-seed", "--log-dir", str(tmp_path), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={"NO_COLOR": "1", "PATH": "/usr/bin:/bin"},
+        )
+        assert process.stdout is not None
+        try:
+            for line in process.stdout:  # when the migrations have started
+                if "migrating databases" in line:
+                    break
+            # when Ctrl-C arrives while the connection hangs
+            process.send_signal(signal.SIGINT)
+            # then the launcher stops well before the connection's 10 s timeout
+            code = process.wait(timeout=6)
+        finally:
+            process.kill()
+            process.wait()
+    output = process.stdout.read()
+    assert code == 0
+    assert "stopping" in output
+    assert "Traceback" not in output
