@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .catchup import CONSUMED_KEY
@@ -41,11 +43,27 @@ _APPLIED = sa.text(
 )
 
 
-def note_written(topics: Sequence[str], event_ids: Sequence[str]) -> None:
-    """Called by the outbox: these events are part of this request's write."""
+def note_written(session: AsyncSession, topics: Sequence[str], event_ids: Sequence[str]) -> None:
+    """Called by the outbox: these events are part of this request's write once `session`
+    commits (a rolled-back attempt, e.g. one retried after a deadlock, names none)."""
     written = _written.get()
     if written is not None:
-        written.extend(f"{t}/{e}" for t, e in zip(topics, event_ids, strict=True))
+        entries = [f"{t}/{e}" for t, e in zip(topics, event_ids, strict=True)]
+        session.sync_session.info.setdefault(_PENDING, []).append((written, entries))
+
+
+_PENDING = "consistency_pending"
+
+
+@sa.event.listens_for(Session, "after_commit")
+def _committed(session: Session) -> None:
+    for written, entries in session.info.pop(_PENDING, ()):
+        written.extend(entries)
+
+
+@sa.event.listens_for(Session, "after_rollback")
+def _rolled_back(session: Session) -> None:
+    session.info.pop(_PENDING, None)
 
 
 def parse(value: str) -> list[tuple[str, uuid.UUID]]:

@@ -107,7 +107,7 @@ async def add_events(
         columns["payloads"].append(event.model_dump_json())
         columns["headers"].append(stored)
     await session.execute(_INSERT_MANY, {**columns, "channel": NOTIFY_CHANNEL})
-    consistency.note_written(columns["topics"], columns["event_ids"])
+    consistency.note_written(session, columns["topics"], columns["event_ids"])
     return columns["event_ids"]
 
 
