@@ -102,6 +102,7 @@ async def _round(gateway: httpx.AsyncClient, team: Team, held: str) -> list[str]
     fresh = (await _create(gateway, team.senior, customer_id=team.customer_id))["id"]
     outcomes = await asyncio.gather(
         _new_ticket(gateway, team),
+        _listed(gateway, team),
         _transfer(gateway, team, fresh, "new ticket "),
         _transfer(gateway, team, held, "older ticket "),
     )
@@ -171,6 +172,30 @@ async def _new_ticket(gateway: httpx.AsyncClient, team: Team) -> list[str]:
         _expect("detail", gateway.get(path, headers=agent.headers), 200, _detail_is_honest),
     )
     return [failure for outcome in outcomes for failure in outcome]
+
+
+def _item_is_honest(item: dict[str, Any]) -> bool:
+    """A list item's score is there or marked pending (never a bare 0); so is its SLA."""
+    score_ok = item["score_status"] == "scored" or (
+        item["score_status"] == "pending" and item["smart_score"] == 0
+    )
+    return score_ok and item["sla_status"] in ("pending", "tracked")
+
+
+async def _listed(gateway: httpx.AsyncClient, team: Team) -> list[str]:
+    """The agent's new ticket (a new customer's only one) is in the agent's list at once."""
+    agent = team.agent
+    created = await _create(gateway, agent, customer={"email": f"{unique('ryw-')}@example.com"})
+    return await _expect(
+        "list",
+        gateway.get(
+            "/api/tickets", params={"customer_id": created["customer_id"]}, headers=agent.headers
+        ),
+        200,
+        lambda b: (
+            [t["id"] for t in b["tickets"]] == [created["id"]] and _item_is_honest(b["tickets"][0])
+        ),
+    )
 
 
 async def _transfer(gateway: httpx.AsyncClient, team: Team, held: str, label: str) -> list[str]:
@@ -258,7 +283,7 @@ async def test_every_follow_up_of_a_new_ticket_sees_it(
     gateway: httpx.AsyncClient, suite: Suite | ExternalStack
 ) -> None:
     failures, took = await _rounds(gateway)
-    print(f"{ROUNDS} rounds x 15 follow-ups in {took:.1f}s; {await _waits(suite)}")
+    print(f"{ROUNDS} rounds x 16 follow-ups in {took:.1f}s; {await _waits(suite)}")
     assert failures == [], f"{len(failures)} failures, first: {failures[:5]}"
 
 
@@ -286,7 +311,7 @@ async def test_with_two_replicas_every_follow_up_sees_it(
 ) -> None:
     suite, gateway = replicated
     failures, took = await _rounds(gateway)
-    print(f"2 replicas: {ROUNDS} rounds x 15 follow-ups in {took:.1f}s; {await _waits(suite)}")
+    print(f"2 replicas: {ROUNDS} rounds x 16 follow-ups in {took:.1f}s; {await _waits(suite)}")
     assert failures == [], f"{len(failures)} failures, first: {failures[:5]}"
 
 
