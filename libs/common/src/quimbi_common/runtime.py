@@ -282,7 +282,8 @@ def create_app(
     app.state.auth = AuthConfig(runtime.verifier, settings.api_key.get_secret_value())
     install_problem_handlers(app)
     install_truthful_openapi(app)
-    app.add_middleware(ConsistencyMiddleware, runtime=runtime)  # tokens: wait in, token out
+    if runtime.engine is not None:  # writes (outbox) or projections: tokens out, waits in
+        app.add_middleware(ConsistencyMiddleware, runtime=runtime)
     app.add_middleware(NulGuard)  # inside the request context: its 422 carries the request id
     app.add_middleware(RequestContextMiddleware, service=settings.service_name)
     if cors:
