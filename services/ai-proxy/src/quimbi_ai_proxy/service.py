@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -19,6 +18,7 @@ from sqlalchemy import or_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import SQLAlchemyError
 
+from quimbi_common.clock import utcnow
 from quimbi_common.events import CustomerIntelligenceData
 from quimbi_common.uow import UnitsOfWork
 
@@ -63,10 +63,6 @@ class AiProxy:
         await self.quimbi.aclose()
         await self.tickets.aclose()
         await self.cache.aclose()
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _parse(model: type[ModelT], raw: Any, what: str) -> ModelT:
@@ -136,7 +132,7 @@ async def fetch_intelligence(proxy: AiProxy, customer_id: str) -> CustomerIntell
         segments=analysis.segments,
         predictions=analysis.predictions,
         behavioral_metrics=analysis.behavioral_metrics,
-        fetched_at=_now(),
+        fetched_at=utcnow(),
     )
     settings = proxy.settings
     document = intelligence.model_dump(mode="json", exclude={"cached", "stale"})
@@ -177,7 +173,7 @@ async def publish_if_changed(proxy: AiProxy, intelligence: CustomerIntelligenceR
         set_={
             "churn_risk": values.excluded.churn_risk,
             "lifetime_value": values.excluded.lifetime_value,
-            "published_at": _now(),
+            "published_at": utcnow(),
         },
         where=or_(
             PublishedIntelligence.churn_risk.is_distinct_from(values.excluded.churn_risk),
@@ -301,7 +297,7 @@ async def _generate_draft(
         churn_risk=predictions.churn_risk,
         churn_risk_level=predictions.churn_risk_level,
         lifetime_value=predictions.lifetime_value,
-        generated_at=_now(),
+        generated_at=utcnow(),
         stale=intelligence.stale,
     )
 
@@ -378,7 +374,7 @@ async def _recommend(proxy: AiProxy, ticket: TicketContext) -> RecommendationRes
             medium=settings.customer_medium_value_ltv,
         ),
         lifetime_value=predictions.lifetime_value,
-        generated_at=_now(),
+        generated_at=utcnow(),
         stale=stale,
     )
 

@@ -13,6 +13,7 @@ from quimbi_common.auth import Principal
 from quimbi_common.catchup import NotVisibleYet
 from quimbi_common.enums import TicketPriority, TicketStatus
 from quimbi_common.errors import NotFoundError
+from quimbi_common.topic_alerts import matched_topic_alerts
 
 from . import domain
 from .models import Message
@@ -45,7 +46,7 @@ async def score_breakdown(
         contents = await session.scalars(
             sa.select(Message.content).where(Message.ticket_id == ticket_id, ~Message.deleted)
         )
-        matched = domain.matched_topic_alerts(topic_alerts, [row.subject, *contents])
+        matched = matched_topic_alerts(topic_alerts, [row.subject, *contents])
     weights = settings.weights
     boost = weights.topic_alert_boost if matched else 0.0
     parts = _part_breakdowns(row.parts, row.inputs, weights)

@@ -10,6 +10,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from quimbi_common.catchup import notify_applied
+from quimbi_common.clock import utcnow
 from quimbi_common.enums import TicketStatus
 from quimbi_common.events import MessageData, TicketData, TicketDeletedData
 from quimbi_common.uow import UnitOfWork
@@ -25,7 +26,6 @@ from .service import (
     published_state,
     resume_clock,
     settle,
-    utcnow,
 )
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from quimbi_common.auth import Principal
 from quimbi_common.catchup import NotVisibleYet
+from quimbi_common.clock import utcnow
 from quimbi_common.enums import SlaMetric, SlaStatus, TicketPriority
 from quimbi_common.errors import ConflictError, NotFoundError, UnprocessableError
 from quimbi_common.events import (
@@ -35,10 +36,6 @@ from .models import SlaPolicy, SlaTracking
 from .schemas import PolicyUpdate
 
 PRIORITY_ORDER = [p.value for p in TicketPriority]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def aware(value: datetime) -> datetime:

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import joinedload
 
 from quimbi_common.catchup import notify_applied
+from quimbi_common.clock import utcnow
 from quimbi_common.events import (
     AssignmentData,
     CustomerIntelligenceData,
@@ -20,7 +21,7 @@ from quimbi_common.uow import UnitOfWork
 
 from . import domain
 from .models import Customer, Ticket
-from .service import TRACKED_FIELDS, bump_and_publish, now, snapshot
+from .service import TRACKED_FIELDS, bump_and_publish, snapshot
 
 
 def _newest(items: list[Any]) -> list[Any]:
@@ -115,7 +116,7 @@ async def apply_customer_intelligence(unit: UnitOfWork, data: CustomerIntelligen
             churn_risk_score=round(domain.clamp(data.churn_risk), 2),
             churn_risk_level=data.churn_risk_level,
             intelligence_fetched_at=data.fetched_at,
-            updated_at=now(),
+            updated_at=utcnow(),
         )
     )
 
@@ -154,5 +155,5 @@ async def apply_assignment(unit: UnitOfWork, data: AssignmentData) -> None:
     ticket.assignment_assigned_at = data.assigned_at
     before = snapshot(ticket, TRACKED_FIELDS)
     ticket.assigned_agent_id = data.agent_id
-    await bump_and_publish(unit, ticket, before, now())
+    await bump_and_publish(unit, ticket, before, utcnow())
     await notify_applied(session, ticket.id)  # the new assignee may be waiting to see it

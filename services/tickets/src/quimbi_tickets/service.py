@@ -6,7 +6,7 @@ services' events maintain is in projections.py.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,6 +17,7 @@ from sqlalchemy.orm import joinedload
 from quimbi_common import ids
 from quimbi_common.auth import Principal
 from quimbi_common.catchup import NotVisibleYet
+from quimbi_common.clock import utcnow
 from quimbi_common.enums import Intent, Role, TicketPriority, TicketStatus
 from quimbi_common.errors import ConflictError, ForbiddenError, NotFoundError, UnprocessableError
 from quimbi_common.events import (
@@ -47,10 +48,6 @@ TRACKED_FIELDS = (
     "customer_sentiment",
     "estimated_difficulty",
 )
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def new_id(prefix: str) -> str:
@@ -347,7 +344,7 @@ async def create_ticket(
     unit: UnitOfWork, settings: Settings, principal: Principal, body: TicketCreate
 ) -> TicketView:
     session = unit.session
-    at = now()
+    at = utcnow()
     assignee = _initial_assignee(principal, body.assigned_agent_id)
     from_agent = _message_author(principal, body.message) if body.message else False
     customer = await _customer_for(session, body, at)
@@ -403,7 +400,7 @@ async def update_ticket(
         setattr(ticket, name, json_safe(value))
     if ticket.subject != before["subject"] or ticket.priority != before["priority"]:
         await refresh_derived(session, settings, ticket)
-    await bump_and_publish(unit, ticket, before, now())
+    await bump_and_publish(unit, ticket, before, utcnow())
     return TicketView(ticket, await ticket_messages(session, ticket_id))
 
 
@@ -413,7 +410,7 @@ async def delete_ticket(unit: UnitOfWork, principal: Principal, ticket_id: str) 
     ticket = await load_ticket(session, principal, ticket_id, lock=True)
     await session.execute(sa.delete(Ticket).where(Ticket.id == ticket_id))
     data = TicketDeletedData(
-        id=ticket_id, version=ticket.version + 1, deleted_at=now(), deleted_by=principal.agent_id
+        id=ticket_id, version=ticket.version + 1, deleted_at=utcnow(), deleted_by=principal.agent_id
     )
     await unit.emit("ticket.deleted", data)
 
@@ -436,7 +433,7 @@ async def add_message(
         status = domain.status_after_message(TicketStatus(ticket.status), from_agent=from_agent)
     except domain.ClosedTicketError:
         raise ConflictError("The ticket is closed; open a new ticket instead") from None
-    at = now()
+    at = utcnow()
     message = _new_message(ticket, body, principal, from_agent, at)
     session.add(message)
     before = snapshot(ticket, TRACKED_FIELDS)
@@ -476,7 +473,7 @@ async def edit_message(
     ticket, message = await _editable_message(session, principal, ticket_id, message_id)
     if body.content == message.content:
         return message, ticket.status
-    at = now()
+    at = utcnow()
     message_before = snapshot(message, ("content", "sentiment_score", "detected_intent"))
     message.content = body.content
     message.sentiment_score = domain.sentiment_score(body.content)
@@ -500,5 +497,5 @@ async def delete_message(
     message.version += 1
     before = snapshot(ticket, TRACKED_FIELDS)
     await refresh_derived(session, settings, ticket)
-    await bump_and_publish(unit, ticket, before, now())
+    await bump_and_publish(unit, ticket, before, utcnow())
     await unit.emit("message.deleted", message_data(message, ticket.status))
