@@ -247,6 +247,10 @@ async def create_tickets(tickets_url: str, token: str, count: int) -> None:
                     },
                 },
             )
+            if response.status_code == 503:  # the shared database briefly out of connections
+                await asyncio.sleep(1.0)
+                await create(i)
+                return
             response.raise_for_status()
 
         for start in range(0, count, 10):
