@@ -155,7 +155,7 @@ async def load(
 # --- the services under test ---------------------------------------------------------------------
 
 
-async def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+async def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient(trust_env=False, timeout=2) as client:
         while time.monotonic() < deadline:

@@ -363,9 +363,13 @@ class EventConsumer:
         for name, (handler, items) in together.items():  # other topics: no order between them
             started = time.perf_counter()
             with contextlib.ExitStack() as spans:  # one span per event, around the one call
+                by_key = {}  # what the call writes for a key descends from that key's event
                 for item in items:
-                    spans.enter_context(_span(item, current=False))
-                await handler(session, [item.event for item in items])
+                    span = spans.enter_context(_span(item, current=False))
+                    if span is not None and item.record.key is not None:
+                        by_key[item.record.key.decode()] = span
+                with tracing.causes(by_key):
+                    await handler(session, [item.event for item in items])
             CONSUMER_HANDLER_SECONDS.labels(items[0].subscription.topic, name).observe(
                 (time.perf_counter() - started) / len(items)
             )

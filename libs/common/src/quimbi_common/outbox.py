@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from . import tracing
 from .db import asyncpg_dsn
-from .events import Contract, build_event
+from .events import TOPICS, Contract, build_event
 from .kafka import create_producer
 from .observability import (
     EVENTS_PUBLISHED,
@@ -91,27 +91,30 @@ async def add_events(
         "payloads": [],
         "headers": [],
     }
-    trace = tracing.current_carrier()  # {} when tracing is off
-    stored = json.dumps({"correlation_id": correlation_id.get() or "", **trace})
+    current = tracing.current_carrier()  # {} when tracing is off
+    correlation = correlation_id.get()
     for topic, data in events:
-        key, event = build_event(
+        key = TOPICS[topic].key(data)
+        trace = tracing.carrier_for(key, current)  # the cause's, in a set-based handler
+        _, event = build_event(
             topic,
             data,
             source=source,
-            correlation_id=correlation_id.get(),
+            correlation_id=correlation,
             traceparent=trace.get(tracing.TRACEPARENT),
         )
         columns["event_ids"].append(str(event.id))
         columns["topics"].append(topic)
         columns["keys"].append(key)
         columns["payloads"].append(event.model_dump_json())
-        columns["headers"].append(stored)
+        columns["headers"].append(json.dumps({"correlation_id": correlation or "", **trace}))
     await session.execute(_INSERT_MANY, {**columns, "channel": NOTIFY_CHANNEL})
     return columns["event_ids"]
 
 
 _REPLACE_MANY = sa.text(
-    "UPDATE outbox SET payload = r.payload, headers = outbox.headers || CAST(:trace AS jsonb) "
+    "UPDATE outbox SET payload = jsonb_set(r.payload, '{traceparent}', "
+    "COALESCE(outbox.payload -> 'traceparent', 'null'::jsonb)) "
     "FROM unnest(CAST(:event_ids AS uuid[]), CAST(:payloads AS jsonb[])) AS r(event_id, payload) "
     "WHERE outbox.event_id = r.event_id AND outbox.published_at IS NULL"
 )
@@ -121,25 +124,18 @@ async def replace_events(
     session: AsyncSession, events: Sequence[tuple[str, str, Contract]], *, source: str
 ) -> None:
     """Give events added earlier in this transaction newer data, `(event id, topic, data)`:
-    a thing that changed twice before the commit is published once, in its final state."""
+    a thing that changed twice before the commit is published once, in its final state. Its
+    trace context stays the first writer's: the event that caused it (a later event of the
+    same batch only refreshed it), so its trace does not depend on how a batch was cut."""
     if not events:
         return
     ids: list[str] = []
     payloads: list[str] = []
-    trace = tracing.current_carrier()  # the final state's writer is the one traced
     for event_id, topic, data in events:
-        _, event = build_event(
-            topic,
-            data,
-            source=source,
-            correlation_id=correlation_id.get(),
-            traceparent=trace.get(tracing.TRACEPARENT),
-        )
+        _, event = build_event(topic, data, source=source, correlation_id=correlation_id.get())
         ids.append(event_id)
         payloads.append(event.model_copy(update={"id": uuid.UUID(event_id)}).model_dump_json())
-    await session.execute(
-        _REPLACE_MANY, {"event_ids": ids, "payloads": payloads, "trace": json.dumps(trace)}
-    )
+    await session.execute(_REPLACE_MANY, {"event_ids": ids, "payloads": payloads})
 
 
 async def add_event(session: AsyncSession, topic: str, data: Contract, *, source: str) -> str:

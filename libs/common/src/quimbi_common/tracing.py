@@ -21,6 +21,7 @@ import contextlib
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -34,6 +35,8 @@ DEFAULT_SAMPLE_RATIO = 0.1  # of traces started here, when OTEL_TRACES_SAMPLER i
 _lock = threading.Lock()
 _state: dict[str, Any] = {"enabled": False, "provider": None}
 tracer = trace.get_tracer("quimbi")
+# While a set-based handler runs: the CONSUMER span of the event behind each Kafka key.
+_causes: ContextVar[Mapping[str, Span] | None] = ContextVar("quimbi_trace_causes", default=None)
 
 
 def enabled() -> bool:
@@ -198,6 +201,31 @@ def current_carrier() -> dict[str, str]:
     carrier: dict[str, str] = {}
     if enabled():
         inject(carrier)
+    return carrier
+
+
+@contextlib.contextmanager
+def causes(spans: Mapping[str, Span]) -> Iterator[None]:
+    """Around a call handling many events at once (a set-based batch handler): `spans` maps
+    each event's Kafka key to its CONSUMER span, so an event the call writes for that key
+    carries its own cause's context (`carrier_for`), not whichever span is current."""
+    token = _causes.set(spans)
+    try:
+        yield
+    finally:
+        _causes.reset(token)
+
+
+def carrier_for(key: str, default: dict[str, str]) -> dict[str, str]:
+    """The context to store with an outbox event keyed `key`: the span of the consumed event
+    of the same key when a set-based handler writes it (see `causes`), else `default` (the
+    current context)."""
+    spans = _causes.get()
+    span = spans.get(key) if spans else None
+    if span is None:
+        return default
+    carrier: dict[str, str] = {}
+    inject(carrier, context=trace.set_span_in_context(span))
     return carrier
 
 
