@@ -41,6 +41,7 @@ class CommonSettings(BaseSettings):
     consumer_fetch_max_wait_ms: int = 25  # or this long: bigger batches under load
     consumer_max_retries: int = 3
     consumer_retry_backoff_seconds: float = 0.2
+    consumer_lag_interval_seconds: float = 5.0  # kafka_consumer_lag refreshed this often
     outbox_poll_interval_seconds: float = 1.0
     outbox_batch_size: int = 500
     outbox_retention_hours: int = 24
