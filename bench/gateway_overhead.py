@@ -134,7 +134,13 @@ async def load(
         while remaining > 0:
             remaining -= 1
             started = time.perf_counter()
-            status, size = await connection.fetch()
+            try:  # a request never answered is a failure, not a bench that hangs
+                status, size = await asyncio.wait_for(connection.fetch(), 60)
+            except TimeoutError:
+                into.failures += 1
+                await connection.close()
+                await connection.open()
+                continue
             into.latencies.append(time.perf_counter() - started)
             into.body_sizes.add(size)
             if status != 200:

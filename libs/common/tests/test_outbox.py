@@ -156,7 +156,8 @@ async def test_events_written_while_kafka_is_down_are_delivered_when_it_returns(
 
             async def piled_up() -> None:
                 rows, age = await backlog()
-                assert rows == 19
+                assert rows is not None
+                assert rows >= 19  # and the first, if Kafka went before the relay sent it
                 assert age is not None
                 assert age >= 1.0
 
