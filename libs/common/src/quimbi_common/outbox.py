@@ -153,15 +153,14 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
         self._listener: asyncpg.Connection | None = None
-        self._measured = -1e9  # monotonic time of the last backlog measurement
 
     async def run(self) -> None:
         """Run until cancelled, surviving Kafka or database outages."""
         backoff = 0.5
         failing = False
+        measuring = asyncio.create_task(self._measure_every_interval())
         try:
             while True:
-                await self._measure_now_and_then()
                 try:
                     await self._ensure_connections()
                     published = await self.publish_batch()
@@ -186,6 +185,7 @@ class OutboxRelay:
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
         finally:
+            measuring.cancel()
             await self._reset_producer()
             await self._close_listener()
 
@@ -248,16 +248,16 @@ class OutboxRelay:
         OUTBOX_BACKLOG.labels(self.settings.service_name).set(row.n)
         OUTBOX_OLDEST_AGE.labels(self.settings.service_name).set(float(row.age))
 
-    async def _measure_now_and_then(self) -> None:
-        """At most once per `outbox_metrics_interval_seconds`, whatever Kafka is doing."""
-        now = time.monotonic()
-        if now - self._measured < self.settings.outbox_metrics_interval_seconds:
-            return
-        self._measured = now
-        try:
-            await self.measure_backlog()
-        except Exception as exc:  # the database away: the relay's own loop reports it
-            log.debug("outbox backlog not measured: %s", exc)
+    async def _measure_every_interval(self) -> None:
+        """Every `outbox_metrics_interval_seconds`, beside the publishing loop: a send
+        waiting on an unreachable Kafka (up to its delivery timeout) must not freeze the
+        backlog and age at their last figures, exactly while they grow."""
+        while True:
+            try:
+                await self.measure_backlog()
+            except Exception as exc:  # the database away: the relay's own loop reports it
+                log.debug("outbox backlog not measured: %s", exc)
+            await asyncio.sleep(self.settings.outbox_metrics_interval_seconds)
 
     async def _mark_published(self, conn: Any, ids: list[int]) -> None:
         await conn.execute(
