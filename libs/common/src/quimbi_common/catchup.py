@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import ids
+from .backoff import Backoff
 from .db import asyncpg_dsn
 from .errors import NotFoundError
 from .observability import PROJECTION_WAITS
@@ -179,14 +180,13 @@ class ProjectionWatch:
     async def run(self) -> None:
         """Keep the LISTEN connection open (a runtime background task); after a reconnect every
         waiter looks again, since a NOTIFY sent meanwhile was lost."""
-        delay = 0.5
+        backoff = Backoff()
         while True:
             try:
                 connection = await asyncpg.connect(self.dsn, timeout=_PING_TIMEOUT_SECONDS)
             except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
                 log.warning("projection watch: cannot connect (%s); retrying", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await backoff.sleep()
                 continue
             lost = asyncio.Event()
             connection.add_termination_listener(_setter(lost))
@@ -195,7 +195,7 @@ class ProjectionWatch:
                 self._connection = connection
                 self.listening.set()
                 self._wake_all()
-                delay = 0.5
+                backoff.reset()
                 await self._until_lost(connection, lost)
             finally:
                 self.listening.clear()

@@ -42,9 +42,10 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from . import tracing
+from .backoff import nth_delay
 from .catchup import CHANNEL, CONSUMED_KEY
 from .db import is_database_outage
-from .events import TOPICS, Event
+from .events import TOPICS, Event, dead_letter_topic
 from .observability import (
     CONSUMER_BATCH_RECORDS,
     CONSUMER_BATCH_SECONDS,
@@ -230,7 +231,7 @@ class EventConsumer:
         finally:
             watch.cancel()
             with contextlib.suppress(Exception):  # bounded: Kafka may be what is down
-                async with asyncio.timeout(5.0):
+                async with asyncio.timeout(self.settings.consumer_stop_flush_seconds):
                     await self._flush(consumer)
             await consumer.stop()
             self._forget_lag(list(self._position))
@@ -281,9 +282,17 @@ class EventConsumer:
             with contextlib.suppress(KeyError):
                 CONSUMER_LAG.remove(self.group_id, tp.topic, str(tp.partition))
 
+    def _retry_delay(self, attempt: int) -> float:
+        """The wait before retrying a batch or an event through an outage."""
+        return nth_delay(
+            self.settings.consumer_retry_backoff_seconds,
+            attempt,
+            self.settings.retry_backoff_max_seconds,
+        )
+
     async def _connect(self) -> AIOKafkaConsumer:
         """The group member, joined; retried (a new client each time) while Kafka is away."""
-        delay = 0.5
+        backoff = self.settings.backoff()
         while True:
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=self.settings.kafka_bootstrap_servers,
@@ -301,7 +310,9 @@ class EventConsumer:
                 if _cancel_swallowed():  # by the client while joining: stop as asked
                     raise asyncio.CancelledError
             except KafkaError as exc:
-                log.warning("consumer cannot reach kafka (%s); retrying in %.1fs", exc, delay)
+                log.warning(
+                    "consumer cannot reach kafka (%s); retrying in %.1fs", exc, backoff.delay
+                )
                 if _cancel_swallowed():
                     await consumer.stop()
                     raise asyncio.CancelledError from exc
@@ -311,8 +322,7 @@ class EventConsumer:
             else:
                 return consumer
             await consumer.stop()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            await backoff.sleep()
 
     async def _commit_pending(self, consumer: AIOKafkaConsumer) -> None:
         """Commit applied offsets in the background: the next batch does not wait for it."""
@@ -367,9 +377,7 @@ class EventConsumer:
                 attempt += 1
                 CONSUMER_RETRIES.labels(self.group_id, "outage").inc()
                 log.warning("%s: outage (%s); retrying a batch", self.group_id, exc)
-                await asyncio.sleep(
-                    min(5.0, self.settings.consumer_retry_backoff_seconds * 2**attempt)
-                )
+                await asyncio.sleep(self._retry_delay(attempt))
                 continue
             for item, outcome in zip(work, outcomes, strict=True):
                 subscription = item.subscription
@@ -442,9 +450,7 @@ class EventConsumer:
                 if _is_outage(exc):
                     CONSUMER_RETRIES.labels(self.group_id, "outage").inc()
                     log.warning("%s: outage (%s); retrying %s", name, exc, item.event.id)
-                    await asyncio.sleep(
-                        min(5.0, self.settings.consumer_retry_backoff_seconds * 2**attempt)
-                    )
+                    await asyncio.sleep(self._retry_delay(attempt))
                     continue
                 if attempt > self.settings.consumer_max_retries:
                     log.exception("%s: giving up on %s", name, item.event.id)
@@ -473,18 +479,17 @@ class EventConsumer:
                 "x-original-offset": str(record.offset),
             }
         )
-        delay = 0.5
+        backoff = self.settings.backoff()
         while True:
             try:
                 await self.broker.publish(
-                    record.value, f"{record.topic}.dlq", key=record.key, headers=headers
+                    record.value, dead_letter_topic(record.topic), key=record.key, headers=headers
                 )
                 CONSUMER_DEAD_LETTERS.labels(self.group_id, record.topic, reason).inc()
                 return
             except Exception as exc:
-                log.warning("dead letter not stored (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                log.warning("dead letter not stored (%s); retrying in %.1fs", exc, backoff.delay)
+                await backoff.sleep()
 
 
 def _span(item: Work, *, current: bool = True) -> contextlib.AbstractContextManager[Any]:

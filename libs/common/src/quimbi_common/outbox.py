@@ -157,7 +157,7 @@ class OutboxRelay:
 
     async def run(self) -> None:
         """Run until cancelled, surviving Kafka or database outages."""
-        backoff = 0.5
+        backoff = self.settings.backoff()
         failing = False
         measuring = asyncio.create_task(self._measure_every_interval())
         try:
@@ -165,7 +165,7 @@ class OutboxRelay:
                 try:
                     await self._ensure_connections()
                     published = await self.publish_batch()
-                    backoff = 0.5
+                    backoff.reset()
                     if failing:
                         log.info("outbox relay: publishing again")
                         failing = False
@@ -183,8 +183,7 @@ class OutboxRelay:
                     )
                     failing = True
                     await self._reset_producer()
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                    await backoff.sleep()
         finally:
             measuring.cancel()
             await self._reset_producer()
