@@ -45,7 +45,7 @@ from quimbi_common.testing import (
     drop_database,
     unique,
 )
-from quimbi_tickets.inbox import InboxQuery, inbox_statement
+from quimbi_tickets.queries import InboxQuery, inbox_statement
 
 ROOT = Path(__file__).resolve().parents[1]
 MIGRATIONS = ROOT / "services" / "tickets" / "migrations"

@@ -11,10 +11,10 @@ from quimbi_common.enums import Channel, Role, TicketPriority, TicketStatus
 from quimbi_common.errors import UnprocessableError
 from quimbi_common.inputs import keyword_list_schema
 from quimbi_common.openapi import problems
-from quimbi_common.pagination import Page, Pagination
+from quimbi_common.pagination import Page
 from quimbi_common.runtime import RuntimeDep, SessionDep
 
-from . import domain, inbox, service
+from . import domain, queries, service
 from .models import Customer, Message, Ticket
 from .schemas import (
     PAGE_SIZE_DEFAULT,
@@ -32,7 +32,6 @@ from .schemas import (
     TicketCreate,
     TicketDetail,
     TicketList,
-    TicketListItem,
     TicketSummary,
     TicketUpdate,
 )
@@ -152,7 +151,7 @@ async def list_tickets(
 
     `smart_score` in each item is the ordering score, i.e. including the boost.
     """
-    query = inbox.InboxQuery(
+    query = queries.InboxQuery(
         page=page,
         limit=limit,
         status=status,
@@ -164,31 +163,8 @@ async def list_tickets(
         customer_id=customer_id,
         topic_alerts=_topic_alerts(topic_alerts),
     )
-    result = await inbox.list_tickets(session, agent, query, boost=settings.topic_alert_boost)
-    tickets = [
-        TicketListItem(
-            **{
-                **row,
-                **_reported(row["score_version"], row["sla_version"]),
-                "smart_score": round(float(row["smart_score"]), 2),
-            }
-        )
-        for row in result.rows
-    ]
-    answer = TicketList(
-        tickets=tickets,
-        pagination=Pagination(
-            page=page,
-            limit=limit,
-            total=result.total,
-            has_next=page * limit < result.total,
-            has_prev=page > 1,
-        ),
-        topic_alerts_active=query.topic_alerts,
-        matches=result.matches,
-    )
-    # Serialised here, once: the hottest route skips FastAPI's second validation pass.
-    return Response(answer.model_dump_json(), media_type="application/json")
+    body = await queries.inbox_page(session, agent, query, boost=settings.topic_alert_boost)
+    return Response(body, media_type="application/json")
 
 
 @router.post(

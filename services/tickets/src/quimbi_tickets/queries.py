@@ -9,11 +9,14 @@ are collected once; the ordering score adds TOPIC_ALERT_BOOST to them.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from quimbi_common.auth import Principal
@@ -129,29 +132,20 @@ def _matched(shape: Shape) -> sa.CTE:
     return sa.union(by_subject, by_message).cte("topic_matched").prefix_with("MATERIALIZED")
 
 
-def _page(ranked: sa.Subquery, total: Any, matches: Any) -> sa.Select[Any]:
-    return (
-        sa.select(
-            *(ranked.c[name] for name in LIST_COLUMNS),
-            ranked.c.smart_score,
-            ranked.c.matches_topic_alert,
-            total.label("total"),
-            matches.label("matches"),
-        )
-        .order_by(ranked.c.smart_score.desc(), ranked.c.created_at, ranked.c.id)
-        .limit(sa.bindparam("page_size", type_=sa.Integer))
-        .offset(sa.bindparam("skip", type_=sa.Integer))
-    )
+@dataclass(frozen=True)
+class Ranked:
+    """The filtered tickets with their ordering score, and the counts of the whole list."""
+
+    rows: sa.Subquery
+    total: Any
+    matches: Any
 
 
 @lru_cache(maxsize=256)
-def _statement(shape: Shape) -> sa.Select[Any]:
-    """The page of tickets, each row also carrying the total and the topic-alert matches.
-
-    With topic alerts the page is the best of two streams, both read in index order: the
+def _ranked(shape: Shape) -> Ranked:
+    """With topic alerts the ranking is the best of two streams, both read in index order: the
     matched tickets with their boosted score, and the first `page * limit + matches` tickets
-    by stored score with the matched ones taken out.
-    """
+    by stored score with the matched ones taken out."""
     conditions = _filters(TICKETS, shape)
     total = sa.select(sa.func.count()).select_from(TICKETS).where(*conditions).scalar_subquery()
     columns = [TICKETS.c[name] for name in LIST_COLUMNS]
@@ -160,7 +154,7 @@ def _statement(shape: Shape) -> sa.Select[Any]:
         plain = sa.select(
             *columns, TICKETS.c.smart_score, sa.false().label("matches_topic_alert")
         ).where(*conditions)
-        return _page(plain.subquery("ranked"), total, sa.literal(0))
+        return Ranked(plain.subquery("ranked"), total, _constant(0))
 
     matched = _matched(shape)
     matches = sa.select(sa.func.count()).select_from(matched).scalar_subquery()
@@ -188,28 +182,150 @@ def _statement(shape: Shape) -> sa.Select[Any]:
         sa.false().label("matches_topic_alert"),
     ).where(~sa.exists().where(matched.c.id == leaders.c.id))
     ranked = sa.union_all(boosted.subquery().select(), unmatched).subquery("ranked")
-    return _page(ranked, total, matches)
+    return Ranked(ranked, total, matches)
+
+
+def _order(rows: sa.FromClause) -> tuple[Any, ...]:
+    return rows.c.smart_score.desc(), rows.c.created_at, rows.c.id
+
+
+@lru_cache(maxsize=256)
+def _page(shape: Shape) -> sa.Select[Any]:
+    """The rows of one page, in inbox order."""
+    ranked = _ranked(shape).rows
+    return (
+        sa.select(ranked)
+        .order_by(*_order(ranked))
+        .limit(sa.bindparam("page_size", type_=sa.Integer))
+        .offset(sa.bindparam("skip", type_=sa.Integer))
+    )
+
+
+def _constant(value: str | int) -> Any:
+    """A constant written into the SQL text (not a parameter: the text is run as-is)."""
+    text = f"'{value}'" if isinstance(value, str) else str(int(value))
+    assert "'" not in str(value)
+    return sa.literal_column(text, type_=sa.Text if isinstance(value, str) else sa.Integer)
+
+
+def _iso_utc(column: Any) -> Any:
+    """A timestamp as the API writes datetimes everywhere else (pydantic): UTC with `Z`,
+    microseconds only when there are any."""
+    utc = sa.func.timezone(_constant("UTC"), column)
+    whole = sa.func.to_char(utc, _constant('YYYY-MM-DD"T"HH24:MI:SS'))
+    micros = sa.cast(sa.extract("microseconds", column), sa.BigInteger) % _constant(1_000_000)
+    fraction = sa.case(
+        (micros == _constant(0), _constant("Z")), else_=sa.func.to_char(utc, _constant('.US"Z"'))
+    )
+    return sa.type_coerce(whole.op("||")(fraction), sa.Text)
+
+
+def _as_float(column: Any) -> Any:
+    return sa.cast(column, sa.Float)
+
+
+def _status(version: Any, reported: str) -> Any:
+    return sa.case((version == _constant(0), _constant("pending")), else_=_constant(reported))
+
+
+def _item(row: sa.FromClause) -> Any:
+    """One inbox item (Appendix B `TicketListItem`) as a JSON object."""
+    c = row.c
+    fields: dict[str, Any] = {
+        "id": c.id,
+        "customer_id": c.customer_id,
+        "subject": c.subject,
+        "status": c.status,
+        "priority": c.priority,
+        "channel": c.channel,
+        "category": c.category,
+        "assigned_agent_id": c.assigned_agent_id,
+        "created_at": _iso_utc(c.created_at),
+        "updated_at": _iso_utc(c.updated_at),
+        "customer_sentiment": _as_float(c.customer_sentiment),
+        "smart_score": _as_float(sa.func.round(sa.cast(c.smart_score, sa.Numeric), _constant(2))),
+        "estimated_difficulty": _as_float(c.estimated_difficulty),
+        # pending until scoring / the SLA service have reported (read-your-writes, README)
+        "score_status": _status(c.score_version, "scored"),
+        "sla_status": _status(c.sla_version, "tracked"),
+        "matches_topic_alert": c.matches_topic_alert,
+    }
+    pairs = [part for name, value in fields.items() for part in (_constant(name), value)]
+    return sa.func.json_build_object(*pairs)
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """SQL text in asyncpg's style: `$n` placeholders, bound from `names` in that order."""
+
+    sql: str
+    names: tuple[str, ...]
+
+    def args(self, params: dict[str, Any]) -> list[Any]:
+        return [params.get(name) for name in self.names]
+
+
+_DIALECT = asyncpg_dialect()
+
+
+@lru_cache(maxsize=256)
+def _json_statement(shape: Shape) -> Compiled:
+    """One row of (the page's items as JSON array text, total, matches).
+
+    PostgreSQL builds the JSON, so no row becomes a Python object, and the counts come back
+    even for a page past the end."""
+    ranked = _ranked(shape)
+    page = _page(shape).subquery("page")
+    items = sa.func.coalesce(
+        sa.func.json_agg(aggregate_order_by(_item(page), *_order(page))), sa.text("'[]'::json")
+    )
+    statement = sa.select(
+        sa.select(sa.cast(items, sa.Text)).select_from(page).scalar_subquery().label("items"),
+        ranked.total.label("total"),
+        ranked.matches.label("matches"),
+    )
+    compiled = statement.compile(dialect=_DIALECT)
+    return Compiled(compiled.string, tuple(compiled.positiontup or ()))
 
 
 def inbox_statement(query: InboxQuery, principal: Principal, boost: float) -> sa.Select[Any]:
-    """The statement of one inbox request with its values bound (for EXPLAIN and benchmarks)."""
+    """The page rows of one inbox request, values bound (for EXPLAIN: the index-order test)."""
     shape, params = _shape_and_params(query, principal, boost)
-    return _statement(shape).params(params)
+    return _page(shape).params(params)
 
 
-async def list_tickets(
+def inbox_sql(query: InboxQuery, principal: Principal, boost: float) -> tuple[str, list[Any]]:
+    """The statement the route runs, as SQL text and asyncpg arguments (for benchmarks)."""
+    shape, params = _shape_and_params(query, principal, boost)
+    statement = _json_statement(shape)
+    return statement.sql, statement.args(params)
+
+
+async def inbox_page(
     session: AsyncSession, principal: Principal, query: InboxQuery, *, boost: float
-) -> InboxPage:
-    """One statement, outside a transaction (it reads one snapshot anyway, and BEGIN/ROLLBACK
-    would double the round trips); a page past the end has no rows to carry the counts."""
-    connection = await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+) -> bytes:
+    """The inbox response body (Appendix B `TicketList`), built in one statement.
+
+    Run on the session's asyncpg connection as-is: outside a transaction (one statement reads
+    one snapshot anyway; BEGIN/ROLLBACK would triple the round trips), prepared once per
+    connection by asyncpg's statement cache, the JSON text passed through untouched."""
     shape, params = _shape_and_params(query, principal, boost)
-    statement = _statement(shape)
-    rows = [dict(row) for row in (await connection.execute(statement, params)).mappings()]
-    if not rows and query.page > 1:
-        first = {**params, "page_size": 1, "skip": 0, "window": 1}
-        head = (await connection.execute(statement, first)).mappings().first()
-        return InboxPage([], head["total"] if head else 0, head["matches"] if head else 0)
-    total = rows[0]["total"] if rows else 0
-    matches = rows[0]["matches"] if rows else 0
-    return InboxPage(rows, total, matches)
+    statement = _json_statement(shape)
+    connection = await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert driver is not None
+    row = await driver.fetchrow(statement.sql, *statement.args(params))
+    items, total, matches = row["items"], row["total"], row["matches"]
+    pagination = {
+        "page": query.page,
+        "limit": query.limit,
+        "total": total,
+        "has_next": query.page * query.limit < total,
+        "has_prev": query.page > 1,
+    }
+    tail = json.dumps(
+        {"pagination": pagination, "topic_alerts_active": query.topic_alerts, "matches": matches},
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return f'{{"tickets":{items},{tail[1:]}'.encode()
