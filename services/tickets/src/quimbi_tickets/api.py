@@ -128,7 +128,7 @@ def _topic_alerts(raw: str | None) -> list[str]:
 @router.get("/api/tickets", response_model=TicketList, summary="The smart inbox")
 async def list_tickets(
     agent: CurrentAgent,
-    session: SessionDep,
+    runtime: RuntimeDep,
     settings: SettingsDep,
     status: TicketStatus | None = None,
     channel: Channel | None = None,
@@ -163,7 +163,8 @@ async def list_tickets(
         customer_id=customer_id,
         topic_alerts=_topic_alerts(topic_alerts),
     )
-    body = await queries.inbox_page(session, agent, query, boost=settings.topic_alert_boost)
+    assert runtime.engine is not None
+    body = await queries.inbox_page(runtime.engine, agent, query, boost=settings.topic_alert_boost)
     return Response(body, media_type="application/json")
 
 

@@ -17,9 +17,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from quimbi_common.auth import Principal
+from quimbi_common.db import is_database_outage
 from quimbi_common.enums import Channel, TicketPriority, TicketStatus
 
 from . import domain
@@ -302,19 +303,25 @@ def inbox_sql(query: InboxQuery, principal: Principal, boost: float) -> tuple[st
 
 
 async def inbox_page(
-    session: AsyncSession, principal: Principal, query: InboxQuery, *, boost: float
+    engine: AsyncEngine, principal: Principal, query: InboxQuery, *, boost: float
 ) -> bytes:
     """The inbox response body (Appendix B `TicketList`), built in one statement.
 
-    Run on the session's asyncpg connection as-is: outside a transaction (one statement reads
-    one snapshot anyway; BEGIN/ROLLBACK would triple the round trips), prepared once per
+    Run as-is on a pooled connection's asyncpg driver, held only for that statement (not for
+    the whole request, so concurrent requests do not outgrow the pool and churn connections):
+    outside a transaction (one statement reads one snapshot anyway), prepared once per
     connection by asyncpg's statement cache, the JSON text passed through untouched."""
     shape, params = _shape_and_params(query, principal, boost)
     statement = _json_statement(shape)
-    connection = await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-    driver = (await connection.get_raw_connection()).driver_connection
-    assert driver is not None
-    row = await driver.fetchrow(statement.sql, *statement.args(params))
+    async with engine.connect() as connection:
+        driver = (await connection.get_raw_connection()).driver_connection
+        assert driver is not None
+        try:
+            row = await driver.fetchrow(statement.sql, *statement.args(params))
+        except BaseException as exc:
+            if is_database_outage(exc):  # SQLAlchemy did not see it: keep it out of the pool
+                await connection.invalidate(exc if isinstance(exc, Exception) else None)
+            raise
     items, total, matches = row["items"], row["total"], row["matches"]
     pagination = {
         "page": query.page,
