@@ -34,6 +34,7 @@ from .observability import PROJECTION_WAITS
 
 log = logging.getLogger(__name__)
 CHANNEL = "quimbi_projection"
+CONSUMED_KEY = "*"  # sent by every consumer transaction that applied events (consistency tokens)
 _PING_INTERVAL_SECONDS = 30.0
 _PING_TIMEOUT_SECONDS = 5.0
 T = TypeVar("T")
@@ -118,6 +119,32 @@ class ProjectionWatch:
                 if deadline is not None:
                     PROJECTION_WAITS.labels("found").observe(time.monotonic() - started)
                 return result
+        finally:
+            waiting.discard(event)
+            if not waiting and self._waiters.get(key) is waiting:
+                del self._waiters[key]
+
+    async def until_true(self, key: str, check: Callable[[], Awaitable[bool]]) -> bool:
+        """Run `check` until it is true, again each time `key` is notified; False once the
+        bound (from now) passes first. Registered before the first check: no lost wake-up."""
+        event = asyncio.Event()
+        waiting = self._waiters.setdefault(key, set())
+        waiting.add(event)
+        started = time.monotonic()
+        deadline = started + self.bound_seconds
+        try:
+            while True:
+                event.clear()
+                if await check():
+                    PROJECTION_WAITS.labels("caught_up").observe(time.monotonic() - started)
+                    return True
+                now = time.monotonic()
+                if now >= deadline:
+                    PROJECTION_WAITS.labels("behind").observe(now - started)
+                    return False
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(deadline - now):
+                        await event.wait()
         finally:
             waiting.discard(event)
             if not waiting and self._waiters.get(key) is waiting:

@@ -17,7 +17,10 @@ moves on. A malformed message goes there at once. Outages (database, or Kafka fo
 letter) are not the message's fault: they are retried until the dependency is back.
 
 A handler may declare `when=`: a cheap test of the event; events it rejects change nothing
-the service holds and are acknowledged without a transaction (and not recorded).
+the service holds and run no handler, but are recorded like the others (one more row in the
+batch's statement), so a consistency token naming one is seen as applied (`consistency`).
+Every transaction that records events sends `pg_notify('quimbi_projection', '*')` (collapsed
+to one per transaction) to wake the requests waiting for a token.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from . import tracing
+from .catchup import CHANNEL, CONSUMED_KEY
 from .db import is_database_outage
 from .events import TOPICS, Event
 from .observability import (
@@ -62,7 +66,8 @@ Wants = Callable[[Event[Any]], bool]
 _RECORD = sa.text(
     "INSERT INTO processed_events (consumer, event_id) "
     "SELECT * FROM unnest(CAST(:consumers AS text[]), CAST(:ids AS uuid[])) "
-    "ON CONFLICT DO NOTHING RETURNING consumer, event_id"
+    "ON CONFLICT DO NOTHING "
+    "RETURNING consumer, event_id, pg_notify(:channel, :consumed_key)::text AS woke"
 )
 
 
@@ -104,6 +109,7 @@ class Work:
     record: ConsumerRecord[bytes, bytes]
     subscription: Subscription
     event: Event[Any]
+    ignored: bool = False  # rejected by the handler's `when`: recorded, not handled
 
     @property
     def key(self) -> tuple[str, UUID]:
@@ -300,10 +306,8 @@ class EventConsumer:
                     EVENTS_CONSUMED.labels(subscription.topic, subscription.name, "invalid").inc()
                 continue
             for subscription in subscriptions:
-                if subscription.wants is None or subscription.wants(event):
-                    work.append(Work(record, subscription, event))
-                else:
-                    EVENTS_CONSUMED.labels(subscription.topic, subscription.name, "ignored").inc()
+                wanted = subscription.wants is None or subscription.wants(event)
+                work.append(Work(record, subscription, event, ignored=not wanted))
         if work and not await self._apply_batch(work):
             for item in work:  # isolate the message that fails
                 await self._apply_one(item)
@@ -334,7 +338,12 @@ class EventConsumer:
     async def _apply(self, session: AsyncSession, work: list[Work]) -> list[str]:
         rows = await session.execute(
             _RECORD,
-            {"consumers": [w.subscription.name for w in work], "ids": [w.event.id for w in work]},
+            {
+                "consumers": [w.subscription.name for w in work],
+                "ids": [w.event.id for w in work],
+                "channel": CHANNEL,
+                "consumed_key": CONSUMED_KEY,
+            },
         )
         fresh = {(row.consumer, row.event_id) for row in rows}
         outcomes = []
@@ -344,6 +353,9 @@ class EventConsumer:
                 outcomes.append("duplicate")
                 continue
             fresh.discard(item.key)  # twice in one batch: applied once
+            if item.ignored:
+                outcomes.append("ignored")
+                continue
             outcomes.append("handled")
             subscription = item.subscription
             if subscription.many is not None:

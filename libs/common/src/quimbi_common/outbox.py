@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from . import tracing
+from . import consistency, tracing
 from .db import asyncpg_dsn
 from .events import Contract, build_event
 from .kafka import create_producer
@@ -107,6 +107,7 @@ async def add_events(
         columns["payloads"].append(event.model_dump_json())
         columns["headers"].append(stored)
     await session.execute(_INSERT_MANY, {**columns, "channel": NOTIFY_CHANNEL})
+    consistency.note_written(session, columns["topics"], columns["event_ids"])
     return columns["event_ids"]
 
 

@@ -23,6 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from .auth import AuthConfig, KeySet, RevocationStore, TokenVerifier, key_set_from_settings
 from .catchup import ProjectionWatch
+from .consistency import HEADER as CONSISTENCY_HEADER
+from .consistency import ConsistencyMiddleware
 from .consumer import EventConsumer
 from .db import create_engine, create_sessionmaker
 from .docs import install_docs
@@ -104,6 +106,10 @@ class Runtime:
             )
             self.background.append(self._projections.run)
         return self._projections
+
+    @property
+    def watches_projections(self) -> bool:
+        return self._projections is not None
 
     @property
     def projections(self) -> ProjectionWatch:
@@ -276,6 +282,8 @@ def create_app(
     app.state.auth = AuthConfig(runtime.verifier, settings.api_key.get_secret_value())
     install_problem_handlers(app)
     install_truthful_openapi(app)
+    if runtime.engine is not None:  # writes (outbox) or projections: tokens out, waits in
+        app.add_middleware(ConsistencyMiddleware, runtime=runtime)
     app.add_middleware(NulGuard)  # inside the request context: its 422 carries the request id
     app.add_middleware(RequestContextMiddleware, service=settings.service_name)
     if cors:
@@ -287,6 +295,7 @@ def create_app(
             allow_headers=["*"],
             expose_headers=[
                 "X-Request-ID",
+                CONSISTENCY_HEADER,
                 "Retry-After",
                 "RateLimit-Limit",
                 "RateLimit-Remaining",
