@@ -134,7 +134,13 @@ async def load(
         while remaining > 0:
             remaining -= 1
             started = time.perf_counter()
-            status, size = await connection.fetch()
+            try:  # a request never answered is a failure, not a bench that hangs
+                status, size = await asyncio.wait_for(connection.fetch(), 60)
+            except TimeoutError:
+                into.failures += 1
+                await connection.close()
+                await connection.open()
+                continue
             into.latencies.append(time.perf_counter() - started)
             into.body_sizes.add(size)
             if status != 200:
@@ -155,7 +161,7 @@ async def load(
 # --- the services under test ---------------------------------------------------------------------
 
 
-async def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+async def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient(trust_env=False, timeout=2) as client:
         while time.monotonic() < deadline:
@@ -247,6 +253,10 @@ async def create_tickets(tickets_url: str, token: str, count: int) -> None:
                     },
                 },
             )
+            if response.status_code == 503:  # the shared database briefly out of connections
+                await asyncio.sleep(1.0)
+                await create(i)
+                return
             response.raise_for_status()
 
         for start in range(0, count, 10):

@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from quimbi_common.consumer import EventConsumer, Handler
@@ -219,6 +220,8 @@ async def test_a_malformed_message_goes_to_the_dlq(settings: CommonSettings) -> 
             assert await _notes(engine, good_key)
 
         await eventually(good_applied)
+    labels = {"group": settings.service_name, "topic": settings.topic(TOPIC), "reason": "invalid"}
+    assert REGISTRY.get_sample_value("consumer_dead_letters_total", labels) == 1.0
     _, key, body, headers = probe.received[0]
     assert key == "junk"
     assert headers["x-error-reason"] == b"invalid"
@@ -508,3 +511,44 @@ async def test_a_handler_writes_through_the_batch_unit_of_work_and_its_steps_fol
         async with engine.connect() as conn:
             sources = (await conn.scalars(sa.text("SELECT payload->>'source' FROM outbox"))).all()
         assert sources == [f"/services/{settings.service_name}"]
+
+
+def _lag(settings: CommonSettings) -> dict[str, float]:
+    """kafka_consumer_lag of this test's group, by partition."""
+    [metric] = [m for m in REGISTRY.collect() if m.name == "kafka_consumer_lag"]
+    return {
+        s.labels["partition"]: s.value
+        for s in metric.samples
+        if s.labels["group"] == settings.service_name
+    }
+
+
+async def test_consumer_lag_rises_while_handlers_are_stuck_and_returns_to_zero(
+    settings: CommonSettings,
+) -> None:
+    settings = settings.model_copy(
+        update={"consumer_lag_interval_seconds": 0.2, "kafka_topic_partitions": 2}
+    )
+    gate = asyncio.Event()
+
+    async def stuck(unit: UnitOfWork, event: Event[Any]) -> None:
+        await gate.wait()  # a handler that cannot finish (say, its database is away)
+        await _record(unit, event)
+
+    async with _consuming(settings, stuck) as engine:
+        await _send(settings, *[_envelope(unique("lag-")) for _ in range(6)])
+
+        async def lagging() -> None:
+            assert sum(_lag(settings).values()) == 6  # nothing applied, all 6 waiting
+
+        await eventually(lagging, timeout=30)
+        gate.set()
+
+        async def caught_up() -> None:
+            assert len(await _notes(engine, "lag-")) == 6
+            lag = _lag(settings)
+            assert sorted(lag) == ["0", "1"]  # both partitions reported, the idle one too
+            assert set(lag.values()) == {0.0}
+
+        await eventually(caught_up, timeout=30)
+    assert _lag(settings) == {}  # a stopped member reports nothing stale

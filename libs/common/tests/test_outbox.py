@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from quimbi_common.db import create_engine, create_sessionmaker
 from quimbi_common.events import TicketDeletedData
 from quimbi_common.outbox import OutboxRelay, add_event
 from quimbi_common.settings import CommonSettings
-from quimbi_common.testing import EventProbe, unique
+from quimbi_common.testing import EventProbe, eventually, unique
 
 pytestmark = pytest.mark.service
 INFRA = Path(__file__).resolve().parents[3] / "deploy" / "local" / "infra.sh"
@@ -128,8 +129,22 @@ def _private_kafka(action: str, directory: Path) -> None:
 async def test_events_written_while_kafka_is_down_are_delivered_when_it_returns(
     settings: CommonSettings, tmp_path: Path
 ) -> None:
-    """Uses a private broker, so stopping it disturbs no other test."""
-    settings = settings.model_copy(update={"kafka_bootstrap_servers": "127.0.0.1:19092"})
+    """Uses a private broker, so stopping it disturbs no other test. The backlog gauges rise
+    while Kafka is away and return to 0 once the rows are sent."""
+    settings = settings.model_copy(
+        update={
+            "kafka_bootstrap_servers": "127.0.0.1:19092",
+            "outbox_metrics_interval_seconds": 0.2,
+        }
+    )
+    labels = {"service": settings.service_name}
+
+    async def backlog() -> tuple[float | None, float | None]:
+        return (
+            REGISTRY.get_sample_value("outbox_backlog_rows", labels),
+            REGISTRY.get_sample_value("outbox_oldest_unsent_age_seconds", labels),
+        )
+
     await asyncio.to_thread(_private_kafka, "start-kafka", tmp_path)
     try:
         ids = [unique("down-") for _ in range(20)]
@@ -138,12 +153,25 @@ async def test_events_written_while_kafka_is_down_are_delivered_when_it_returns(
             await asyncio.sleep(2)
             await asyncio.to_thread(_private_kafka, "stop-kafka", tmp_path)
             await _write(settings, ids[1:])  # writes keep working while Kafka is down
-            await asyncio.sleep(2)
+
+            async def piled_up() -> None:
+                rows, age = await backlog()
+                assert rows is not None
+                assert rows >= 19  # and the first, if Kafka went before the relay sent it
+                assert age is not None
+                assert age >= 1.0
+
+            await eventually(piled_up, timeout=20)
             await asyncio.to_thread(_private_kafka, "start-kafka", tmp_path)
             probe = EventProbe(["ticket.deleted"], settings.kafka_topic_prefix, "127.0.0.1:19092")
             async with probe:
                 await probe.wait_for("ticket.deleted", count=20, timeout=60)
                 subjects = {e["subject"] for e in probe.events("ticket.deleted")}
+
+                async def drained() -> None:
+                    assert await backlog() == (0.0, 0.0)
+
+                await eventually(drained, timeout=20)
         assert subjects == set(ids)
     finally:
         await asyncio.to_thread(_private_kafka, "stop-kafka", tmp_path)

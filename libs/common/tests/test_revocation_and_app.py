@@ -159,3 +159,23 @@ async def test_health_metrics_and_request_ids(client: httpx.AsyncClient) -> None
 
 async def test_docs_need_no_cdn(client: httpx.AsyncClient) -> None:
     await assert_docs_served_offline(client)
+
+
+async def test_red_metrics_carry_route_templates_and_bounded_methods(
+    client: httpx.AsyncClient,
+) -> None:
+    """One series per route template whatever the path, and an unknown method is `_OTHER`."""
+    for i in range(3):
+        await client.get(f"/nowhere/{unique('id-')}")
+        await client.request(f"X{i}PURGE", "/me")
+    await client.get("/me")
+    text = (await client.get("/metrics")).text
+    series = [
+        line
+        for line in text.splitlines()
+        if line.startswith("http_requests_total{") and 'service="probe"' in line
+    ]
+    assert not [line for line in series if "id-" in line or "PURGE" in line], series
+    assert any('route="unmatched"' in line for line in series)
+    assert any('method="_OTHER",route="/me"' in line for line in series)
+    assert any('method="GET",route="/me"' in line for line in series)

@@ -78,3 +78,73 @@ def test_on_log_lines_carry_the_span_and_spans_reach_the_file(tmp_path: Path) ->
         log["trace_id"],
         log["span_id"],
     )
+
+
+MIDDLEWARE = """
+import asyncio, json, httpx
+from fastapi import FastAPI
+from quimbi_common import tracing
+tracing.configure_tracing("probe")
+app = FastAPI(telemetry=tracing.fastapi_telemetry())
+app.add_middleware(tracing.TracingMiddleware)
+seen = {}
+
+@app.get("/items/{item}")
+async def item(item: str) -> dict:
+    seen[item] = tracing.current_carrier().get("traceparent")
+    return {}
+
+@app.get("/broken")
+async def broken() -> dict:
+    return 1 / 0
+
+async def main():
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://probe") as client:
+        caller = "00-" + "1" * 32 + "-" + "2" * 16
+        await client.get("/items/a1", headers={"traceparent": caller + "-01"})
+        await client.get("/items/a2", headers={"traceparent": caller + "-00"})
+        await client.get("/items/a3")
+        await client.get("/broken", headers={"traceparent": caller + "-01"})
+asyncio.run(main())
+tracing.shutdown()
+print(json.dumps(seen))
+"""
+
+
+def sampled_flag(traceparent: str) -> bool:
+    return bool(int(traceparent.rsplit("-", 1)[1], 16) & 1)
+
+
+def test_the_middleware_records_sampled_requests_and_forwards_the_decision(tmp_path: Path) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "QUIMBI_TRACE"))}
+    spans_path = tmp_path / "spans.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-c", MIDDLEWARE],
+        env={
+            **clean,
+            "QUIMBI_TRACE_FILE": str(spans_path),
+            "OTEL_TRACES_SAMPLER": "parentbased_always_off",
+        },
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    spans = [json.loads(line) for line in spans_path.read_text().splitlines()]
+    # sampled by the caller: one SERVER span named by the route template, child of the caller
+    [failed, sampled] = sorted(spans, key=lambda s: s["name"])
+    assert (sampled["name"], sampled["kind"]) == ("GET /items/{item}", "SERVER")
+    assert (sampled["trace_id"], sampled["parent_span_id"]) == ("1" * 32, "2" * 16)
+    assert seen["a1"] == f"00-{'1' * 32}-{sampled['span_id']}-01"
+    # not sampled by the caller: nothing recorded, the caller's trace and decision go on
+    assert seen["a2"].startswith(f"00-{'1' * 32}-")
+    assert not sampled_flag(seen["a2"])
+    assert seen["a2"] != f"00-{'1' * 32}-{'2' * 16}-00"
+    # no caller, and the sampler says no here: a new trace, not sampled, still forwarded
+    assert not sampled_flag(seen["a3"])
+    assert "1" * 32 not in seen["a3"]
+    # a request that fails is a recorded error, still named by its route
+    assert failed["name"] == "GET /broken"
+    assert failed["status"] == "ERROR"

@@ -148,6 +148,7 @@ class _WaitForBatch(ConsumerRebalanceListener):
     async def on_partitions_revoked(self, revoked: Any) -> None:
         async with self.owner._batch:
             await self.owner._flush(self.consumer)
+        self.owner._forget_lag(revoked)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         return None
@@ -171,6 +172,7 @@ class EventConsumer:
         self.subscriptions: dict[str, list[Subscription]] = {}  # by Kafka topic
         self._batch = asyncio.Lock()
         self._offsets: dict[TopicPartition, int] = {}  # applied, not yet committed
+        self._position: dict[TopicPartition, int] = {}  # next offset to apply (for the lag)
         self._committing: asyncio.Task[None] | None = None
 
     def handle(self, topic: str, *, when: Wants | None = None) -> Callable[[Handler], Handler]:
@@ -211,6 +213,7 @@ class EventConsumer:
         if not self.subscriptions:
             return
         consumer = await self._connect()
+        watch = asyncio.create_task(self._watch_lag(consumer))
         try:
             while True:
                 batches = await consumer.getmany(timeout_ms=1000)
@@ -224,25 +227,63 @@ class EventConsumer:
                         await self.handle_batch(records)
                     applied = {tp: rs[-1].offset + 1 for tp, rs in batches.items() if rs}
                     self._offsets.update(applied)
+                    self._position.update(applied)
                     self._measure_lag(consumer, applied)
                     if self._committing is None or self._committing.done():
                         self._committing = asyncio.create_task(self._commit_pending(consumer))
         finally:
+            watch.cancel()
             with contextlib.suppress(Exception):  # bounded: Kafka may be what is down
                 async with asyncio.timeout(self.settings.consumer_stop_flush_seconds):
                     await self._flush(consumer)
             await consumer.stop()
+            self._forget_lag(list(self._position))
 
     def _measure_lag(self, consumer: AIOKafkaConsumer, applied: dict[TopicPartition, int]) -> None:
-        """Lag per partition this batch touched: the broker's high watermark (as of the
-        fetch) minus the next offset to apply. Idle partitions keep their last figure, which
-        the fetch that brings their next record updates."""
+        """Lag per partition this batch touched, at once: the broker's high watermark (as of
+        the fetch) minus the next offset to apply (`_watch_lag` keeps the others current)."""
         for tp, position in applied.items():
             highwater = consumer.highwater(tp)
             if highwater is not None:
                 CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(
                     max(0, highwater - position)
                 )
+
+    async def _watch_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Every `consumer_lag_interval_seconds`, the lag of each assigned partition from the
+        broker's end offsets, beside the batch loop: it rises while the handlers are stuck
+        (a database outage, a slow batch) and returns to 0 on partitions gone idle, instead of
+        keeping the figure of their last batch. Before anything is applied here, a partition
+        counts from the group's committed offset."""
+        interval = self.settings.consumer_lag_interval_seconds
+        while True:
+            await asyncio.sleep(interval)
+            assigned = list(consumer.assignment())
+            if not assigned:
+                continue
+            try:
+                ends = await consumer.end_offsets(assigned)
+                for tp in assigned:
+                    if tp not in self._position:
+                        committed = await consumer.committed(tp)
+                        if committed is None:  # nothing committed: from the first record
+                            committed = (await consumer.beginning_offsets([tp]))[tp]
+                        self._position.setdefault(tp, committed)
+            except KafkaError as exc:  # Kafka away: the figures wait for it
+                log.debug("consumer lag not measured (%s)", exc)
+                continue
+            for tp in assigned:
+                if tp in ends and tp in self._position:
+                    CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(
+                        max(0, ends[tp] - self._position[tp])
+                    )
+
+    def _forget_lag(self, partitions: Any) -> None:
+        """Partitions this member no longer holds: no stale figure under its name."""
+        for tp in partitions:
+            self._position.pop(tp, None)
+            with contextlib.suppress(KeyError):
+                CONSUMER_LAG.remove(self.group_id, tp.topic, str(tp.partition))
 
     def _retry_delay(self, attempt: int) -> float:
         """The wait before retrying a batch or an event through an outage."""
@@ -396,9 +437,13 @@ class EventConsumer:
         for name, (handler, items) in together.items():  # other topics: no order between them
             started = time.perf_counter()
             with contextlib.ExitStack() as spans:  # one span per event, around the one call
+                by_key = {}  # what the call writes for a key descends from that key's event
                 for item in items:
-                    spans.enter_context(_span(item, current=False))
-                await handler(unit, [item.event for item in items])
+                    span = spans.enter_context(_span(item, current=False))
+                    if span is not None and item.record.key is not None:
+                        by_key[item.record.key.decode()] = span
+                with tracing.causes(by_key):
+                    await handler(unit, [item.event for item in items])
             CONSUMER_HANDLER_SECONDS.labels(items[0].subscription.topic, name).observe(
                 (time.perf_counter() - started) / len(items)
             )

@@ -183,6 +183,9 @@ def configure_logging(service: str, level: str = "INFO", *, as_json: bool = True
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class RequestContextMiddleware:
     """Gives each request a correlation id (X-Request-ID in, or a new one) and records metrics."""
 
@@ -218,6 +221,7 @@ class RequestContextMiddleware:
             route = scope.get("route")
             route_name = getattr(route, "path", "unmatched")
             method = scope.get("method", "")
+            method = method if method in _METHODS else "_OTHER"  # a label, so a bounded set
             HTTP_REQUESTS.labels(self.service, method, route_name, str(status)).inc()
             HTTP_LATENCY.labels(self.service, method, route_name).observe(
                 time.perf_counter() - started

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from . import consistency, tracing
 from .db import asyncpg_dsn
-from .events import Contract, build_event
+from .events import TOPICS, Contract, build_event
 from .kafka import create_producer
 from .observability import (
     EVENTS_PUBLISHED,
@@ -91,28 +91,31 @@ async def add_events(
         "payloads": [],
         "headers": [],
     }
-    trace = tracing.current_carrier()  # {} when tracing is off
-    stored = json.dumps({"correlation_id": correlation_id.get() or "", **trace})
+    current = tracing.current_carrier()  # {} when tracing is off
+    correlation = correlation_id.get()
     for topic, data in events:
-        key, event = build_event(
+        key = TOPICS[topic].key(data)
+        trace = tracing.carrier_for(key, current)  # the cause's, in a set-based handler
+        _, event = build_event(
             topic,
             data,
             source=source,
-            correlation_id=correlation_id.get(),
+            correlation_id=correlation,
             traceparent=trace.get(tracing.TRACEPARENT),
         )
         columns["event_ids"].append(str(event.id))
         columns["topics"].append(topic)
         columns["keys"].append(key)
         columns["payloads"].append(event.model_dump_json())
-        columns["headers"].append(stored)
+        columns["headers"].append(json.dumps({"correlation_id": correlation or "", **trace}))
     await session.execute(_INSERT_MANY, {**columns, "channel": NOTIFY_CHANNEL})
     consistency.note_written(session, columns["topics"], columns["event_ids"])
     return columns["event_ids"]
 
 
 _REPLACE_MANY = sa.text(
-    "UPDATE outbox SET payload = r.payload, headers = outbox.headers || CAST(:trace AS jsonb) "
+    "UPDATE outbox SET payload = jsonb_set(r.payload, '{traceparent}', "
+    "COALESCE(outbox.payload -> 'traceparent', 'null'::jsonb)) "
     "FROM unnest(CAST(:event_ids AS uuid[]), CAST(:payloads AS jsonb[])) AS r(event_id, payload) "
     "WHERE outbox.event_id = r.event_id AND outbox.published_at IS NULL"
 )
@@ -122,25 +125,18 @@ async def replace_events(
     session: AsyncSession, events: Sequence[tuple[str, str, Contract]], *, source: str
 ) -> None:
     """Give events added earlier in this transaction newer data, `(event id, topic, data)`:
-    a thing that changed twice before the commit is published once, in its final state."""
+    a thing that changed twice before the commit is published once, in its final state. Its
+    trace context stays the first writer's: the event that caused it (a later event of the
+    same batch only refreshed it), so its trace does not depend on how a batch was cut."""
     if not events:
         return
     ids: list[str] = []
     payloads: list[str] = []
-    trace = tracing.current_carrier()  # the final state's writer is the one traced
     for event_id, topic, data in events:
-        _, event = build_event(
-            topic,
-            data,
-            source=source,
-            correlation_id=correlation_id.get(),
-            traceparent=trace.get(tracing.TRACEPARENT),
-        )
+        _, event = build_event(topic, data, source=source, correlation_id=correlation_id.get())
         ids.append(event_id)
         payloads.append(event.model_copy(update={"id": uuid.UUID(event_id)}).model_dump_json())
-    await session.execute(
-        _REPLACE_MANY, {"event_ids": ids, "payloads": payloads, "trace": json.dumps(trace)}
-    )
+    await session.execute(_REPLACE_MANY, {"event_ids": ids, "payloads": payloads})
 
 
 async def add_event(session: AsyncSession, topic: str, data: Contract, *, source: str) -> str:
@@ -158,15 +154,14 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
         self._listener: asyncpg.Connection | None = None
-        self._measured = -1e9  # monotonic time of the last backlog measurement
 
     async def run(self) -> None:
         """Run until cancelled, surviving Kafka or database outages."""
         backoff = self.settings.backoff()
         failing = False
+        measuring = asyncio.create_task(self._measure_every_interval())
         try:
             while True:
-                await self._measure_now_and_then()
                 try:
                     await self._ensure_connections()
                     published = await self.publish_batch()
@@ -190,6 +185,7 @@ class OutboxRelay:
                     await self._reset_producer()
                     await backoff.sleep()
         finally:
+            measuring.cancel()
             await self._reset_producer()
             await self._close_listener()
 
@@ -252,16 +248,16 @@ class OutboxRelay:
         OUTBOX_BACKLOG.labels(self.settings.service_name).set(row.n)
         OUTBOX_OLDEST_AGE.labels(self.settings.service_name).set(float(row.age))
 
-    async def _measure_now_and_then(self) -> None:
-        """At most once per `outbox_metrics_interval_seconds`, whatever Kafka is doing."""
-        now = time.monotonic()
-        if now - self._measured < self.settings.outbox_metrics_interval_seconds:
-            return
-        self._measured = now
-        try:
-            await self.measure_backlog()
-        except Exception as exc:  # the database away: the relay's own loop reports it
-            log.debug("outbox backlog not measured: %s", exc)
+    async def _measure_every_interval(self) -> None:
+        """Every `outbox_metrics_interval_seconds`, beside the publishing loop: a send
+        waiting on an unreachable Kafka (up to its delivery timeout) must not freeze the
+        backlog and age at their last figures, exactly while they grow."""
+        while True:
+            try:
+                await self.measure_backlog()
+            except Exception as exc:  # the database away: the relay's own loop reports it
+                log.debug("outbox backlog not measured: %s", exc)
+            await asyncio.sleep(self.settings.outbox_metrics_interval_seconds)
 
     async def _mark_published(self, conn: Any, ids: list[int]) -> None:
         await conn.execute(

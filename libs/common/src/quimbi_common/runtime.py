@@ -37,7 +37,8 @@ from .observability import RequestContextMiddleware, configure_logging, metrics_
 from .openapi import install_truthful_openapi
 from .outbox import OutboxRelay
 from .settings import CommonSettings
-from .tracing import configure_tracing, fastapi_telemetry, instrument_engine
+from .tracing import TracingMiddleware, configure_tracing, fastapi_telemetry, instrument_engine
+from .tracing import enabled as tracing_enabled
 from .tracing import shutdown as flush_traces
 from .uow import UnitsOfWork
 
@@ -317,6 +318,8 @@ def create_app(
                 "RateLimit-Reset",
             ],
         )
+    if tracing_enabled():  # outermost: the span covers the request's whole handling
+        app.add_middleware(TracingMiddleware)
     install_docs(app, title=title)
     app.include_router(health_router(settings.service_name, runtime.readiness_checks()))
     app.include_router(metrics_router)

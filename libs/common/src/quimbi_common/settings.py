@@ -43,6 +43,7 @@ class CommonSettings(BaseSettings):
     consumer_fetch_max_wait_ms: int = 25  # or this long: bigger batches under load
     consumer_max_retries: int = 3
     consumer_retry_backoff_seconds: float = 0.2
+    consumer_lag_interval_seconds: float = 5.0  # kafka_consumer_lag refreshed this often
     # Back-off while Kafka or PostgreSQL is away (runtime, outbox relay, consumer): the first
     # wait, doubling up to the cap.
     retry_backoff_initial_seconds: float = INITIAL_SECONDS

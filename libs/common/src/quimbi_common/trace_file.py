@@ -40,6 +40,7 @@ def _span_record(span: ReadableSpan) -> dict[str, Any]:
         "service": span.resource.attributes.get("service.name"),
         "name": span.name,
         "kind": span.kind.name,
+        "status": span.status.status_code.name,
         "trace_id": format(ctx.trace_id, "032x"),
         "span_id": format(ctx.span_id, "016x"),
         "parent_span_id": format(parent.span_id, "016x") if parent else None,

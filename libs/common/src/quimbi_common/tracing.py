@@ -5,8 +5,8 @@ installed: the API's no-op tracer answers, and the hooks below return before bui
 anything, so tracing costs a flag test. On, each process gets a `TracerProvider` named for its
 service, exporting in the background over OTLP/HTTP (the standard `OTEL_*` variables) and/or
 as JSON lines to `QUIMBI_TRACE_FILE` (`{service}`/`{pid}` substituted; the whole-suite test
-reads those), and instruments SQLAlchemy, Redis and httpx (FastAPI makes the server spans:
-`fastapi_telemetry`).
+reads those), and instruments SQLAlchemy, Redis and httpx (`TracingMiddleware` makes the
+server spans).
 
 Context crosses Kafka as W3C `traceparent`: the outbox stores the writing transaction's
 context, the relay publishes each row in a PRODUCER span child of it and sends that span's
@@ -21,6 +21,7 @@ import contextlib
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -34,6 +35,8 @@ DEFAULT_SAMPLE_RATIO = 0.1  # of traces started here, when OTEL_TRACES_SAMPLER i
 _lock = threading.Lock()
 _state: dict[str, Any] = {"enabled": False, "provider": None}
 tracer = trace.get_tracer("quimbi")
+# While a set-based handler runs: the CONSUMER span of the event behind each Kafka key.
+_causes: ContextVar[Mapping[str, Span] | None] = ContextVar("quimbi_trace_causes", default=None)
 
 
 def enabled() -> bool:
@@ -112,21 +115,78 @@ def instrument_engine(engine: Any) -> None:
 
 
 _UNTRACED = ("/health/", "/metrics")
+_TRACEPARENT_HEADER = TRACEPARENT.encode()
 
 
 def fastapi_telemetry() -> dict[str, Any]:
-    """`FastAPI(telemetry=...)`: FastAPI's own OpenTelemetry instrumentation (0.165+) makes
-    the SERVER span of each request, named `METHOD /route/{template}` and continuing an
-    incoming `traceparent`, once a tracer provider is installed (inert otherwise). Only the
-    span: Prometheus has the metrics, our JSON logs the errors, and the per-operation spans
-    (dependencies, endpoint, serialization) would triple the spans per request."""
-    return {
-        "tracing": True,
-        "metrics": False,
-        "logs": False,
-        "operation_spans": False,
-        "exclude": lambda scope: scope.get("path", "").startswith(_UNTRACED),
-    }
+    """`FastAPI(telemetry=...)`: FastAPI's own OpenTelemetry instrumentation stays off. It
+    builds a span, a `Headers` model, an attribute dict and an urlencoded query for every
+    request before the sampler says no: +33 % of the gateway's CPU per request at 10 %
+    sampling (bench/tracing_overhead.py). `TracingMiddleware` makes the SERVER spans."""
+    return {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
+
+
+def _incoming(headers: Sequence[tuple[bytes, bytes]]) -> Any:
+    """The caller's `traceparent` as an OpenTelemetry context (None when absent or invalid);
+    a scan of the raw headers, the propagator only when there is one to parse."""
+    for name, value in headers:
+        if name == _TRACEPARENT_HEADER:
+            carrier = {TRACEPARENT: value.decode("latin-1")}
+            for other, more in headers:
+                if other == b"tracestate":
+                    carrier[TRACESTATE] = more.decode("latin-1")
+            return extract(carrier)
+    return None
+
+
+class TracingMiddleware:
+    """The SERVER span of each request, continuing the caller's `traceparent` (installed by
+    `create_app` only when tracing is on).
+
+    Leaner than a generic ASGI instrumentation on purpose: the sampler decides first (the
+    provider's, ParentBased: a caller's decision is kept, so the gateway's decision holds for
+    the whole trace), and only a sampled request pays for attributes; an unsampled one gets a
+    non-recording span whose `traceparent` (flag 00) still travels downstream, so the services
+    behind follow the edge's decision instead of sampling again. Named `METHOD /route/{template}`
+    once the router has matched (bounded names, never raw paths)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(_UNTRACED):
+            await self.app(scope, receive, send)
+            return
+        method = scope["method"]
+        span = tracer.start_span(method, context=_incoming(scope["headers"]), kind=SpanKind.SERVER)
+        if not span.is_recording():
+            token = otel_context.attach(trace.set_span_in_context(span))
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                otel_context.detach(token)
+            return
+        status = 0
+
+        async def send_status(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        with trace.use_span(span, end_on_exit=True):
+            try:
+                await self.app(scope, receive, send_status)
+            finally:
+                route = getattr(scope.get("route"), "path", None)
+                if route is not None:
+                    span.update_name(f"{method} {route}")
+                    span.set_attribute("http.route", route)
+                span.set_attribute("http.request.method", method)
+                if status:
+                    span.set_attribute("http.response.status_code", status)
+                if not status or status >= 500:
+                    span.set_status(trace.StatusCode.ERROR)
 
 
 def shutdown() -> None:
@@ -141,6 +201,31 @@ def current_carrier() -> dict[str, str]:
     carrier: dict[str, str] = {}
     if enabled():
         inject(carrier)
+    return carrier
+
+
+@contextlib.contextmanager
+def causes(spans: Mapping[str, Span]) -> Iterator[None]:
+    """Around a call handling many events at once (a set-based batch handler): `spans` maps
+    each event's Kafka key to its CONSUMER span, so an event the call writes for that key
+    carries its own cause's context (`carrier_for`), not whichever span is current."""
+    token = _causes.set(spans)
+    try:
+        yield
+    finally:
+        _causes.reset(token)
+
+
+def carrier_for(key: str, default: dict[str, str]) -> dict[str, str]:
+    """The context to store with an outbox event keyed `key`: the span of the consumed event
+    of the same key when a set-based handler writes it (see `causes`), else `default` (the
+    current context)."""
+    spans = _causes.get()
+    span = spans.get(key) if spans else None
+    if span is None:
+        return default
+    carrier: dict[str, str] = {}
+    inject(carrier, context=trace.set_span_in_context(span))
     return carrier
 
 
