@@ -247,7 +247,14 @@ class EventConsumer:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(5.0):
                 await self._flush(consumer)
-        await consumer.stop()
+        try:
+            await consumer.stop()
+        except KafkaError:
+            if _fetcher_stopped(consumer) is None:
+                raise
+            # stop() left the group, then raised the dead fetch task's error again before
+            # closing the client's connections: close them here.
+            await consumer._client.close()
 
     def _measure_lag(self, consumer: AIOKafkaConsumer, applied: dict[TopicPartition, int]) -> None:
         """Lag per partition this batch touched: the broker's high watermark (as of the
