@@ -494,14 +494,24 @@ def events_missing(
 
 def order_violations(
     records: dict[str, list[tuple[int, bytes | None, dict[str, Any]]]],
-) -> list[str]:
-    """Per topic and key, the entity versions an analytics consumer sees must never go back."""
+) -> tuple[list[str], int]:
+    """Per topic and key, the entity versions an analytics consumer sees must never go back.
+
+    Delivery is at least once: an event the relay published again (its commit of "published"
+    was lost to a fault) comes back with the same id, and consumers skip ids they have seen,
+    so a repeat is counted, not taken for a step back. Returns (violations, repeats)."""
     problems = []
+    seen: set[str] = set()
+    repeats = 0
     for topic, items in records.items():
         if topic.endswith(".dlq"):
             continue
         last: dict[tuple[int, bytes | None], int] = {}
         for partition, key, event in items:
+            if event.get("id") in seen:
+                repeats += 1
+                continue
+            seen.add(event.get("id"))
             version = (event.get("data") or {}).get("version")
             if not isinstance(version, int):
                 continue
@@ -510,7 +520,7 @@ def order_violations(
                     f"{topic} key {key!r}: version {version} after {last[(partition, key)]}"
                 )
             last[(partition, key)] = max(version, last.get((partition, key), -1))
-    return problems
+    return problems, repeats
 
 
 async def consumer_lag(bootstrap: str, prefix: str) -> dict[str, int]:

@@ -274,14 +274,14 @@ async def test_kill_anything_under_load_lose_nothing(stack: Stack) -> None:
     settled = time.monotonic() - settle_started
     records = await read_topics(stack.kafka, TOPIC_PREFIX)
     dead_letters = {t: len(r) for t, r in records.items() if t.endswith(".dlq") and r}
-    order = order_violations(records)
+    order, repeats = order_violations(records)
     unpublished = events_missing(load, records, TOPIC_PREFIX)
     answered = [a for a in load.answers if a.status is not None]
     print(
         f"{len(load.tickets)} tickets, {len(load.writes)} acknowledged writes, "
         f"{len(answered)} answers ({sum(1 for a in answered if a.status >= 400)} errors), "
         f"{len(load.answers) - len(answered)} unanswered; settled {settled:.1f} s after the load; "
-        f"lag {lag}; DLQ {dead_letters}; phases: "
+        f"lag {lag}; DLQ {dead_letters}; {repeats} events published again; phases: "
         + ", ".join(
             f"{p.name}: healed {p.healed - p.started:.1f} s, ready {p.recovered - p.healed:.1f} s"
             for p in phases
