@@ -36,11 +36,17 @@ async def test_an_analytics_consumer_finds_valid_envelopes_in_order_per_ticket(
         event = parse_event(topic, json.dumps(body))  # raises when invalid
         assert event.type == topic
         assert event.source.startswith("/services/")
-    ticket_versions = [
-        body["data"]["version"] for t, _, body in mine if t in ("ticket.created", "ticket.updated")
-    ]
-    assert ticket_versions == sorted(ticket_versions)
-    assert len(set(ticket_versions)) == len(ticket_versions) >= 5
+    # per topic, a ticket's events arrive in order; across topics Kafka promises no order
+    # (docs/events): a consumer orders them by the ticket's `version`, which must be complete
+    updates = [body["data"]["version"] for t, _, body in mine if t == "ticket.updated"]
+    assert updates == sorted(updates)
+    # (a redelivery repeats an event id, which consumers skip)
+    versions = {
+        body["id"]: body["data"]["version"]
+        for t, _, body in mine
+        if t in ("ticket.created", "ticket.updated")
+    }
+    assert sorted(versions.values()) == list(range(1, 6))
 
 
 async def test_a_killed_service_catches_up_without_losing_events(

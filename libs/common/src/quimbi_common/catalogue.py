@@ -83,6 +83,11 @@ def index_markdown() -> str:
         "publish span), `data`. Messages a consumer cannot process go to `<topic>.dlq` with "
         "`x-error` headers.",
         "",
+        "Order: events with the same Kafka key keep their order within a topic (one relay "
+        "publishes at a time, an idempotent producer). Kafka gives no order across topics: a "
+        "consumer of several topics orders one ticket's `ticket.created`/`ticket.updated` by "
+        "`data.version` (and skips an event `id` it has seen: delivery is at least once).",
+        "",
         "| topic | published by | Kafka key | dataversion | schema | meaning |",
         "|---|---|---|---|---|---|",
     ]
