@@ -5,8 +5,9 @@
     entrypoint.py healthcheck  exit 0 when http://127.0.0.1:$PORT/health/ready answers 200
     entrypoint.py CMD ...      exec CMD (a shell, a one-off script)
 
-Set by the image: SERVICE_MODULE (`quimbi_tickets`), MIGRATIONS_DIR (absent for services
-without a database). Migrations wait for PostgreSQL (MIGRATE_WAIT_SECONDS, 60 by default),
+Set by the image: SERVICE (`tickets`, so the module is `quimbi_tickets` unless SERVICE_MODULE
+says otherwise), MIGRATIONS_DIR (a missing folder: a service without a database). Migrations
+wait for PostgreSQL (MIGRATE_WAIT_SECONDS, 60 by default),
 create the service's database when it is missing and the role may, and hold an advisory lock, so
 replicas starting together migrate once. Standard library only, apart from asyncpg and
 quimbi_common when migrating.
@@ -108,6 +109,14 @@ def run_migrations() -> None:
     asyncio.run(migrate(Path(directory), database_url, wait_seconds))
 
 
+def service_module() -> str:
+    """SERVICE_MODULE, else `quimbi_<SERVICE>` (the one Dockerfile sets SERVICE, a build arg)."""
+    module = os.environ.get("SERVICE_MODULE") or os.environ.get("SERVICE", "")
+    if not module:
+        raise SystemExit("neither SERVICE_MODULE nor SERVICE is set: which service is this image?")
+    return module if module.startswith("quimbi_") else "quimbi_" + module.replace("-", "_")
+
+
 def healthcheck() -> int:
     url = f"http://127.0.0.1:{os.environ.get('PORT', '8000')}/health/ready"
     try:
@@ -128,7 +137,7 @@ def main(argv: list[str]) -> int:
     if command == "serve":
         if os.environ.get("MIGRATE_ON_START", "true").lower() not in ("0", "false", "no"):
             run_migrations()
-        module = os.environ["SERVICE_MODULE"]
+        module = service_module()
         os.execvp(sys.executable, [sys.executable, "-m", module, *argv[1:]])  # noqa: S606
     os.execvp(argv[0], argv)  # noqa: S606 - an explicit command, as `docker run IMAGE CMD`
     return 127

@@ -5,7 +5,7 @@
 #   postgres  a stand-in for postgres:16    (POSTGRES_* variables, /docker-entrypoint-initdb.d)
 #   redis     a stand-in for redis:7
 #   kafka     a stand-in for apache/kafka:$KAFKA_VERSION (KAFKA_* variables -> server.properties)
-#   services  quimbi/<service>:latest from services/<service>/Dockerfile (context: the repo root)
+#   services  quimbi/<service>:latest from services/Dockerfile (SERVICE, PORT build args; context: the repo root)
 # The base is built only when missing; every other image only when its inputs changed (a digest
 # kept in its ai.quimbi.inputs label); REBUILD=1 forces them all. Builds run one at a
 # time, on podman's layer cache and a shared uv cache. With Docker, none of this is needed.
@@ -132,7 +132,7 @@ inputs_hash() { # service: a digest of everything its image is built from
   (
     cd "$ROOT"
     {
-      printf '%s\n' pyproject.toml uv.lock .dockerignore deploy/containers/entrypoint.py
+      printf '%s\n' pyproject.toml uv.lock .dockerignore deploy/containers/entrypoint.py services/Dockerfile
       find libs services -maxdepth 3 -name pyproject.toml
       find libs/common "services/$svc" -type f ! -path '*/tests/*' ! -path '*/__pycache__/*' \
         ! -path '*/.*' ! -name '*.pyc' ! -name README.md
@@ -141,9 +141,17 @@ inputs_hash() { # service: a digest of everything its image is built from
   ) | sha256sum | cut -c1-16
 }
 
+service_port() { # service: the PORT build argument docker-compose.yml gives its image
+  local port
+  port="$(sed -n "s/.*args: {SERVICE: $1, PORT: \"\([0-9]*\)\"}.*/\1/p" "$ROOT/docker-compose.yml")"
+  [ -n "$port" ] || die "docker-compose.yml names no build args for $1"
+  printf '%s' "$port"
+}
+
 build_service() {
-  local svc="$1" file="$ROOT/services/$1/Dockerfile" hash
-  [ -f "$file" ] || die "no $file"
+  local svc="$1" file="$ROOT/services/Dockerfile" hash port
+  [ -f "$ROOT/services/$svc/pyproject.toml" ] || die "no service $svc"
+  port="$(service_port "$svc")"
   hash="$(inputs_hash "$svc")"
   if [ "${REBUILD:-0}" != 1 ] && [ "$(podman image inspect "quimbi/$svc:latest" \
     --format '{{index .Labels "ai.quimbi.inputs"}}' 2>/dev/null)" = "$hash" ]; then
@@ -152,7 +160,7 @@ build_service() {
   fi
   log "building quimbi/$svc:latest"
   podman build --format docker --network host --layers -q -f "$file" -t "quimbi/$svc:latest" \
-    --label "ai.quimbi.inputs=$hash" "$ROOT" >"$LOGS/build-$svc.log" 2>&1 \
+    --build-arg "SERVICE=$svc" --build-arg "PORT=$port" --label "ai.quimbi.inputs=$hash" "$ROOT" >"$LOGS/build-$svc.log" 2>&1 \
     || { tail -n 30 "$LOGS/build-$svc.log" >&2; die "building quimbi/$svc failed (see $LOGS/build-$svc.log)"; }
 }
 

@@ -16,8 +16,25 @@ PG_PASSWORD="${PG_PASSWORD:-quimbi}"
 DATABASES="${DATABASES:-tickets agents sla scoring ai_proxy}"
 PG_BIN="${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)}"
 
-log() { printf '\033[1;34m[infra]\033[0m %s\n' "$*"; }
-die() { printf '\033[1;31m[infra] error:\033[0m %s\n' "$*" >&2; exit 1; }
+# Colours only on a terminal, never with NO_COLOR set (https://no-color.org).
+if [ -t 1 ] && [ -z "${NO_COLOR+set}" ]; then BLUE=$'\033[1;34m' RED=$'\033[1;31m' RESET=$'\033[0m'
+else BLUE='' RED='' RESET=''; fi
+log() { printf '%s[infra]%s %s\n' "$BLUE" "$RESET" "$*"; }
+die() { printf '%s[infra] error:%s %s\n' "$RED" "$RESET" "$*" >&2; exit 1; }
+
+# Reads a tool's output: every line goes to the log file, the lines matching `pattern` (a
+# package fetched or set up, a jar downloaded) are shown shortened by the sed `expression`.
+progress() { # log-file pattern expression
+  local line
+  while IFS= read -r line; do
+    printf '%s\n' "$line" >>"$1"
+    if [[ $line =~ $2 ]]; then printf '    %s\n' "$(sed -E "$3" <<<"$line")"; fi
+  done
+}
+APT_PROGRESS='^(Get:[0-9]+ |Setting up )'
+APT_SHORT='s/^Get:[0-9]+ .* ([^ ]+) [^ ]+ [^ ]+ \[([^]]+)\]$/fetched \1 (\2)/; s/^Setting up ([^ ]+) .*/set up \1/'
+MAVEN_PROGRESS='Downloaded from '
+MAVEN_SHORT='s/.*Downloaded from [^:]+: .*\/([^/]+) \((.*)\)$/fetched \1 (\2)/'
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 wait_port() { # port name seconds
@@ -39,9 +56,11 @@ install_packages() {
   command -v mvn >/dev/null || missing+=(maven)
   command -v chromium >/dev/null || missing+=(chromium)  # the e2e test that renders /docs
   [ ${#missing[@]} -eq 0 ] && return 0
-  log "installing ${missing[*]} from Debian's packages"
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } \
-    >"$LOCAL/logs/apt.log" 2>&1 || die "apt-get install ${missing[*]} failed (see $LOCAL/logs/apt.log)"
+  log "installing ${missing[*]} from Debian's packages (full output: $LOCAL/logs/apt.log)"
+  : >"$LOCAL/logs/apt.log"
+  { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"; } 2>&1 \
+    | progress "$LOCAL/logs/apt.log" "$APT_PROGRESS" "$APT_SHORT" \
+    || die "apt-get install ${missing[*]} failed (see $LOCAL/logs/apt.log)"
   PG_BIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)"
 }
 
@@ -114,10 +133,12 @@ KAFKA_DIR="${KAFKA_DIR:-$LOCAL/kafka}"
 fetch_kafka() {
   local libs="$KAFKA_LIBS"
   [ -f "$libs/.complete" ] && return 0
-  log "fetching the Kafka broker from Maven Central (once)"
+  log "fetching the Kafka broker from Maven Central (once; full output: $LOCAL/logs/maven.log)"
   mkdir -p "$libs"
-  mvn -q -f "$ROOT/deploy/local/kafka-pom.xml" dependency:copy-dependencies \
-    -DoutputDirectory="$libs" -DincludeScope=runtime >"$LOCAL/logs/maven.log" 2>&1 \
+  : >"$LOCAL/logs/maven.log"
+  mvn -B -f "$ROOT/deploy/local/kafka-pom.xml" dependency:copy-dependencies \
+    -DoutputDirectory="$libs" -DincludeScope=runtime 2>&1 \
+    | progress "$LOCAL/logs/maven.log" "$MAVEN_PROGRESS" "$MAVEN_SHORT" \
     || die "fetching Kafka's jars failed (see $LOCAL/logs/maven.log)"
   touch "$libs/.complete"
 }

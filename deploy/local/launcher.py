@@ -6,10 +6,12 @@ stand-in, demo data, and one clean stop on Ctrl-C.
     uv run python deploy/local/launcher.py --replicas agents=2 --replicas sla=2
 
 Each service runs as `python -m quimbi_<name>` with its own environment; a process that exits
-is restarted (with back-off). `--replicas name=N` runs N processes of a service (the extra ones
+is restarted (with back-off); one that keeps crashing is reported with its last log lines and
+the launcher exits 1. `--replicas name=N` runs N processes of a service (the extra ones
 on its port + 50, + 100, …; same database and consumer group) and the gateway sends each
 request to the next replica in turn. Logs go to `<log dir>/<service>.log` and, prefixed, to
-the console.
+the console (colours only on a terminal, never with NO_COLOR set; Kafka consumer-group chatter
+stays in the log files). Ctrl-C at any point, migrations and seeding included, stops everything.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -37,6 +40,48 @@ from demo_data import seed_demo_data  # noqa: E402
 
 COLORS = ["\033[36m", "\033[32m", "\033[33m", "\033[35m", "\033[34m", "\033[31m", "\033[37m"]
 RESET = "\033[0m"
+BOLD = "\033[1m"
+# This many exits in a row, each less than QUICK_EXIT_SECONDS after its start, is a crash loop.
+CRASH_LOOP_EXITS = 5
+QUICK_EXIT_SECONDS = 30.0
+LAST_LOG_LINES = 20
+# Consumer-group housekeeping aiokafka logs as warnings while groups (re)balance: normal, noisy.
+GROUP_CHATTER = ("Heartbeat failed", "rebalanc", "Rebalanc", "group_coordinator")
+
+
+def use_colour(stream: object = sys.stdout, env: Mapping[str, str] = os.environ) -> bool:
+    """Colours only on a terminal, and never when NO_COLOR is set (https://no-color.org)."""
+    isatty = getattr(stream, "isatty", None)
+    return "NO_COLOR" not in env and bool(isatty and isatty())
+
+
+def parse_pairs(items: list[str], option: str) -> dict[str, str]:
+    """`["A=1", "B=x=y"]` → `{"A": "1", "B": "x=y"}`; ValueError naming the option otherwise."""
+    pairs: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{option} {item!r}: expected KEY=VALUE")
+        pairs[key.strip()] = value
+    return pairs
+
+
+class CrashLoop(Exception):
+    """A service kept exiting soon after it started."""
+
+    def __init__(self, name: str, code: int, log_path: Path) -> None:
+        super().__init__(f"{name} keeps crashing (exit code {code})")
+        self.name = name
+        self.code = code
+        self.log_path = log_path
+
+    def report(self, lines: int = LAST_LOG_LINES) -> str:
+        try:
+            tail = self.log_path.read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            tail = []
+        shown = "\n".join(f"    {line}" for line in tail) or "    (no output)"
+        return f"{self}; the last lines of {self.log_path}:\n{shown}"
 
 
 @dataclass
@@ -153,13 +198,23 @@ class Suite:
         self.stopping = False
         self._supervisors: list[asyncio.Task[None]] = []
         self._pumps: set[asyncio.Task[None]] = set()
+        self.colour = use_colour()
+        self.crashed: asyncio.Future[CrashLoop] | None = None
         opts.log_dir.mkdir(parents=True, exist_ok=True)
 
     def say(self, message: str) -> None:
-        print(f"\033[1m[suite]\033[0m {message}", flush=True)
+        label = f"{BOLD}[suite]{RESET}" if self.colour else "[suite]"
+        print(f"{label} {message}", flush=True)
 
     async def prepare_databases(self) -> None:
-        conn = await asyncpg.connect(self.opts.postgres_dsn)
+        try:
+            conn = await asyncpg.connect(self.opts.postgres_dsn, timeout=10)
+        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+            where = self.opts.postgres_dsn.rsplit("@", 1)[-1]
+            raise SystemExit(
+                f"PostgreSQL at {where} (--postgres-dsn) is unreachable: "
+                f"{exc or type(exc).__name__}"
+            ) from None
         try:
             existing = {r["datname"] for r in await conn.fetch("SELECT datname FROM pg_database")}
             wanted = dict.fromkeys(s.database for s in self.services if s.database)
@@ -196,7 +251,7 @@ class Suite:
         self, service: Service, process: asyncio.subprocess.Process, color: str
     ) -> None:
         assert process.stdout is not None
-        log_path = self.opts.log_dir / f"{service.name}.log"
+        log_path = self._log_path(service)
         with log_path.open("ab") as log:
             async for line in process.stdout:
                 log.write(line)
@@ -204,10 +259,14 @@ class Suite:
                 if self.opts.echo_logs:
                     text = _readable(line.decode(errors="replace").rstrip())
                     if text:
-                        print(f"{color}{service.name:>9}{RESET} | {text}", flush=True)
+                        name = f"{service.name:>9}"
+                        if self.colour:
+                            name = f"{color}{name}{RESET}"
+                        print(f"{name} | {text}", flush=True)
 
     async def _supervise(self, service: Service, color: str) -> None:
         backoff = 1.0
+        quick_exits = 0
         while not self.stopping:
             started = time.monotonic()
             service.process = await self._spawn(service, color)
@@ -215,11 +274,30 @@ class Suite:
             if self.stopping:
                 return
             service.restarts += 1
-            if time.monotonic() - started > 30:
-                backoff = 1.0
+            if time.monotonic() - started > QUICK_EXIT_SECONDS:
+                backoff, quick_exits = 1.0, 0
+            quick_exits += 1
+            if quick_exits >= CRASH_LOOP_EXITS:
+                self._crash_loop(CrashLoop(service.name, code, self._log_path(service)))
+                return
             self.say(f"{service.name} exited with {code}; restarting in {backoff:.0f}s")
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 30.0)
+
+    def _log_path(self, service: Service) -> Path:
+        return self.opts.log_dir / f"{service.name}.log"
+
+    def _crash_loop(self, crash: CrashLoop) -> None:
+        if self.crashed is None:
+            self.crashed = asyncio.get_running_loop().create_future()
+        if not self.crashed.done():
+            self.crashed.set_result(crash)
+
+    def crash_future(self) -> asyncio.Future[CrashLoop]:
+        """Resolves when a service crash-loops (the caller reports it and stops the suite)."""
+        if self.crashed is None:
+            self.crashed = asyncio.get_running_loop().create_future()
+        return self.crashed
 
     def check_ports(self) -> None:
         """Fail clearly when a port is taken (often: the suite is already running)."""
@@ -232,7 +310,7 @@ class Suite:
             raise SystemExit(f"ports in use ({', '.join(taken)}): is the suite already running?")
 
     async def start(self) -> None:
-        self.check_ports()
+        self.check_ports()  # again: something may have taken a port during the migrations
         for i, service in enumerate(self.services):
             self._supervisors.append(
                 asyncio.create_task(self._supervise(service, COLORS[i % len(COLORS)]))
@@ -250,7 +328,10 @@ class Suite:
                             del pending[name]
                             self.say(f"{name} ready on {service.url}")
                 if pending and time.monotonic() > deadline:
-                    raise TimeoutError(f"not ready after {timeout:.0f}s: {', '.join(pending)}")
+                    raise SystemExit(
+                        f"not ready after {timeout:.0f}s: {', '.join(pending)} "
+                        f"(see {self.opts.log_dir}/<service>.log)"
+                    )
                 await asyncio.sleep(0.3)
 
     async def restart(self, name: str) -> None:
@@ -364,12 +445,16 @@ def _readable(line: str) -> str:
         return line
     level = entry.get("level", "")
     message = entry.get("message", "")
+    said = f"{entry.get('logger', '')} {message}"
+    if level == "WARNING" and any(chatter in said for chatter in GROUP_CHATTER):
+        return ""  # consumer-group housekeeping: in the log file only
     if level in ("WARNING", "ERROR", "CRITICAL"):
         return f"{level} {message}" + (f"\n{entry['exception']}" if entry.get("exception") else "")
     return f"{message}" if level == "INFO" else ""
 
 
-async def run(opts: Options) -> None:
+async def run(opts: Options) -> int:
+    """Run the suite until Ctrl-C (0) or a crash-looping service (1)."""
     started = time.monotonic()
     viewer = None
     if opts.tracing:
@@ -382,16 +467,17 @@ async def run(opts: Options) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    suite.say("migrating databases")
-    await suite.prepare_databases()
-    suite.say("starting services")
-    await suite.start()
-    watch = (
-        asyncio.create_task(InfraWatch.for_options(opts, suite.say).run())
-        if opts.watch_infra
-        else None
-    )
-    try:
+    suite.check_ports()  # before migrating: a taken port is the usual "already running"
+    watch = None
+
+    async def bring_up() -> None:
+        nonlocal watch
+        suite.say("migrating databases")
+        await suite.prepare_databases()
+        suite.say("starting services")
+        await suite.start()
+        if opts.watch_infra:
+            watch = asyncio.create_task(InfraWatch.for_options(opts, suite.say).run())
         await suite.wait_ready()
         suite.say(f"all services ready in {time.monotonic() - started:.1f}s")
         logins: list[tuple[str, str, str]] = []
@@ -402,7 +488,23 @@ async def run(opts: Options) -> None:
             opts.ready_file.write_text(json.dumps({"gateway": suite.gateway_url}))
         _banner(suite, logins, time.monotonic() - started)
         await stop.wait()
+
+    main = asyncio.create_task(bring_up())
+    stopped = asyncio.create_task(stop.wait())
+    crashed = suite.crash_future()
+    try:
+        waiting: set[asyncio.Future[Any]] = {main, stopped, crashed}
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        if crashed.done():
+            print(crashed.result().report(), file=sys.stderr, flush=True)
+            return 1
+        if main.done():
+            main.result()  # a SystemExit from start-up surfaces here
+        return 0
     finally:
+        for task in (main, stopped):
+            task.cancel()
+        await asyncio.gather(main, stopped, return_exceptions=True)
         suite.say("stopping")
         if watch is not None:
             watch.cancel()
@@ -452,8 +554,11 @@ def main() -> None:
         help="do not restart a crashed PostgreSQL, Redis or Kafka",
     )
     args = parser.parse_args()
-    extra = dict(item.split("=", 1) for item in args.env)
-    replicas = {name: int(count) for name, count in (item.split("=", 1) for item in args.replicas)}
+    try:
+        extra = parse_pairs(args.env, "--env")
+        replicas = {k: int(v) for k, v in parse_pairs(args.replicas, "--replicas").items()}
+    except ValueError as exc:
+        parser.error(str(exc).replace("invalid literal for int() with base 10", "--replicas N"))
     opts = Options(
         port_offset=args.port_offset,
         namespace=args.namespace,
@@ -469,7 +574,7 @@ def main() -> None:
         replicas=replicas,
         watch_infra=args.watch_infra,
     )
-    asyncio.run(run(opts))
+    sys.exit(asyncio.run(run(opts)))
 
 
 if __name__ == "__main__":

@@ -75,14 +75,18 @@ def test_every_container_has_a_healthcheck(services) -> None:
         assert test[0] in ("CMD", "CMD-SHELL"), name
 
 
-def test_each_service_image_is_built_from_its_own_dockerfile(services) -> None:
+def test_each_service_image_is_built_from_the_one_dockerfile(services) -> None:
     for name in service_directories():
         service = services[name]
         assert service["image"] == f"quimbi/{name}:latest"
         assert service["build"]["context"] == "."
         dockerfile = ROOT / service["build"]["dockerfile"]
-        assert dockerfile == ROOT / "services" / name / "Dockerfile"
+        assert dockerfile == ROOT / "services" / "Dockerfile"
         assert dockerfile.exists(), name
+        # then the one Dockerfile is told which service, on the port the container serves
+        args = service["build"]["args"]
+        assert args["SERVICE"] == name
+        assert args["PORT"] == str(PORTS[name])
 
 
 def test_dependencies_exist_wait_for_health_and_form_no_cycle(services) -> None:

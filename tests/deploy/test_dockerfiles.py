@@ -1,5 +1,6 @@
-"""services/*/Dockerfile: multi-stage builds from the lock, a slim non-root runtime with one
-process, a HEALTHCHECK and the migrate-then-serve entrypoint."""
+"""services/Dockerfile (one for every service, SERVICE and PORT build arguments): multi-stage
+builds from the lock, a slim non-root runtime with one process, a HEALTHCHECK and the
+migrate-then-serve entrypoint."""
 
 from __future__ import annotations
 
@@ -26,6 +27,15 @@ def service_names() -> list[str]:
     return sorted(p.parent.name for p in (ROOT / "services").glob("*/pyproject.toml"))
 
 
+DOCKERFILE = ROOT / "services" / "Dockerfile"
+
+
+def service_dockerfile(name: str) -> str:
+    """The Dockerfile's instructions as the build for `name` sees them (build args filled in)."""
+    text = instructions(DOCKERFILE.read_text())
+    return text.replace("${SERVICE}", name).replace("${PORT}", str(PORTS[name]))
+
+
 def final_stage(text: str) -> str:
     return text[text.rindex("\nFROM ") :]
 
@@ -38,11 +48,11 @@ def instructions(text: str) -> str:
 
 @pytest.mark.parametrize("name", service_names())
 def test_service_dockerfile_builds_in_stages_from_the_lock(name) -> None:
-    text = instructions((ROOT / "services" / name / "Dockerfile").read_text())
+    text = service_dockerfile(name)
     # then there are build stages before the runtime one, and uv installs exactly the lock
     assert len(re.findall(r"^FROM ", text, re.M)) >= 2
     assert "COPY pyproject.toml uv.lock ./" in text
-    assert re.search(rf"uv sync --frozen --no-dev --no-editable --package quimbi-{name}\b", text)
+    assert re.search(rf'uv sync --frozen --no-dev --no-editable --package "quimbi-{name}"', text)
     runtime = final_stage(text)
     assert "COPY --from=build /app/.venv /app/.venv" in runtime
     assert "uv sync" not in runtime
@@ -51,7 +61,7 @@ def test_service_dockerfile_builds_in_stages_from_the_lock(name) -> None:
 
 @pytest.mark.parametrize("name", service_names())
 def test_service_image_runs_one_non_root_process_with_a_healthcheck(name) -> None:
-    runtime = final_stage(instructions((ROOT / "services" / name / "Dockerfile").read_text()))
+    runtime = final_stage(service_dockerfile(name))
     user = re.search(r"^USER (\S+)", runtime, re.M).group(1)
     uid = user.split(":")[0]
     assert uid.isdigit()
@@ -63,17 +73,27 @@ def test_service_image_runs_one_non_root_process_with_a_healthcheck(name) -> Non
     assert 'CMD ["serve"]' in runtime
     assert f"EXPOSE {PORTS[name]}" in runtime
     assert f"PORT={PORTS[name]}" in runtime
+    # then the entrypoint runs quimbi_<name>, which exists
+    assert f"SERVICE={name}" in runtime
     module = f"quimbi_{name.replace('-', '_')}"
     assert (ROOT / "services" / name / "src" / module).is_dir()
-    assert f"SERVICE_MODULE={module}" in runtime
+
+
+def test_there_is_one_dockerfile_for_all_services() -> None:
+    assert sorted(p.relative_to(ROOT) for p in (ROOT / "services").rglob("Dockerfile")) == [
+        Path("services/Dockerfile")
+    ]
 
 
 @pytest.mark.parametrize("name", service_names())
 def test_service_image_carries_its_migrations_when_it_has_a_database(name) -> None:
-    runtime = final_stage(instructions((ROOT / "services" / name / "Dockerfile").read_text()))
-    has_migrations = (ROOT / "services" / name / "migrations").is_dir()
-    assert (f"COPY services/{name}/migrations /app/migrations" in runtime) == has_migrations
-    assert ("MIGRATIONS_DIR=/app/migrations" in runtime) == has_migrations
+    runtime = final_stage(service_dockerfile(name))
+    # then the build copies migrations only where the service has them, and the entrypoint
+    # skips a MIGRATIONS_DIR that is not there
+    build = service_dockerfile(name)
+    assert f'if [ -d "services/{name}/migrations" ]' in build
+    assert "COPY --from=build /app/service/ /app/" in runtime
+    assert "MIGRATIONS_DIR=/app/migrations" in runtime
 
 
 def test_build_context_leaves_out_local_state_and_tests() -> None:

@@ -48,6 +48,19 @@ def test_migrate_without_migrations_is_a_no_op(monkeypatch) -> None:
     assert entrypoint.main(["migrate"]) == 0
 
 
+@pytest.mark.unit
+def test_the_service_module_comes_from_the_image_s_service_name(monkeypatch) -> None:
+    monkeypatch.delenv("SERVICE_MODULE", raising=False)
+    monkeypatch.setenv("SERVICE", "ai-proxy")
+    assert entrypoint.service_module() == "quimbi_ai_proxy"
+    monkeypatch.setenv("SERVICE_MODULE", "quimbi_standin")
+    assert entrypoint.service_module() == "quimbi_standin"
+    monkeypatch.delenv("SERVICE_MODULE")
+    monkeypatch.delenv("SERVICE")
+    with pytest.raises(SystemExit, match="SERVICE"):
+        entrypoint.service_module()
+
+
 class Health(BaseHTTPRequestHandler):
     status = 200
 

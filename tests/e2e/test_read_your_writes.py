@@ -3,13 +3,18 @@ behaves as if the write were already visible everywhere, with no sleep in betwee
 
 Each round creates a ticket and follows it up at once, on every route whose service learns of
 tickets from events: accept, assignment history (agents), SLA read, pause, resume (sla), score
-breakdown (scoring), draft and recommendation (ai-proxy), and the ticket's own detail (score and
-SLA shown, or marked pending). In the same round a senior assigns an older ticket to the agent,
-who opens it at once (detail, SLA, score): tickets, sla and scoring learn of the new assignee
-only from events, and an `agent` sees only its own tickets. Then the same against a suite
-running two replicas of each projecting service (agents, sla, scoring) behind the gateway, which
-sends each request to the next replica, so the replica answering is often not the one that
-consumed.
+breakdown (scoring), draft and recommendation (ai-proxy), and the ticket's own detail and list
+item (score and SLA shown, or marked pending). In the same round a senior assigns an older
+ticket to the agent, who opens it at once (detail, SLA, score): tickets, sla and scoring learn
+of the new assignee only from events, and an `agent` sees only its own tickets. Then the same
+against a suite running two replicas of each projecting service (agents, sla, scoring) behind
+the gateway, which sends each request to the next replica, so the replica answering is often
+not the one that consumed.
+
+Then changes to tickets every service already holds (priority, assignee, a reply, status):
+each follow-up sends back the write's `X-Consistency-Token` and must see the change, with one
+and with two replicas. The token rounds default to 100 (`E2E_RYW_TOKEN_ROUNDS`) to keep the
+suite lean.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import pytest
 from launcher import Suite
 from support import ADMIN, PASSWORD, RYW_ENV, Agent, ExternalStack, login
 
+from quimbi_common.consistency import HEADER
 from quimbi_common.testing import unique
 
 pytestmark = pytest.mark.e2e
@@ -109,7 +115,8 @@ async def _round(gateway: httpx.AsyncClient, team: Team, held: str) -> list[str]
 
 async def _new_ticket(gateway: httpx.AsyncClient, team: Team) -> list[str]:
     agent = team.agent
-    ticket = await _create(gateway, agent, customer_id=team.customer_id)
+    # a new customer's only ticket: the agent's list filtered by customer shows just this one
+    ticket = await _create(gateway, agent, customer={"email": f"{unique('ryw-')}@example.com"})
     tid = ticket["id"]
     path = f"/api/tickets/{tid}"
 
@@ -168,8 +175,26 @@ async def _new_ticket(gateway: httpx.AsyncClient, team: Team) -> list[str]:
             lambda b: b["ticket_id"] == tid,
         ),
         _expect("detail", gateway.get(path, headers=agent.headers), 200, _detail_is_honest),
+        _expect(
+            "list",
+            gateway.get(
+                "/api/tickets",
+                params={"customer_id": ticket["customer_id"]},
+                headers=agent.headers,
+            ),
+            200,
+            lambda b: [t["id"] for t in b["tickets"]] == [tid] and _item_is_honest(b["tickets"][0]),
+        ),
     )
     return [failure for outcome in outcomes for failure in outcome]
+
+
+def _item_is_honest(item: dict[str, Any]) -> bool:
+    """A list item's score is there or marked pending (never a bare 0); so is its SLA."""
+    score_ok = item["score_status"] == "scored" or (
+        item["score_status"] == "pending" and item["smart_score"] == 0
+    )
+    return score_ok and item["sla_status"] in ("pending", "tracked")
 
 
 async def _transfer(gateway: httpx.AsyncClient, team: Team, held: str, label: str) -> list[str]:
@@ -257,7 +282,7 @@ async def test_every_follow_up_of_a_new_ticket_sees_it(
     gateway: httpx.AsyncClient, suite: Suite | ExternalStack
 ) -> None:
     failures, took = await _rounds(gateway)
-    print(f"{ROUNDS} rounds x 15 follow-ups in {took:.1f}s; {await _waits(suite)}")
+    print(f"{ROUNDS} rounds x 16 follow-ups in {took:.1f}s; {await _waits(suite)}")
     assert failures == [], f"{len(failures)} failures, first: {failures[:5]}"
 
 
@@ -285,5 +310,143 @@ async def test_with_two_replicas_every_follow_up_sees_it(
 ) -> None:
     suite, gateway = replicated
     failures, took = await _rounds(gateway)
-    print(f"2 replicas: {ROUNDS} rounds x 15 follow-ups in {took:.1f}s; {await _waits(suite)}")
+    print(f"2 replicas: {ROUNDS} rounds x 16 follow-ups in {took:.1f}s; {await _waits(suite)}")
+    assert failures == [], f"{len(failures)} failures, first: {failures[:5]}"
+
+
+# --- changes to known tickets: consistency tokens ----------------------------------------------
+
+TOKEN_ROUNDS = int(os.environ.get("E2E_RYW_TOKEN_ROUNDS", "100"))
+TOKEN_CONCURRENCY = int(os.environ.get("E2E_RYW_TOKEN_CONCURRENCY", "8"))
+
+
+async def _write(
+    label: str, call: Awaitable[httpx.Response], status: int
+) -> tuple[dict[str, str], list[str]]:
+    """The headers a follow-up of this write sends back (its consistency token), or failures."""
+    response = await call
+    if response.status_code != status:
+        return {}, [f"{label}: {response.status_code} {response.text[:200]}"]
+    token = response.headers.get(HEADER)
+    if not token:
+        return {}, [f"{label}: no {HEADER} in the answer"]
+    return {HEADER: token}, []
+
+
+async def _changes(gateway: httpx.AsyncClient, team: Team, tid: str) -> list[str]:
+    """A known ticket changed four ways; each follow-up, sent with the write's token at once,
+    sees the change (never the state before it)."""
+    agent, senior = team.agent, team.senior
+    path = f"/api/tickets/{tid}"
+    sent, failed = await _write(
+        "priority", gateway.patch(path, json={"priority": "high"}, headers=senior.headers), 200
+    )
+    if failed:
+        return failed
+    failures = [
+        failure
+        for outcome in await asyncio.gather(
+            _expect(
+                "priority → sla",
+                gateway.get(f"{path}/sla", headers={**senior.headers, **sent}),
+                200,
+                lambda b: b["priority"] == "high",
+            ),
+            _expect(
+                "priority → score-breakdown",
+                gateway.get(f"{path}/score-breakdown", headers={**senior.headers, **sent}),
+                200,
+                lambda b: b["priority"] == "high",
+            ),
+        )
+        for failure in outcome
+    ]
+    sent, failed = await _write(
+        "assign",
+        gateway.post(f"{path}/assign", json={"agent_id": agent.id}, headers=senior.headers),
+        201,
+    )
+    if failed:
+        return failures + failed
+    failures += await _expect(
+        "assign → detail (senior)",
+        gateway.get(path, headers={**senior.headers, **sent}),
+        200,
+        lambda b: b["assigned_agent_id"] == agent.id,
+    )
+    sent, failed = await _write(
+        "reply",
+        gateway.post(f"{path}/messages", json={"content": "On it."}, headers=agent.headers),
+        201,
+    )
+    if failed:
+        return failures + failed
+    failures += await _expect(
+        "reply → score-breakdown",
+        gateway.get(f"{path}/score-breakdown", headers={**agent.headers, **sent}),
+        200,
+        lambda b: b["parts"]["wait"]["inputs"]["waiting_since"] is None,
+    )
+    sent, failed = await _write(
+        "pending", gateway.patch(path, json={"status": "pending"}, headers=agent.headers), 200
+    )
+    if failed:
+        return failures + failed
+    failures += await _expect(
+        "pending → sla",
+        gateway.get(f"{path}/sla", headers={**agent.headers, **sent}),
+        200,
+        lambda b: b["is_paused"] is True,
+    )
+    sent, failed = await _write(
+        "resolved", gateway.patch(path, json={"status": "resolved"}, headers=agent.headers), 200
+    )
+    if failed:
+        return failures + failed
+    failures += await _expect(
+        "resolved → assignments",
+        gateway.get(f"{path}/assignments", headers={**agent.headers, **sent}),
+        200,
+        lambda b: (
+            [a["status"] for a in b["assignments"] if a["agent_id"] == agent.id] == ["completed"]
+        ),
+    )
+    return failures
+
+
+async def _token_rounds(gateway: httpx.AsyncClient) -> tuple[list[str], float]:
+    team = await _team(gateway)
+    limit = asyncio.Semaphore(TOKEN_CONCURRENCY)
+
+    async def known_ticket() -> str:
+        async with limit:
+            body = await _create(gateway, team.senior, customer_id=team.customer_id)
+            return str(body["id"])
+
+    known = await asyncio.gather(*(known_ticket() for _ in range(TOKEN_ROUNDS)))
+    await asyncio.sleep(OLD_ENOUGH_SECONDS)  # every service has seen them: only changes remain
+
+    async def limited(ticket_id: str) -> list[str]:
+        async with limit:
+            return await _changes(gateway, team, ticket_id)
+
+    started = time.monotonic()
+    results = await asyncio.gather(*(limited(ticket_id) for ticket_id in known))
+    return [failure for result in results for failure in result], time.monotonic() - started
+
+
+async def test_every_follow_up_with_a_token_sees_the_change(
+    gateway: httpx.AsyncClient, suite: Suite | ExternalStack
+) -> None:
+    failures, took = await _token_rounds(gateway)
+    print(f"{TOKEN_ROUNDS} known tickets x 6 follow-ups in {took:.1f}s; {await _waits(suite)}")
+    assert failures == [], f"{len(failures)} failures, first: {failures[:5]}"
+
+
+async def test_with_two_replicas_every_follow_up_with_a_token_sees_the_change(
+    replicated: tuple[Suite, httpx.AsyncClient],
+) -> None:
+    suite, gateway = replicated
+    failures, took = await _token_rounds(gateway)
+    print(f"2 replicas: {TOKEN_ROUNDS} x 6 token follow-ups in {took:.1f}s; {await _waits(suite)}")
     assert failures == [], f"{len(failures)} failures, first: {failures[:5]}"

@@ -79,7 +79,7 @@ async def test_a_topic_alert_in_the_subject_or_a_message_adds_the_boost(
     # when asked with keywords that appear in the subject, a message, or nowhere
     for keywords, matched in (
         ("payment", ["payment"]),
-        ("Refund, outage", ["refund"]),
+        ("Refund, outage", ["Refund"]),
         ("outage,delivery", []),
     ):
         body = (await _get(scoring, created.id, senior, topic_alerts=keywords)).json()

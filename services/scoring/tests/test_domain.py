@@ -14,8 +14,6 @@ from quimbi_scoring.domain import (
     Weights,
     compute_score,
     hours_waiting,
-    matched_topic_alerts,
-    parse_topic_alerts,
     summarize_conversation,
 )
 
@@ -229,22 +227,3 @@ def test_hours_waiting_from_the_wait_origin() -> None:
     assert hours_waiting(T0, T0 + timedelta(minutes=90)) == 1.5
     assert hours_waiting(None, T0) == 0.0
     assert hours_waiting(T0 + timedelta(hours=1), T0) == 0.0  # a clock ahead of ours
-
-
-# --- topic alerts -----------------------------------------------------------------------------
-
-
-def test_topic_alerts_are_trimmed_lowercased_and_unique() -> None:
-    assert parse_topic_alerts(" Refund, outage ,,REFUND") == ["refund", "outage"]
-    assert parse_topic_alerts(None) == []
-    assert parse_topic_alerts(" , ") == []
-
-
-def test_a_keyword_matches_case_insensitively_in_any_text() -> None:
-    texts = ["Payment not processing", "I want my REFUNDS now"]
-    assert matched_topic_alerts(["refund", "outage", "payment"], texts) == ["refund", "payment"]
-
-
-def test_no_keyword_no_match() -> None:
-    assert matched_topic_alerts([], ["anything"]) == []
-    assert matched_topic_alerts(["outage"], ["all good", ""]) == []

@@ -127,16 +127,6 @@ def test_difficulty_without_any_intent_starts_from_other() -> None:
     assert value == domain.INTENT_DIFFICULTY[Intent.OTHER]
 
 
-def test_topic_alerts_are_trimmed_and_deduplicated_ignoring_case() -> None:
-    assert domain.parse_topic_alerts(" refund ,  Chargeback,,REFUND, late  delivery ") == [
-        "refund",
-        "Chargeback",
-        "late delivery",
-    ]
-    assert domain.parse_topic_alerts(None) == []
-    assert domain.parse_topic_alerts(" , ") == []
-
-
 def test_like_pattern_takes_wildcards_literally() -> None:
     assert domain.like_pattern("50%_off\\") == "%50\\%\\_off\\\\%"
 

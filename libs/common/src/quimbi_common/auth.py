@@ -414,3 +414,7 @@ def require_role(role: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
 
 Caller = Annotated[Principal, Depends(current_caller)]
 CurrentAgent = Annotated[Principal, Depends(current_agent)]
+# The role gates routes declare, written once for every service.
+TeamLead = Annotated[Principal, Depends(require_role(Role.TEAM_LEAD))]
+Manager = Annotated[Principal, Depends(require_role(Role.MANAGER))]
+Admin = Annotated[Principal, Depends(require_role(Role.ADMIN))]

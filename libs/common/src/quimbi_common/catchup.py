@@ -28,12 +28,14 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import ids
+from .backoff import Backoff
 from .db import asyncpg_dsn
 from .errors import NotFoundError
 from .observability import PROJECTION_WAITS
 
 log = logging.getLogger(__name__)
 CHANNEL = "quimbi_projection"
+CONSUMED_KEY = "*"  # sent by every consumer transaction that applied events (consistency tokens)
 _PING_INTERVAL_SECONDS = 30.0
 _PING_TIMEOUT_SECONDS = 5.0
 T = TypeVar("T")
@@ -123,6 +125,32 @@ class ProjectionWatch:
             if not waiting and self._waiters.get(key) is waiting:
                 del self._waiters[key]
 
+    async def until_true(self, key: str, check: Callable[[], Awaitable[bool]]) -> bool:
+        """Run `check` until it is true, again each time `key` is notified; False once the
+        bound (from now) passes first. Registered before the first check: no lost wake-up."""
+        event = asyncio.Event()
+        waiting = self._waiters.setdefault(key, set())
+        waiting.add(event)
+        started = time.monotonic()
+        deadline = started + self.bound_seconds
+        try:
+            while True:
+                event.clear()
+                if await check():
+                    PROJECTION_WAITS.labels("caught_up").observe(time.monotonic() - started)
+                    return True
+                now = time.monotonic()
+                if now >= deadline:
+                    PROJECTION_WAITS.labels("behind").observe(now - started)
+                    return False
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(deadline - now):
+                        await event.wait()
+        finally:
+            waiting.discard(event)
+            if not waiting and self._waiters.get(key) is waiting:
+                del self._waiters[key]
+
     def _wake(self, key: str) -> None:
         for event in self._waiters.get(key, ()):
             event.set()
@@ -152,14 +180,13 @@ class ProjectionWatch:
     async def run(self) -> None:
         """Keep the LISTEN connection open (a runtime background task); after a reconnect every
         waiter looks again, since a NOTIFY sent meanwhile was lost."""
-        delay = 0.5
+        backoff = Backoff()
         while True:
             try:
                 connection = await asyncpg.connect(self.dsn, timeout=_PING_TIMEOUT_SECONDS)
             except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
                 log.warning("projection watch: cannot connect (%s); retrying", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await backoff.sleep()
                 continue
             lost = asyncio.Event()
             connection.add_termination_listener(_setter(lost))
@@ -168,7 +195,7 @@ class ProjectionWatch:
                 self._connection = connection
                 self.listening.set()
                 self._wake_all()
-                delay = 0.5
+                backoff.reset()
                 await self._until_lost(connection, lost)
             finally:
                 self.listening.clear()

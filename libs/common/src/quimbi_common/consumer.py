@@ -17,7 +17,10 @@ moves on. A malformed message goes there at once. Outages (database, or Kafka fo
 letter) are not the message's fault: they are retried until the dependency is back.
 
 A handler may declare `when=`: a cheap test of the event; events it rejects change nothing
-the service holds and are acknowledged without a transaction (and not recorded).
+the service holds and run no handler, but are recorded like the others (one more row in the
+batch's statement), so a consistency token naming one is seen as applied (`consistency`).
+Every transaction that records events sends `pg_notify('quimbi_projection', '*')` (collapsed
+to one per transaction) to wake the requests waiting for a token.
 """
 
 from __future__ import annotations
@@ -39,8 +42,10 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from . import tracing
+from .backoff import nth_delay
+from .catchup import CHANNEL, CONSUMED_KEY
 from .db import is_database_outage
-from .events import TOPICS, Event
+from .events import TOPICS, Event, dead_letter_topic
 from .observability import (
     CONSUMER_BATCH_RECORDS,
     CONSUMER_BATCH_SECONDS,
@@ -62,7 +67,8 @@ Wants = Callable[[Event[Any]], bool]
 _RECORD = sa.text(
     "INSERT INTO processed_events (consumer, event_id) "
     "SELECT * FROM unnest(CAST(:consumers AS text[]), CAST(:ids AS uuid[])) "
-    "ON CONFLICT DO NOTHING RETURNING consumer, event_id"
+    "ON CONFLICT DO NOTHING "
+    "RETURNING consumer, event_id, pg_notify(:channel, :consumed_key)::text AS woke"
 )
 
 
@@ -104,6 +110,7 @@ class Work:
     record: ConsumerRecord[bytes, bytes]
     subscription: Subscription
     event: Event[Any]
+    ignored: bool = False  # rejected by the handler's `when`: recorded, not handled
 
     @property
     def key(self) -> tuple[str, UUID]:
@@ -245,7 +252,7 @@ class EventConsumer:
     async def _leave(self, consumer: AIOKafkaConsumer) -> None:
         """Commit what was applied (bounded: Kafka may be what is down) and leave the group."""
         with contextlib.suppress(Exception):
-            async with asyncio.timeout(5.0):
+            async with asyncio.timeout(self.settings.consumer_stop_flush_seconds):
                 await self._flush(consumer)
         try:
             await consumer.stop()
@@ -267,9 +274,17 @@ class EventConsumer:
                     max(0, highwater - position)
                 )
 
+    def _retry_delay(self, attempt: int) -> float:
+        """The wait before retrying a batch or an event through an outage."""
+        return nth_delay(
+            self.settings.consumer_retry_backoff_seconds,
+            attempt,
+            self.settings.retry_backoff_max_seconds,
+        )
+
     async def _connect(self) -> AIOKafkaConsumer:
         """The group member, joined; retried (a new client each time) while Kafka is away."""
-        delay = 0.5
+        backoff = self.settings.backoff()
         while True:
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=self.settings.kafka_bootstrap_servers,
@@ -287,7 +302,9 @@ class EventConsumer:
                 if _cancel_swallowed():  # by the client while joining: stop as asked
                     raise asyncio.CancelledError
             except KafkaError as exc:
-                log.warning("consumer cannot reach kafka (%s); retrying in %.1fs", exc, delay)
+                log.warning(
+                    "consumer cannot reach kafka (%s); retrying in %.1fs", exc, backoff.delay
+                )
                 if _cancel_swallowed():
                     await consumer.stop()
                     raise asyncio.CancelledError from exc
@@ -297,8 +314,7 @@ class EventConsumer:
             else:
                 return consumer
             await consumer.stop()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            await backoff.sleep()
 
     async def _commit_pending(self, consumer: AIOKafkaConsumer) -> None:
         """Commit applied offsets in the background: the next batch does not wait for it."""
@@ -333,10 +349,8 @@ class EventConsumer:
                     EVENTS_CONSUMED.labels(subscription.topic, subscription.name, "invalid").inc()
                 continue
             for subscription in subscriptions:
-                if subscription.wants is None or subscription.wants(event):
-                    work.append(Work(record, subscription, event))
-                else:
-                    EVENTS_CONSUMED.labels(subscription.topic, subscription.name, "ignored").inc()
+                wanted = subscription.wants is None or subscription.wants(event)
+                work.append(Work(record, subscription, event, ignored=not wanted))
         if work and not await self._apply_batch(work):
             for item in work:  # isolate the message that fails
                 await self._apply_one(item)
@@ -355,9 +369,7 @@ class EventConsumer:
                 attempt += 1
                 CONSUMER_RETRIES.labels(self.group_id, "outage").inc()
                 log.warning("%s: outage (%s); retrying a batch", self.group_id, exc)
-                await asyncio.sleep(
-                    min(5.0, self.settings.consumer_retry_backoff_seconds * 2**attempt)
-                )
+                await asyncio.sleep(self._retry_delay(attempt))
                 continue
             for item, outcome in zip(work, outcomes, strict=True):
                 subscription = item.subscription
@@ -367,7 +379,12 @@ class EventConsumer:
     async def _apply(self, session: AsyncSession, work: list[Work]) -> list[str]:
         rows = await session.execute(
             _RECORD,
-            {"consumers": [w.subscription.name for w in work], "ids": [w.event.id for w in work]},
+            {
+                "consumers": [w.subscription.name for w in work],
+                "ids": [w.event.id for w in work],
+                "channel": CHANNEL,
+                "consumed_key": CONSUMED_KEY,
+            },
         )
         fresh = {(row.consumer, row.event_id) for row in rows}
         outcomes = []
@@ -377,6 +394,9 @@ class EventConsumer:
                 outcomes.append("duplicate")
                 continue
             fresh.discard(item.key)  # twice in one batch: applied once
+            if item.ignored:
+                outcomes.append("ignored")
+                continue
             outcomes.append("handled")
             subscription = item.subscription
             if subscription.many is not None:
@@ -418,9 +438,7 @@ class EventConsumer:
                 if _is_outage(exc):
                     CONSUMER_RETRIES.labels(self.group_id, "outage").inc()
                     log.warning("%s: outage (%s); retrying %s", name, exc, item.event.id)
-                    await asyncio.sleep(
-                        min(5.0, self.settings.consumer_retry_backoff_seconds * 2**attempt)
-                    )
+                    await asyncio.sleep(self._retry_delay(attempt))
                     continue
                 if attempt > self.settings.consumer_max_retries:
                     log.exception("%s: giving up on %s", name, item.event.id)
@@ -449,18 +467,17 @@ class EventConsumer:
                 "x-original-offset": str(record.offset),
             }
         )
-        delay = 0.5
+        backoff = self.settings.backoff()
         while True:
             try:
                 await self.broker.publish(
-                    record.value, f"{record.topic}.dlq", key=record.key, headers=headers
+                    record.value, dead_letter_topic(record.topic), key=record.key, headers=headers
                 )
                 CONSUMER_DEAD_LETTERS.labels(self.group_id, record.topic, reason).inc()
                 return
             except Exception as exc:
-                log.warning("dead letter not stored (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                log.warning("dead letter not stored (%s); retrying in %.1fs", exc, backoff.delay)
+                await backoff.sleep()
 
 
 def _span(item: Work, *, current: bool = True) -> contextlib.AbstractContextManager[Any]:

@@ -41,10 +41,6 @@ class ProblemError(Exception):
         self.extra = extra
 
 
-class BadRequestError(ProblemError):
-    status = 400
-
-
 class UnauthorizedError(ProblemError):
     status = 401
 

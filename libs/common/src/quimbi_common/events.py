@@ -210,10 +210,6 @@ class Topic:
     summary: str
     dataversion: int = 1
 
-    @property
-    def dlq(self) -> str:
-        return f"{self.name}.dlq"
-
     def key(self, data: Contract) -> str:
         return str(getattr(data, self.key_field))
 
@@ -258,6 +254,11 @@ TOPICS: dict[str, Topic] = {
         ),
     )
 }
+
+
+def dead_letter_topic(topic: str) -> str:
+    """Where a consumer parks what it cannot apply: `<topic>.dlq` (prefixed as `topic` is)."""
+    return f"{topic}.dlq"
 
 
 def build_event(

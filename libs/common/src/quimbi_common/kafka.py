@@ -11,7 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
 
-from .events import TOPICS
+from .events import TOPICS, dead_letter_topic
 from .settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def create_producer(settings: CommonSettings) -> AIOKafkaProducer:
 def all_topic_names(settings: CommonSettings) -> list[str]:
     """Every event topic and its dead-letter topic, with the configured prefix."""
     names = [settings.topic(t.name) for t in TOPICS.values()]
-    return names + [f"{name}.dlq" for name in names]
+    return names + [dead_letter_topic(name) for name in names]
 
 
 async def ensure_topics(settings: CommonSettings, names: Iterable[str] | None = None) -> None:

@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from . import tracing
+from . import consistency, tracing
 from .db import asyncpg_dsn
 from .events import Contract, build_event
 from .kafka import create_producer
@@ -107,6 +107,7 @@ async def add_events(
         columns["payloads"].append(event.model_dump_json())
         columns["headers"].append(stored)
     await session.execute(_INSERT_MANY, {**columns, "channel": NOTIFY_CHANNEL})
+    consistency.note_written(session, columns["topics"], columns["event_ids"])
     return columns["event_ids"]
 
 
@@ -161,7 +162,7 @@ class OutboxRelay:
 
     async def run(self) -> None:
         """Run until cancelled, surviving Kafka or database outages."""
-        backoff = 0.5
+        backoff = self.settings.backoff()
         failing = False
         try:
             while True:
@@ -169,7 +170,7 @@ class OutboxRelay:
                 try:
                     await self._ensure_connections()
                     published = await self.publish_batch()
-                    backoff = 0.5
+                    backoff.reset()
                     if failing:
                         log.info("outbox relay: publishing again")
                         failing = False
@@ -187,8 +188,7 @@ class OutboxRelay:
                     )
                     failing = True
                     await self._reset_producer()
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                    await backoff.sleep()
         finally:
             await self._reset_producer()
             await self._close_listener()

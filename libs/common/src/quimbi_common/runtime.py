@@ -22,7 +22,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .auth import AuthConfig, KeySet, RevocationStore, TokenVerifier, key_set_from_settings
+from .backoff import Backoff
 from .catchup import ProjectionWatch
+from .consistency import HEADER as CONSISTENCY_HEADER
+from .consistency import ConsistencyMiddleware
 from .consumer import EventConsumer
 from .db import create_engine, create_sessionmaker
 from .docs import install_docs
@@ -106,6 +109,10 @@ class Runtime:
         return self._projections
 
     @property
+    def watches_projections(self) -> bool:
+        return self._projections is not None
+
+    @property
     def projections(self) -> ProjectionWatch:
         assert self._projections is not None, "call runtime.watch_projections() in build_app"
         return self._projections
@@ -162,7 +169,7 @@ class Runtime:
     async def _connect_kafka(self) -> None:
         """Start consuming once Kafka answers; the API serves (and the outbox fills) meanwhile."""
         assert self.broker is not None
-        delay = 0.5
+        backoff = self.settings.backoff()
         while not self._stopping:
             try:
                 await ensure_topics(self.settings)
@@ -176,15 +183,14 @@ class Runtime:
                     self._tasks.append(consume)
                 return
             except Exception as exc:
-                log.warning("kafka not available (%s); retrying in %.1fs", exc, delay)
+                log.warning("kafka not available (%s); retrying in %.1fs", exc, backoff.delay)
                 with contextlib.suppress(Exception):
                     await self.broker.stop()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await backoff.sleep()
 
     async def start(self) -> None:
         for hook in self.on_startup:
-            await _retrying(hook, give_up_after=60.0)
+            await _retrying(hook, self.settings.backoff(), give_up_after=60.0)
         if self.broker is not None:
             self._tasks.append(asyncio.create_task(self._connect_kafka(), name="kafka-connect"))
         if self.relay is not None:
@@ -214,20 +220,18 @@ class Runtime:
         flush_traces()
 
 
-async def _retrying(hook: BackgroundTask, give_up_after: float) -> None:
+async def _retrying(hook: BackgroundTask, backoff: Backoff, give_up_after: float) -> None:
     """Run a start-up hook, retrying while what it needs (say, the database) is not up yet."""
     deadline = asyncio.get_running_loop().time() + give_up_after
-    delay = 0.5
     while True:
         try:
             await hook()
             return
         except Exception as exc:
-            if asyncio.get_running_loop().time() + delay > deadline:
+            if asyncio.get_running_loop().time() + backoff.delay > deadline:
                 raise
             log.warning("start-up step %s failed (%s); retrying", hook.__name__, exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            await backoff.sleep()
 
 
 async def _supervised(task: BackgroundTask) -> None:
@@ -276,6 +280,8 @@ def create_app(
     app.state.auth = AuthConfig(runtime.verifier, settings.api_key.get_secret_value())
     install_problem_handlers(app)
     install_truthful_openapi(app)
+    if runtime.engine is not None:  # writes (outbox) or projections: tokens out, waits in
+        app.add_middleware(ConsistencyMiddleware, runtime=runtime)
     app.add_middleware(NulGuard)  # inside the request context: its 422 carries the request id
     app.add_middleware(RequestContextMiddleware, service=settings.service_name)
     if cors:
@@ -287,6 +293,7 @@ def create_app(
             allow_headers=["*"],
             expose_headers=[
                 "X-Request-ID",
+                CONSISTENCY_HEADER,
                 "Retry-After",
                 "RateLimit-Limit",
                 "RateLimit-Remaining",

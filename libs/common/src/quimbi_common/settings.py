@@ -7,6 +7,8 @@ from typing import Literal
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .backoff import INITIAL_SECONDS, MAX_SECONDS, Backoff
+
 DEV_API_KEY = "dev-integration-key"
 
 
@@ -41,6 +43,11 @@ class CommonSettings(BaseSettings):
     consumer_fetch_max_wait_ms: int = 25  # or this long: bigger batches under load
     consumer_max_retries: int = 3
     consumer_retry_backoff_seconds: float = 0.2
+    # Back-off while Kafka or PostgreSQL is away (runtime, outbox relay, consumer): the first
+    # wait, doubling up to the cap.
+    retry_backoff_initial_seconds: float = INITIAL_SECONDS
+    retry_backoff_max_seconds: float = MAX_SECONDS
+    consumer_stop_flush_seconds: float = 5.0  # at most this long committing offsets on stop
     outbox_poll_interval_seconds: float = 1.0
     outbox_batch_size: int = 500
     outbox_retention_hours: int = 24
@@ -68,6 +75,10 @@ class CommonSettings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.environment == "production"
+
+    def backoff(self) -> Backoff:
+        """A fresh back-off for one retry loop, from these settings."""
+        return Backoff(self.retry_backoff_initial_seconds, self.retry_backoff_max_seconds)
 
     @property
     def consumer_group(self) -> str:

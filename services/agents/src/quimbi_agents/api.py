@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 
-from quimbi_common.auth import CurrentAgent, Principal, require_role
+from quimbi_common.auth import Admin, CurrentAgent, Manager, TeamLead
 from quimbi_common.enums import AgentStatus, Role
 from quimbi_common.openapi import problems
 from quimbi_common.pagination import Page
@@ -27,9 +27,6 @@ from .schemas import (
     StatusUpdate,
 )
 
-TeamLead = Annotated[Principal, Depends(require_role(Role.TEAM_LEAD))]
-Manager = Annotated[Principal, Depends(require_role(Role.MANAGER))]
-Admin = Annotated[Principal, Depends(require_role(Role.ADMIN))]
 AgentId = Annotated[str, Path(min_length=1, max_length=255)]
 TicketId = Annotated[str, Path(min_length=1, max_length=255)]
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -20,6 +19,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from quimbi_common.clock import utcnow
 from quimbi_common.events import CustomerIntelligenceData
 from quimbi_common.outbox import add_event
 
@@ -64,10 +64,6 @@ class AiProxy:
         await self.quimbi.aclose()
         await self.tickets.aclose()
         await self.cache.aclose()
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _parse(model: type[ModelT], raw: Any, what: str) -> ModelT:
@@ -137,7 +133,7 @@ async def fetch_intelligence(proxy: AiProxy, customer_id: str) -> CustomerIntell
         segments=analysis.segments,
         predictions=analysis.predictions,
         behavioral_metrics=analysis.behavioral_metrics,
-        fetched_at=_now(),
+        fetched_at=utcnow(),
     )
     settings = proxy.settings
     document = intelligence.model_dump(mode="json", exclude={"cached", "stale"})
@@ -178,7 +174,7 @@ async def publish_if_changed(proxy: AiProxy, intelligence: CustomerIntelligenceR
         set_={
             "churn_risk": values.excluded.churn_risk,
             "lifetime_value": values.excluded.lifetime_value,
-            "published_at": _now(),
+            "published_at": utcnow(),
         },
         where=or_(
             PublishedIntelligence.churn_risk.is_distinct_from(values.excluded.churn_risk),
@@ -304,7 +300,7 @@ async def _generate_draft(
         churn_risk=predictions.churn_risk,
         churn_risk_level=predictions.churn_risk_level,
         lifetime_value=predictions.lifetime_value,
-        generated_at=_now(),
+        generated_at=utcnow(),
         stale=intelligence.stale,
     )
 
@@ -381,7 +377,7 @@ async def _recommend(proxy: AiProxy, ticket: TicketContext) -> RecommendationRes
             medium=settings.customer_medium_value_ltv,
         ),
         lifetime_value=predictions.lifetime_value,
-        generated_at=_now(),
+        generated_at=utcnow(),
         stale=stale,
     )
 

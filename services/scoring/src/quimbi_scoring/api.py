@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from quimbi_common.auth import CurrentAgent
-from quimbi_common.errors import UnprocessableError
 from quimbi_common.inputs import keyword_list_schema
 from quimbi_common.runtime import RuntimeDep, SessionDep
+from quimbi_common.topic_alerts import topic_alert_keywords
 
-from . import domain, service
+from . import service
 from .schemas import ScoreBreakdown
 from .settings import Settings
 
@@ -46,15 +46,6 @@ async def get_score_breakdown(
 
 
 def _topic_alerts(raw: str | None, settings: Settings) -> list[str]:
-    keywords = domain.parse_topic_alerts(raw)
-    problem = None
-    if len(keywords) > settings.topic_alerts_max_keywords:
-        problem = f"at most {settings.topic_alerts_max_keywords} keywords"
-    elif any(len(k) > settings.topic_alert_max_length for k in keywords):
-        problem = f"each keyword at most {settings.topic_alert_max_length} characters"
-    if problem:
-        raise UnprocessableError(
-            f"topic_alerts: {problem}",
-            errors=[{"loc": ["query", "topic_alerts"], "msg": problem, "type": "value_error"}],
-        )
-    return keywords
+    return topic_alert_keywords(
+        raw, settings.topic_alerts_max_keywords, settings.topic_alert_max_length
+    )

@@ -7,12 +7,13 @@ added only when someone asks with `topic_alerts` (the inbox list, the breakdown)
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 from quimbi_common.enums import TicketPriority, TicketStatus
+from quimbi_common.numbers import clamp
 
 PRIORITY_POINTS: dict[TicketPriority, float] = {
     TicketPriority.LOW: 0.0,
@@ -88,10 +89,6 @@ class Score:
     parts: ScoreParts
 
 
-def clamp(value: float, low: float, high: float) -> float:
-    return max(low, min(high, value))
-
-
 def round_half_up(value: float, decimals: int) -> float:
     """Half away from zero on the value's 15 significant digits (2.675 → 2.68).
 
@@ -148,27 +145,3 @@ def compute_score(inputs: ScoreInputs, weights: Weights) -> Score:
         *(round_half_up(p, PART_DECIMALS) for p in (priority, wait, sentiment, value, churn))
     )
     return Score(total, parts)
-
-
-def parse_topic_alerts(raw: str | None) -> list[str]:
-    """`"refund, Outage,,refund"` → `["refund", "outage"]`: trimmed, lower-cased, unique."""
-    seen: dict[str, None] = {}
-    for keyword in (raw or "").split(","):
-        cleaned = keyword.strip().lower()
-        if cleaned:
-            seen.setdefault(cleaned, None)
-    return list(seen)
-
-
-def matched_topic_alerts(keywords: Sequence[str], texts: Iterable[str]) -> list[str]:
-    """The keywords that appear (case-insensitively) in any of the texts."""
-    wanted = [k.lower() for k in keywords if k]
-    if not wanted:
-        return []
-    found: set[str] = set()
-    for text in texts:
-        lowered = text.lower()
-        found.update(k for k in wanted if k in lowered)
-        if len(found) == len(wanted):
-            break
-    return [k for k in wanted if k in found]

@@ -108,14 +108,8 @@ class TicketScore(Base):
     revision: Mapped[int] = mapped_column(sa.BigInteger, server_default="0")
 
 
-class RecalcSlot(Base):
-    """When each slot of open tickets is next recomputed (one row per slot, spread over the
-    interval so the work arrives evenly; a replica claims a due slot with SKIP LOCKED)."""
-
-    __tablename__ = "recalc_slots"
-
-    slot: Mapped[int] = mapped_column(sa.SmallInteger, primary_key=True, autoincrement=False)
-    due_at: Mapped[datetime] = mapped_column(TIMESTAMP)
+# `recalc_slots` (migration 0002) is read and written only by recalculation.py's SQL, so it has
+# no ORM class here.
 
 
 infrastructure_tables(Base.metadata)

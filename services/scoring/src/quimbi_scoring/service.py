@@ -29,6 +29,7 @@ from quimbi_common.events import (
     TicketData,
     TicketDeletedData,
 )
+from quimbi_common.topic_alerts import matched_topic_alerts
 
 from . import domain, scores
 from .models import Customer, Message, Ticket, TicketScore
@@ -384,7 +385,7 @@ async def score_breakdown(
         contents = await session.scalars(
             sa.select(Message.content).where(Message.ticket_id == ticket_id, ~Message.deleted)
         )
-        matched = domain.matched_topic_alerts(topic_alerts, [row.subject, *contents])
+        matched = matched_topic_alerts(topic_alerts, [row.subject, *contents])
     weights = settings.weights
     boost = weights.topic_alert_boost if matched else 0.0
     parts = _part_breakdowns(row.parts, row.inputs, weights)

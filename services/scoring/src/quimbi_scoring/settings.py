@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from quimbi_common.settings import CommonSettings
+from quimbi_common.topic_alerts import MAX_KEYWORD_LENGTH, MAX_KEYWORDS
 
 from .domain import Weights
 
@@ -26,8 +27,8 @@ class Settings(CommonSettings):
     # SCORING_RECALCULATION_INTERVAL, not one poll later.
     scoring_recalc_poll_seconds: float = Field(default=1.0, gt=0)
     # Limits on the `topic_alerts` query parameter (count and length of each keyword).
-    topic_alerts_max_keywords: int = 20
-    topic_alert_max_length: int = 100
+    topic_alerts_max_keywords: int = MAX_KEYWORDS
+    topic_alert_max_length: int = MAX_KEYWORD_LENGTH
 
     @property
     def weights(self) -> Weights:

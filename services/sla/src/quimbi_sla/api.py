@@ -6,8 +6,9 @@ from typing import Annotated, cast
 
 from fastapi import APIRouter, Depends, Path
 
-from quimbi_common.auth import CurrentAgent, Principal, require_role
-from quimbi_common.enums import Role, SlaMetric, TicketPriority
+from quimbi_common.auth import CurrentAgent, Manager
+from quimbi_common.clock import utcnow
+from quimbi_common.enums import SlaMetric, TicketPriority
 from quimbi_common.openapi import problems
 from quimbi_common.runtime import RuntimeDep, SessionDep
 
@@ -25,7 +26,6 @@ from .schemas import (
 from .settings import Settings
 
 router = APIRouter(tags=["sla"])
-Manager = Annotated[Principal, Depends(require_role(Role.MANAGER))]
 TicketId = Annotated[str, Path(max_length=255)]
 
 
@@ -62,7 +62,7 @@ async def update_policy(
 
 
 def _read(row: SlaTracking, settings: Settings) -> TicketSlaRead:
-    now = service.utcnow()
+    now = utcnow()
     calendar = settings.business_calendar
     metrics = {}
     for metric in (SlaMetric.FIRST_RESPONSE, SlaMetric.RESOLUTION):

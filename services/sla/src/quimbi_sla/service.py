@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from quimbi_common.auth import Principal
 from quimbi_common.catchup import NotVisibleYet, notify_applied
+from quimbi_common.clock import utcnow
 from quimbi_common.enums import SlaMetric, SlaStatus, TicketPriority, TicketStatus
 from quimbi_common.errors import ConflictError, NotFoundError, UnprocessableError
 from quimbi_common.events import (
@@ -40,10 +41,6 @@ from .schemas import PolicyUpdate
 
 SOURCE = "sla"
 PRIORITY_ORDER = [p.value for p in TicketPriority]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def _aware(value: datetime) -> datetime:

@@ -6,15 +6,15 @@ from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
-from quimbi_common.auth import Caller, CurrentAgent, Principal, require_role
-from quimbi_common.enums import Channel, Role, TicketPriority, TicketStatus
-from quimbi_common.errors import UnprocessableError
+from quimbi_common.auth import Admin, Caller, CurrentAgent
+from quimbi_common.enums import Channel, TicketPriority, TicketStatus
 from quimbi_common.inputs import keyword_list_schema
 from quimbi_common.openapi import problems
 from quimbi_common.pagination import Page, Pagination
 from quimbi_common.runtime import RuntimeDep, SessionDep
+from quimbi_common.topic_alerts import topic_alert_keywords
 
-from . import domain, inbox, service
+from . import inbox, service
 from .models import Customer, Message, Ticket
 from .schemas import (
     PAGE_SIZE_DEFAULT,
@@ -39,7 +39,6 @@ from .schemas import (
 from .settings import Settings
 
 router = APIRouter(tags=["tickets"])
-Admin = Annotated[Principal, Depends(require_role(Role.ADMIN))]
 
 
 async def get_settings(request: Request) -> Settings:
@@ -111,21 +110,6 @@ def _detail(view: service.TicketView) -> TicketDetail:
 # --- tickets ------------------------------------------------------------------------------------
 
 
-def _topic_alerts(raw: str | None) -> list[str]:
-    keywords = domain.parse_topic_alerts(raw)
-    problem = None
-    if len(keywords) > TOPIC_ALERTS_MAX:
-        problem = f"at most {TOPIC_ALERTS_MAX} keywords"
-    elif any(len(k) > TOPIC_ALERT_MAX_CHARS for k in keywords):
-        problem = f"each keyword at most {TOPIC_ALERT_MAX_CHARS} characters"
-    if problem:
-        raise UnprocessableError(
-            f"query.topic_alerts: {problem}",
-            errors=[{"loc": ["query", "topic_alerts"], "msg": problem, "type": "value_error"}],
-        )
-    return keywords
-
-
 @router.get("/api/tickets", response_model=TicketList, summary="The smart inbox")
 async def list_tickets(
     agent: CurrentAgent,
@@ -162,7 +146,7 @@ async def list_tickets(
         assigned_agent_id=assigned_agent_id,
         unassigned=unassigned,
         customer_id=customer_id,
-        topic_alerts=_topic_alerts(topic_alerts),
+        topic_alerts=topic_alert_keywords(topic_alerts, TOPIC_ALERTS_MAX, TOPIC_ALERT_MAX_CHARS),
     )
     result = await inbox.list_tickets(session, agent, query, boost=settings.topic_alert_boost)
     tickets = [

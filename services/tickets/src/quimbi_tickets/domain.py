@@ -12,6 +12,8 @@ from functools import lru_cache
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from quimbi_common.enums import Intent, TicketPriority, TicketStatus
+from quimbi_common.numbers import clamp
+from quimbi_common.topic_alerts import matched_topic_alerts
 
 NEUTRAL_SENTIMENT = 0.5
 SENTIMENT_MAX_CHARS = 5000  # longer messages are analysed on their first 5000 characters
@@ -168,10 +170,6 @@ def detect_intent(text: str, sentiment: float | None = None) -> Intent:
 # --- derived ticket fields -----------------------------------------------------------------------
 
 
-def clamp(value: float, low: float = 0.0, high: float = 1.0) -> float:
-    return max(low, min(high, value))
-
-
 def customer_sentiment(recent_customer_scores: Sequence[float | None]) -> float:
     """Mean sentiment of the last customer messages given (newest first); 0.5 when none."""
     scores = [s for s in recent_customer_scores if s is not None]
@@ -232,25 +230,12 @@ def estimated_difficulty(
 # --- inbox -------------------------------------------------------------------------------------
 
 
-def parse_topic_alerts(raw: str | None) -> list[str]:
-    """Comma-separated keywords, trimmed, blanks dropped, duplicates (any case) dropped."""
-    seen: set[str] = set()
-    keywords: list[str] = []
-    for part in (raw or "").split(","):
-        keyword = " ".join(part.split())
-        if keyword and keyword.casefold() not in seen:
-            seen.add(keyword.casefold())
-            keywords.append(keyword)
-    return keywords
-
-
 def like_pattern(keyword: str) -> str:
     """An ILIKE pattern matching `keyword` anywhere, with LIKE's wildcards taken literally."""
     escaped = keyword.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
 
 
-def matches_topic_alert(keywords: Iterable[str], texts: Iterable[str]) -> bool:
+def matches_topic_alert(keywords: Sequence[str], texts: Iterable[str]) -> bool:
     """The Python twin of the inbox's SQL match (tests use it as the oracle)."""
-    folded = [k.casefold() for k in keywords]
-    return any(k in text.casefold() for text in texts for k in folded)
+    return bool(matched_topic_alerts(keywords, texts))

@@ -20,6 +20,7 @@ from pydantic import (
 from quimbi_common.enums import Channel, Intent, SlaStatus, TicketPriority, TicketStatus
 from quimbi_common.inputs import NoNul, PatchModel, RequestModel, Text
 from quimbi_common.pagination import Pagination
+from quimbi_common.topic_alerts import MAX_KEYWORD_LENGTH, MAX_KEYWORDS
 
 SUBJECT_MAX_CHARS = 500
 CONTENT_MAX_BYTES = 64 * 1024
@@ -27,8 +28,8 @@ NAME_MAX_CHARS = 255
 CATEGORY_MAX_CHARS = 100
 PAGE_SIZE_DEFAULT = 50
 PAGE_SIZE_MAX = 100
-TOPIC_ALERTS_MAX = 20
-TOPIC_ALERT_MAX_CHARS = 100
+TOPIC_ALERTS_MAX = MAX_KEYWORDS
+TOPIC_ALERT_MAX_CHARS = MAX_KEYWORD_LENGTH
 
 
 def _content_fits(value: str) -> str:

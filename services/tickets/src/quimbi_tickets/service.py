@@ -7,7 +7,7 @@ called by event handlers run inside the consumer's transaction and leave the com
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,6 +18,7 @@ from sqlalchemy.orm import joinedload
 from quimbi_common import ids
 from quimbi_common.auth import Principal
 from quimbi_common.catchup import NotVisibleYet, notify_applied
+from quimbi_common.clock import utcnow
 from quimbi_common.enums import Intent, Role, TicketPriority, TicketStatus
 from quimbi_common.errors import ConflictError, ForbiddenError, NotFoundError, UnprocessableError
 from quimbi_common.events import (
@@ -53,10 +54,6 @@ TRACKED_FIELDS = (
     "customer_sentiment",
     "estimated_difficulty",
 )
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def new_id(prefix: str) -> str:
@@ -356,7 +353,7 @@ def _message_author(principal: Principal, body: MessageCreate) -> bool:
 async def create_ticket(
     session: AsyncSession, settings: Settings, principal: Principal, body: TicketCreate
 ) -> TicketView:
-    at = now()
+    at = utcnow()
     assignee = _initial_assignee(principal, body.assigned_agent_id)
     from_agent = _message_author(principal, body.message) if body.message else False
     customer = await _customer_for(session, body, at)
@@ -412,7 +409,7 @@ async def update_ticket(
         setattr(ticket, name, json_safe(value))
     if ticket.subject != before["subject"] or ticket.priority != before["priority"]:
         await refresh_derived(session, settings, ticket)
-    await _bump_and_publish(session, settings, ticket, before, now())
+    await _bump_and_publish(session, settings, ticket, before, utcnow())
     await session.commit()
     return TicketView(ticket, await ticket_messages(session, ticket_id))
 
@@ -424,7 +421,7 @@ async def delete_ticket(
     ticket = await load_ticket(session, principal, ticket_id, lock=True)
     await session.execute(sa.delete(Ticket).where(Ticket.id == ticket_id))
     data = TicketDeletedData(
-        id=ticket_id, version=ticket.version + 1, deleted_at=now(), deleted_by=principal.agent_id
+        id=ticket_id, version=ticket.version + 1, deleted_at=utcnow(), deleted_by=principal.agent_id
     )
     await _publish(session, settings, "ticket.deleted", data)
     await session.commit()
@@ -447,7 +444,7 @@ async def add_message(
         status = domain.status_after_message(TicketStatus(ticket.status), from_agent=from_agent)
     except domain.ClosedTicketError:
         raise ConflictError("The ticket is closed; open a new ticket instead") from None
-    at = now()
+    at = utcnow()
     message = _new_message(ticket, body, principal, from_agent, at)
     session.add(message)
     before = _snapshot(ticket, TRACKED_FIELDS)
@@ -487,7 +484,7 @@ async def edit_message(
     ticket, message = await _editable_message(session, principal, ticket_id, message_id)
     if body.content == message.content:
         return message, ticket.status
-    at = now()
+    at = utcnow()
     message_before = _snapshot(message, ("content", "sentiment_score", "detected_intent"))
     message.content = body.content
     message.sentiment_score = domain.sentiment_score(body.content)
@@ -513,7 +510,7 @@ async def delete_message(
     message.version += 1
     before = _snapshot(ticket, TRACKED_FIELDS)
     await refresh_derived(session, settings, ticket)
-    await _bump_and_publish(session, settings, ticket, before, now())
+    await _bump_and_publish(session, settings, ticket, before, utcnow())
     await _publish(session, settings, "message.deleted", message_data(message, ticket.status))
     await session.commit()
 
@@ -615,7 +612,7 @@ async def apply_customer_intelligence(
             churn_risk_score=round(domain.clamp(data.churn_risk), 2),
             churn_risk_level=data.churn_risk_level,
             intelligence_fetched_at=data.fetched_at,
-            updated_at=now(),
+            updated_at=utcnow(),
         )
     )
 
@@ -653,5 +650,5 @@ async def apply_assignment(session: AsyncSession, settings: Settings, data: Assi
     ticket.assignment_assigned_at = data.assigned_at
     before = _snapshot(ticket, TRACKED_FIELDS)
     ticket.assigned_agent_id = data.agent_id
-    await _bump_and_publish(session, settings, ticket, before, now())
+    await _bump_and_publish(session, settings, ticket, before, utcnow())
     await notify_applied(session, ticket.id)  # the new assignee may be waiting to see it
