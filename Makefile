@@ -53,8 +53,13 @@ format: setup
 catalogue: setup ## regenerate docs/events from the event contracts
 	@$(UV) run python -m quimbi_common.catalogue
 
-bench: setup infra ## run every benchmark under bench/
-	@for script in bench/*.py; do echo "== $$script"; $(UV) run python $$script || exit 1; done
+BENCH_SCRIPTS := $(filter-out bench/_shared.py bench/report.py,$(wildcard bench/*.py))
+BENCH_FIGURES := $(CURDIR)/.local/bench/figures.jsonl
+
+bench: setup infra ## run every benchmark under bench/, then print one table (bench/results/latest.md)
+	@mkdir -p $(dir $(BENCH_FIGURES)) && rm -f $(BENCH_FIGURES)
+	@for script in $(BENCH_SCRIPTS); do echo "== $$script"; BENCH_FIGURES=$(BENCH_FIGURES) $(UV) run python $$script || exit 1; done
+	@BENCH_FIGURES=$(BENCH_FIGURES) $(UV) run python bench/report.py
 
 images: ## build the container images (here with podman, plus local stand-ins for postgres/redis/kafka)
 	@deploy/containers/images.sh

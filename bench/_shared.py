@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from pathlib import Path
@@ -23,3 +24,15 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def record(figure: str, goal: str, measured: str, note: str = "") -> None:
+    """Hand one figure to `make bench`'s summary table (bench/report.py): a JSON line appended
+    to the file BENCH_FIGURES names; nothing when a script runs alone."""
+    path = os.environ.get("BENCH_FIGURES")
+    if not path:
+        return
+    load = f"load {os.getloadavg()[0]:.1f}"
+    line = {"figure": figure, "goal": goal, "measured": measured, "note": note, "load": load}
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(json.dumps(line, ensure_ascii=False) + "\n")

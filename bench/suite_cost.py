@@ -37,7 +37,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import redis
-from _shared import cpu_seconds, percentile
+from _shared import cpu_seconds, percentile, record
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -528,10 +528,37 @@ def report(
             f"  {name:<10} {net[name]:7.2f} {idle.get(name, 0.0) * 100:7.1f} "
             f"{net[name] / done * 1000:10.1f} {n or '':>7} {per_ticket_events} {per_event}"
         )
+    record_figures(rate, done, span, own, net, events, to_visible)
     print("  consumed per handler (per ticket+message):")
     for name, per_handler in counts.items():
         text = ", ".join(f"{h} {n / done:.2f}" for h, n in sorted(per_handler.items()))
         print(f"    {name}: {text}")
+
+
+def record_figures(
+    rate: float,
+    done: int,
+    span: float,
+    own: float,
+    net: dict[str, float],
+    events: dict[str, int],
+    to_visible: list[float],
+) -> None:
+    """The issue #15 figures of this run, for `make bench`'s table."""
+    at = f"{rate:.0f}/s offered"
+    per_ticket = f"{own / done * 1000:.1f} ms ({(own + net['kafka']) / done * 1000:.1f} with Kafka)"
+    record("CPU per ticket + 1 message, all suite processes, settled", "≤ 25 ms", per_ticket, at)
+    record("events consumed per ticket + message", "≤ 10", f"{sum(events.values()) / done:.1f}", at)
+    per_event = ", ".join(
+        f"{name} {net[name] / n * 1000:.2f}" for name, n in sorted(events.items()) if n
+    )
+    record("CPU per consumed event, per service (ms)", "≤ 1 ms", per_event, at)
+    record(
+        "sustained creates (+1 message), settled end to end", "≥ 100/s", f"{done / span:.1f}/s", at
+    )
+    if to_visible:
+        seen = f"p50 {percentile(to_visible, 50):.0f} ms, p99 {percentile(to_visible, 99):.0f} ms"
+        record("created → score visible in the list", "p99 < 250 ms at 50/s", seen, at)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,18 @@
-"""Smart inbox: `GET /api/tickets?limit=50&status=open` on 100k tickets (10k open), direct to
-the tickets service at concurrency 16, against the same page's raw SQL time.
+"""Smart inbox: `GET /api/tickets?limit=50&status=open` on 100k tickets (10k open): tickets CPU
+per request direct to the service (concurrency 16), p99 through the gateway at concurrency 32,
+and the raw SQL p99 of the same statement in the same run (goals of issue #15: tickets CPU
+<= 0.5 ms per request; gateway p99 <= 5x raw SQL p99).
 
 Needs the local infrastructure (`make infra`). Starts everything it measures itself: creates a
 scratch database migrated with the service's migrations, fills it with COPY (100k tickets,
-20k customers, one message per ticket), starts `python -m quimbi_tickets` on a spare port
-against it (its own Kafka topic prefix and consumer group), measures, then stops the service
-and drops the database.
+20k customers, one message per ticket), starts `python -m quimbi_tickets` and
+`python -m quimbi_gateway` on spare ports (ports offset by --port-offset when given, Redis db
+from REDIS_URL, own Kafka topic prefix), measures, then stops them and drops the database.
+The load generator is gateway_overhead's pre-built keep-alive HTTP/1.1 client, so that it
+costs little of the CPU it shares with the services. CPU per request is from /proc.
 
     uv run python bench/tickets_inbox.py [--tickets 100000] [--open 10000] [--requests 2000]
+                                         [--profile]   # py-spy on tickets, direct run
 """
 
 from __future__ import annotations
@@ -24,12 +29,11 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import httpx
-from _shared import cpu_seconds, free_port, percentile
-from sqlalchemy.dialects import postgresql
+from _shared import cpu_seconds, free_port, percentile, record
+from gateway_overhead import Connection
 
 from quimbi_common.auth import Principal
 from quimbi_common.db import asyncpg_dsn
@@ -45,11 +49,14 @@ from quimbi_common.testing import (
     drop_database,
     unique,
 )
-from quimbi_tickets.inbox import InboxQuery, inbox_statement
+from quimbi_tickets.queries import InboxQuery, inbox_sql
 
 ROOT = Path(__file__).resolve().parents[1]
 MIGRATIONS = ROOT / "services" / "tickets" / "migrations"
 CONCURRENCY = 16
+GATEWAY_CONCURRENCY = 32
+PER_REQUEST: dict[str, dict[str, float]] = {}  # run label -> process -> CPU ms per request
+IDLE: dict[str, float] = {}  # process name -> CPU seconds per second when not serving
 RARE_WORD, RARE_SHARE = "chargeback", 0.01
 WARM_UP = 50
 WORDS = [
@@ -154,79 +161,98 @@ async def fill(dsn: str, tickets: int, open_tickets: int, agents: list[str]) -> 
         await conn.close()
 
 
-def start_service(url: str, port: int, keys: SigningKeys) -> subprocess.Popen[bytes]:
-    env = {
+def start(module: str, port: int, keys: SigningKeys, **env: str) -> subprocess.Popen[bytes]:
+    environment = {
         **os.environ,
-        "DATABASE_URL": url,
         "PORT": str(port),
+        "HOST": "127.0.0.1",
         "REDIS_URL": REDIS_URL,
         "KAFKA_BOOTSTRAP_SERVERS": KAFKA,
-        "KAFKA_TOPIC_PREFIX": "bench.",
-        "SERVICE_NAME": "tickets-bench",
+        "KAFKA_TOPIC_PREFIX": f"{unique('bench')}.",
         "JWKS_JSON": keys.jwks_json,
         "JWT_ISSUER": TEST_ISSUER,
         "JWT_AUDIENCE": TEST_AUDIENCE,
         "LOG_LEVEL": "WARNING",
+        **env,
     }
-    return subprocess.Popen([sys.executable, "-m", "quimbi_tickets"], env=env)
+    return subprocess.Popen([sys.executable, "-m", module], env=environment)
 
 
 async def wait_until_live(base: str, process: subprocess.Popen[bytes]) -> None:
-    async with httpx.AsyncClient(base_url=base) as client:
-        for _ in range(200):
+    async with httpx.AsyncClient(base_url=base, trust_env=False) as client:
+        for _ in range(600):
             if process.poll() is not None:
-                raise RuntimeError("the tickets service exited")
+                raise RuntimeError(f"{base} exited")
             with contextlib.suppress(httpx.HTTPError):
                 if (await client.get("/health/live")).status_code == 200:
                     return
             await asyncio.sleep(0.1)
-    raise RuntimeError("the tickets service did not come up")
+    raise RuntimeError(f"{base} did not come up")
 
 
 async def load(
-    base: str, headers: dict[str, str], params: dict[str, Any], requests: int
+    base: str, token: str, path: str, requests: int, concurrency: int
 ) -> tuple[list[float], float]:
-    """`requests` GETs from CONCURRENCY workers; latencies in ms and the wall time."""
+    """`requests` GETs over `concurrency` keep-alive connections (after a warm-up); latencies
+    in ms and the wall time. Anything but a 200 stops the benchmark."""
+    host, port = base.removeprefix("http://").split(":")
+    raw = (
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
+        "Accept: application/json\r\n\r\n"
+    ).encode()
+    connections = [Connection(host, int(port), raw) for _ in range(concurrency)]
+    await asyncio.gather(*(c.open() for c in connections))
     latencies: list[float] = []
-    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
-    async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits) as client:
-        remaining = requests
+    remaining = requests
 
-        async def worker() -> None:
-            nonlocal remaining
-            while remaining > 0:
-                remaining -= 1
-                started = time.perf_counter()
-                response = await client.get("/api/tickets", params=params)
-                latencies.append((time.perf_counter() - started) * 1000)
-                assert response.status_code == 200, response.text
-
-        for _ in range(WARM_UP):  # connections, prepared statements
-            await client.get("/api/tickets", params=params)
-        began = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-        return latencies, time.perf_counter() - began
-
-
-async def raw_sql(dsn: str, query: InboxQuery, principal: Principal, runs: int) -> dict[str, float]:
-    """The service's inbox statement over plain asyncpg, one at a time, and EXPLAIN ANALYZE's
-    server-side execution time for it."""
-    statement = inbox_statement(query, principal, boost=5.0)
-    dialect = postgresql.dialect()
-    sql = str(statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute("SET jit = off")  # as the service's migration sets for its database
-        for _ in range(20):
-            await conn.fetch(sql)
-        timings: list[float] = []
-        for _ in range(runs):
+    async def worker(connection: Connection) -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
             started = time.perf_counter()
-            await conn.fetch(sql)
-            timings.append((time.perf_counter() - started) * 1000)
-        plan = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}")
+            status, _ = await connection.fetch()
+            latencies.append((time.perf_counter() - started) * 1000)
+            if status != 200:
+                raise RuntimeError(f"GET {path} answered {status}")
+
+    try:
+        for _ in range(WARM_UP // concurrency + 1):  # connections, prepared statements
+            await asyncio.gather(*(c.fetch() for c in connections))
+        began = time.perf_counter()
+        await asyncio.gather(*(worker(c) for c in connections))
+        return latencies, time.perf_counter() - began
     finally:
-        await conn.close()
+        await asyncio.gather(*(c.close() for c in connections))
+
+
+async def raw_sql(
+    dsn: str, query: InboxQuery, principal: Principal, runs: int, concurrency: int = 1
+) -> dict[str, float]:
+    """The service's inbox statement (the one the route runs) over plain asyncpg, from
+    `concurrency` connections at once, and EXPLAIN ANALYZE's server-side time for it."""
+    sql, args = inbox_sql(query, principal, boost=5.0)
+    conns = [await asyncpg.connect(dsn) for _ in range(concurrency)]
+    timings: list[float] = []
+    remaining = runs
+
+    async def worker(conn: asyncpg.Connection) -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            started = time.perf_counter()
+            await conn.fetchrow(sql, *args)
+            timings.append((time.perf_counter() - started) * 1000)
+
+    try:
+        for conn in conns:
+            await conn.execute("SET jit = off")  # as the service's migration sets
+            for _ in range(5):
+                await conn.fetchrow(sql, *args)
+        await asyncio.gather(*(worker(c) for c in conns))
+        plan = await conns[0].fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", *args)
+    finally:
+        for conn in conns:
+            await conn.close()
     return {
         "p50": statistics.median(timings),
         "p99": percentile(timings, 99),
@@ -239,74 +265,168 @@ def alert(query: InboxQuery, keyword: str) -> InboxQuery:
 
 
 async def measure(
-    label: str, pid: int, base: str, headers: dict[str, str], params: dict[str, Any], n: int
-) -> None:
-    before, client_before = cpu_seconds(pid), time.process_time()
-    latencies, wall = await load(base, headers, params, n)
-    service_cpu_ms = (cpu_seconds(pid) - before) / (n + WARM_UP) * 1000
-    client_cpu_ms = (time.process_time() - client_before) / (n + WARM_UP) * 1000
+    label: str,
+    pids: dict[str, int],
+    base: str,
+    token: str,
+    path: str,
+    n: int,
+    concurrency: int = CONCURRENCY,
+) -> float:
+    """One load run; prints latencies and CPU per request of `pids` (their idle CPU rate
+    subtracted); returns the p99."""
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    client_before, began = time.process_time(), time.perf_counter()
+    latencies, wall = await load(base, token, path, n, concurrency)
+    elapsed = time.perf_counter() - began
+    warm = (WARM_UP // concurrency + 1) * concurrency
+    cpu = {
+        name: (cpu_seconds(pid) - before[name] - IDLE.get(name, 0.0) * elapsed) / (n + warm) * 1000
+        for name, pid in pids.items()
+    }
+    cpu["client"] = (time.process_time() - client_before) / (n + warm) * 1000
+    p99 = percentile(latencies, 99)
+    PER_REQUEST[label] = cpu
     print(
-        f"{label:<44} p50 {statistics.median(latencies):6.2f} ms   "
-        f"p99 {percentile(latencies, 99):6.2f} ms   {len(latencies) / wall:5.0f} req/s   "
-        f"CPU/request: service {service_cpu_ms:.2f} ms, client {client_cpu_ms:.2f} ms"
+        f"{label:<46} p50 {statistics.median(latencies):6.2f} ms   p99 {p99:6.2f} ms   "
+        f"{len(latencies) / wall:5.0f} req/s   CPU ms/request: "
+        + ", ".join(f"{name} {ms:.2f}" for name, ms in cpu.items())
+    )
+    return p99
+
+
+async def measure_idle(pids: dict[str, int], seconds: float = 8.0) -> None:
+    """Background CPU of the idle processes (Kafka metadata, health watches, relay polls):
+    the shared development broker holds thousands of topics, which inflates it."""
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    await asyncio.sleep(seconds)
+    IDLE.update({name: (cpu_seconds(pid) - before[name]) / seconds for name, pid in pids.items()})
+    rates = ", ".join(f"{name} {rate * 1000:.0f} ms/s" for name, rate in IDLE.items())
+    print(f"idle CPU (subtracted below): {rates}")
+
+
+async def profile(pid: int, seconds: float, output: Path) -> asyncio.subprocess.Process:
+    """py-spy (from PyPI, through uv) on the tickets process while it serves the load."""
+    return await asyncio.create_subprocess_exec(
+        *["uv", "tool", "run", "py-spy", "record", "--pid", str(pid), "--rate", "250"],
+        *["--duration", str(round(seconds)), "--format", "raw", "--output", str(output)],
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
     )
 
 
-async def main(tickets: int, open_tickets: int, requests: int, keep: bool) -> None:
+async def main(args: argparse.Namespace) -> None:
     name = unique("bench_tickets_")
     url = await create_database(name)
     dsn = asyncpg_dsn(url)
     keys = SigningKeys()
     agents = [unique("agent-") for _ in range(100)]
-    process: subprocess.Popen[bytes] | None = None
+    processes: list[subprocess.Popen[bytes]] = []
+    requests = args.requests
     try:
         started = time.perf_counter()
         await asyncio.to_thread(upgrade, MIGRATIONS, url)
-        await fill(dsn, tickets, open_tickets, agents)
+        await fill(dsn, args.tickets, args.open, agents)
         elapsed = time.perf_counter() - started
-        print(f"setup: {tickets} tickets ({open_tickets} open) in {elapsed:.1f} s")
-        print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+        print(f"setup: {args.tickets} tickets ({args.open} open) in {elapsed:.1f} s")
 
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        process = start_service(url, port, keys)
-        await wait_until_live(base, process)
-
-        senior = {"Authorization": f"Bearer {keys.token(Role.SENIOR_AGENT)}"}
-        agent = {"Authorization": f"Bearer {keys.token(Role.AGENT, agent_id=agents[0])}"}
-        open_page = {"limit": 50, "status": "open"}
-        print(f"HTTP, direct to the service, concurrency {CONCURRENCY}, {requests} requests:")
-        pid = process.pid
-        await measure(
-            "GET /api/tickets?limit=50&status=open", pid, base, senior, open_page, requests
+        ports = [args.port_offset + p if args.port_offset else free_port() for p in (8002, 8001)]
+        tickets, gateway = (f"http://127.0.0.1:{port}" for port in ports)
+        source = {"PYTHONPATH": args.tickets_src} if args.tickets_src else {}
+        processes.append(start("quimbi_tickets", ports[0], keys, DATABASE_URL=url, **source))
+        processes.append(
+            start(
+                "quimbi_gateway",
+                ports[1],
+                keys,
+                TICKETS_URL=tickets,
+                RATE_LIMIT_PER_AGENT=str(10**9),
+                RATE_LIMIT_PREFIX=unique("bench-inbox-rl:"),
+            )
         )
-        alerts = {**open_page, "topic_alerts": RARE_WORD}
-        label = f"  + topic_alerts={RARE_WORD} (1% of tickets)"
-        await measure(label, pid, base, senior, alerts, requests // 4)
-        label = "  as an agent (own tickets only)"
-        await measure(label, pid, base, agent, open_page, requests // 4)
+        await asyncio.gather(
+            *(wait_until_live(u, p) for u, p in zip((tickets, gateway), processes, strict=True))
+        )
+        service = {"tickets": processes[0].pid}
+        both = {**service, "gateway": processes[1].pid}
 
-        print("raw SQL (the same statement over asyncpg, one at a time):")
+        senior = keys.token(Role.SENIOR_AGENT, ttl_seconds=3600)
+        agent = keys.token(Role.AGENT, agent_id=agents[0], ttl_seconds=3600)
+        path = "/api/tickets?limit=50&status=open"
+        print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (1 min)")
+        await measure_idle(both)
+        print(f"HTTP, {requests} requests each:")
+        spy = None
+        if args.profile:
+            output = ROOT / ".local" / "tickets_inbox.pyspy.txt"
+            output.parent.mkdir(exist_ok=True)
+            spy = await profile(processes[0].pid, 10, output)
+            print(f"  (py-spy on tickets for 10 s -> {output})")
+        direct = f"direct to tickets, concurrency {CONCURRENCY}"
+        await measure(direct, service, tickets, senior, path, requests)
+        if spy is not None:
+            await spy.wait()
+        label = f"via the gateway, concurrency {GATEWAY_CONCURRENCY}"
+        gateway_p99 = await measure(
+            label, both, gateway, senior, path, requests, GATEWAY_CONCURRENCY
+        )
+        label = f"  direct + topic_alerts={RARE_WORD} (1%)"
+        await measure(
+            label, service, tickets, senior, f"{path}&topic_alerts={RARE_WORD}", requests // 4
+        )
+        label = "  direct, as an agent (own tickets only)"
+        await measure(label, service, tickets, agent, path, requests // 4)
+
+        print("raw SQL (the route's statement over asyncpg):")
         principal = Principal(kind="agent", agent_id="bench", role=Role.SENIOR_AGENT)
         open_only = InboxQuery(status=TicketStatus.OPEN, limit=50)
-        for label, query, runs in [
-            ("status=open", open_only, 500),
-            (f"  + topic alert {RARE_WORD} (1% of tickets)", alert(open_only, RARE_WORD), 500),
-            ("  + topic alert refund (75% of tickets)", alert(open_only, "refund"), 10),
+        raw_p99: dict[int, float] = {}
+        for label, query, runs, concurrency in [
+            ("status=open, one at a time", open_only, 500, 1),
+            (
+                f"status=open, concurrency {GATEWAY_CONCURRENCY}",
+                open_only,
+                requests,
+                GATEWAY_CONCURRENCY,
+            ),
+            (f"  + topic alert {RARE_WORD} (1% of tickets)", alert(open_only, RARE_WORD), 300, 1),
+            ("  + topic alert refund (75% of tickets)", alert(open_only, "refund"), 10, 1),
         ]:
-            sql = await raw_sql(dsn, query, principal, runs)
+            sql = await raw_sql(dsn, query, principal, runs, concurrency)
+            raw_p99[concurrency] = raw_p99.get(concurrency, sql["p99"])
             print(
-                f"{label:<44} p50 {sql['p50']:6.2f} ms   p99 {sql['p99']:6.2f} ms   "
+                f"{label:<46} p50 {sql['p50']:6.2f} ms   p99 {sql['p99']:6.2f} ms   "
                 f"(EXPLAIN ANALYZE: {sql['server']:.2f} ms, {runs} runs)"
             )
+        print(
+            f"gateway p99 at concurrency {GATEWAY_CONCURRENCY} / raw SQL p99: "
+            f"{gateway_p99 / raw_p99[1]:.1f}x one at a time, "
+            f"{gateway_p99 / raw_p99[GATEWAY_CONCURRENCY]:.1f}x at the same concurrency"
+            "  [goal <= 5x]"
+        )
+        print(f"load average at the end {os.getloadavg()[0]:.1f} (1 min)")
+        record(
+            "inbox page (limit=50, status=open, 100k tickets): tickets CPU per request",
+            "≤ 0.5 ms",
+            f"{PER_REQUEST[direct]['tickets']:.2f} ms",
+            f"direct, concurrency {CONCURRENCY}, idle subtracted",
+        )
+        record(
+            f"inbox via the gateway at concurrency {GATEWAY_CONCURRENCY}: p99 / raw SQL p99",
+            "≤ 5x",
+            f"{gateway_p99 / raw_p99[GATEWAY_CONCURRENCY]:.1f}x (SQL at the same concurrency), "
+            f"{gateway_p99 / raw_p99[1]:.1f}x (SQL one at a time)",
+            f"gateway p99 {gateway_p99:.1f} ms",
+        )
     finally:
-        if process is not None:
+        for process in processes:
             process.terminate()
+        for process in processes:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=10)
             if process.poll() is None:
                 process.kill()
-        if keep:
+        if args.keep:
             print(f"kept database {name}")
         else:
             await drop_database(name)
@@ -317,6 +437,10 @@ if __name__ == "__main__":
     parser.add_argument("--tickets", type=int, default=100_000)
     parser.add_argument("--open", type=int, default=10_000)
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--port-offset", type=int, default=0, help="ports 8001/8002 + this")
+    parser.add_argument("--profile", action="store_true", help="py-spy the tickets process")
+    parser.add_argument(
+        "--tickets-src", help="run the tickets service from this src folder (a before/after run)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
-    args = parser.parse_args()
-    asyncio.run(main(args.tickets, args.open, args.requests, args.keep))
+    asyncio.run(main(parser.parse_args()))

@@ -13,7 +13,8 @@ from quimbi_common.auth import Principal
 from quimbi_common.enums import Role, TicketStatus
 from quimbi_common.events import ScoreParts, TicketScoredData
 from quimbi_common.testing import unique
-from quimbi_tickets.inbox import InboxQuery, inbox_statement
+from quimbi_tickets.queries import InboxQuery, inbox_statement
+from quimbi_tickets.schemas import TicketList, TicketSummary
 
 if TYPE_CHECKING:
     from conftest import Actor, World
@@ -249,3 +250,36 @@ async def test_agents_inbox_holds_only_their_tickets(world: World) -> None:
     body = await _inbox(world, agent, customer_id=customer_id)
     assert [t["id"] for t in body["tickets"]] == [mine["id"]]
     assert body["pagination"]["total"] == 1
+
+
+async def test_inbox_items_are_written_as_the_detail_writes_them(world: World) -> None:
+    """PostgreSQL writes the page's JSON: each item must read exactly as the pydantic-written
+    detail of the same ticket (timestamps with and without microseconds, numbers, nulls,
+    characters JSON must escape), and the whole body must parse as Appendix B's TicketList."""
+    senior = world.agent(Role.SENIOR_AGENT)
+    subject = 'Quote " backslash \\ tab \t émoji 🚀 </script>'
+    first = await world.create_ticket(senior, subject=subject, category="billing")
+    customer_id = first["customer_id"]
+    second = await world.create_ticket(senior, customer=None, customer_id=customer_id)
+    await world.db.execute(  # a whole second: pydantic then writes no fraction
+        "UPDATE tickets SET created_at = date_trunc('second', created_at) WHERE id = $1",
+        second["id"],
+    )
+    await _score(world, first["id"], 3.14159)
+    await world.processed(await _score(world, second["id"], 2.0))
+    keyword = "émoji"
+    body = await _inbox(world, senior, customer_id=customer_id, topic_alerts=keyword)
+    TicketList.model_validate(body)
+    assert body["topic_alerts_active"] == [keyword]
+    for item in body["tickets"]:
+        detail = await world.client.get(f"/api/tickets/{item['id']}", headers=senior.headers)
+        expected = {name: detail.json()[name] for name in TicketSummary.model_fields}
+        matched = item["id"] == first["id"]
+        if matched:
+            expected["smart_score"] = round(
+                expected["smart_score"] + world.settings.topic_alert_boost, 2
+            )
+        assert item == {**expected, "matches_topic_alert": matched}
+    assert [t["id"] for t in body["tickets"]] == [first["id"], second["id"]]
+    assert body["tickets"][0]["subject"] == subject
+    assert "." not in body["tickets"][1]["created_at"]

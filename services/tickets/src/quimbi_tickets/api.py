@@ -10,11 +10,11 @@ from quimbi_common.auth import Admin, Caller, CurrentAgent
 from quimbi_common.enums import Channel, TicketPriority, TicketStatus
 from quimbi_common.inputs import keyword_list_schema
 from quimbi_common.openapi import problems
-from quimbi_common.pagination import Page, Pagination
+from quimbi_common.pagination import Page
 from quimbi_common.runtime import RuntimeDep, SessionDep
 from quimbi_common.topic_alerts import topic_alert_keywords
 
-from . import inbox, service
+from . import queries, service
 from .models import Customer, Message, Ticket
 from .schemas import (
     PAGE_SIZE_DEFAULT,
@@ -32,7 +32,6 @@ from .schemas import (
     TicketCreate,
     TicketDetail,
     TicketList,
-    TicketListItem,
     TicketSummary,
     TicketUpdate,
 )
@@ -113,7 +112,7 @@ def _detail(view: service.TicketView) -> TicketDetail:
 @router.get("/api/tickets", response_model=TicketList, summary="The smart inbox")
 async def list_tickets(
     agent: CurrentAgent,
-    session: SessionDep,
+    runtime: RuntimeDep,
     settings: SettingsDep,
     status: TicketStatus | None = None,
     channel: Channel | None = None,
@@ -136,7 +135,7 @@ async def list_tickets(
 
     `smart_score` in each item is the ordering score, i.e. including the boost.
     """
-    query = inbox.InboxQuery(
+    query = queries.InboxQuery(
         page=page,
         limit=limit,
         status=status,
@@ -148,31 +147,9 @@ async def list_tickets(
         customer_id=customer_id,
         topic_alerts=topic_alert_keywords(topic_alerts, TOPIC_ALERTS_MAX, TOPIC_ALERT_MAX_CHARS),
     )
-    result = await inbox.list_tickets(session, agent, query, boost=settings.topic_alert_boost)
-    tickets = [
-        TicketListItem(
-            **{
-                **row,
-                **_reported(row["score_version"], row["sla_version"]),
-                "smart_score": round(float(row["smart_score"]), 2),
-            }
-        )
-        for row in result.rows
-    ]
-    answer = TicketList(
-        tickets=tickets,
-        pagination=Pagination(
-            page=page,
-            limit=limit,
-            total=result.total,
-            has_next=page * limit < result.total,
-            has_prev=page > 1,
-        ),
-        topic_alerts_active=query.topic_alerts,
-        matches=result.matches,
-    )
-    # Serialised here, once: the hottest route skips FastAPI's second validation pass.
-    return Response(answer.model_dump_json(), media_type="application/json")
+    assert runtime.engine is not None
+    body = await queries.inbox_page(runtime.engine, agent, query, boost=settings.topic_alert_boost)
+    return Response(body, media_type="application/json")
 
 
 @router.post(

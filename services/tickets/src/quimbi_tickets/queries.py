@@ -1,0 +1,338 @@
+"""The smart inbox list (ARCHITECTURE §5): filtered, ordered and paginated in PostgreSQL.
+
+One statement per request. Without topic alerts the page is read straight off an index on
+(smart_score DESC, created_at, id), optionally led by status and/or assignee, and the total
+is a count over the same filters. With topic alerts, the filtered tickets whose subject or any
+message contains a keyword (case-insensitive ILIKE; trigram indexes serve selective keywords)
+are collected once; the ordering score adds TOPIC_ALERT_BOOST to them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from quimbi_common.auth import Principal
+from quimbi_common.db import is_database_outage
+from quimbi_common.enums import Channel, TicketPriority, TicketStatus
+
+from . import domain
+from .models import Message, Ticket
+
+TICKETS = Ticket.__table__
+MESSAGES = Message.__table__
+LIST_COLUMNS = (
+    "id",
+    "customer_id",
+    "subject",
+    "status",
+    "priority",
+    "channel",
+    "category",
+    "assigned_agent_id",
+    "created_at",
+    "updated_at",
+    "customer_sentiment",
+    "estimated_difficulty",
+    "score_version",  # 0 until scoring has reported: the item's score is pending
+    "sla_version",  # 0 until the SLA service has reported: its clocks are pending
+)
+
+
+@dataclass(frozen=True)
+class InboxQuery:
+    page: int = 1
+    limit: int = 50
+    status: TicketStatus | None = None
+    channel: Channel | None = None
+    priority: TicketPriority | None = None
+    category: str | None = None
+    assigned_agent_id: str | None = None
+    unassigned: bool = False
+    customer_id: str | None = None
+    topic_alerts: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class InboxPage:
+    rows: list[dict[str, Any]]
+    total: int
+    matches: int
+
+
+EQUALITY_FILTERS = ("status", "channel", "priority", "category", "assigned_agent_id", "customer_id")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What the SQL text of an inbox request depends on (its values are bound parameters), so
+    each shape is built and compiled once."""
+
+    filters: tuple[str, ...]
+    unassigned: bool
+    own_tickets_only: bool
+    keywords: int
+
+
+def _shape_and_params(
+    query: InboxQuery, principal: Principal, boost: float
+) -> tuple[Shape, dict[str, Any]]:
+    values = {name: getattr(query, name) for name in EQUALITY_FILTERS}
+    params: dict[str, Any] = {name: str(v) for name, v in values.items() if v is not None}
+    own_only = not principal.sees_all_tickets
+    if own_only:
+        params["viewer"] = principal.agent_id
+    params.update(
+        {f"keyword_{i}": domain.like_pattern(k) for i, k in enumerate(query.topic_alerts)}
+    )
+    params.update(
+        boost=boost,
+        page_size=query.limit,
+        skip=(query.page - 1) * query.limit,
+        window=query.page * query.limit,
+    )
+    shape = Shape(
+        filters=tuple(name for name in EQUALITY_FILTERS if name in params),
+        unassigned=query.unassigned,
+        own_tickets_only=own_only,
+        keywords=len(query.topic_alerts),
+    )
+    return shape, params
+
+
+def _filters(table: sa.FromClause, shape: Shape) -> list[Any]:
+    """The request's filters, plus visibility: an agent sees only tickets assigned to them."""
+    conditions: list[Any] = [table.c[name] == sa.bindparam(name) for name in shape.filters]
+    if shape.own_tickets_only:
+        conditions.append(table.c.assigned_agent_id == sa.bindparam("viewer"))
+    if shape.unassigned:
+        conditions.append(table.c.assigned_agent_id.is_(None))
+    return conditions
+
+
+def _matched(shape: Shape) -> sa.CTE:
+    """Ids of the filtered tickets whose subject or any message contains a keyword."""
+    patterns = [sa.bindparam(f"keyword_{i}", type_=sa.String) for i in range(shape.keywords)]
+    tickets = TICKETS.alias("alerted")
+    conditions = _filters(tickets, shape)
+    by_subject = sa.select(tickets.c.id).where(
+        *conditions, sa.or_(*(tickets.c.subject.ilike(p, escape="\\") for p in patterns))
+    )
+    by_message = (
+        sa.select(MESSAGES.c.ticket_id)
+        .join(tickets, tickets.c.id == MESSAGES.c.ticket_id)
+        .where(*conditions, sa.or_(*(MESSAGES.c.content.ilike(p, escape="\\") for p in patterns)))
+    )
+    return sa.union(by_subject, by_message).cte("topic_matched").prefix_with("MATERIALIZED")
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """The filtered tickets with their ordering score, and the counts of the whole list."""
+
+    rows: sa.Subquery
+    total: Any
+    matches: Any
+
+
+@lru_cache(maxsize=256)
+def _ranked(shape: Shape) -> Ranked:
+    """With topic alerts the ranking is the best of two streams, both read in index order: the
+    matched tickets with their boosted score, and the first `page * limit + matches` tickets
+    by stored score with the matched ones taken out."""
+    conditions = _filters(TICKETS, shape)
+    total = sa.select(sa.func.count()).select_from(TICKETS).where(*conditions).scalar_subquery()
+    columns = [TICKETS.c[name] for name in LIST_COLUMNS]
+    by_score = (TICKETS.c.smart_score.desc(), TICKETS.c.created_at, TICKETS.c.id)
+    if not shape.keywords:
+        plain = sa.select(
+            *columns, TICKETS.c.smart_score, sa.false().label("matches_topic_alert")
+        ).where(*conditions)
+        return Ranked(plain.subquery("ranked"), total, _constant(0))
+
+    matched = _matched(shape)
+    matches = sa.select(sa.func.count()).select_from(matched).scalar_subquery()
+    window = sa.bindparam("window", type_=sa.Integer)
+    boosted = (
+        sa.select(
+            *columns,
+            (TICKETS.c.smart_score + sa.bindparam("boost", type_=sa.Float)).label("smart_score"),
+            sa.true().label("matches_topic_alert"),
+        )
+        .select_from(TICKETS.join(matched, matched.c.id == TICKETS.c.id))
+        .order_by(*by_score)
+        .limit(window)
+    )
+    leaders = (
+        sa.select(*columns, TICKETS.c.smart_score)
+        .where(*conditions)
+        .order_by(*by_score)
+        .limit(window + matches)
+        .subquery("leaders")
+    )
+    unmatched = sa.select(
+        *(leaders.c[name] for name in LIST_COLUMNS),
+        leaders.c.smart_score,
+        sa.false().label("matches_topic_alert"),
+    ).where(~sa.exists().where(matched.c.id == leaders.c.id))
+    ranked = sa.union_all(boosted.subquery().select(), unmatched).subquery("ranked")
+    return Ranked(ranked, total, matches)
+
+
+def _order(rows: sa.FromClause) -> tuple[Any, ...]:
+    return rows.c.smart_score.desc(), rows.c.created_at, rows.c.id
+
+
+@lru_cache(maxsize=256)
+def _page(shape: Shape) -> sa.Select[Any]:
+    """The rows of one page, in inbox order."""
+    ranked = _ranked(shape).rows
+    return (
+        sa.select(ranked)
+        .order_by(*_order(ranked))
+        .limit(sa.bindparam("page_size", type_=sa.Integer))
+        .offset(sa.bindparam("skip", type_=sa.Integer))
+    )
+
+
+def _constant(value: str | int) -> Any:
+    """A constant written into the SQL text (not a parameter: the text is run as-is)."""
+    text = f"'{value}'" if isinstance(value, str) else str(int(value))
+    assert "'" not in str(value)
+    return sa.literal_column(text, type_=sa.Text if isinstance(value, str) else sa.Integer)
+
+
+def _iso_utc(column: Any) -> Any:
+    """A timestamp as the API writes datetimes everywhere else (pydantic): UTC with `Z`,
+    microseconds only when there are any."""
+    utc = sa.func.timezone(_constant("UTC"), column)
+    whole = sa.func.to_char(utc, _constant('YYYY-MM-DD"T"HH24:MI:SS'))
+    micros = sa.cast(sa.extract("microseconds", column), sa.BigInteger) % _constant(1_000_000)
+    fraction = sa.case(
+        (micros == _constant(0), _constant("Z")), else_=sa.func.to_char(utc, _constant('.US"Z"'))
+    )
+    return sa.type_coerce(whole.op("||")(fraction), sa.Text)
+
+
+def _as_float(column: Any) -> Any:
+    return sa.cast(column, sa.Float)
+
+
+def _status(version: Any, reported: str) -> Any:
+    return sa.case((version == _constant(0), _constant("pending")), else_=_constant(reported))
+
+
+def _item(row: sa.FromClause) -> Any:
+    """One inbox item (Appendix B `TicketListItem`) as a JSON object."""
+    c = row.c
+    fields: dict[str, Any] = {
+        "id": c.id,
+        "customer_id": c.customer_id,
+        "subject": c.subject,
+        "status": c.status,
+        "priority": c.priority,
+        "channel": c.channel,
+        "category": c.category,
+        "assigned_agent_id": c.assigned_agent_id,
+        "created_at": _iso_utc(c.created_at),
+        "updated_at": _iso_utc(c.updated_at),
+        "customer_sentiment": _as_float(c.customer_sentiment),
+        "smart_score": _as_float(sa.func.round(sa.cast(c.smart_score, sa.Numeric), _constant(2))),
+        "estimated_difficulty": _as_float(c.estimated_difficulty),
+        # pending until scoring / the SLA service have reported (read-your-writes, README)
+        "score_status": _status(c.score_version, "scored"),
+        "sla_status": _status(c.sla_version, "tracked"),
+        "matches_topic_alert": c.matches_topic_alert,
+    }
+    pairs = [part for name, value in fields.items() for part in (_constant(name), value)]
+    return sa.func.json_build_object(*pairs)
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """SQL text in asyncpg's style: `$n` placeholders, bound from `names` in that order."""
+
+    sql: str
+    names: tuple[str, ...]
+
+    def args(self, params: dict[str, Any]) -> list[Any]:
+        return [params.get(name) for name in self.names]
+
+
+_DIALECT = asyncpg_dialect()
+
+
+@lru_cache(maxsize=256)
+def _json_statement(shape: Shape) -> Compiled:
+    """One row of (the page's items as JSON array text, total, matches).
+
+    PostgreSQL builds the JSON, so no row becomes a Python object, and the counts come back
+    even for a page past the end."""
+    ranked = _ranked(shape)
+    page = _page(shape).subquery("page")
+    items = sa.func.coalesce(
+        sa.func.json_agg(aggregate_order_by(_item(page), *_order(page))), sa.text("'[]'::json")
+    )
+    statement = sa.select(
+        sa.select(sa.cast(items, sa.Text)).select_from(page).scalar_subquery().label("items"),
+        ranked.total.label("total"),
+        ranked.matches.label("matches"),
+    )
+    compiled = statement.compile(dialect=_DIALECT)
+    return Compiled(compiled.string, tuple(compiled.positiontup or ()))
+
+
+def inbox_statement(query: InboxQuery, principal: Principal, boost: float) -> sa.Select[Any]:
+    """The page rows of one inbox request, values bound (for EXPLAIN: the index-order test)."""
+    shape, params = _shape_and_params(query, principal, boost)
+    return _page(shape).params(params)
+
+
+def inbox_sql(query: InboxQuery, principal: Principal, boost: float) -> tuple[str, list[Any]]:
+    """The statement the route runs, as SQL text and asyncpg arguments (for benchmarks)."""
+    shape, params = _shape_and_params(query, principal, boost)
+    statement = _json_statement(shape)
+    return statement.sql, statement.args(params)
+
+
+async def inbox_page(
+    engine: AsyncEngine, principal: Principal, query: InboxQuery, *, boost: float
+) -> bytes:
+    """The inbox response body (Appendix B `TicketList`), built in one statement.
+
+    Run as-is on a pooled connection's asyncpg driver, held only for that statement (not for
+    the whole request, so concurrent requests do not outgrow the pool and churn connections):
+    outside a transaction (one statement reads one snapshot anyway), prepared once per
+    connection by asyncpg's statement cache, the JSON text passed through untouched."""
+    shape, params = _shape_and_params(query, principal, boost)
+    statement = _json_statement(shape)
+    async with engine.connect() as connection:
+        driver = (await connection.get_raw_connection()).driver_connection
+        assert driver is not None
+        try:
+            row = await driver.fetchrow(statement.sql, *statement.args(params))
+        except BaseException as exc:
+            if is_database_outage(exc):  # SQLAlchemy did not see it: keep it out of the pool
+                await connection.invalidate(exc if isinstance(exc, Exception) else None)
+            raise
+    items, total, matches = row["items"], row["total"], row["matches"]
+    pagination = {
+        "page": query.page,
+        "limit": query.limit,
+        "total": total,
+        "has_next": query.page * query.limit < total,
+        "has_prev": query.page > 1,
+    }
+    tail = json.dumps(
+        {"pagination": pagination, "topic_alerts_active": query.topic_alerts, "matches": matches},
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return f'{{"tickets":{items},{tail[1:]}'.encode()
