@@ -291,6 +291,15 @@ async def find_missing(load: Load, pg_dsn: str, namespace: str) -> Findings:
     ]
     if wrong_status:
         found.missing["tickets.status"] = wrong_status
+    wrong_assignee = [
+        t
+        for t, s in load.tickets.items()
+        if s.assignee
+        and s.assignee_certain
+        and by_id.get(t, {}).get("assigned_agent_id") != s.assignee
+    ]
+    if wrong_assignee:
+        found.missing["tickets.assigned_agent_id"] = wrong_assignee
     got = await rows("tickets", "SELECT id FROM messages WHERE id = ANY($1)", messages)
     missing("tickets.messages", messages, {r["id"] for r in got})
     emails = [s.email for s in load.tickets.values()]
@@ -320,10 +329,21 @@ async def find_missing(load: Load, pg_dsn: str, namespace: str) -> Findings:
     missing("scoring.messages", messages, {r["id"] for r in seen_messages})
     clocks = await rows(
         "sla",
-        "SELECT ticket_id, ticket_status FROM sla_tracking WHERE ticket_id = ANY($1)",
+        "SELECT ticket_id, ticket_status, first_response_at, assigned_agent_id "
+        "FROM sla_tracking WHERE ticket_id = ANY($1)",
         tickets,
     )
     missing("sla.sla_tracking", tickets, {r["ticket_id"] for r in clocks})
+    answered = {r["ticket_id"] for r in clocks if r["first_response_at"] is not None}
+    missing("sla.first_response_at", [t for t, s in load.tickets.items() if s.messages], answered)
+    clock_agent = {r["ticket_id"]: r["assigned_agent_id"] for r in clocks}
+    wrong_agent = [
+        t
+        for t, s in load.tickets.items()
+        if s.assignee and s.assignee_certain and t in clock_agent and clock_agent[t] != s.assignee
+    ]
+    if wrong_agent:
+        found.missing["sla.assigned_agent_id"] = wrong_agent
     clock_status = {r["ticket_id"]: r["ticket_status"] for r in clocks}
     stale = [
         t
@@ -336,6 +356,14 @@ async def find_missing(load: Load, pg_dsn: str, namespace: str) -> Findings:
         "agents", "SELECT id, assigned_agent_id FROM ticket_projection WHERE id = ANY($1)", tickets
     )
     missing("agents.ticket_projection", tickets, {r["id"] for r in agents_view})
+    agents_see = {r["id"]: r["assigned_agent_id"] for r in agents_view}
+    stale_view = [
+        t
+        for t, s in load.tickets.items()
+        if s.assignee and s.assignee_certain and t in agents_see and agents_see[t] != s.assignee
+    ]
+    if stale_view:
+        found.missing["agents.ticket_projection.assigned_agent_id"] = stale_view
     assigned = await rows(
         "agents",
         "SELECT ticket_id, agent_id FROM ticket_assignments "
@@ -365,25 +393,30 @@ async def read_topics(
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
     )
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
     await consumer.start()
     records: dict[str, list[tuple[int, bytes | None, dict[str, Any]]]] = defaultdict(list)
     try:
-        partitions: list[TopicPartition] = []
-        for _ in range(30):  # a loaded broker may answer the metadata request with nothing
-            topics = [t for t in await consumer.topics() if t.startswith(prefix)]
-            partitions = [
-                TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()
-            ]
-            if partitions:
-                break
-            await asyncio.sleep(1)
-        else:
+        # The partitions come from a metadata request of their own: `consumer.topics()` fetches
+        # a cluster view it does not keep, so `consumer.partitions_for_topic` (the consumer's
+        # bootstrap view, which asked for no topics) knows none of them.
+        described = await admin.describe_topics(
+            [t for t in await admin.list_topics() if t.startswith(prefix)]
+        )
+        partitions = [
+            TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]
+        ]
+        if not partitions:
             raise AssertionError(f"no topics starting with {prefix!r} on {bootstrap}")
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
         remaining = {tp for tp, end in ends.items() if end > 0}
+        deadline = time.monotonic() + 120
         while remaining:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"topics not read to their end in 120 s: {remaining}")
             batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
             for tp, messages in batch.items():
                 for m in messages:
@@ -397,19 +430,88 @@ async def read_topics(
                         remaining.discard(tp)
     finally:
         await consumer.stop()
+        await admin.close()
     return records
+
+
+async def explain_missing(found: Findings, pg_dsn: str, namespace: str) -> list[str]:
+    """For a few projection rows that did not catch up: the owner's events about the ticket
+    (from its outbox) and whether the projection's consumer recorded each one as processed."""
+    base = pg_dsn.rsplit("/", 1)[0]
+    lines = []
+    owners = {"tickets": "tickets", "agents": "agents"}
+    for where, ids in found.missing.items():
+        service = where.split(".", 1)[0]
+        if service in owners:
+            continue
+        for ticket_id in ids[:3]:
+            tickets = await asyncpg.connect(f"{base}/tickets{namespace}")
+            projection = await asyncpg.connect(f"{base}/{service}{namespace}")
+            try:
+                events = await tickets.fetch(
+                    "SELECT event_id, topic, payload->'data'->>'version' AS v, "
+                    "payload->'data'->>'status' AS status, published_at FROM outbox "
+                    "WHERE key = $1 ORDER BY id",
+                    ticket_id,
+                )
+                processed = await projection.fetch(
+                    "SELECT consumer, event_id FROM processed_events WHERE event_id = ANY($1)",
+                    [e["event_id"] for e in events],
+                )
+                seen = {r["event_id"]: r["consumer"] for r in processed}
+                lines.append(
+                    f"{where} {ticket_id}: "
+                    + "; ".join(
+                        f"{e['topic']} v{e['v']} {e['status']} "
+                        f"published={e['published_at'] is not None} "
+                        f"processed_by={seen.get(e['event_id'])}"
+                        for e in events
+                    )
+                )
+            finally:
+                await tickets.close()
+                await projection.close()
+    return lines
+
+
+def events_missing(
+    load: Load, records: dict[str, list[tuple[int, bytes | None, dict[str, Any]]]], prefix: str
+) -> dict[str, list[str]]:
+    """Acknowledged tickets and messages an analytics consumer never sees on their topics."""
+
+    def ids(topic: str) -> set[str]:
+        return {
+            (event.get("data") or {}).get("id") for _, _, event in records.get(prefix + topic, [])
+        }
+
+    created, added = ids("ticket.created"), ids("message.added")
+    absent = {
+        "ticket.created": [t for t in load.tickets if t not in created],
+        "message.added": [m for s in load.tickets.values() for m in s.messages if m not in added],
+    }
+    return {topic: refs for topic, refs in absent.items() if refs}
 
 
 def order_violations(
     records: dict[str, list[tuple[int, bytes | None, dict[str, Any]]]],
-) -> list[str]:
-    """Per topic and key, the entity versions an analytics consumer sees must never go back."""
+) -> tuple[list[str], int]:
+    """Per topic and key, the entity versions an analytics consumer sees must never go back.
+
+    Delivery is at least once: an event the relay published again (its commit of "published"
+    was lost to a fault) comes back with the same id, and consumers skip ids they have seen,
+    so a repeat is counted, not taken for a step back. Returns (violations, repeats)."""
     problems = []
+    seen: set[str] = set()
+    repeats = 0
     for topic, items in records.items():
         if topic.endswith(".dlq"):
             continue
         last: dict[tuple[int, bytes | None], int] = {}
         for partition, key, event in items:
+            if event.get("id") in seen:
+                repeats += 1
+                continue
+            seen.add(event.get("id"))
             version = (event.get("data") or {}).get("version")
             if not isinstance(version, int):
                 continue
@@ -418,7 +520,7 @@ def order_violations(
                     f"{topic} key {key!r}: version {version} after {last[(partition, key)]}"
                 )
             last[(partition, key)] = max(version, last.get((partition, key), -1))
-    return problems
+    return problems, repeats
 
 
 async def consumer_lag(bootstrap: str, prefix: str) -> dict[str, int]:

@@ -552,3 +552,40 @@ async def test_consumer_lag_rises_while_handlers_are_stuck_and_returns_to_zero(
 
         await eventually(caught_up, timeout=30)
     assert _lag(settings) == {}  # a stopped member reports nothing stale
+
+
+async def test_a_member_whose_fetch_task_died_joins_again_and_consumes_on(
+    settings: CommonSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiokafka's fetch task ends for good on an error it does not expect (uvloop raises
+    RuntimeError writing to a connection the broker just reset); the member then held its
+    partitions and fetched nothing ever again (the fault suite's stuck SLA and ai-proxy lag)."""
+    from aiokafka.conn import AIOKafkaConnection
+
+    real_send = AIOKafkaConnection.send
+    broken: list[str] = []
+
+    def send_on_a_reset_transport(
+        self: AIOKafkaConnection, request: Any, *a: Any, **kw: Any
+    ) -> Any:
+        if type(request).__name__ == "FetchRequest" and not broken:
+            broken.append(repr(self))
+            raise RuntimeError("unable to perform operation on <TCPTransport closed=True>")
+        return real_send(self, request, *a, **kw)
+
+    first, second = _envelope(unique("before-")), _envelope(unique("after-"))
+    async with _consuming(settings, _record) as engine:
+        await _send(settings, first)
+
+        async def seen(key: str) -> None:
+            assert await _notes(engine, key)
+
+        await eventually(lambda: seen(first[0]), timeout=60)
+        monkeypatch.setattr(AIOKafkaConnection, "send", send_on_a_reset_transport)
+
+        def fetcher_died() -> None:
+            assert broken
+
+        await eventually(fetcher_died, timeout=30)
+        await _send(settings, second)
+        await eventually(lambda: seen(second[0]), timeout=60)

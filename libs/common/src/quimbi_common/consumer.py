@@ -138,6 +138,19 @@ def _cancel_swallowed() -> bool:
     return task is not None and task.cancelling() > 0
 
 
+def _fetcher_stopped(consumer: AIOKafkaConsumer) -> BaseException | None:
+    """Why aiokafka's background fetch task ended, if it did: it ends for good on an error it
+    does not expect (under uvloop, writing to a connection the broker reset a moment before
+    raises RuntimeError, not OSError), and the consumer then stays in its group, holding its
+    partitions, without ever fetching again. Only a new client recovers."""
+    task = getattr(getattr(consumer, "_fetcher", None), "error_future", None)
+    if not isinstance(task, asyncio.Future) or not task.done():
+        return None
+    if task.cancelled():
+        return asyncio.CancelledError()
+    return task.exception() or RuntimeError("the fetch task returned")
+
+
 class _WaitForBatch(ConsumerRebalanceListener):
     """Hold a rebalance until the batch in hand is applied and its offsets committed."""
 
@@ -218,6 +231,17 @@ class EventConsumer:
             while True:
                 batches = await consumer.getmany(timeout_ms=1000)
                 if not batches:
+                    if (stopped := _fetcher_stopped(consumer)) is not None:
+                        log.warning(
+                            "%s: the Kafka client stopped fetching (%r); joining "
+                            "again with a new one",
+                            self.group_id,
+                            stopped,
+                        )
+                        watch.cancel()
+                        await self._leave(consumer)
+                        consumer = await self._connect()
+                        watch = asyncio.create_task(self._watch_lag(consumer))
                     continue
                 async with self._batch:
                     records = [r for partition in batches.values() for r in partition]
@@ -233,11 +257,22 @@ class EventConsumer:
                         self._committing = asyncio.create_task(self._commit_pending(consumer))
         finally:
             watch.cancel()
-            with contextlib.suppress(Exception):  # bounded: Kafka may be what is down
-                async with asyncio.timeout(self.settings.consumer_stop_flush_seconds):
-                    await self._flush(consumer)
-            await consumer.stop()
+            await self._leave(consumer)
             self._forget_lag(list(self._position))
+
+    async def _leave(self, consumer: AIOKafkaConsumer) -> None:
+        """Commit what was applied (bounded: Kafka may be what is down) and leave the group."""
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self.settings.consumer_stop_flush_seconds):
+                await self._flush(consumer)
+        try:
+            await consumer.stop()
+        except KafkaError:
+            if _fetcher_stopped(consumer) is None:
+                raise
+            # stop() left the group, then raised the dead fetch task's error again before
+            # closing the client's connections: close them here.
+            await consumer._client.close()
 
     def _measure_lag(self, consumer: AIOKafkaConsumer, applied: dict[TopicPartition, int]) -> None:
         """Lag per partition this batch touched, at once: the broker's high watermark (as of
