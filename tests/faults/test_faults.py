@@ -150,7 +150,7 @@ async def test_creates_flow_and_logs_stay_quiet_while_kafka_is_down_and_restarts
         f"tickets wrote {len(lines)} log lines ({len(noisy)} warnings/errors)"
     )
     assert all(s == 201 for t, s in done if killed <= t <= back), "a create failed on Kafka"
-    assert max(gaps) < 5.0, f"creates stalled for {max(gaps):.1f} s while Kafka was away"
+    assert max(gaps) < 8.0, f"creates stalled for {max(gaps):.1f} s while Kafka was away"
     assert health.status_code == 200, health.text
     assert health.json()["status"] == "degraded", health.text
     assert len(noisy) <= 12, "\n".join(noisy[:40])

@@ -74,6 +74,6 @@ async def test_an_unknown_ticket_is_still_a_404_within_the_bound(h: Any) -> None
         assert response.status_code == 404, response.text
         assert response.headers["content-type"] == "application/problem+json"
     # and only the new id waited, never past the bound; the others answered at once
-    assert took["new"] <= bound + 0.5
-    assert took["old"] < 0.5
-    assert took["not an id"] < 0.5
+    assert took["new"] <= bound + 1.5
+    assert took["old"] < 1.0
+    assert took["not an id"] < 1.0

@@ -55,7 +55,7 @@ async def test_a_read_with_the_token_of_a_priority_change_shows_the_new_deadline
     plain = await client.get(path, headers=senior)
     assert plain.status_code == 200
     assert plain.json()["priority"] == "low"
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 1.0
     await asyncio.sleep(0.3)
     assert not waiting.done()  # the read with the token waits instead of answering stale
     await tickets.producer.send_and_wait(
@@ -91,13 +91,13 @@ async def test_a_token_for_an_event_never_applied_is_a_503_within_the_bound(
     assert response.status_code == 503, response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert response.headers["retry-after"] == "1"
-    assert bound - 0.1 <= took <= bound + 1.0
+    assert bound - 0.1 <= took <= bound + 1.5
     # and tokens naming what this service does not consume, or garbage, cost nothing
     for token in (f"agent.created/{uuid.uuid4()}", "not a token", f"ticket.updated/{'x' * 40}"):
         started = time.monotonic()
         response = await client.get(path, headers={**senior, HEADER: token})
         assert response.status_code == 200, (token, response.text)
-        assert time.monotonic() - started < 0.5
+        assert time.monotonic() - started < 1.0
 
 
 async def test_a_token_naming_an_update_this_service_ignores_counts_as_applied(

@@ -361,5 +361,5 @@ async def test_unknown_and_invisible_tickets_are_404_within_the_bound(world: Wor
         assert response.status_code == 404, response.text
         assert response.headers["content-type"] == "application/problem+json"
     # and the unknown one at once (this service makes ticket ids), the other within the bound
-    assert took["unknown"] < 0.5
-    assert bound - 0.1 <= took["invisible"] <= bound + 0.5
+    assert took["unknown"] < 1.0
+    assert bound - 0.1 <= took["invisible"] <= bound + 1.5
