@@ -148,3 +148,53 @@ def test_the_middleware_records_sampled_requests_and_forwards_the_decision(tmp_p
     # a request that fails is a recorded error, still named by its route
     assert failed["name"] == "GET /broken"
     assert failed["status"] == "ERROR"
+
+
+CLIENT_SPANS = """
+import asyncio, json
+import redis.asyncio as aioredis
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from quimbi_common import tracing
+tracing.configure_tracing("probe")
+
+def parent(sampled):
+    flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
+    context = SpanContext(int("1" * 32, 16), int("2" * 16, 16), True, trace_flags=flags)
+    return trace.set_span_in_context(NonRecordingSpan(context))
+
+async def main():
+    client = aioredis.from_url(REDIS_URL)
+    await client.get("tracing-probe-none")  # no parent
+    from opentelemetry import context
+    for sampled, key in ((False, "unsampled"), (True, "sampled")):
+        token = context.attach(parent(sampled))
+        try:
+            await client.get(f"tracing-probe-{key}")
+        finally:
+            context.detach(token)
+    await client.aclose()
+asyncio.run(main())
+tracing.shutdown()
+"""
+
+
+def test_client_spans_only_inside_a_sampled_trace(tmp_path: Path) -> None:
+    """A Redis command opens a span under a sampled parent, and costs no span at all under an
+    unsampled one or none (most of tracing's CPU, bench/tracing_overhead.py)."""
+    from quimbi_common.testing import REDIS_URL
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "QUIMBI_TRACE"))}
+    spans_path = tmp_path / "spans.jsonl"
+    subprocess.run(
+        [sys.executable, "-c", f"REDIS_URL = {REDIS_URL!r}\n" + CLIENT_SPANS],
+        env={**clean, "QUIMBI_TRACE_FILE": str(spans_path), "OTEL_TRACES_SAMPLER": "always_on"},
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    spans = [json.loads(line) for line in spans_path.read_text().splitlines()]
+    assert [(s["name"], s["trace_id"], s["parent_span_id"]) for s in spans] == [
+        ("GET", "1" * 32, "2" * 16)
+    ]
