@@ -104,11 +104,12 @@ class Result:
         return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))] * 1000
 
 
-def build_request(base_url: str, token: str) -> tuple[str, int, bytes]:
+def build_request(base_url: str, token: str, path: str = PATH) -> tuple[str, int, bytes]:
+    """A keep-alive `GET path` with the bearer token, as raw bytes, and where to send it."""
     parts = urlsplit(base_url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     raw = (
-        f"GET {PATH} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
         "Accept: application/json\r\n\r\n"
     ).encode()
     return host, port, raw

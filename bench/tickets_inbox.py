@@ -33,7 +33,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 from _shared import cpu_seconds, free_port, percentile, record
-from gateway_overhead import Connection
+from gateway_overhead import Connection, build_request
 
 from quimbi_common.auth import Principal
 from quimbi_common.db import asyncpg_dsn
@@ -195,12 +195,8 @@ async def load(
 ) -> tuple[list[float], float]:
     """`requests` GETs over `concurrency` keep-alive connections (after a warm-up); latencies
     in ms and the wall time. Anything but a 200 stops the benchmark."""
-    host, port = base.removeprefix("http://").split(":")
-    raw = (
-        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
-        "Accept: application/json\r\n\r\n"
-    ).encode()
-    connections = [Connection(host, int(port), raw) for _ in range(concurrency)]
+    host, port, raw = build_request(base, token, path)
+    connections = [Connection(host, port, raw) for _ in range(concurrency)]
     await asyncio.gather(*(c.open() for c in connections))
     latencies: list[float] = []
     remaining = requests
