@@ -225,6 +225,13 @@ async def run(agents: int, rate: float, seconds: float, seniors: int, via_gatewa
         if e in sent and owner[sent[e][1]] != agent_id
     )
     frames = sum(listener.frames for listener in listeners)
+    if os.environ.get("LIVE_BENCH_SLOWEST"):  # when the slowest events were sent: clusters?
+        slowest = sorted(
+            ((per_agent[owner[t]][e] - at) * 1000, at - began)
+            for e, (at, t) in sent.items()
+            if e in per_agent[owner[t]]
+        )[-20:]
+        print("  slowest (ms, sent at s):", [(round(ms), round(t, 2)) for ms, t in slowest])
     print(
         f"{agents} agents ({seniors} senior) {'via the gateway' if via_gateway else 'direct'}, "
         f"{rate:g} events/s for {seconds:g} s: {len(latencies)}/{total} delivered, "

@@ -11,6 +11,7 @@ resumes after id X gets everything after X and nothing twice, and `MINID` trims 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -19,7 +20,7 @@ from datetime import datetime
 
 import redis.asyncio as aioredis
 import sqlalchemy as sa
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -52,6 +53,8 @@ class LiveFeed:
         self.key = live_log_key(settings)
         self.group_id = f"{settings.consumer_group}-live"
         self._topics = {settings.topic(name): name for name in LIVE_TOPICS}
+        self._offsets: dict[TopicPartition, int] = {}
+        self._committing: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         consumer = await self._connect()
@@ -66,12 +69,24 @@ class LiveFeed:
                     continue
                 records = [r for partition in batches.values() for r in partition]
                 await self._append_until_done(records)
-                try:
-                    await consumer.commit()
-                except KafkaError as exc:  # re-read after a rebalance: appended once more
-                    log.info("live feed: offsets not committed (%s)", exc)
+                # Committed in the background (the next batch need not wait for the round
+                # trip), and only what was appended: never a position fetched but not appended.
+                self._offsets.update({tp: rs[-1].offset + 1 for tp, rs in batches.items() if rs})
+                if self._committing is None or self._committing.done():
+                    self._committing = asyncio.create_task(self._commit(consumer))
         finally:
+            if self._committing is not None:
+                await asyncio.gather(self._committing, return_exceptions=True)
+            await self._commit(consumer)
             await consumer.stop()
+
+    async def _commit(self, consumer: AIOKafkaConsumer) -> None:
+        while self._offsets:
+            offsets, self._offsets = self._offsets, {}
+            try:
+                await consumer.commit(offsets)
+            except KafkaError as exc:  # re-read after a rebalance: appended once more
+                log.info("live feed: offsets not committed (%s)", exc)
 
     async def _connect(self) -> AIOKafkaConsumer:
         backoff = self.settings.backoff()
