@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from quimbi_common.enums import Role
-from quimbi_common.testing import LiveStream, served_app
+from quimbi_common.testing import LiveStream, eventually, served_app
+from quimbi_tickets.live.hub import LiveHub
 from quimbi_tickets.main import build_app
 from quimbi_tickets.settings import Settings
 
@@ -21,10 +23,29 @@ pytestmark = pytest.mark.service
 
 
 @pytest.fixture(scope="module")
-async def live_url(settings: Settings, client: httpx.AsyncClient) -> AsyncIterator[str]:
-    quick = settings.model_copy(update={"live_heartbeat_seconds": 1.0})
-    async with served_app(build_app(quick)) as url:
+def live_app(settings: Settings) -> FastAPI:
+    return build_app(settings.model_copy(update={"live_heartbeat_seconds": 1.0}))
+
+
+@pytest.fixture(scope="module")
+async def live_url(live_app: FastAPI, client: httpx.AsyncClient) -> AsyncIterator[str]:
+    async with served_app(live_app) as url:
         yield url
+
+
+async def test_a_caller_hanging_up_is_let_go(
+    world: World, live_app: FastAPI, live_url: str
+) -> None:
+    hub = live_app.state.runtime.provided(LiveHub)
+    async with httpx.AsyncClient(base_url=live_url) as http:
+        async with LiveStream(http, "/api/tickets/live", world.agent().headers):
+            assert len(hub.subscribers) == 1
+        # the connection is closed: the server's stream ends and leaves the hub
+
+        def gone() -> None:
+            assert hub.subscribers == set()
+
+        await eventually(gone, timeout=10)
 
 
 async def test_an_agent_sees_only_their_own_tickets_a_senior_sees_all(
