@@ -62,6 +62,8 @@ class LiveFeed:
             while True:
                 batches = await consumer.getmany(timeout_ms=1000, max_records=500)
                 if not batches:
+                    if self._offsets and (self._committing is None or self._committing.done()):
+                        self._committing = asyncio.create_task(self._commit(consumer))
                     if (stopped := _fetcher_stopped(consumer)) is not None:
                         log.warning("live feed: Kafka client stopped (%r); joining again", stopped)
                         await consumer.stop()
@@ -81,12 +83,21 @@ class LiveFeed:
             await consumer.stop()
 
     async def _commit(self, consumer: AIOKafkaConsumer) -> None:
+        """As the service consumer does (`quimbi_common.consumer`): offsets a commit could not
+        store stay pending for the partitions still held, for the next commit or idle poll, so
+        the group's lag returns to 0 even on a partition that receives nothing more."""
         while self._offsets:
             offsets, self._offsets = self._offsets, {}
             try:
-                await consumer.commit(offsets)
-            except KafkaError as exc:  # re-read after a rebalance: appended once more
-                log.info("live feed: offsets not committed (%s)", exc)
+                async with asyncio.timeout(self.settings.consumer_commit_timeout_seconds):
+                    await consumer.commit(offsets)
+            except (KafkaError, TimeoutError) as exc:
+                held = consumer.assignment()
+                for tp, offset in offsets.items():
+                    if tp in held:
+                        self._offsets[tp] = max(offset, self._offsets.get(tp, offset))
+                log.info("live feed: offsets not committed (%r); trying again", exc)
+                return
 
     async def _connect(self) -> AIOKafkaConsumer:
         backoff = self.settings.backoff()
