@@ -41,6 +41,7 @@ from quimbi_common.settings import CommonSettings
 from quimbi_common.testing import KAFKA, SigningKeys, migrated_database, unique
 
 ROOT = Path(__file__).resolve().parents[1]
+APPENDED: dict[str, float] = {}  # event id -> when the feed appended it to the live log
 
 
 class Listener:
@@ -78,6 +79,7 @@ class Listener:
         )
         try:
             head = await reader.readuntil(b"\r\n\r\n")
+            entry_id = "0-0"
             if head.startswith(b"HTTP/1.1 503"):
                 return False
             assert head.startswith(b"HTTP/1.1 200"), head
@@ -85,13 +87,17 @@ class Listener:
                 line = await reader.readline()
                 if not line:
                     return True
-                if line.startswith(b"event: ready"):
+                if line.startswith(b"id: "):
+                    entry_id = line[4:].strip().decode()
+                elif line.startswith(b"event: ready"):
                     self.ready.set()
                 elif line.startswith(b"data: {"):
                     self.frames += 1
                     event_id = json.loads(line[6:]).get("event_id")
                     if event_id:
                         self.arrived.setdefault(event_id, time.perf_counter())
+                        # the entry id's first part: when the feed appended it (ms, wall clock)
+                        APPENDED.setdefault(event_id, int(entry_id.split("-")[0]) / 1000)
         finally:
             writer.close()
 
@@ -183,6 +189,7 @@ async def run(agents: int, rate: float, seconds: float, seniors: int, via_gatewa
         producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all", linger_ms=0)
         await producer.start()
         sent: dict[str, tuple[float, str]] = {}
+        sent_wall: dict[str, float] = {}
         ticket_ids = list(owner)
         total = int(rate * seconds)
         cpu_start = {name: cpu_seconds(pid) for name, pid in pids.items()}
@@ -193,6 +200,7 @@ async def run(agents: int, rate: float, seconds: float, seniors: int, via_gatewa
             ticket_id = ticket_ids[n % len(ticket_ids)]
             key, event = build_event("ticket.scored", scored(ticket_id, n + 2), source="bench")
             sent[str(event.id)] = (time.perf_counter(), ticket_id)
+            sent_wall[str(event.id)] = time.time()
             futures.append(
                 await producer.send(
                     f"{prefix}ticket.scored", event.model_dump_json().encode(), key=key.encode()
@@ -248,6 +256,12 @@ async def run(agents: int, rate: float, seconds: float, seniors: int, via_gatewa
             print(
                 f"  {name} CPU per event {seconds_used / total * 1000:.3f} ms "
                 f"(idle {idle[name] * 1000:.1f} ms/s subtracted)"
+            )
+        to_log = [(APPENDED[e] - at) * 1000 for e, at in sent_wall.items() if e in APPENDED]
+        if to_log:
+            print(
+                f"  of which produce -> appended to the live log (feed): "
+                f"p50 {percentile(to_log, 50):.0f} ms  p99 {percentile(to_log, 99):.0f} ms"
             )
         record(
             "live stream: Kafka -> agent p99",
