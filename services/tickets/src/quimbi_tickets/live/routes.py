@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import StreamingResponse
+from redis.exceptions import RedisError
 
 from quimbi_common.auth import CurrentAgent, Principal
 from quimbi_common.runtime import provided
@@ -30,10 +31,10 @@ visibility as `GET /api/tickets`). Events: `ticket.created`, `ticket.updated`, `
 `sla.warning`, `sla.breached`, each `data` one JSON object with `ticket_id` and
 `assigned_agent_id`. The stream's own events: `ready` (first, `data.cursor` = where it starts),
 `reset` (the resume point is older than what is kept: reload the list), `end` (`data.reason`:
-`expired`, `revoked`, `overflow`, `shutdown`; the server closes the stream). Every event has an
-`id`: reconnect with `Last-Event-ID` (or `?since=`) to get everything after it, without gaps,
-for `LIVE_RETENTION_SECONDS`. A comment line every `LIVE_HEARTBEAT_SECONDS` keeps proxies from
-closing an idle stream."""
+`expired`, `revoked`, `overflow`, `shutdown`, `unavailable`; the server closes the stream).
+Every event has an `id`: reconnect with `Last-Event-ID` (or `?since=`) to get everything after
+it, without gaps, for `LIVE_RETENTION_SECONDS`. A comment line every `LIVE_HEARTBEAT_SECONDS`
+keeps proxies from closing an idle stream."""
 
 
 @router.get(
@@ -52,17 +53,17 @@ async def live_inbox(
         str | None, Header(alias="Last-Event-ID", pattern=_ID_PATTERN, max_length=41)
     ] = None,
 ) -> StreamingResponse:
-    subscriber = hub.subscribe(agent)  # before reading the log: nothing falls in between
     return StreamingResponse(
-        _stream(hub, subscriber, agent, last_event_id or since, settings),
+        _stream(hub, agent, last_event_id or since, settings),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
 async def _stream(
-    hub: LiveHub, subscriber: Subscriber, agent: Principal, resume: str | None, settings: Settings
+    hub: LiveHub, agent: Principal, resume: str | None, settings: Settings
 ) -> AsyncIterator[bytes]:
+    subscriber = hub.subscribe(agent)  # before reading the log: nothing falls in between
     try:
         yield b"retry: 2000\n\n"
         if resume is not None and await hub.trimmed_past(resume):
@@ -78,6 +79,8 @@ async def _stream(
         yield control("ready", {"cursor": cursor}, cursor)
         async for chunk in _live(subscriber, agent, stream_key(cursor), settings):
             yield chunk
+    except RedisError:  # the log cannot be read: end cleanly, the client comes back later
+        yield control("end", {"reason": "unavailable"})
     finally:
         hub.unsubscribe(subscriber)
 
