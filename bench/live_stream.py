@@ -14,7 +14,7 @@ with `--via-gateway`) on free ports, with a scratch database and a private Kafka
    Redis and Kafka, shared with the rest of the machine, are not counted.
 
     uv run python bench/live_stream.py [--agents 200] [--rate 100] [--seconds 20]
-                                       [--seniors 0] [--via-gateway]
+                                       [--seniors 0] [--via-gateway] [--profile FILE]
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import httpx
 from _shared import cpu_seconds, free_port, percentile, record
 from aiokafka import AIOKafkaProducer
 from scoring_latency import service, settled
+from tickets_inbox import profile
 
 from quimbi_common.enums import Role
 from quimbi_common.events import ScoreParts, TicketScoredData, build_event
@@ -113,7 +114,14 @@ def scored(ticket_id: str, version: int) -> TicketScoredData:
     )
 
 
-async def run(agents: int, rate: float, seconds: float, seniors: int, via_gateway: bool) -> None:
+async def run(
+    agents: int,
+    rate: float,
+    seconds: float,
+    seniors: int,
+    via_gateway: bool,
+    profile_to: Path | None = None,
+) -> None:
     prefix = f"{unique('bench')}."
     await ensure_topics(CommonSettings(kafka_topic_prefix=prefix, kafka_bootstrap_servers=KAFKA))
     keys = SigningKeys()
@@ -192,6 +200,9 @@ async def run(agents: int, rate: float, seconds: float, seniors: int, via_gatewa
         sent_wall: dict[str, float] = {}
         ticket_ids = list(owner)
         total = int(rate * seconds)
+        spy = None
+        if profile_to is not None:  # py-spy on tickets for the load's duration
+            spy = await profile(pids["tickets"], seconds, profile_to)
         cpu_start = {name: cpu_seconds(pid) for name, pid in pids.items()}
         began = time.perf_counter()
         futures = []
@@ -218,6 +229,9 @@ async def run(agents: int, rate: float, seconds: float, seniors: int, via_gatewa
             for name, pid in pids.items()
         }
         await producer.stop()
+        if spy is not None:
+            await spy.wait()
+            print(f"  py-spy on tickets -> {profile_to}")
         await asyncio.gather(*(listener.stop() for listener in listeners))
 
     latencies = [
@@ -294,5 +308,8 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--seniors", type=int, default=0)
     parser.add_argument("--via-gateway", action="store_true")
+    parser.add_argument("--profile", type=Path, help="py-spy the tickets process (raw stacks)")
     args = parser.parse_args()
-    asyncio.run(run(args.agents, args.rate, args.seconds, args.seniors, args.via_gateway))
+    asyncio.run(
+        run(args.agents, args.rate, args.seconds, args.seniors, args.via_gateway, args.profile)
+    )

@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import redis.asyncio as aioredis
-import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
@@ -33,7 +32,7 @@ from .items import LIVE_TOPICS, NEEDS_ASSIGNEE, Item, item_for, with_assignee
 
 log = logging.getLogger(__name__)
 
-_ASSIGNEES = sa.text("SELECT id, assigned_agent_id FROM tickets WHERE id = ANY(:ids)")
+_ASSIGNEES = "SELECT id, assigned_agent_id FROM tickets WHERE id = ANY($1::text[])"
 
 
 def _age_seconds(event: dict[str, object], now: float) -> float:
@@ -172,9 +171,18 @@ class LiveFeed:
         ids = sorted({i.ticket_id for i in items if i.topic in NEEDS_ASSIGNEE})
         if not ids:
             return items
+        # On the pooled connection's driver, as the inbox query runs: one statement needs no
+        # transaction (SQLAlchemy's begin took ~6 % of the process's busy time in a profile).
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(_ASSIGNEES, {"ids": ids})).all()
-        assignees = {row.id: row.assigned_agent_id for row in rows}
+            driver = (await conn.get_raw_connection()).driver_connection
+            assert driver is not None
+            try:
+                rows = await driver.fetch(_ASSIGNEES, ids)
+            except BaseException as exc:
+                if is_database_outage(exc):  # SQLAlchemy did not see it: keep it out of the pool
+                    await conn.invalidate(exc if isinstance(exc, Exception) else None)
+                raise
+        assignees = {row["id"]: row["assigned_agent_id"] for row in rows}
         return [
             with_assignee(i, assignees.get(i.ticket_id)) if i.topic in NEEDS_ASSIGNEE else i
             for i in items
