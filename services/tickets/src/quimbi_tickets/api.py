@@ -14,13 +14,15 @@ from quimbi_common.pagination import Page
 from quimbi_common.runtime import RuntimeDep, SessionDep, UnitsDep, provided
 from quimbi_common.topic_alerts import topic_alert_keywords
 
-from . import queries, service
+from . import bulk, queries, service
 from .models import Customer, Message, Ticket
 from .schemas import (
     PAGE_SIZE_DEFAULT,
     PAGE_SIZE_MAX,
     TOPIC_ALERT_MAX_CHARS,
     TOPIC_ALERTS_MAX,
+    BulkResponse,
+    BulkUpdate,
     CustomerRead,
     CustomerSummary,
     MessageCreate,
@@ -165,6 +167,22 @@ async def create_ticket(
     return _detail(
         await units.run(lambda unit: service.create_ticket(unit, settings, caller, body))
     )
+
+
+@router.post(
+    "/api/tickets/bulk",
+    summary="Change many tickets at once",
+    responses=problems(**{"422": "A bad body, or a filter matching more than 500 tickets"}),
+)
+async def bulk_update_tickets(
+    body: BulkUpdate, agent: CurrentAgent, units: UnitsDep, settings: SettingsDep
+) -> BulkResponse:
+    """Change status, priority or category of up to 500 tickets, chosen by id or by the list
+    filters, each as a single PATCH would (same rules, same `ticket.updated` event). Partial
+    success: every ticket gets its own result (`not_found` for one the caller may not see,
+    `conflict` for an illegal status move); the others change. Assignment is not here: it
+    belongs to the agents service."""
+    return await units.run(lambda unit: bulk.bulk_update(unit, settings, agent, body))
 
 
 @router.get("/api/tickets/{ticket_id}")

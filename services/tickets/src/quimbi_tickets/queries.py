@@ -289,6 +289,13 @@ def _json_statement(shape: Shape) -> Compiled:
     return Compiled(compiled.string, tuple(compiled.positiontup or ()))
 
 
+def matching_ids(query: InboxQuery, principal: Principal) -> sa.Select[Any]:
+    """Ids of the tickets the caller may see that match the list filters (no order, no page):
+    the one reading of the list filters, shared by bulk changes and search."""
+    shape, params = _shape_and_params(query, principal, 0.0)
+    return sa.select(TICKETS.c.id).where(*_filters(TICKETS, shape)).params(params)
+
+
 def inbox_statement(query: InboxQuery, principal: Principal, boost: float) -> sa.Select[Any]:
     """The page rows of one inbox request, values bound (for EXPLAIN: the index-order test)."""
     shape, params = _shape_and_params(query, principal, boost)

@@ -16,6 +16,7 @@ from pydantic import (
     StringConstraints,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from quimbi_common.enums import Channel, Intent, SlaStatus, TicketPriority, TicketStatus
 from quimbi_common.inputs import NoNul, PatchModel, RequestModel, Text
@@ -251,3 +252,105 @@ class CustomerRead(BaseModel):
 def as_dict(model: Any) -> dict[str, Any]:
     """Column values of an ORM row, for building response models."""
     return {c.key: getattr(model, c.key) for c in model.__table__.columns}
+
+
+# --- bulk changes -------------------------------------------------------------------------------
+
+BULK_MAX_TICKETS = 500
+
+
+class TicketFilter(RequestModel):
+    """The list filters of `GET /api/tickets`, as a body (bulk changes)."""
+
+    status: TicketStatus | None = None
+    channel: Channel | None = None
+    priority: TicketPriority | None = None
+    category: Category | None = None
+    assigned_agent_id: Identifier | None = None
+    unassigned: bool = False
+    customer_id: Identifier | None = None
+
+
+class BulkChanges(PatchModel):
+    """What to change on every selected ticket; at least one field. The assignee is not here:
+    assignment belongs to the agents service (`POST /api/tickets/{id}/assign`)."""
+
+    nullable = frozenset({"category"})
+
+    status: TicketStatus | None = None
+    priority: TicketPriority | None = None
+    category: Category | None = None  # null clears it
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_assignee(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "assigned_agent_id" in data:
+            raise PydanticCustomError(
+                "assignment_elsewhere",
+                "assignment belongs to the agents service: POST /api/tickets/{id}/assign",
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _something(self) -> BulkChanges:
+        if not self.model_fields_set:
+            raise ValueError("name at least one of status, priority, category")
+        return self
+
+
+TicketIds = Annotated[list[Identifier], Field(min_length=1, max_length=BULK_MAX_TICKETS)]
+
+
+class BulkUpdate(RequestModel):
+    """Tickets by id (`ticket_ids`, at most 500, repeats ignored) or by the list filters
+    (`filter`, which must match at most 500 of the tickets the caller may see): exactly one."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["ticket_ids"], "properties": {"ticket_ids": {"type": "array"}}},
+                {"required": ["filter"], "properties": {"filter": {"type": "object"}}},
+            ]
+        }
+    )
+
+    ticket_ids: (
+        Annotated[list[Identifier], Field(min_length=1, max_length=BULK_MAX_TICKETS)] | None
+    ) = None
+    filter: TicketFilter | None = None
+    changes: BulkChanges
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> BulkUpdate:
+        if (self.ticket_ids is None) == (self.filter is None):
+            raise ValueError("give exactly one of ticket_ids and filter")
+        return self
+
+
+BulkOutcome = Literal["updated", "unchanged", "not_found", "conflict"]
+
+
+class BulkResult(BaseModel):
+    id: str
+    outcome: BulkOutcome = Field(
+        description="`updated` (changed, `ticket.updated` published), `unchanged` (already so), "
+        "`not_found` (no such ticket, or one the caller may not see), `conflict` (an illegal "
+        "status move; `allowed` lists the legal ones)"
+    )
+    status: int = Field(description="What a single PATCH of this ticket would have answered")
+    detail: str | None = None
+    allowed: list[TicketStatus] | None = None
+    version: int | None = Field(None, description="The ticket's version after the change")
+    consistency_token: str | None = Field(
+        None,
+        description="This ticket's change as an `X-Consistency-Token` value, to send with a "
+        "follow-up about this ticket (the response header names at most 32 events)",
+    )
+
+
+class BulkResponse(BaseModel):
+    results: list[BulkResult] = Field(description="One per selected ticket, in request order")
+    requested: int
+    updated: int
+    unchanged: int
+    failed: int

@@ -236,15 +236,15 @@ async def refresh_derived(session: AsyncSession, settings: Settings, ticket: Tic
 
 async def bump_and_publish(
     unit: UnitOfWork, ticket: Ticket, before: dict[str, Any], at: datetime
-) -> bool:
-    """If a tracked field changed: new version, updated_at, and a ticket.updated event."""
+) -> str | None:
+    """If a tracked field changed: new version, updated_at, and a ticket.updated event (its id
+    is returned; None when nothing changed)."""
     changes = _changes(before, ticket)
     if not changes:
-        return False
+        return None
     ticket.version += 1
     ticket.updated_at = at
-    await unit.emit("ticket.updated", ticket_data(ticket, changes=changes))
-    return True
+    return await unit.emit("ticket.updated", ticket_data(ticket, changes=changes))
 
 
 # --- tickets ------------------------------------------------------------------------------------
@@ -383,14 +383,22 @@ async def update_ticket(
     ticket_id: str,
     body: TicketUpdate,
 ) -> TicketView:
-    session = unit.session
-    ticket = await load_ticket(session, principal, ticket_id, lock=True)
-    wanted = body.model_dump(exclude_unset=True)
+    ticket = await load_ticket(unit.session, principal, ticket_id, lock=True)
+    await change_ticket(unit, settings, ticket, body.model_dump(exclude_unset=True))
+    return TicketView(ticket, await ticket_messages(unit.session, ticket_id))
+
+
+async def change_ticket(
+    unit: UnitOfWork, settings: Settings, ticket: Ticket, wanted: dict[str, Any]
+) -> str | None:
+    """Apply field changes to a locked, visible ticket (one PATCH, or one ticket of a bulk
+    change): 409 before any write on an illegal status move; returns the id of the
+    ticket.updated event, None when nothing changed."""
     if "status" in wanted and not domain.can_transition(
         TicketStatus(ticket.status), wanted["status"]
     ):
         raise ConflictError(
-            f"A ticket cannot go from {ticket.status} to {wanted['status'].value}",
+            f"A ticket cannot go from {ticket.status} to {TicketStatus(wanted['status']).value}",
             allowed=sorted(
                 s.value for s in domain.ALLOWED_TRANSITIONS[TicketStatus(ticket.status)]
             ),
@@ -399,9 +407,8 @@ async def update_ticket(
     for name, value in wanted.items():
         setattr(ticket, name, json_safe(value))
     if ticket.subject != before["subject"] or ticket.priority != before["priority"]:
-        await refresh_derived(session, settings, ticket)
-    await bump_and_publish(unit, ticket, before, utcnow())
-    return TicketView(ticket, await ticket_messages(session, ticket_id))
+        await refresh_derived(unit.session, settings, ticket)
+    return await bump_and_publish(unit, ticket, before, utcnow())
 
 
 async def delete_ticket(unit: UnitOfWork, principal: Principal, ticket_id: str) -> None:
