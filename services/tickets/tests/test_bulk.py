@@ -91,9 +91,7 @@ async def test_bulk_by_filter_changes_the_matching_visible_tickets(world: World)
     senior = world.agent(Role.SENIOR_AGENT)
     email = f"{unique('bulk')}@example.com"
     tickets = [await world.create_ticket(senior, customer={"email": email}) for _ in range(2)]
-    tickets.append(
-        await world.create_ticket(senior, customer={"email": email}, category="billing")
-    )
+    tickets.append(await world.create_ticket(senior, customer={"email": email}, category="billing"))
     customer_id = tickets[0]["customer_id"]
     # when every ticket of that customer gets category "Billing"
     response = await _bulk(

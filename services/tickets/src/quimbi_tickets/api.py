@@ -10,15 +10,16 @@ from quimbi_common.auth import Admin, Caller, CurrentAgent
 from quimbi_common.enums import Channel, TicketPriority, TicketStatus
 from quimbi_common.inputs import keyword_list_schema
 from quimbi_common.openapi import problems
-from quimbi_common.pagination import Page
+from quimbi_common.pagination import Page, Pagination
 from quimbi_common.runtime import RuntimeDep, SessionDep, UnitsDep, provided
 from quimbi_common.topic_alerts import topic_alert_keywords
 
-from . import bulk, queries, service
+from . import bulk, queries, search, service
 from .models import Customer, Message, Ticket
 from .schemas import (
     PAGE_SIZE_DEFAULT,
     PAGE_SIZE_MAX,
+    SEARCH_MAX_CHARS,
     TOPIC_ALERT_MAX_CHARS,
     TOPIC_ALERTS_MAX,
     BulkResponse,
@@ -30,6 +31,9 @@ from .schemas import (
     MessageRead,
     MessageUpdate,
     MessageWithStatus,
+    SearchHighlight,
+    SearchItem,
+    SearchResults,
     SlaSummary,
     TicketCreate,
     TicketDetail,
@@ -167,6 +171,69 @@ async def create_ticket(
     return _detail(
         await units.run(lambda unit: service.create_ticket(unit, settings, caller, body))
     )
+
+
+@router.get("/api/tickets/search", summary="Full-text search over subjects and messages")
+async def search_tickets(
+    agent: CurrentAgent,
+    session: SessionDep,
+    q: Annotated[
+        str,
+        Query(
+            min_length=1,
+            max_length=SEARCH_MAX_CHARS,
+            pattern=r"\S",
+            description='Words to find; "quoted phrases", `or`, `-excluded` (websearch syntax)',
+        ),
+    ],
+    order: Annotated[
+        search.SearchOrder,
+        Query(description="`relevance` (then the inbox order) or `smart` (the inbox order)"),
+    ] = "relevance",
+    status: TicketStatus | None = None,
+    channel: Channel | None = None,
+    priority: TicketPriority | None = None,
+    category: Annotated[str | None, Query(max_length=100)] = None,
+    assigned_agent_id: Annotated[str | None, Query(max_length=255)] = None,
+    unassigned: bool = False,
+    customer_id: Annotated[str | None, Query(max_length=255)] = None,
+    page: Page = 1,
+    limit: Annotated[int, Query(ge=1, le=PAGE_SIZE_MAX)] = PAGE_SIZE_DEFAULT,
+) -> SearchResults:
+    """Tickets whose subject or any message contains the words (English stemming), with the
+    list's filters and visibility, ranked, with HTML-safe highlighted snippets."""
+    query = queries.InboxQuery(
+        page=page,
+        limit=limit,
+        status=status,
+        channel=channel,
+        priority=priority,
+        category=category.strip().lower() if category else None,
+        assigned_agent_id=assigned_agent_id,
+        unassigned=unassigned,
+        customer_id=customer_id,
+    )
+    found = await search.search(session, agent, query, q, order)
+    items = [
+        SearchItem(
+            **{name: row.get(name) for name in SearchItem.model_fields if name in row},
+            **_reported(row["score_version"], row["sla_version"]),
+            highlight=SearchHighlight(
+                subject=search.safe_snippet(row["subject_headline"]) or "",
+                message_id=row["message_id"],
+                message=search.safe_snippet(row["message_headline"]),
+            ),
+        )
+        for row in found.rows
+    ]
+    pagination = Pagination(
+        page=page,
+        limit=limit,
+        total=found.total,
+        has_next=page * limit < found.total,
+        has_prev=page > 1,
+    )
+    return SearchResults(tickets=items, pagination=pagination, query=q)
 
 
 @router.post(

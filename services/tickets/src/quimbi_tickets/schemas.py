@@ -354,3 +354,27 @@ class BulkResponse(BaseModel):
     updated: int
     unchanged: int
     failed: int
+
+
+# --- search -------------------------------------------------------------------------------------
+
+SEARCH_MAX_CHARS = 200
+
+
+class SearchHighlight(BaseModel):
+    """HTML-safe snippets: the text escaped, the matched words in `<mark>…</mark>`."""
+
+    subject: str = Field(description="The subject, matched words marked")
+    message_id: str | None = Field(description="The best-matching message; null if none matches")
+    message: str | None = Field(description="Fragments of that message, matched words marked")
+
+
+class SearchItem(TicketSummary):
+    rank: float = Field(description="Relevance: the best of twice the subject's and each message's")
+    highlight: SearchHighlight
+
+
+class SearchResults(BaseModel):
+    tickets: list[SearchItem]
+    pagination: Pagination
+    query: str
