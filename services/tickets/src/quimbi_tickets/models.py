@@ -164,3 +164,32 @@ class Message(Base):
     detected_intent: Mapped[str | None] = mapped_column(sa.String(100))
     version: Mapped[int] = mapped_column(sa.Integer)
     search_vector: Mapped[str] = _search_vector("content")
+
+
+class ReplyTemplate(Base):
+    """A canned response: personal (its owner's only) or shared (every agent's)."""
+
+    __tablename__ = "reply_templates"
+    __table_args__ = (
+        sa.Index("ix_reply_templates_owner", "owner_agent_id", "name"),
+        sa.Index("ix_reply_templates_shared", "name", postgresql_where=sa.text("shared")),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100))
+    body: Mapped[str] = mapped_column(sa.Text)
+    shared: Mapped[bool] = mapped_column(sa.Boolean)
+    owner_agent_id: Mapped[str] = mapped_column(sa.String(255))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+    version: Mapped[int] = mapped_column(sa.Integer)
+
+
+class AgentName(Base):
+    """An agent's name as the agents service last announced it (agent.created/updated)."""
+
+    __tablename__ = "agent_names"
+
+    id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(255))
+    version: Mapped[int] = mapped_column(sa.Integer)

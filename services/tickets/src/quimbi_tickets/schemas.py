@@ -378,3 +378,79 @@ class SearchResults(BaseModel):
     tickets: list[SearchItem]
     pagination: Pagination
     query: str
+
+
+# --- canned responses ---------------------------------------------------------------------------
+
+TEMPLATE_NAME_MAX_CHARS = 100
+TemplateName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=TEMPLATE_NAME_MAX_CHARS),
+    NoNul,
+]
+
+
+class TemplateCreate(RequestModel):
+    name: TemplateName
+    body: Content = Field(
+        description="The reply; placeholders `{{customer_name}}`, `{{customer_email}}`, "
+        "`{{ticket_id}}`, `{{ticket_subject}}`, `{{agent_name}}` (any other is a 422)"
+    )
+    shared: bool = Field(False, description="Shared with every agent (team_lead and up)")
+
+
+class TemplateUpdate(PatchModel):
+    name: TemplateName | None = None
+    body: Content | None = None
+    shared: bool | None = None
+
+
+class TemplateRead(BaseModel):
+    id: str
+    name: str
+    body: str
+    shared: bool
+    owner_agent_id: str
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+class TemplateList(BaseModel):
+    templates: list[TemplateRead]
+    placeholders: dict[str, str] = Field(description="The placeholders a body may use")
+
+
+class TemplatePreviewRequest(RequestModel):
+    ticket_id: Identifier
+
+
+class TemplatePreview(BaseModel):
+    template_id: str
+    ticket_id: str
+    content: str = Field(description="The body with its placeholders filled in for the ticket")
+
+
+class MessagePost(MessageCreate):
+    """A message: its `content`, or a canned response (`template_id`, agents only) rendered
+    for this ticket; exactly one of the two."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["content"], "properties": {"content": {"type": "string"}}},
+                {"required": ["template_id"], "properties": {"template_id": {"type": "string"}}},
+            ]
+        }
+    )
+
+    content: Content | None = None
+    template_id: Identifier | None = Field(
+        None, description="A canned response the caller may use, rendered for this ticket"
+    )
+
+    @model_validator(mode="after")
+    def _content_or_template(self) -> MessagePost:
+        if (self.content is None) == (self.template_id is None):
+            raise ValueError("give exactly one of content and template_id")
+        return self

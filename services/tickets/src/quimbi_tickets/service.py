@@ -32,9 +32,16 @@ from quimbi_common.events import (
 from quimbi_common.runtime import json_safe
 from quimbi_common.uow import UnitOfWork
 
-from . import domain
+from . import domain, templates
 from .models import Customer, Message, Ticket
-from .schemas import CustomerIn, MessageCreate, MessageUpdate, TicketCreate, TicketUpdate
+from .schemas import (
+    CustomerIn,
+    MessageCreate,
+    MessagePost,
+    MessageUpdate,
+    TicketCreate,
+    TicketUpdate,
+)
 from .settings import Settings
 
 # Fields whose change is a change of the ticket (a version bump and a ticket.updated event).
@@ -432,10 +439,13 @@ async def add_message(
     ticket_id: str,
     body: MessageCreate,
 ) -> tuple[Message, str]:
-    """Store a message; a customer's reopens a pending or resolved ticket, a closed one refuses."""
+    """Store a message; a customer's reopens a pending or resolved ticket, a closed one refuses.
+    A canned response (`template_id`) is rendered for the ticket into the content."""
     session = unit.session
     from_agent = _message_author(principal, body)
     ticket = await load_ticket(session, principal, ticket_id, lock=True)
+    if isinstance(body, MessagePost) and body.template_id is not None:
+        body = await _from_template(session, principal, ticket, body, from_agent=from_agent)
     try:
         status = domain.status_after_message(TicketStatus(ticket.status), from_agent=from_agent)
     except domain.ClosedTicketError:
@@ -449,6 +459,30 @@ async def add_message(
     await bump_and_publish(unit, ticket, before, at)
     await unit.emit("message.added", message_data(message, ticket.status))
     return message, ticket.status
+
+
+async def _from_template(
+    session: AsyncSession,
+    principal: Principal,
+    ticket: Ticket,
+    body: MessagePost,
+    *,
+    from_agent: bool,
+) -> MessagePost:
+    """The message with its content rendered from the canned response (an agent's reply)."""
+    if not principal.is_agent:
+        raise ForbiddenError("The integration key may not use canned responses")
+    if not from_agent:
+        raise UnprocessableError(
+            "A canned response is an agent's message",
+            errors=[
+                {"loc": ["body", "from_agent"], "msg": "must not be false", "type": "value_error"}
+            ],
+        )
+    assert body.template_id is not None
+    template = await templates.usable_template(session, principal, body.template_id)
+    content = await templates.render_for(session, principal, template, ticket)
+    return body.model_copy(update={"content": content})
 
 
 async def _editable_message(
