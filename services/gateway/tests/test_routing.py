@@ -31,6 +31,7 @@ pytestmark = pytest.mark.unit
         ("/api/customers", Upstream.TICKETS),
         ("/api/customers/c-1", Upstream.TICKETS),
         ("/api/tickets/bulk", Upstream.TICKETS),
+        ("/api/tickets/bulk/assign", Upstream.AGENTS),
         ("/api/tickets/search", Upstream.TICKETS),
         ("/api/canned-responses", Upstream.TICKETS),
         ("/api/canned-responses/tmpl-1/preview", Upstream.TICKETS),

@@ -273,7 +273,7 @@ class TicketFilter(RequestModel):
 
 class BulkChanges(PatchModel):
     """What to change on every selected ticket; at least one field. The assignee is not here:
-    assignment belongs to the agents service (`POST /api/tickets/{id}/assign`)."""
+    assignment belongs to the agents service (`POST /api/tickets/bulk/assign`)."""
 
     nullable = frozenset({"category"})
 
@@ -287,7 +287,7 @@ class BulkChanges(PatchModel):
         if isinstance(data, dict) and "assigned_agent_id" in data:
             raise PydanticCustomError(
                 "assignment_elsewhere",
-                "assignment belongs to the agents service: POST /api/tickets/{id}/assign",
+                "assignment belongs to the agents service: POST /api/tickets/bulk/assign",
             )
         return data
 
