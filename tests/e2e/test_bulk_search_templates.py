@@ -1,5 +1,6 @@
 """Issue #19 items 1, 4, 5 through the gateway: search, a bulk change whose per-ticket token
-another service honours, and a canned response signed with the agent's announced name."""
+another service honours, a bulk assignment (agents), and a canned response signed with the
+agent's announced name."""
 
 from __future__ import annotations
 
@@ -43,6 +44,23 @@ async def test_search_then_bulk_change_then_reply_with_a_canned_response(
     )
     assert sla.status_code == 200, sla.text
     assert sla.json()["priority"] == "urgent"
+    # and a senior agent hands the first to a colleague in bulk (agents' route, via the
+    # gateway), who, sending the answer's token, sees it at once
+    senior, colleague = await make_agent("senior_agent"), await make_agent("agent")
+    moved = await gateway.post(
+        "/api/tickets/bulk/assign",
+        json={"ticket_ids": [first["id"], "ticket_unknown"], "agent_id": colleague.id},
+        headers=senior.headers,
+    )
+    assert moved.status_code == 200, moved.text
+    assert [r["outcome"] for r in moved.json()["results"]] == ["assigned", "not_found"]
+    token = moved.headers["x-consistency-token"]
+    seen = await gateway.get(
+        f"/api/tickets/{first['id']}",
+        headers={**colleague.headers, "X-Consistency-Token": token},
+    )
+    assert seen.status_code == 200, seen.text
+    assert seen.json()["assigned_agent_id"] == colleague.id
     # and a canned response becomes a reply signed with the name the agents service announced
     template = await gateway.post(
         "/api/canned-responses",
@@ -55,7 +73,7 @@ async def test_search_then_bulk_change_then_reply_with_a_canned_response(
     async def signed() -> None:
         preview = await gateway.post(
             f"/api/canned-responses/{template_id}/preview",
-            json={"ticket_id": first["id"]},
+            json={"ticket_id": second["id"]},
             headers=agent.headers,
         )
         assert preview.status_code == 200, preview.text
@@ -63,9 +81,9 @@ async def test_search_then_bulk_change_then_reply_with_a_canned_response(
 
     await eventually(signed, timeout=30)
     reply = await gateway.post(
-        f"/api/tickets/{first['id']}/messages",
+        f"/api/tickets/{second['id']}/messages",
         json={"template_id": template_id},
         headers=agent.headers,
     )
     assert reply.status_code == 201, reply.text
-    assert reply.json()["content"] == f"Sorry Jane Customer, re {first['id']}. E2E agent"
+    assert reply.json()["content"] == f"Sorry Jane Customer, re {second['id']}. E2E agent"
