@@ -44,7 +44,7 @@ from quimbi_common.enums import Role, TicketStatus
 from quimbi_common.migrations import upgrade
 from quimbi_common.testing import SigningKeys, create_database, drop_database, unique
 from quimbi_tickets.queries import InboxQuery
-from quimbi_tickets.search import _statement
+from quimbi_tickets.search import search_statements
 
 CONCURRENCY = 8
 SYNTHETIC_WORDS = 3000
@@ -145,7 +145,7 @@ async def selectivity(dsn: str, word: str) -> float:
 
 async def explain(dsn: str, query: InboxQuery, principal: Principal, text: str) -> float:
     """EXPLAIN ANALYZE's execution time of the route's page statement, ms."""
-    statement, _ = _statement(query, principal, text, "relevance")
+    statement, _ = search_statements(query, principal, text, "relevance")
     compiled = statement.compile(
         dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}
     )

@@ -49,7 +49,7 @@ def _config() -> Any:
     return sa.literal_column(f"'{CONFIG}'::regconfig")
 
 
-def _statement(
+def search_statements(
     query: InboxQuery, principal: Principal, text: str, order: SearchOrder
 ) -> tuple[sa.Select[Any], sa.Select[Any]]:
     """(the page with snippets, each row with the total count; the count alone, for a page
@@ -133,7 +133,7 @@ def _statement(
 async def search(
     session: AsyncSession, principal: Principal, query: InboxQuery, text: str, order: SearchOrder
 ) -> SearchPage:
-    rows_statement, total_statement = _statement(query, principal, text, order)
+    rows_statement, total_statement = search_statements(query, principal, text, order)
     rows = [dict(row) for row in (await session.execute(rows_statement)).mappings()]
     if rows:  # each row carries the count (the matches are collected once, in one statement)
         return SearchPage(rows, int(rows[0]["total"]))
