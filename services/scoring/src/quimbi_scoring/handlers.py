@@ -8,6 +8,7 @@ from quimbi_common.consumer import changes_beyond
 from quimbi_common.events import (
     CustomerIntelligenceData,
     Event,
+    EventType,
     MessageData,
     MessageUpdatedData,
     TicketData,
@@ -28,38 +29,38 @@ TICKET_FIELDS_HELD = changes_beyond("customer_sentiment", "estimated_difficulty"
 def register(runtime: Runtime, settings: Settings) -> None:
     events = runtime.events
 
-    @events.handle("ticket.created")
+    @events.handle(EventType.TICKET_CREATED)
     async def on_ticket_created(unit: UnitOfWork, event: Event[TicketData]) -> None:
         """Project the ticket and its customer snapshot; publish its first score."""
         await projections.apply_ticket(unit, event.data, settings, datetime.now(UTC))
 
-    @events.handle("ticket.updated", when=TICKET_FIELDS_HELD)
+    @events.handle(EventType.TICKET_UPDATED, when=TICKET_FIELDS_HELD)
     async def on_ticket_updated(unit: UnitOfWork, event: Event[TicketUpdatedData]) -> None:
         """Priority, status, assignee or customer snapshot may have changed: rescore."""
         await projections.apply_ticket(unit, event.data, settings, datetime.now(UTC))
 
-    @events.handle("ticket.deleted")
+    @events.handle(EventType.TICKET_DELETED)
     async def on_ticket_deleted(unit: UnitOfWork, event: Event[TicketDeletedData]) -> None:
         """Forget the ticket (a tombstone keeps late events from reviving it)."""
         await projections.apply_ticket_deleted(unit, event.data)
 
-    @events.handle("message.added")
+    @events.handle(EventType.MESSAGE_ADDED)
     async def on_message_added(unit: UnitOfWork, event: Event[MessageData]) -> None:
         """Waiting time and customer sentiment follow the conversation."""
         await projections.apply_message(unit, event.data, settings, datetime.now(UTC))
 
-    @events.handle("message.updated")
+    @events.handle(EventType.MESSAGE_UPDATED)
     async def on_message_updated(unit: UnitOfWork, event: Event[MessageUpdatedData]) -> None:
         """An edit can change a message's sentiment (and its text, for topic alerts)."""
         await projections.apply_message(unit, event.data, settings, datetime.now(UTC))
 
-    @events.handle("message.deleted")
+    @events.handle(EventType.MESSAGE_DELETED)
     async def on_message_deleted(unit: UnitOfWork, event: Event[MessageData]) -> None:
         """A deleted message no longer counts for waiting time, sentiment or topic alerts."""
         now = datetime.now(UTC)
         await projections.apply_message(unit, event.data, settings, now, deleted=True)
 
-    @events.handle("customer.intelligence_updated")
+    @events.handle(EventType.CUSTOMER_INTELLIGENCE_UPDATED)
     async def on_customer_intelligence_updated(
         unit: UnitOfWork, event: Event[CustomerIntelligenceData]
     ) -> None:

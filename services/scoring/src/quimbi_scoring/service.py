@@ -39,14 +39,12 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from quimbi_common.enums import TicketPriority, TicketStatus
-from quimbi_common.events import ScoreParts, TicketScoredData
+from quimbi_common.events import EventType, ScoreParts, TicketScoredData
 from quimbi_common.uow import UnitOfWork, UnitsOfWork
 
 from . import domain
 from .models import RECALC_BUCKETS, RECALC_SLOTS, Customer, Ticket
 from .settings import Settings
-
-SCORED = "ticket.scored"
 
 
 @dataclass(frozen=True)
@@ -176,10 +174,12 @@ async def _publish(unit: UnitOfWork, changed: list[TicketScoredData]) -> None:
     if owner is not transaction:
         unsent = {}
         session.info[_UNSENT] = (transaction, unsent)
-    again = [(unsent[e.ticket_id], SCORED, e) for e in changed if e.ticket_id in unsent]
+    again = [
+        (unsent[e.ticket_id], EventType.TICKET_SCORED, e) for e in changed if e.ticket_id in unsent
+    ]
     fresh = [e for e in changed if e.ticket_id not in unsent]
     await unit.replace(again)
-    ids = await unit.emit_many([(SCORED, event) for event in fresh])
+    ids = await unit.emit_many([(EventType.TICKET_SCORED, event) for event in fresh])
     unsent.update(zip((e.ticket_id for e in fresh), ids, strict=True))
 
 
@@ -327,7 +327,7 @@ async def recalculate_slot(unit: UnitOfWork, settings: Settings, slot: int, now:
         )
         for row in rows
     ]
-    await unit.emit_many([(SCORED, event) for event in events])
+    await unit.emit_many([(EventType.TICKET_SCORED, event) for event in events])
     return len(events)
 
 

@@ -25,6 +25,7 @@ from quimbi_common.enums import SlaMetric, SlaStatus, TicketPriority
 from quimbi_common.errors import ConflictError, NotFoundError, UnprocessableError
 from quimbi_common.events import (
     Contract,
+    EventType,
     SlaAlertData,
     SlaTrackingData,
 )
@@ -200,8 +201,8 @@ def _evaluate(row: SlaTracking, calendar: BusinessCalendar, now: datetime) -> li
         _set(row, f"{prefix}_deadline", state.deadline)
         _set(row, f"{prefix}_status", state.status.value)
         for flag, alert_status, topic in (
-            ("warning_sent", SlaStatus.AT_RISK, "sla.warning"),
-            ("breach_sent", SlaStatus.BREACHED, "sla.breached"),
+            ("warning_sent", SlaStatus.AT_RISK, EventType.SLA_WARNING),
+            ("breach_sent", SlaStatus.BREACHED, EventType.SLA_BREACHED),
         ):
             if state.status is alert_status and not getattr(row, f"{prefix}_{flag}"):
                 alerts.append(Alert(topic, metric))
@@ -222,7 +223,7 @@ def _settled_events(
         return []
     row.version = 1 if before is None else row.version + 1
     data = tracking_data(row)
-    events: list[tuple[str, Contract]] = [("sla.updated", data)]
+    events: list[tuple[str, Contract]] = [(EventType.SLA_UPDATED, data)]
     for alert in alerts:
         alert_data = SlaAlertData.model_construct(**dict(data), metric=alert.metric)
         events.append((alert.topic, alert_data))

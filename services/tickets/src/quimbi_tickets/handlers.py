@@ -10,6 +10,7 @@ from quimbi_common.events import (
     AssignmentData,
     CustomerIntelligenceData,
     Event,
+    EventType,
     SlaTrackingData,
     TicketScoredData,
 )
@@ -22,27 +23,27 @@ from . import projections
 def register(runtime: Runtime) -> None:
     events = runtime.events
 
-    @events.handle_many("ticket.scored")
+    @events.handle_many(EventType.TICKET_SCORED)
     async def on_ticket_scored(unit: UnitOfWork, batch: list[Event[TicketScoredData]]) -> None:
         """Store the smart scores the inbox orders by (a batch in one statement)."""
         await projections.apply_scores(unit, [e.data for e in batch])
 
-    @events.handle("ticket.assigned")
+    @events.handle(EventType.TICKET_ASSIGNED)
     async def on_ticket_assigned(unit: UnitOfWork, event: Event[AssignmentData]) -> None:
         """The new assignee decides who sees the ticket; republished as ticket.updated."""
         await projections.apply_assignment(unit, event.data)
 
-    @events.handle("assignment.updated")
+    @events.handle(EventType.ASSIGNMENT_UPDATED)
     async def on_assignment_updated(unit: UnitOfWork, event: Event[AssignmentData]) -> None:
         """Accepted, transferred or completed assignments (same rules as ticket.assigned)."""
         await projections.apply_assignment(unit, event.data)
 
-    @events.handle_many("sla.updated")
+    @events.handle_many(EventType.SLA_UPDATED)
     async def on_sla_updated(unit: UnitOfWork, batch: list[Event[SlaTrackingData]]) -> None:
         """Keep the SLA summary shown on the ticket (a batch in one statement)."""
         await projections.apply_slas(unit, [e.data for e in batch])
 
-    @events.handle("customer.intelligence_updated")
+    @events.handle(EventType.CUSTOMER_INTELLIGENCE_UPDATED)
     async def on_customer_intelligence_updated(
         unit: UnitOfWork, event: Event[CustomerIntelligenceData]
     ) -> None:

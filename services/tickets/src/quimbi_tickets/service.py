@@ -22,6 +22,7 @@ from quimbi_common.enums import Intent, Role, TicketPriority, TicketStatus
 from quimbi_common.errors import ConflictError, ForbiddenError, NotFoundError, UnprocessableError
 from quimbi_common.events import (
     CustomerSnapshot,
+    EventType,
     FieldChange,
     MessageData,
     MessageUpdatedData,
@@ -243,7 +244,7 @@ async def bump_and_publish(
         return False
     ticket.version += 1
     ticket.updated_at = at
-    await unit.emit("ticket.updated", ticket_data(ticket, changes=changes))
+    await unit.emit(EventType.TICKET_UPDATED, ticket_data(ticket, changes=changes))
     return True
 
 
@@ -370,9 +371,9 @@ async def create_ticket(
         messages.append(_new_message(ticket, body.message, principal, from_agent, at))
         session.add_all(messages)
     await refresh_derived(session, settings, ticket)
-    await unit.emit("ticket.created", ticket_data(ticket))
+    await unit.emit(EventType.TICKET_CREATED, ticket_data(ticket))
     for message in messages:
-        await unit.emit("message.added", message_data(message, ticket.status))
+        await unit.emit(EventType.MESSAGE_ADDED, message_data(message, ticket.status))
     return TicketView(ticket, messages)
 
 
@@ -412,7 +413,7 @@ async def delete_ticket(unit: UnitOfWork, principal: Principal, ticket_id: str) 
     data = TicketDeletedData(
         id=ticket_id, version=ticket.version + 1, deleted_at=utcnow(), deleted_by=principal.agent_id
     )
-    await unit.emit("ticket.deleted", data)
+    await unit.emit(EventType.TICKET_DELETED, data)
 
 
 # --- messages -----------------------------------------------------------------------------------
@@ -440,7 +441,7 @@ async def add_message(
     ticket.status = status.value
     await refresh_derived(session, settings, ticket)
     await bump_and_publish(unit, ticket, before, at)
-    await unit.emit("message.added", message_data(message, ticket.status))
+    await unit.emit(EventType.MESSAGE_ADDED, message_data(message, ticket.status))
     return message, ticket.status
 
 
@@ -484,7 +485,9 @@ async def edit_message(
     await refresh_derived(session, settings, ticket)
     await bump_and_publish(unit, ticket, before, at)
     changes = _changes(message_before, message)
-    await unit.emit("message.updated", message_data(message, ticket.status, changes=changes))
+    await unit.emit(
+        EventType.MESSAGE_UPDATED, message_data(message, ticket.status, changes=changes)
+    )
     return message, ticket.status
 
 
@@ -498,4 +501,4 @@ async def delete_message(
     before = snapshot(ticket, TRACKED_FIELDS)
     await refresh_derived(session, settings, ticket)
     await bump_and_publish(unit, ticket, before, utcnow())
-    await unit.emit("message.deleted", message_data(message, ticket.status))
+    await unit.emit(EventType.MESSAGE_DELETED, message_data(message, ticket.status))

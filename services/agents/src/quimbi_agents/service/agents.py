@@ -22,7 +22,7 @@ from quimbi_common.errors import (
     ServiceUnavailableError,
     UnauthorizedError,
 )
-from quimbi_common.events import AgentData, AgentUpdatedData, FieldChange
+from quimbi_common.events import AgentData, AgentUpdatedData, EventType, FieldChange
 from quimbi_common.runtime import Runtime, json_safe
 from quimbi_common.uow import UnitOfWork, UnitsOfWork
 
@@ -248,7 +248,7 @@ async def bootstrap_admin(unit: UnitOfWork, context: Context) -> Agent | None:
             await session.flush()
     except IntegrityError:  # another replica bootstrapped at the same moment
         return None
-    await _publish(unit, "agent.created", admin)
+    await _publish(unit, EventType.AGENT_CREATED, admin)
     log.info("created the bootstrap admin %s", email)
     return admin
 
@@ -320,7 +320,7 @@ async def create_agent(
         await session.flush()
     except IntegrityError as exc:
         raise ConflictError(f"An agent with email {request.email} already exists") from exc
-    await _publish(unit, "agent.created", agent)
+    await _publish(unit, EventType.AGENT_CREATED, agent)
     unit.after_commit(lambda: pick_up_waiting_tickets(context, agent))
     return agent
 
@@ -372,7 +372,7 @@ async def update_agent(
     if published:
         agent.version += 1
         data = AgentUpdatedData(**agent_data(agent), changes=published)
-        await unit.emit("agent.updated", data)
+        await unit.emit(EventType.AGENT_UPDATED, data)
     try:
         await session.flush()
     except IntegrityError as exc:
@@ -404,7 +404,7 @@ async def delete_agent(unit: UnitOfWork, context: Context, actor: Principal, age
     agent.is_active = False
     agent.status = AgentStatus.OFFLINE.value
     agent.version += 1
-    await _publish(unit, "agent.deleted", agent)
+    await _publish(unit, EventType.AGENT_DELETED, agent)
     await context.void_tokens(agent.id)  # before commit: if Redis is down, change nothing
     unit.after_commit(lambda: context.void_tokens(agent.id))  # also tokens issued meanwhile
 
@@ -418,7 +418,7 @@ async def set_own_status(
         agent.updated_at = datetime.now(UTC)
         agent.version += 1
         data = AgentUpdatedData(**agent_data(agent), changes=changes)
-        await unit.emit("agent.updated", data)
+        await unit.emit(EventType.AGENT_UPDATED, data)
     unit.after_commit(lambda: pick_up_waiting_tickets(context, agent))
     return agent
 

@@ -32,7 +32,7 @@ from quimbi_common.errors import (
     NotFoundError,
     UnprocessableError,
 )
-from quimbi_common.events import AssignmentData
+from quimbi_common.events import AssignmentData, EventType
 from quimbi_common.uow import UnitOfWork
 
 from ..domain import PRIORITY_RANK, Candidate, assignment_reason, choose_agent, seconds_between
@@ -134,7 +134,7 @@ async def end_assignment(
         assignment.time_to_complete_seconds = seconds_between(assignment.assigned_at, at)
     assignment.version += 1
     await unit.session.flush()
-    await unit.emit("assignment.updated", assignment_data(assignment))
+    await unit.emit(EventType.ASSIGNMENT_UPDATED, assignment_data(assignment))
 
 
 async def start_assignment(
@@ -166,7 +166,7 @@ async def start_assignment(
     unit.session.add(assignment)
     agent.last_assigned_at = now
     await unit.session.flush()
-    await unit.emit("ticket.assigned", assignment_data(assignment))
+    await unit.emit(EventType.TICKET_ASSIGNED, assignment_data(assignment))
     return assignment
 
 
@@ -319,5 +319,5 @@ async def accept_assignment(unit: UnitOfWork, actor: Principal, ticket_id: str) 
     active.time_to_accept_seconds = seconds_between(active.assigned_at, now)
     active.version += 1
     await unit.session.flush()
-    await unit.emit("assignment.updated", assignment_data(active))
+    await unit.emit(EventType.ASSIGNMENT_UPDATED, assignment_data(active))
     return active
