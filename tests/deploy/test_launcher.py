@@ -158,3 +158,31 @@ def test_ctrl_c_while_migrating_stops_at_once(tmp_path: Path) -> None:
     assert code == 0
     assert "stopping" in output
     assert "Traceback" not in output
+
+
+@pytest.mark.unit
+def test_bytecode_is_cached_under_local_only_when_the_environment_forbids_writing_it() -> None:
+    assert launcher.bytecode_cache({}) is None
+    assert launcher.bytecode_cache({"PYTHONDONTWRITEBYTECODE": "1"}) == (
+        launcher.ROOT / ".local" / "pycache"
+    )
+    kept = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": "/elsewhere"}
+    assert launcher.bytecode_cache(kept) is None
+
+
+@pytest.mark.service
+async def test_a_database_at_head_is_not_migrated_again() -> None:
+    from quimbi_common.migrations import upgrade
+    from quimbi_common.testing import create_database, drop_database, unique
+
+    migrations = ROOT / "services" / "scoring" / "migrations"
+    name = unique("test_launcher_head_")
+    url = await create_database(name)
+    try:
+        assert not await launcher._at_head(migrations, url)  # empty: no alembic_version
+        await asyncio.to_thread(upgrade, migrations, url, "0002")
+        assert not await launcher._at_head(migrations, url)  # behind
+        await asyncio.to_thread(upgrade, migrations, url)
+        assert await launcher._at_head(migrations, url)
+    finally:
+        await drop_database(name)
