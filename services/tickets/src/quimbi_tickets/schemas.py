@@ -5,7 +5,7 @@ contract); request models refuse unknown fields, so a typo is a 422 rather than 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -246,8 +246,3 @@ class CustomerRead(BaseModel):
     churn_risk_level: str | None
     intelligence_fetched_at: datetime | None
     recent_tickets: list[TicketSummary]
-
-
-def as_dict(model: Any) -> dict[str, Any]:
-    """Column values of an ORM row, for building response models."""
-    return {c.key: getattr(model, c.key) for c in model.__table__.columns}

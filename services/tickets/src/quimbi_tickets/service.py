@@ -60,13 +60,7 @@ def new_id(prefix: str) -> str:
 
 
 def customer_snapshot(customer: Customer) -> CustomerSnapshot:
-    return CustomerSnapshot(
-        id=customer.id,
-        email=customer.email,
-        name=customer.name,
-        lifetime_value=customer.lifetime_value,
-        churn_risk=customer.churn_risk_score,
-    )
+    return CustomerSnapshot.model_validate(customer, from_attributes=True)
 
 
 def ticket_data(ticket: Ticket, **extra: Any) -> TicketData:
