@@ -95,6 +95,11 @@ def changes_beyond(*ignored: str) -> Wants:
     return wants
 
 
+# Sentiment and difficulty are the tickets service's own estimates, held by no other service:
+# a ticket.updated that changes only those is not for a ticket copy elsewhere.
+TICKET_FIELDS_HELD = changes_beyond("customer_sentiment", "estimated_difficulty")
+
+
 @dataclass(frozen=True)
 class Subscription:
     """One handler of one topic; `name` is its consumer name in `processed_events`."""

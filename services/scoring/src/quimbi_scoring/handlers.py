@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from quimbi_common.consumer import changes_beyond
+from quimbi_common.consumer import TICKET_FIELDS_HELD
 from quimbi_common.events import (
     CustomerIntelligenceData,
     Event,
@@ -20,10 +20,6 @@ from quimbi_common.uow import UnitOfWork
 
 from . import projections
 from .settings import Settings
-
-# Sentiment and difficulty are the tickets service's own estimates; this service does not hold
-# them, so a ticket.updated that changes only those is not consumed.
-TICKET_FIELDS_HELD = changes_beyond("customer_sentiment", "estimated_difficulty")
 
 
 def register(runtime: Runtime, settings: Settings) -> None:

@@ -139,31 +139,13 @@ def resume_clock(row: SlaTracking, at: datetime, calendar: BusinessCalendar) -> 
 
 
 def tracking_data(row: SlaTracking) -> SlaTrackingData:
-    return SlaTrackingData(
-        ticket_id=row.ticket_id,
-        priority=TicketPriority(row.priority),
-        first_response_status=SlaStatus(row.first_response_status),
-        first_response_deadline=row.first_response_deadline,
-        first_response_at=row.first_response_at,
-        resolution_status=SlaStatus(row.resolution_status),
-        resolution_deadline=row.resolution_deadline,
-        resolved_at=row.resolved_at,
-        is_paused=row.is_paused,
-        total_paused_seconds=row.total_paused_seconds,
-        version=row.version,
-    )
+    """The row as the event carries it (the contract's fields are the row's columns)."""
+    return SlaTrackingData.model_validate(row, from_attributes=True)
 
 
-_PUBLISHED_FIELDS = (
-    "priority",
-    "first_response_status",
-    "first_response_deadline",
-    "first_response_at",
-    "resolution_status",
-    "resolution_deadline",
-    "resolved_at",
-    "is_paused",
-    "total_paused_seconds",
+# What a consumer sees of a clock: an event is published when one of these changes.
+_PUBLISHED_FIELDS = tuple(
+    name for name in SlaTrackingData.model_fields if name not in ("ticket_id", "version")
 )
 
 

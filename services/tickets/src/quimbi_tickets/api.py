@@ -70,16 +70,7 @@ def _summary_fields(ticket: Ticket) -> dict[str, Any]:
 def _sla(ticket: Ticket) -> SlaSummary | None:
     if not ticket.sla_version or ticket.sla_first_response_status is None:
         return None
-    return SlaSummary(
-        first_response_status=ticket.sla_first_response_status,
-        first_response_deadline=ticket.sla_first_response_deadline,
-        first_response_at=ticket.sla_first_response_at,
-        resolution_status=ticket.sla_resolution_status,
-        resolution_deadline=ticket.sla_resolution_deadline,
-        resolved_at=ticket.sla_resolved_at,
-        is_paused=ticket.sla_is_paused,
-        total_paused_seconds=ticket.sla_total_paused_seconds,
-    )
+    return SlaSummary(**{name: getattr(ticket, f"sla_{name}") for name in SlaSummary.model_fields})
 
 
 def _message(message: Message) -> MessageRead:
