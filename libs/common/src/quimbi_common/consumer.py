@@ -45,7 +45,7 @@ from . import tracing
 from .backoff import nth_delay
 from .catchup import CHANNEL, CONSUMED_KEY
 from .db import is_database_outage
-from .events import TOPICS, Event, EventType, dead_letter_topic
+from .events import TOPICS, Event, EventType, dead_letter_topic, parse_event
 from .observability import (
     CONSUMER_BATCH_RECORDS,
     CONSUMER_BATCH_SECONDS,
@@ -391,11 +391,7 @@ class EventConsumer:
         for record in records:
             subscriptions = self.subscriptions[record.topic]
             try:
-                event = (
-                    TOPICS[subscriptions[0].topic]
-                    .envelope()
-                    .model_validate_json(record.value or b"")
-                )
+                event = parse_event(subscriptions[0].topic, record.value or b"")
             except ValidationError as exc:
                 await self._dead_letter(record, f"invalid event: {exc}", "invalid")
                 for subscription in subscriptions:

@@ -139,12 +139,6 @@ async def replace_events(
     await session.execute(_REPLACE_MANY, {"event_ids": ids, "payloads": payloads})
 
 
-async def add_event(session: AsyncSession, topic: EventType, data: Contract, *, source: str) -> str:
-    """Store one event in the caller's transaction; it is published only if that commits."""
-    [event_id] = await add_events(session, [(topic, data)], source=source)
-    return event_id
-
-
 class OutboxRelay:
     """Publishes committed outbox rows in id order; marks them sent after Kafka acknowledges."""
 

@@ -54,13 +54,6 @@ class InboxQuery:
     topic_alerts: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class InboxPage:
-    rows: list[dict[str, Any]]
-    total: int
-    matches: int
-
-
 EQUALITY_FILTERS = ("status", "channel", "priority", "category", "assigned_agent_id", "customer_id")
 
 
