@@ -20,8 +20,12 @@ def alembic_heads(migrations: Path) -> frozenset[str]:
     return frozenset(ScriptDirectory.from_config(config).get_heads())
 
 
-def write_revision(versions: Path, name: str, body: str) -> None:
-    (versions / f"{name}.py").write_text(f'"""{name}"""\n{body}\n')
+def versions(root: Path, *revisions: str) -> Path:
+    """A migrations folder of revision files, each given as its assignments."""
+    (root / "versions").mkdir(parents=True, exist_ok=True)
+    for n, body in enumerate(revisions):
+        (root / "versions" / f"{n:04}.py").write_text(f'"""Revision {n}."""\n{body}\n')
+    return root
 
 
 @pytest.mark.unit
@@ -32,20 +36,17 @@ def test_every_services_heads_are_alembics(migrations: Path) -> None:
 
 @pytest.mark.unit
 def test_a_merge_revision_is_the_one_head(tmp_path: Path) -> None:
-    versions = tmp_path / "versions"
-    versions.mkdir()
-    write_revision(versions, "a", 'revision = "a"\ndown_revision = None')
-    write_revision(versions, "b", 'revision: str = "b"\ndown_revision: str | None = "a"')
-    write_revision(versions, "c", 'revision = "c"\ndown_revision = "a"')
-    assert script_heads(tmp_path) == {"b", "c"}
-    write_revision(versions, "d", 'revision = "d"\ndown_revision = ("b", "c")')
-    assert script_heads(tmp_path) == {"d"}
+    branches = (
+        'revision = "a"\ndown_revision = None',
+        'revision: str = "b"\ndown_revision: str | None = "a"',
+        'revision = "c"\ndown_revision = "a"',
+    )
+    assert script_heads(versions(tmp_path / "split", *branches)) == {"b", "c"}
+    merged = versions(tmp_path / "merged", *branches, 'revision = "d"\ndown_revision = ("b", "c")')
+    assert script_heads(merged) == {"d"}
 
 
 @pytest.mark.unit
 def test_a_revision_not_written_plainly_gives_no_heads(tmp_path: Path) -> None:
-    versions = tmp_path / "versions"
-    versions.mkdir()
-    write_revision(versions, "a", 'revision = "a"\ndown_revision = None')
-    write_revision(versions, "b", 'revision = make_id()\ndown_revision = "a"')
-    assert script_heads(tmp_path) == frozenset()
+    computed = ('revision = "a"\ndown_revision = None', 'revision = f()\ndown_revision = "a"')
+    assert script_heads(versions(tmp_path, *computed)) == frozenset()

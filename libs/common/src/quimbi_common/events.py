@@ -249,56 +249,27 @@ def _envelope(data: type[Contract]) -> type[Event[Any]]:
     return Event[data]  # type: ignore[valid-type]
 
 
+_E = EventType
 TOPICS: dict[str, Topic] = {  # keyed by EventType (a str: a topic read off Kafka finds it)
     t.name: t
     for t in (
-        Topic(EventType.TICKET_CREATED, TicketData, "id", "id", "A ticket was created."),
-        Topic(EventType.TICKET_UPDATED, TicketUpdatedData, "id", "id", "A ticket changed."),
-        Topic(EventType.TICKET_DELETED, TicketDeletedData, "id", "id", "A ticket was deleted."),
-        Topic(EventType.MESSAGE_ADDED, MessageData, "ticket_id", "id", "A message was added."),
+        Topic(_E.TICKET_CREATED, TicketData, "id", "id", "A ticket was created."),
+        Topic(_E.TICKET_UPDATED, TicketUpdatedData, "id", "id", "A ticket changed."),
+        Topic(_E.TICKET_DELETED, TicketDeletedData, "id", "id", "A ticket was deleted."),
+        Topic(_E.MESSAGE_ADDED, MessageData, "ticket_id", "id", "A message was added."),
+        Topic(_E.MESSAGE_UPDATED, MessageUpdatedData, "ticket_id", "id", "A message was edited."),
+        Topic(_E.MESSAGE_DELETED, MessageData, "ticket_id", "id", "A message was deleted."),
+        Topic(_E.TICKET_SCORED, TicketScoredData, "ticket_id", "ticket_id", "A score changed."),
+        Topic(_E.TICKET_ASSIGNED, AssignmentData, "ticket_id", "id", "A ticket was assigned."),
+        Topic(_E.ASSIGNMENT_UPDATED, AssignmentData, "ticket_id", "id", "An assignment changed."),
+        Topic(_E.SLA_UPDATED, SlaTrackingData, "ticket_id", "ticket_id", "An SLA clock changed."),
+        Topic(_E.SLA_WARNING, SlaAlertData, "ticket_id", "ticket_id", "An SLA metric is at risk."),
+        Topic(_E.SLA_BREACHED, SlaAlertData, "ticket_id", "ticket_id", "An SLA was breached."),
+        Topic(_E.AGENT_CREATED, AgentData, "id", "id", "An agent was created."),
+        Topic(_E.AGENT_UPDATED, AgentUpdatedData, "id", "id", "An agent changed."),
+        Topic(_E.AGENT_DELETED, AgentData, "id", "id", "An agent was deleted."),
         Topic(
-            EventType.MESSAGE_UPDATED,
-            MessageUpdatedData,
-            "ticket_id",
-            "id",
-            "A message was edited.",
-        ),
-        Topic(EventType.MESSAGE_DELETED, MessageData, "ticket_id", "id", "A message was deleted."),
-        Topic(
-            EventType.TICKET_SCORED, TicketScoredData, "ticket_id", "ticket_id", "A score changed."
-        ),
-        Topic(
-            EventType.TICKET_ASSIGNED, AssignmentData, "ticket_id", "id", "A ticket was assigned."
-        ),
-        Topic(
-            EventType.ASSIGNMENT_UPDATED,
-            AssignmentData,
-            "ticket_id",
-            "id",
-            "An assignment changed.",
-        ),
-        Topic(
-            EventType.SLA_UPDATED,
-            SlaTrackingData,
-            "ticket_id",
-            "ticket_id",
-            "An SLA clock changed.",
-        ),
-        Topic(
-            EventType.SLA_WARNING,
-            SlaAlertData,
-            "ticket_id",
-            "ticket_id",
-            "An SLA metric is at risk.",
-        ),
-        Topic(
-            EventType.SLA_BREACHED, SlaAlertData, "ticket_id", "ticket_id", "An SLA was breached."
-        ),
-        Topic(EventType.AGENT_CREATED, AgentData, "id", "id", "An agent was created."),
-        Topic(EventType.AGENT_UPDATED, AgentUpdatedData, "id", "id", "An agent changed."),
-        Topic(EventType.AGENT_DELETED, AgentData, "id", "id", "An agent was deleted."),
-        Topic(
-            EventType.CUSTOMER_INTELLIGENCE_UPDATED,
+            _E.CUSTOMER_INTELLIGENCE_UPDATED,
             CustomerIntelligenceData,
             "customer_id",
             "customer_id",
