@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
+from quimbi_common.clock import utcnow
 from quimbi_common.consumer import TICKET_FIELDS_HELD
 from quimbi_common.events import (
     CustomerIntelligenceData,
@@ -28,12 +27,12 @@ def register(runtime: Runtime, settings: Settings) -> None:
     @events.handle(EventType.TICKET_CREATED)
     async def on_ticket_created(unit: UnitOfWork, event: Event[TicketData]) -> None:
         """Project the ticket and its customer snapshot; publish its first score."""
-        await projections.apply_ticket(unit, event.data, settings, datetime.now(UTC))
+        await projections.apply_ticket(unit, event.data, settings, utcnow())
 
     @events.handle(EventType.TICKET_UPDATED, when=TICKET_FIELDS_HELD)
     async def on_ticket_updated(unit: UnitOfWork, event: Event[TicketUpdatedData]) -> None:
         """Priority, status, assignee or customer snapshot may have changed: rescore."""
-        await projections.apply_ticket(unit, event.data, settings, datetime.now(UTC))
+        await projections.apply_ticket(unit, event.data, settings, utcnow())
 
     @events.handle(EventType.TICKET_DELETED)
     async def on_ticket_deleted(unit: UnitOfWork, event: Event[TicketDeletedData]) -> None:
@@ -43,17 +42,17 @@ def register(runtime: Runtime, settings: Settings) -> None:
     @events.handle(EventType.MESSAGE_ADDED)
     async def on_message_added(unit: UnitOfWork, event: Event[MessageData]) -> None:
         """Waiting time and customer sentiment follow the conversation."""
-        await projections.apply_message(unit, event.data, settings, datetime.now(UTC))
+        await projections.apply_message(unit, event.data, settings, utcnow())
 
     @events.handle(EventType.MESSAGE_UPDATED)
     async def on_message_updated(unit: UnitOfWork, event: Event[MessageUpdatedData]) -> None:
         """An edit can change a message's sentiment (and its text, for topic alerts)."""
-        await projections.apply_message(unit, event.data, settings, datetime.now(UTC))
+        await projections.apply_message(unit, event.data, settings, utcnow())
 
     @events.handle(EventType.MESSAGE_DELETED)
     async def on_message_deleted(unit: UnitOfWork, event: Event[MessageData]) -> None:
         """A deleted message no longer counts for waiting time, sentiment or topic alerts."""
-        now = datetime.now(UTC)
+        now = utcnow()
         await projections.apply_message(unit, event.data, settings, now, deleted=True)
 
     @events.handle(EventType.CUSTOMER_INTELLIGENCE_UPDATED)
@@ -61,5 +60,5 @@ def register(runtime: Runtime, settings: Settings) -> None:
         unit: UnitOfWork, event: Event[CustomerIntelligenceData]
     ) -> None:
         """New lifetime value and churn risk rescore every ticket of the customer."""
-        now = datetime.now(UTC)
+        now = utcnow()
         await projections.apply_customer_intelligence(unit, event.data, settings, now)

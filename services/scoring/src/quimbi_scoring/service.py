@@ -31,13 +31,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from quimbi_common.clock import utcnow
 from quimbi_common.enums import TicketPriority, TicketStatus
 from quimbi_common.events import EventType, ScoreParts, TicketScoredData
 from quimbi_common.uow import UnitOfWork, UnitsOfWork
@@ -349,7 +350,7 @@ async def recalculate_next_due_slot(
 async def recalculate_due_slots(
     units: UnitsOfWork,
     settings: Settings,
-    clock: Clock = lambda: datetime.now(UTC),
+    clock: Clock = lambda: utcnow(),
 ) -> PassResult:
     """Work through the due slots, one unit of work each, until none is due (or the rest are
     held by other replicas)."""
@@ -365,5 +366,5 @@ async def recalculate_due_slots(
 async def pull_in_slots(unit: UnitOfWork, settings: Settings) -> None:
     """A slot due later than one period from now (a shorter interval was set) comes forward."""
     await unit.session.execute(
-        _PULL_IN_SLOTS, {"now": datetime.now(UTC), "period": settings.recalc_period_seconds}
+        _PULL_IN_SLOTS, {"now": utcnow(), "period": settings.recalc_period_seconds}
     )

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from quimbi_common.auth import Principal
+from quimbi_common.clock import utcnow
 from quimbi_common.enums import (
     AgentStatus,
     AssignmentReason,
@@ -148,7 +149,7 @@ async def start_assignment(
     now: datetime | None = None,
 ) -> TicketAssignment:
     """Give the ticket to `agent`, ending `previous` as a transfer. Caller holds the ticket lock."""
-    now = now or datetime.now(UTC)
+    now = now or utcnow()
     if previous is not None:
         await end_assignment(unit, previous, AssignmentStatus.TRANSFERRED, now)
     assignment = TicketAssignment(
@@ -313,7 +314,7 @@ async def accept_assignment(unit: UnitOfWork, actor: Principal, ticket_id: str) 
         raise ForbiddenError("Only the assigned agent can accept the assignment")
     if active.status != AssignmentStatus.PENDING.value:
         raise ConflictError(f"The assignment is already {active.status}")
-    now = datetime.now(UTC)
+    now = utcnow()
     active.status = AssignmentStatus.ACCEPTED.value
     active.accepted_at = now
     active.time_to_accept_seconds = seconds_between(active.assigned_at, now)
