@@ -11,6 +11,7 @@ every process it started spent from its start to its stop (from getrusage of rea
 load-independent, unlike the seconds), and the load average.
 
     uv run python bench/warm_start.py [--runs 3] [--port-offset 7000] [--namespace _warm]
+                                      [--kafka 127.0.0.1:9092] [--launcher other/launcher.py]
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ async def one_start(args: argparse.Namespace, log_dir: Path) -> dict[str, float]
         f"redis://127.0.0.1:6379/{args.redis_db}",
         "--log-dir",
         str(log_dir),
+        "--kafka",
+        args.kafka,
         "--no-infra-watch",
         "--quiet",
         cwd=args.launcher.parents[2],
@@ -128,6 +131,7 @@ if __name__ == "__main__":
     parser.add_argument("--namespace", default="_warm")
     parser.add_argument("--redis-db", type=int, default=12)
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--kafka", default="127.0.0.1:9092", help="the broker (a private one?)")
     parser.add_argument(
         "--launcher",
         type=Path,
