@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -21,7 +21,7 @@ from quimbi_common.clock import utcnow
 from quimbi_common.enums import Intent, Role, TicketPriority, TicketStatus
 from quimbi_common.errors import ConflictError, ForbiddenError, NotFoundError, UnprocessableError
 from quimbi_common.events import (
-    CustomerSnapshot,
+    Contract,
     EventType,
     FieldChange,
     MessageData,
@@ -58,49 +58,24 @@ def new_id(prefix: str) -> str:
 
 # --- event data ---------------------------------------------------------------------------------
 
+ContractT = TypeVar("ContractT", bound=Contract)
 
-def customer_snapshot(customer: Customer) -> CustomerSnapshot:
-    return CustomerSnapshot.model_validate(customer, from_attributes=True)
+
+def _event_data(cls: type[ContractT], row: Any, **given: Any) -> ContractT:
+    """An event's data read off an ORM row by field name, but for the fields `given`."""
+    fields = {name: getattr(row, name) for name in cls.model_fields if name not in given}
+    return cls.model_validate({**fields, **given}, from_attributes=True)
 
 
 def ticket_data(ticket: Ticket, **extra: Any) -> TicketData:
+    """`ticket.created`/`ticket.updated` data; with `changes=`, the updated kind."""
     cls = TicketUpdatedData if "changes" in extra else TicketData
-    return cls(
-        id=ticket.id,
-        customer_id=ticket.customer_id,
-        subject=ticket.subject,
-        status=TicketStatus(ticket.status),
-        priority=TicketPriority(ticket.priority),
-        channel=ticket.channel,
-        category=ticket.category,
-        assigned_agent_id=ticket.assigned_agent_id,
-        created_at=ticket.created_at,
-        updated_at=ticket.updated_at,
-        customer_sentiment=ticket.customer_sentiment,
-        estimated_difficulty=ticket.estimated_difficulty,
-        version=ticket.version,
-        customer=customer_snapshot(ticket.customer),
-        **extra,
-    )
+    return _event_data(cls, ticket, **extra)
 
 
 def message_data(message: Message, ticket_status: str, **extra: Any) -> MessageData:
     cls = MessageUpdatedData if "changes" in extra else MessageData
-    return cls(
-        id=message.id,
-        ticket_id=message.ticket_id,
-        from_agent=message.from_agent,
-        author_agent_id=message.author_agent_id,
-        from_name=message.from_name,
-        from_email=message.from_email,
-        content=message.content,
-        created_at=message.created_at,
-        sentiment_score=message.sentiment_score,
-        detected_intent=message.detected_intent,
-        version=message.version,
-        ticket_status=TicketStatus(ticket_status),
-        **extra,
-    )
+    return _event_data(cls, message, ticket_status=ticket_status, **extra)
 
 
 def snapshot(entity: Any, fields: tuple[str, ...]) -> dict[str, Any]:
