@@ -170,7 +170,7 @@ _METRIC_FIELDS = {
 
 @dataclass(frozen=True)
 class Alert:
-    topic: str
+    topic: EventType
     metric: SlaMetric
 
 
@@ -198,14 +198,14 @@ def _settled_events(
     before: tuple[Any, ...] | None,
     calendar: BusinessCalendar,
     now: datetime,
-) -> list[tuple[str, Contract]]:
+) -> list[tuple[EventType, Contract]]:
     """Re-evaluate a changed clock; the events subscribers must get about it (version bumped)."""
     alerts = _evaluate(row, calendar, now)
     if before is not None and published_state(row) == before and not alerts:
         return []
     row.version = 1 if before is None else row.version + 1
     data = tracking_data(row)
-    events: list[tuple[str, Contract]] = [(EventType.SLA_UPDATED, data)]
+    events: list[tuple[EventType, Contract]] = [(EventType.SLA_UPDATED, data)]
     for alert in alerts:
         alert_data = SlaAlertData.model_construct(**dict(data), metric=alert.metric)
         events.append((alert.topic, alert_data))

@@ -9,27 +9,40 @@ from pydantic import BaseModel
 
 from quimbi_common.auth import Admin, Caller, CurrentAgent
 from quimbi_common.enums import Channel, TicketPriority, TicketStatus
+from quimbi_common.errors import NotFoundError, UnprocessableError
 from quimbi_common.inputs import keyword_list_schema
 from quimbi_common.openapi import problems
-from quimbi_common.pagination import Page
+from quimbi_common.pagination import Page, Pagination
 from quimbi_common.runtime import RuntimeDep, SessionDep, UnitsDep, provided
 from quimbi_common.topic_alerts import topic_alert_keywords
 
-from . import queries, service
+from . import bulk, queries, search, service, templates
 from .models import Message, Ticket
 from .schemas import (
     PAGE_SIZE_DEFAULT,
     PAGE_SIZE_MAX,
+    SEARCH_MAX_CHARS,
     TOPIC_ALERT_MAX_CHARS,
     TOPIC_ALERTS_MAX,
+    BulkResponse,
+    BulkUpdate,
     CustomerRead,
     CustomerSummary,
-    MessageCreate,
     MessageList,
+    MessagePost,
     MessageRead,
     MessageUpdate,
     MessageWithStatus,
+    SearchHighlight,
+    SearchItem,
+    SearchResults,
     SlaSummary,
+    TemplateCreate,
+    TemplateList,
+    TemplatePreview,
+    TemplatePreviewRequest,
+    TemplateRead,
+    TemplateUpdate,
     TicketCreate,
     TicketDetail,
     TicketList,
@@ -155,6 +168,85 @@ async def create_ticket(
     )
 
 
+@router.get("/api/tickets/search", summary="Full-text search over subjects and messages")
+async def search_tickets(
+    agent: CurrentAgent,
+    session: SessionDep,
+    q: Annotated[
+        str,
+        Query(
+            min_length=1,
+            max_length=SEARCH_MAX_CHARS,
+            pattern=r"\S",
+            description='Words to find; "quoted phrases", `or`, `-excluded` (websearch syntax)',
+        ),
+    ],
+    order: Annotated[
+        search.SearchOrder,
+        Query(description="`relevance` (then the inbox order) or `smart` (the inbox order)"),
+    ] = "relevance",
+    status: TicketStatus | None = None,
+    channel: Channel | None = None,
+    priority: TicketPriority | None = None,
+    category: Annotated[str | None, Query(max_length=100)] = None,
+    assigned_agent_id: Annotated[str | None, Query(max_length=255)] = None,
+    unassigned: bool = False,
+    customer_id: Annotated[str | None, Query(max_length=255)] = None,
+    page: Page = 1,
+    limit: Annotated[int, Query(ge=1, le=PAGE_SIZE_MAX)] = PAGE_SIZE_DEFAULT,
+) -> SearchResults:
+    """Tickets whose subject or any message contains the words (English stemming), with the
+    list's filters and visibility, ranked, with HTML-safe highlighted snippets."""
+    query = queries.InboxQuery(
+        page=page,
+        limit=limit,
+        status=status,
+        channel=channel,
+        priority=priority,
+        category=category.strip().lower() if category else None,
+        assigned_agent_id=assigned_agent_id,
+        unassigned=unassigned,
+        customer_id=customer_id,
+    )
+    found = await search.search(session, agent, query, q, order)
+    items = [
+        SearchItem(
+            **{name: row.get(name) for name in SearchItem.model_fields if name in row},
+            **_reported(row["score_version"], row["sla_version"]),
+            highlight=SearchHighlight(
+                subject=search.safe_snippet(row["subject_headline"]) or "",
+                message_id=row["message_id"],
+                message=search.safe_snippet(row["message_headline"]),
+            ),
+        )
+        for row in found.rows
+    ]
+    pagination = Pagination(
+        page=page,
+        limit=limit,
+        total=found.total,
+        has_next=page * limit < found.total,
+        has_prev=page > 1,
+    )
+    return SearchResults(tickets=items, pagination=pagination, query=q)
+
+
+@router.post(
+    "/api/tickets/bulk",
+    summary="Change many tickets at once",
+    responses=problems(**{"422": "A bad body, or a filter matching more than 500 tickets"}),
+)
+async def bulk_update_tickets(
+    body: BulkUpdate, agent: CurrentAgent, units: UnitsDep, settings: SettingsDep
+) -> BulkResponse:
+    """Change status, priority or category of up to 500 tickets, chosen by id or by the list
+    filters, each as a single PATCH would (same rules, same `ticket.updated` event). Partial
+    success: every ticket gets its own result (`not_found` for one the caller may not see,
+    `conflict` for an illegal status move); the others change. Assignment is not here: it
+    belongs to the agents service."""
+    return await units.run(lambda unit: bulk.bulk_update(unit, settings, agent, body))
+
+
 @router.get("/api/tickets/{ticket_id}")
 async def get_ticket(
     ticket_id: str, agent: CurrentAgent, session: SessionDep, runtime: RuntimeDep
@@ -216,21 +308,23 @@ async def list_messages(
     tags=["messages"],
     responses=problems(
         **{
-            "403": "The integration key may post customer messages only",
+            "403": "The integration key may post customer messages only (and no templates)",
             "409": "The ticket is closed",
         }
     ),
 )
 async def add_message(
     ticket_id: str,
-    body: MessageCreate,
+    body: MessagePost,
     caller: Caller,
     units: UnitsDep,
     settings: SettingsDep,
     runtime: RuntimeDep,
 ) -> MessageWithStatus:
     """Post a message. A customer message reopens a pending or resolved ticket; a closed
-    ticket refuses messages (409). The integration key may post customer messages only."""
+    ticket refuses messages (409). The integration key may post customer messages only.
+    Instead of `content`, an agent may name a canned response (`template_id`): its body,
+    filled in for this ticket, is the message (an unknown or unusable template: 422)."""
     message, ticket_status = await runtime.projections.until_found(
         ticket_id,
         lambda: units.run(
@@ -288,3 +382,94 @@ async def get_customer(
     view = await service.get_customer(session, settings, agent, customer_id)
     recent = [TicketSummary(**_summary_fields(t)) for t in view.recent_tickets]
     return CustomerRead(**_fields(view.customer, CustomerRead, recent_tickets=recent))
+
+
+# --- canned responses ---------------------------------------------------------------------------
+
+
+def _template(template: Any) -> TemplateRead:
+    return TemplateRead.model_validate(template, from_attributes=True)
+
+
+@router.get("/api/canned-responses", tags=["canned responses"])
+async def list_templates(
+    agent: CurrentAgent,
+    session: SessionDep,
+    shared: Annotated[
+        bool | None, Query(description="Only shared (true) or only personal (false) ones")
+    ] = None,
+) -> TemplateList:
+    """The canned responses the caller may use: shared ones and their own, by name."""
+    found = await templates.list_templates(session, agent, shared)
+    return TemplateList(
+        templates=[_template(t) for t in found], placeholders=templates.PLACEHOLDERS
+    )
+
+
+@router.post(
+    "/api/canned-responses",
+    status_code=status.HTTP_201_CREATED,
+    tags=["canned responses"],
+    responses=problems(**{"403": "A shared template by an agent below team_lead"}),
+)
+async def create_template(
+    body: TemplateCreate, agent: CurrentAgent, units: UnitsDep
+) -> TemplateRead:
+    """Create a canned response: personal (any agent), or shared (team_lead and up). A body
+    naming a placeholder outside the fixed set is a 422."""
+    return _template(await units.run(lambda unit: templates.create_template(unit, agent, body)))
+
+
+@router.get("/api/canned-responses/{template_id}", tags=["canned responses"])
+async def get_template(template_id: str, agent: CurrentAgent, session: SessionDep) -> TemplateRead:
+    """One canned response (another agent's personal one is a 404)."""
+    return _template(await templates.get_template(session, agent, template_id))
+
+
+@router.patch(
+    "/api/canned-responses/{template_id}",
+    tags=["canned responses"],
+    responses=problems(**{"403": "A shared template (or sharing one) below team_lead"}),
+)
+async def update_template(
+    template_id: str, body: TemplateUpdate, agent: CurrentAgent, units: UnitsDep
+) -> TemplateRead:
+    """Change name, body or sharing: personal templates their owner, shared ones team leads
+    and up."""
+    return _template(
+        await units.run(lambda unit: templates.update_template(unit, agent, template_id, body))
+    )
+
+
+@router.delete(
+    "/api/canned-responses/{template_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["canned responses"],
+    responses=problems(**{"403": "A shared template below team_lead"}),
+)
+async def delete_template(template_id: str, agent: CurrentAgent, units: UnitsDep) -> Response:
+    """Delete a canned response (as for changing it)."""
+    await units.run(lambda unit: templates.delete_template(unit, agent, template_id))
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/api/canned-responses/{template_id}/preview",
+    tags=["canned responses"],
+    responses=problems(**{"422": "A bad body, or a ticket the caller may not see"}),
+)
+async def preview_template(
+    template_id: str, body: TemplatePreviewRequest, agent: CurrentAgent, session: SessionDep
+) -> TemplatePreview:
+    """The canned response filled in for a ticket, as `template_id` on a message would post it
+    (nothing is stored)."""
+    template = await templates.get_template(session, agent, template_id)
+    try:
+        ticket = await service.load_ticket(session, agent, body.ticket_id)
+    except NotFoundError:  # also NotVisibleYet: the ticket is a reference in the body
+        raise UnprocessableError(
+            f"Ticket {body.ticket_id} not found",
+            errors=[{"loc": ["body", "ticket_id"], "msg": "unknown ticket", "type": "value_error"}],
+        ) from None
+    content = await templates.render_for(session, agent, template, ticket, field="ticket_id")
+    return TemplatePreview(template_id=template.id, ticket_id=ticket.id, content=content)

@@ -7,6 +7,7 @@ ignore data older than what the ticket already holds.
 from __future__ import annotations
 
 from quimbi_common.events import (
+    AgentData,
     AssignmentData,
     CustomerIntelligenceData,
     Event,
@@ -49,3 +50,18 @@ def register(runtime: Runtime) -> None:
     ) -> None:
         """Keep the customer's lifetime value and churn risk as last fetched."""
         await projections.apply_customer_intelligence(unit, event.data)
+
+    @events.handle(EventType.AGENT_CREATED)
+    async def on_agent_created(unit: UnitOfWork, event: Event[AgentData]) -> None:
+        """An agent's name, for `{{agent_name}}` in canned responses."""
+        await projections.apply_agent_name(unit, event.data.id, event.data.name, event.data.version)
+
+    @events.handle(EventType.AGENT_UPDATED)
+    async def on_agent_updated(unit: UnitOfWork, event: Event[AgentData]) -> None:
+        """A renamed agent (any newer version)."""
+        await projections.apply_agent_name(unit, event.data.id, event.data.name, event.data.version)
+
+    @events.handle(EventType.AGENT_DELETED)
+    async def on_agent_deleted(unit: UnitOfWork, event: Event[AgentData]) -> None:
+        """A deleted agent's name is forgotten (their email stands in)."""
+        await projections.forget_agent_name(unit, event.data.id)

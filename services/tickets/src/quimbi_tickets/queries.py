@@ -94,11 +94,16 @@ def _shape_and_params(
     return shape, params
 
 
-def _filters(table: sa.FromClause, shape: Shape) -> list[Any]:
-    """The request's filters, plus visibility: an agent sees only tickets assigned to them."""
-    conditions: list[Any] = [table.c[name] == sa.bindparam(name) for name in shape.filters]
+def _filters(table: sa.FromClause, shape: Shape, params: dict[str, Any] | None = None) -> list[Any]:
+    """The request's filters, plus visibility: an agent sees only tickets assigned to them.
+    Parameters are left unbound (bound at execution) unless `params` gives their values."""
+
+    def value(name: str) -> Any:
+        return sa.bindparam(name) if params is None else sa.bindparam(name, params[name])
+
+    conditions: list[Any] = [table.c[name] == value(name) for name in shape.filters]
     if shape.own_tickets_only:
-        conditions.append(table.c.assigned_agent_id == sa.bindparam("viewer"))
+        conditions.append(table.c.assigned_agent_id == value("viewer"))
     if shape.unassigned:
         conditions.append(table.c.assigned_agent_id.is_(None))
     return conditions
@@ -273,6 +278,18 @@ def _json_statement(shape: Shape) -> Compiled:
     )
     compiled = statement.compile(dialect=_DIALECT)
     return Compiled(compiled.string, tuple(compiled.positiontup or ()))
+
+
+def list_filters(table: sa.FromClause, query: InboxQuery, principal: Principal) -> list[Any]:
+    """The list filters and visibility as conditions on `table`, values bound: the one reading
+    of the list filters, shared by the inbox, bulk changes and search."""
+    shape, params = _shape_and_params(query, principal, 0.0)
+    return _filters(table, shape, params)
+
+
+def matching_ids(query: InboxQuery, principal: Principal) -> sa.Select[Any]:
+    """Ids of the tickets the caller may see that match the list filters (no order, no page)."""
+    return sa.select(TICKETS.c.id).where(*list_filters(TICKETS, query, principal))
 
 
 def inbox_statement(query: InboxQuery, principal: Principal, boost: float) -> sa.Select[Any]:

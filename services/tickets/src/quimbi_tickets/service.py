@@ -33,9 +33,16 @@ from quimbi_common.events import (
 from quimbi_common.runtime import json_safe
 from quimbi_common.uow import UnitOfWork
 
-from . import domain
+from . import domain, templates
 from .models import Customer, Message, Ticket
-from .schemas import CustomerIn, MessageCreate, MessageUpdate, TicketCreate, TicketUpdate
+from .schemas import (
+    CustomerIn,
+    MessageCreate,
+    MessagePost,
+    MessageUpdate,
+    TicketCreate,
+    TicketUpdate,
+)
 from .settings import Settings
 
 # Fields whose change is a change of the ticket (a version bump and a ticket.updated event).
@@ -206,15 +213,15 @@ async def refresh_derived(session: AsyncSession, settings: Settings, ticket: Tic
 
 async def bump_and_publish(
     unit: UnitOfWork, ticket: Ticket, before: dict[str, Any], at: datetime
-) -> bool:
-    """If a tracked field changed: new version, updated_at, and a ticket.updated event."""
+) -> str | None:
+    """If a tracked field changed: new version, updated_at, and a ticket.updated event (its id
+    is returned; None when nothing changed)."""
     changes = _changes(before, ticket)
     if not changes:
-        return False
+        return None
     ticket.version += 1
     ticket.updated_at = at
-    await unit.emit(EventType.TICKET_UPDATED, ticket_data(ticket, changes=changes))
-    return True
+    return await unit.emit(EventType.TICKET_UPDATED, ticket_data(ticket, changes=changes))
 
 
 # --- tickets ------------------------------------------------------------------------------------
@@ -353,14 +360,22 @@ async def update_ticket(
     ticket_id: str,
     body: TicketUpdate,
 ) -> TicketView:
-    session = unit.session
-    ticket = await load_ticket(session, principal, ticket_id, lock=True)
-    wanted = body.model_dump(exclude_unset=True)
+    ticket = await load_ticket(unit.session, principal, ticket_id, lock=True)
+    await change_ticket(unit, settings, ticket, body.model_dump(exclude_unset=True))
+    return TicketView(ticket, await ticket_messages(unit.session, ticket_id))
+
+
+async def change_ticket(
+    unit: UnitOfWork, settings: Settings, ticket: Ticket, wanted: dict[str, Any]
+) -> str | None:
+    """Apply field changes to a locked, visible ticket (one PATCH, or one ticket of a bulk
+    change): 409 before any write on an illegal status move; returns the id of the
+    ticket.updated event, None when nothing changed."""
     if "status" in wanted and not domain.can_transition(
         TicketStatus(ticket.status), wanted["status"]
     ):
         raise ConflictError(
-            f"A ticket cannot go from {ticket.status} to {wanted['status'].value}",
+            f"A ticket cannot go from {ticket.status} to {TicketStatus(wanted['status']).value}",
             allowed=sorted(
                 s.value for s in domain.ALLOWED_TRANSITIONS[TicketStatus(ticket.status)]
             ),
@@ -369,9 +384,8 @@ async def update_ticket(
     for name, value in wanted.items():
         setattr(ticket, name, json_safe(value))
     if ticket.subject != before["subject"] or ticket.priority != before["priority"]:
-        await refresh_derived(session, settings, ticket)
-    await bump_and_publish(unit, ticket, before, utcnow())
-    return TicketView(ticket, await ticket_messages(session, ticket_id))
+        await refresh_derived(unit.session, settings, ticket)
+    return await bump_and_publish(unit, ticket, before, utcnow())
 
 
 async def delete_ticket(unit: UnitOfWork, principal: Principal, ticket_id: str) -> None:
@@ -395,10 +409,13 @@ async def add_message(
     ticket_id: str,
     body: MessageCreate,
 ) -> tuple[Message, str]:
-    """Store a message; a customer's reopens a pending or resolved ticket, a closed one refuses."""
+    """Store a message; a customer's reopens a pending or resolved ticket, a closed one refuses.
+    A canned response (`template_id`) is rendered for the ticket into the content."""
     session = unit.session
     from_agent = _message_author(principal, body)
     ticket = await load_ticket(session, principal, ticket_id, lock=True)
+    if isinstance(body, MessagePost) and body.template_id is not None:
+        body = await _from_template(session, principal, ticket, body, from_agent=from_agent)
     try:
         status = domain.status_after_message(TicketStatus(ticket.status), from_agent=from_agent)
     except domain.ClosedTicketError:
@@ -412,6 +429,30 @@ async def add_message(
     await bump_and_publish(unit, ticket, before, at)
     await unit.emit(EventType.MESSAGE_ADDED, message_data(message, ticket.status))
     return message, ticket.status
+
+
+async def _from_template(
+    session: AsyncSession,
+    principal: Principal,
+    ticket: Ticket,
+    body: MessagePost,
+    *,
+    from_agent: bool,
+) -> MessagePost:
+    """The message with its content rendered from the canned response (an agent's reply)."""
+    if not principal.is_agent:
+        raise ForbiddenError("The integration key may not use canned responses")
+    if not from_agent:
+        raise UnprocessableError(
+            "A canned response is an agent's message",
+            errors=[
+                {"loc": ["body", "from_agent"], "msg": "must not be false", "type": "value_error"}
+            ],
+        )
+    assert body.template_id is not None
+    template = await templates.usable_template(session, principal, body.template_id)
+    content = await templates.render_for(session, principal, template, ticket)
+    return body.model_copy(update={"content": content})
 
 
 async def _editable_message(

@@ -119,7 +119,7 @@ def agent_data(agent: Agent) -> dict[str, Any]:
     }
 
 
-async def _publish(unit: UnitOfWork, topic: str, agent: Agent) -> None:
+async def _publish(unit: UnitOfWork, topic: EventType, agent: Agent) -> None:
     await unit.emit(topic, AgentData(**agent_data(agent)))
 
 

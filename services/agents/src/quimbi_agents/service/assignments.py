@@ -31,6 +31,7 @@ from quimbi_common.errors import (
     ConflictError,
     ForbiddenError,
     NotFoundError,
+    ProblemError,
     UnprocessableError,
 )
 from quimbi_common.events import AssignmentData, EventType
@@ -38,7 +39,7 @@ from quimbi_common.uow import UnitOfWork
 
 from ..domain import PRIORITY_RANK, Candidate, assignment_reason, choose_agent, seconds_between
 from ..models import Agent, TicketAssignment, TicketProjection
-from ..schemas import AssignRequest
+from ..schemas import AssignRequest, BulkAssignRequest, BulkAssignResponse, BulkAssignResult
 from ..settings import Settings
 
 log = logging.getLogger(__name__)
@@ -303,6 +304,46 @@ async def assign_ticket(
         )
     except IntegrityError as exc:  # the partial unique index: someone else assigned it meanwhile
         raise ConflictError(f"Ticket {ticket_id} was assigned concurrently; retry") from exc
+
+
+async def bulk_assign(
+    unit: UnitOfWork, actor: Principal, request: BulkAssignRequest
+) -> BulkAssignResponse:
+    """One assignee for many tickets (senior_agent and up): each ticket through
+    `assign_ticket`, in a savepoint of its own, so one that cannot be assigned is reported and
+    the others still are (partial success, one commit). Tickets are taken in id order, so two
+    bulk assignments over the same tickets queue instead of deadlocking."""
+    if not actor.sees_all_tickets:
+        raise ForbiddenError("Assigning tickets requires senior_agent or above")
+    agent = await lock_live_agent(unit.session, request.agent_id)
+    if agent is None or not agent.is_active:
+        raise UnprocessableError(
+            f"agent_id: no active agent {request.agent_id}",
+            errors=[{"loc": ["body", "agent_id"], "msg": "no such active agent", "type": "value"}],
+        )
+    single = AssignRequest(
+        agent_id=request.agent_id, reason=request.reason, transfer_reason=request.transfer_reason
+    )
+    ids = list(dict.fromkeys(request.ticket_ids))
+    results: dict[str, BulkAssignResult] = {}
+    for ticket_id in sorted(ids):
+        try:
+            async with unit.session.begin_nested():
+                assignment = await assign_ticket(unit, actor, ticket_id, single)
+        except ProblemError as exc:
+            outcome = "not_found" if exc.status == 404 else "conflict"
+            results[ticket_id] = BulkAssignResult(
+                id=ticket_id, outcome=outcome, status=exc.status, detail=exc.detail
+            )
+        else:
+            results[ticket_id] = BulkAssignResult(
+                id=ticket_id, outcome="assigned", status=201, assignment_id=assignment.id
+            )
+    ordered = [results[ticket_id] for ticket_id in ids]
+    assigned = sum(r.outcome == "assigned" for r in ordered)
+    return BulkAssignResponse(
+        results=ordered, requested=len(ids), assigned=assigned, failed=len(ids) - assigned
+    )
 
 
 async def accept_assignment(unit: UnitOfWork, actor: Principal, ticket_id: str) -> TicketAssignment:
