@@ -548,6 +548,8 @@ async def run(opts: Options) -> int:
         if viewer is not None:
             viewer.terminate()
             await viewer.wait()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
 def _banner(suite: Suite, logins: list[tuple[str, str, str]], seconds: float) -> None:

@@ -161,6 +161,55 @@ def test_ctrl_c_while_migrating_stops_at_once(tmp_path: Path) -> None:
 
 
 @pytest.mark.unit
+@pytest.mark.parametrize("phase", ["readiness", "seeding"])
+async def test_ctrl_c_while_waiting_for_readiness_or_seeding_stops_at_once(
+    tmp_path: Path, monkeypatch: Any, phase: str
+) -> None:
+    reached = asyncio.Event()
+    stopped: list[bool] = []
+
+    async def hang() -> None:
+        reached.set()
+        await asyncio.Event().wait()
+
+    class HangingSuite(launcher.Suite):
+        """Databases and processes are not the point: the phase under test never ends."""
+
+        def check_ports(self) -> None:
+            return None
+
+        async def prepare_databases(self) -> None:
+            return None
+
+        async def start(self) -> None:
+            return None
+
+        async def wait_ready(self, timeout: float = 120.0) -> None:
+            if phase == "readiness":
+                await hang()
+
+        async def stop(self) -> None:
+            stopped.append(True)
+
+    async def hanging_seed(gateway: str, say: Any) -> list[tuple[str, str, str]]:
+        await hang()
+        return []
+
+    monkeypatch.setattr(launcher, "Suite", HangingSuite)
+    monkeypatch.setattr(launcher, "seed_demo_data", hanging_seed)
+    opts = launcher.Options(log_dir=tmp_path, echo_logs=False, seed=phase == "seeding")
+    running = asyncio.create_task(launcher.run(opts))
+    # given the launcher in the phase that never ends
+    await asyncio.wait_for(reached.wait(), timeout=10)
+    # when Ctrl-C arrives
+    signal.raise_signal(signal.SIGINT)
+    # then it stops everything at once, and gives the terminal its Ctrl-C back
+    assert await asyncio.wait_for(running, timeout=3) == 0
+    assert stopped == [True]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.unit
 def test_bytecode_is_cached_under_local_only_when_the_environment_forbids_writing_it() -> None:
     assert launcher.bytecode_cache({}) is None
     assert launcher.bytecode_cache({"PYTHONDONTWRITEBYTECODE": "1"}) == (
