@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response, status
+from pydantic import BaseModel
 
 from quimbi_common.auth import Admin, Caller, CurrentAgent
 from quimbi_common.enums import Channel, TicketPriority, TicketStatus
@@ -16,7 +17,7 @@ from quimbi_common.runtime import RuntimeDep, SessionDep, UnitsDep, provided
 from quimbi_common.topic_alerts import topic_alert_keywords
 
 from . import bulk, queries, search, service, templates
-from .models import Customer, Message, Ticket
+from .models import Message, Ticket
 from .schemas import (
     PAGE_SIZE_DEFAULT,
     PAGE_SIZE_MAX,
@@ -59,16 +60,6 @@ SettingsDep = Annotated[Settings, Depends(provided(Settings))]
 # --- shaping ------------------------------------------------------------------------------------
 
 
-def _customer_summary(customer: Customer) -> CustomerSummary:
-    return CustomerSummary(
-        id=customer.id,
-        email=customer.email,
-        name=customer.name,
-        lifetime_value=customer.lifetime_value,
-        churn_risk=customer.churn_risk_score,
-    )
-
-
 def _reported(score_version: int, sla_version: int) -> dict[str, str]:
     """Whether scoring and SLA have reported on the ticket yet: a new ticket shows `pending`
     instead of a bare zero score or a null SLA (read-your-writes, see the README)."""
@@ -78,24 +69,21 @@ def _reported(score_version: int, sla_version: int) -> dict[str, str]:
     }
 
 
+def _fields(row: Any, model: type[BaseModel], **given: Any) -> dict[str, Any]:
+    """A response model's fields read off an ORM row by name, but for those `given`."""
+    return {
+        name: given[name] if name in given else getattr(row, name) for name in model.model_fields
+    }
+
+
 def _summary_fields(ticket: Ticket) -> dict[str, Any]:
-    fields = _reported(ticket.score_version, ticket.sla_version)
-    return {name: fields.get(name) or getattr(ticket, name) for name in TicketSummary.model_fields}
+    return _fields(ticket, TicketSummary, **_reported(ticket.score_version, ticket.sla_version))
 
 
 def _sla(ticket: Ticket) -> SlaSummary | None:
     if not ticket.sla_version or ticket.sla_first_response_status is None:
         return None
-    return SlaSummary(
-        first_response_status=ticket.sla_first_response_status,
-        first_response_deadline=ticket.sla_first_response_deadline,
-        first_response_at=ticket.sla_first_response_at,
-        resolution_status=ticket.sla_resolution_status,
-        resolution_deadline=ticket.sla_resolution_deadline,
-        resolved_at=ticket.sla_resolved_at,
-        is_paused=ticket.sla_is_paused,
-        total_paused_seconds=ticket.sla_total_paused_seconds,
-    )
+    return SlaSummary(**{name: getattr(ticket, f"sla_{name}") for name in SlaSummary.model_fields})
 
 
 def _message(message: Message) -> MessageRead:
@@ -108,7 +96,7 @@ def _detail(view: service.TicketView) -> TicketDetail:
         **_summary_fields(ticket),
         version=ticket.version,
         created_by_agent_id=ticket.created_by_agent_id,
-        customer=_customer_summary(ticket.customer),
+        customer=CustomerSummary.model_validate(ticket.customer, from_attributes=True),
         sla=_sla(ticket),
         messages=[_message(m) for m in view.messages],
     )
@@ -392,19 +380,8 @@ async def get_customer(
     """Basic info, lifetime value and churn risk as last known, and recent tickets (an agent:
     only through, and only, their own tickets)."""
     view = await service.get_customer(session, settings, agent, customer_id)
-    customer = view.customer
-    return CustomerRead(
-        id=customer.id,
-        email=customer.email,
-        name=customer.name,
-        created_at=customer.created_at,
-        lifetime_value=customer.lifetime_value,
-        total_orders=customer.total_orders,
-        churn_risk=customer.churn_risk_score,
-        churn_risk_level=customer.churn_risk_level,
-        intelligence_fetched_at=customer.intelligence_fetched_at,
-        recent_tickets=[TicketSummary(**_summary_fields(t)) for t in view.recent_tickets],
-    )
+    recent = [TicketSummary(**_summary_fields(t)) for t in view.recent_tickets]
+    return CustomerRead(**_fields(view.customer, CustomerRead, recent_tickets=recent))
 
 
 # --- canned responses ---------------------------------------------------------------------------

@@ -53,6 +53,11 @@ class Customer(Base):
     churn_risk_level: Mapped[str | None] = mapped_column(sa.String(50))
     intelligence_fetched_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
+    @property
+    def churn_risk(self) -> float:
+        """The name the API and the events give it: schemas read a customer by attribute."""
+        return self.churn_risk_score
+
 
 class Ticket(Base):
     __tablename__ = "tickets"

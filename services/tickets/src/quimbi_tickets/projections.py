@@ -55,15 +55,11 @@ async def apply_scores(unit: UnitOfWork, scores: list[TicketScoredData]) -> None
     )
 
 
-_SLA_COLUMNS = (
-    "first_response_status",
-    "first_response_deadline",
-    "first_response_at",
-    "resolution_status",
-    "resolution_deadline",
-    "resolved_at",
-    "is_paused",
-    "total_paused_seconds",
+# The SLA summary kept on a ticket: the clock's fields but its identity and priority.
+_SLA_COLUMNS = tuple(
+    name
+    for name in SlaTrackingData.model_fields
+    if name not in ("ticket_id", "priority", "version")
 )
 _APPLY_SLAS = sa.text(
     "UPDATE tickets SET sla_version = s.version, "

@@ -249,11 +249,6 @@ class CustomerRead(BaseModel):
     recent_tickets: list[TicketSummary]
 
 
-def as_dict(model: Any) -> dict[str, Any]:
-    """Column values of an ORM row, for building response models."""
-    return {c.key: getattr(model, c.key) for c in model.__table__.columns}
-
-
 # --- bulk changes -------------------------------------------------------------------------------
 
 BULK_MAX_TICKETS = 500
@@ -444,7 +439,9 @@ class MessagePost(MessageCreate):
         }
     )
 
-    content: Content | None = None
+    # Optional here (one of content / template_id, checked below): pydantic allows narrowing
+    # a field's type in a subclass, mypy does not.
+    content: Content | None = None  # type: ignore[assignment]
     template_id: Identifier | None = Field(
         None, description="A canned response the caller may use, rendered for this ticket"
     )

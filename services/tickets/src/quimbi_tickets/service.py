@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -21,7 +21,8 @@ from quimbi_common.clock import utcnow
 from quimbi_common.enums import Intent, Role, TicketPriority, TicketStatus
 from quimbi_common.errors import ConflictError, ForbiddenError, NotFoundError, UnprocessableError
 from quimbi_common.events import (
-    CustomerSnapshot,
+    Contract,
+    EventType,
     FieldChange,
     MessageData,
     MessageUpdatedData,
@@ -64,55 +65,24 @@ def new_id(prefix: str) -> str:
 
 # --- event data ---------------------------------------------------------------------------------
 
+ContractT = TypeVar("ContractT", bound=Contract)
 
-def customer_snapshot(customer: Customer) -> CustomerSnapshot:
-    return CustomerSnapshot(
-        id=customer.id,
-        email=customer.email,
-        name=customer.name,
-        lifetime_value=customer.lifetime_value,
-        churn_risk=customer.churn_risk_score,
-    )
+
+def _event_data(cls: type[ContractT], row: Any, **given: Any) -> ContractT:
+    """An event's data read off an ORM row by field name, but for the fields `given`."""
+    fields = {name: getattr(row, name) for name in cls.model_fields if name not in given}
+    return cls.model_validate({**fields, **given}, from_attributes=True)
 
 
 def ticket_data(ticket: Ticket, **extra: Any) -> TicketData:
+    """`ticket.created`/`ticket.updated` data; with `changes=`, the updated kind."""
     cls = TicketUpdatedData if "changes" in extra else TicketData
-    return cls(
-        id=ticket.id,
-        customer_id=ticket.customer_id,
-        subject=ticket.subject,
-        status=TicketStatus(ticket.status),
-        priority=TicketPriority(ticket.priority),
-        channel=ticket.channel,
-        category=ticket.category,
-        assigned_agent_id=ticket.assigned_agent_id,
-        created_at=ticket.created_at,
-        updated_at=ticket.updated_at,
-        customer_sentiment=ticket.customer_sentiment,
-        estimated_difficulty=ticket.estimated_difficulty,
-        version=ticket.version,
-        customer=customer_snapshot(ticket.customer),
-        **extra,
-    )
+    return _event_data(cls, ticket, **extra)
 
 
 def message_data(message: Message, ticket_status: str, **extra: Any) -> MessageData:
     cls = MessageUpdatedData if "changes" in extra else MessageData
-    return cls(
-        id=message.id,
-        ticket_id=message.ticket_id,
-        from_agent=message.from_agent,
-        author_agent_id=message.author_agent_id,
-        from_name=message.from_name,
-        from_email=message.from_email,
-        content=message.content,
-        created_at=message.created_at,
-        sentiment_score=message.sentiment_score,
-        detected_intent=message.detected_intent,
-        version=message.version,
-        ticket_status=TicketStatus(ticket_status),
-        **extra,
-    )
+    return _event_data(cls, message, ticket_status=ticket_status, **extra)
 
 
 def snapshot(entity: Any, fields: tuple[str, ...]) -> dict[str, Any]:
@@ -251,7 +221,7 @@ async def bump_and_publish(
         return None
     ticket.version += 1
     ticket.updated_at = at
-    return await unit.emit("ticket.updated", ticket_data(ticket, changes=changes))
+    return await unit.emit(EventType.TICKET_UPDATED, ticket_data(ticket, changes=changes))
 
 
 # --- tickets ------------------------------------------------------------------------------------
@@ -377,9 +347,9 @@ async def create_ticket(
         messages.append(_new_message(ticket, body.message, principal, from_agent, at))
         session.add_all(messages)
     await refresh_derived(session, settings, ticket)
-    await unit.emit("ticket.created", ticket_data(ticket))
+    await unit.emit(EventType.TICKET_CREATED, ticket_data(ticket))
     for message in messages:
-        await unit.emit("message.added", message_data(message, ticket.status))
+        await unit.emit(EventType.MESSAGE_ADDED, message_data(message, ticket.status))
     return TicketView(ticket, messages)
 
 
@@ -426,7 +396,7 @@ async def delete_ticket(unit: UnitOfWork, principal: Principal, ticket_id: str) 
     data = TicketDeletedData(
         id=ticket_id, version=ticket.version + 1, deleted_at=utcnow(), deleted_by=principal.agent_id
     )
-    await unit.emit("ticket.deleted", data)
+    await unit.emit(EventType.TICKET_DELETED, data)
 
 
 # --- messages -----------------------------------------------------------------------------------
@@ -457,7 +427,7 @@ async def add_message(
     ticket.status = status.value
     await refresh_derived(session, settings, ticket)
     await bump_and_publish(unit, ticket, before, at)
-    await unit.emit("message.added", message_data(message, ticket.status))
+    await unit.emit(EventType.MESSAGE_ADDED, message_data(message, ticket.status))
     return message, ticket.status
 
 
@@ -525,7 +495,9 @@ async def edit_message(
     await refresh_derived(session, settings, ticket)
     await bump_and_publish(unit, ticket, before, at)
     changes = _changes(message_before, message)
-    await unit.emit("message.updated", message_data(message, ticket.status, changes=changes))
+    await unit.emit(
+        EventType.MESSAGE_UPDATED, message_data(message, ticket.status, changes=changes)
+    )
     return message, ticket.status
 
 
@@ -539,4 +511,4 @@ async def delete_message(
     before = snapshot(ticket, TRACKED_FIELDS)
     await refresh_derived(session, settings, ticket)
     await bump_and_publish(unit, ticket, before, utcnow())
-    await unit.emit("message.deleted", message_data(message, ticket.status))
+    await unit.emit(EventType.MESSAGE_DELETED, message_data(message, ticket.status))

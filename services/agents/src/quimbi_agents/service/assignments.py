@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from quimbi_common.auth import Principal
+from quimbi_common.clock import utcnow
 from quimbi_common.enums import (
     AgentStatus,
     AssignmentReason,
@@ -33,7 +34,7 @@ from quimbi_common.errors import (
     ProblemError,
     UnprocessableError,
 )
-from quimbi_common.events import AssignmentData
+from quimbi_common.events import AssignmentData, EventType
 from quimbi_common.uow import UnitOfWork
 
 from ..domain import PRIORITY_RANK, Candidate, assignment_reason, choose_agent, seconds_between
@@ -135,7 +136,7 @@ async def end_assignment(
         assignment.time_to_complete_seconds = seconds_between(assignment.assigned_at, at)
     assignment.version += 1
     await unit.session.flush()
-    await unit.emit("assignment.updated", assignment_data(assignment))
+    await unit.emit(EventType.ASSIGNMENT_UPDATED, assignment_data(assignment))
 
 
 async def start_assignment(
@@ -149,7 +150,7 @@ async def start_assignment(
     now: datetime | None = None,
 ) -> TicketAssignment:
     """Give the ticket to `agent`, ending `previous` as a transfer. Caller holds the ticket lock."""
-    now = now or datetime.now(UTC)
+    now = now or utcnow()
     if previous is not None:
         await end_assignment(unit, previous, AssignmentStatus.TRANSFERRED, now)
     assignment = TicketAssignment(
@@ -167,7 +168,7 @@ async def start_assignment(
     unit.session.add(assignment)
     agent.last_assigned_at = now
     await unit.session.flush()
-    await unit.emit("ticket.assigned", assignment_data(assignment))
+    await unit.emit(EventType.TICKET_ASSIGNED, assignment_data(assignment))
     return assignment
 
 
@@ -354,11 +355,11 @@ async def accept_assignment(unit: UnitOfWork, actor: Principal, ticket_id: str) 
         raise ForbiddenError("Only the assigned agent can accept the assignment")
     if active.status != AssignmentStatus.PENDING.value:
         raise ConflictError(f"The assignment is already {active.status}")
-    now = datetime.now(UTC)
+    now = utcnow()
     active.status = AssignmentStatus.ACCEPTED.value
     active.accepted_at = now
     active.time_to_accept_seconds = seconds_between(active.assigned_at, now)
     active.version += 1
     await unit.session.flush()
-    await unit.emit("assignment.updated", assignment_data(active))
+    await unit.emit(EventType.ASSIGNMENT_UPDATED, assignment_data(active))
     return active
