@@ -96,7 +96,8 @@ async def test_a_reconnect_resumes_without_gaps(
 
         assert after_drop(again.events) == after_drop(watching.events)
         created = [e.json()["ticket_id"] for e in again.events if e.event == "ticket.created"]
-        assert [t for t in created if t in missed] == missed
+        # each once; their order is Kafka's, which keeps order per ticket, not across tickets
+        assert sorted(t for t in created if t in missed) == sorted(missed)
 
 
 async def test_logout_ends_the_stream(gateway: httpx.AsyncClient, make_agent: Any) -> None:

@@ -110,7 +110,8 @@ async def test_a_reconnect_with_last_event_id_resumes_without_gaps(
         ]
         assert resumed == continuous, "the resumed stream differs from the continuous one"
         created = [e.json()["ticket_id"] for e in again.events if e.event == "ticket.created"]
-        assert created == missed
+        # each once; their order is Kafka's, which keeps order per ticket, not across tickets
+        assert sorted(created) == sorted(missed)
 
 
 async def test_a_resume_point_the_log_never_gave_is_a_reset(world: World, live_url: str) -> None:

@@ -32,11 +32,15 @@ def build_app(settings: Settings | None = None) -> FastAPI:
 def _live_inbox(runtime: Runtime, settings: Settings) -> None:
     """Kafka → the live log (feed), the live log → this process's streams (hub)."""
     assert runtime.engine is not None
+    assert runtime.broker is not None
+    assert runtime.sessions is not None
     key = feed.live_log_key(settings)
     live_hub = hub.LiveHub(settings, key, runtime.revocations)
     runtime.provide(live_hub)
     runtime.background += [
-        feed.LiveFeed(settings, runtime.engine, runtime.redis).run,
+        feed.LiveFeed(
+            settings, runtime.engine, runtime.redis, runtime.broker, runtime.sessions
+        ).run,
         live_hub.run,
         live_hub.watch_tokens,
     ]

@@ -11,7 +11,6 @@ resumes after id X gets everything after X and nothing twice, and `MINID` trims 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -19,12 +18,12 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka import ConsumerRecord
+from faststream.kafka import KafkaBroker
 from redis.exceptions import RedisError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from quimbi_common.consumer import _fetcher_stopped
+from quimbi_common.consumer import EventConsumer
 from quimbi_common.db import is_database_outage
 
 from ..settings import Settings
@@ -42,84 +41,34 @@ def _age_seconds(event: dict[str, object], now: float) -> float:
         return 0.0
 
 
-class LiveFeed:
-    """Appends what the live inbox shows to the live log (a background task of the service)."""
+class LiveFeed(EventConsumer):
+    """Appends what the live inbox shows to the live log (a background task of the service).
 
-    def __init__(self, settings: Settings, engine: AsyncEngine, redis: aioredis.Redis) -> None:
-        self.settings = settings
+    A group member like the service's own consumer (`quimbi_common.consumer`: joining, a
+    client whose fetch task died replaced, offsets committed after the batch and kept pending
+    when a commit fails, the lag gauge), whose batch is appended to Redis instead of applied
+    in a transaction."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: AsyncEngine,
+        redis: aioredis.Redis,
+        broker: KafkaBroker,
+        sessionmaker: async_sessionmaker[AsyncSession],
+    ) -> None:
+        super().__init__(broker, sessionmaker, settings, group_id=f"{settings.consumer_group}-live")
+        self.settings: Settings = settings
         self.engine = engine
         self.redis = redis
         self.key = live_log_key(settings)
-        self.group_id = f"{settings.consumer_group}-live"
         self._topics = {settings.topic(name): name for name in LIVE_TOPICS}
-        self._offsets: dict[TopicPartition, int] = {}
-        self._committing: asyncio.Task[None] | None = None
+        # The topics read; no per-event handlers: `handle_batch` takes the whole batch.
+        self.subscriptions = {topic: [] for topic in self._topics}
 
-    async def run(self) -> None:
-        consumer = await self._connect()
-        try:
-            while True:
-                batches = await consumer.getmany(timeout_ms=1000, max_records=500)
-                if not batches:
-                    if self._offsets and (self._committing is None or self._committing.done()):
-                        self._committing = asyncio.create_task(self._commit(consumer))
-                    if (stopped := _fetcher_stopped(consumer)) is not None:
-                        log.warning("live feed: Kafka client stopped (%r); joining again", stopped)
-                        await consumer.stop()
-                        consumer = await self._connect()
-                    continue
-                records = [r for partition in batches.values() for r in partition]
-                await self._append_until_done(records)
-                # Committed in the background (the next batch need not wait for the round
-                # trip), and only what was appended: never a position fetched but not appended.
-                self._offsets.update({tp: rs[-1].offset + 1 for tp, rs in batches.items() if rs})
-                if self._committing is None or self._committing.done():
-                    self._committing = asyncio.create_task(self._commit(consumer))
-        finally:
-            if self._committing is not None:
-                await asyncio.gather(self._committing, return_exceptions=True)
-            await self._commit(consumer)
-            await consumer.stop()
-
-    async def _commit(self, consumer: AIOKafkaConsumer) -> None:
-        """As the service consumer does (`quimbi_common.consumer`): offsets a commit could not
-        store stay pending for the partitions still held, for the next commit or idle poll, so
-        the group's lag returns to 0 even on a partition that receives nothing more."""
-        while self._offsets:
-            offsets, self._offsets = self._offsets, {}
-            try:
-                async with asyncio.timeout(self.settings.consumer_commit_timeout_seconds):
-                    await consumer.commit(offsets)
-            except (KafkaError, TimeoutError) as exc:
-                held = consumer.assignment()
-                for tp, offset in offsets.items():
-                    if tp in held:
-                        self._offsets[tp] = max(offset, self._offsets.get(tp, offset))
-                log.info("live feed: offsets not committed (%r); trying again", exc)
-                return
-
-    async def _connect(self) -> AIOKafkaConsumer:
-        backoff = self.settings.backoff()
-        while True:
-            consumer = AIOKafkaConsumer(
-                *self._topics,
-                bootstrap_servers=self.settings.kafka_bootstrap_servers,
-                group_id=self.group_id,
-                client_id=f"{self.settings.service_name}-live",
-                enable_auto_commit=False,
-                auto_offset_reset=self.settings.kafka_auto_offset_reset,
-                fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms,
-            )
-            try:
-                await consumer.start()
-                return consumer
-            except KafkaError as exc:
-                log.warning("live feed cannot reach kafka (%s); retrying", exc)
-            except BaseException:
-                await consumer.stop()
-                raise
-            await consumer.stop()
-            await backoff.sleep()
+    async def handle_batch(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        """Returns once the batch is appended, so its offsets may be committed."""
+        await self._append_until_done(records)
 
     async def _append_until_done(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         """Offsets are committed only after the append: outages are waited out, not skipped."""
