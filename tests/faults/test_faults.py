@@ -298,7 +298,7 @@ async def test_kill_anything_under_load_lose_nothing(stack: Stack) -> None:
     assert {f"{TOPIC_PREFIX}{name}" for name in ("tickets", "agents", "sla", "scoring")} <= set(
         lag
     ), lag
-    assert all(v == 0 for v in lag.values()), lag
+    assert all(v == 0 for v in lag.values()), f"{lag}\n{await _why_lag(stack, lag)}"
 
 
 async def _run_phases(
@@ -345,6 +345,33 @@ async def _lag_settled(stack: Stack, timeout: float = 60) -> dict[str, int]:
         if all(v == 0 for v in lag.values()) or time.monotonic() > deadline:
             return lag
         await asyncio.sleep(2)
+
+
+async def _why_lag(stack: Stack, lag: dict[str, int]) -> str:
+    """What each lagging group's members say: their own lag gauge (0 while the group's
+    committed offsets lag means applied but not committed; above 0, not consumed) and the last
+    warnings of their logs."""
+    lines: list[str] = []
+    async with httpx.AsyncClient(timeout=5) as client:
+        for group, behind in lag.items():
+            if not behind:
+                continue
+            name = group.removeprefix(f"{TOPIC_PREFIX}")
+            for service in (s for s in stack.suite.services if s.service == name):
+                try:
+                    metrics = (await client.get(f"{service.url}/metrics")).text
+                except httpx.HTTPError as exc:
+                    metrics = f"metrics unreadable: {exc!r}"
+                gauge = [m for m in metrics.splitlines() if m.startswith("kafka_consumer_lag{")]
+                lines.append(f"{service.name} lag gauge: {gauge or 'none'}")
+                log = stack.log_dir / f"{service.name}.log"
+                noted = [
+                    line[:300]
+                    for line in log.read_text(errors="replace").splitlines()
+                    if '"WARNING"' in line or '"ERROR"' in line or "not committed" in line
+                ]
+                lines.extend(f"  {line}" for line in noted[-15:])
+    return "\n".join(lines)
 
 
 def _duplicated(write: Any, load: Load, dup: set[str]) -> bool:

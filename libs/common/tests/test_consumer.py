@@ -311,6 +311,73 @@ async def test_handled_offsets_are_committed_for_the_group(settings: CommonSetti
         await eventually(all_applied_and_committed)
 
 
+async def test_offsets_a_commit_could_not_store_are_committed_later_without_new_events(
+    settings: CommonSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit that fails (Kafka away, a rebalance) used to drop its offsets: with nothing
+    more arriving on the partition the group's committed offset, and its lag, stayed behind
+    for good (the fault suite's agents lag of 437 after a settled run)."""
+    from aiokafka.errors import KafkaConnectionError
+
+    real_commit = AIOKafkaConsumer.commit
+    failing = [True]
+    refused: list[object] = []
+
+    async def commit_while_kafka_is_away(self: AIOKafkaConsumer, *a: Any, **kw: Any) -> None:
+        if failing[0]:
+            refused.append(a)
+            raise KafkaConnectionError("injected: Kafka away")
+        await real_commit(self, *a, **kw)
+
+    messages = [_envelope(unique("late-commit-")) for _ in range(3)]
+    monkeypatch.setattr(AIOKafkaConsumer, "commit", commit_while_kafka_is_away)
+    async with _consuming(settings, _record) as engine:
+        await _send(settings, *messages)
+
+        async def applied_but_not_committed() -> None:
+            for key, _ in messages:
+                assert await _notes(engine, key)
+            assert refused
+
+        await eventually(applied_but_not_committed, timeout=60)
+        failing[0] = False  # Kafka is back; nothing new is sent
+
+        async def committed() -> None:
+            assert await _committed(settings) == 3
+
+        await eventually(committed, timeout=30)
+
+
+async def test_a_batch_postgresql_aborts_for_a_deadlock_runs_again_whole(
+    settings: CommonSettings,
+) -> None:
+    """A deadlock with a route's transaction is no message's fault: the batch runs again as
+    it was, counted as a conflict, not split into single messages as a failure."""
+    aborted: list[str] = []
+
+    async def deadlocked_once(unit: UnitOfWork, event: Event[Any]) -> None:
+        if not aborted:
+            aborted.append(event.subject)
+            await unit.session.execute(
+                sa.text("DO $$ BEGIN RAISE EXCEPTION 'injected' USING ERRCODE = '40P01'; END $$")
+            )
+        await _record(unit, event)
+
+    labels = {"group": settings.service_name, "reason": "conflict"}
+    failures = {"group": settings.service_name, "reason": "failure"}
+    message = _envelope(unique("deadlock-"))
+    async with _consuming(settings, deadlocked_once) as engine:
+        await _send(settings, message)
+
+        async def applied_once() -> None:
+            assert len(await _notes(engine, message[0])) == 1
+
+        await eventually(applied_once, timeout=60)
+    assert aborted
+    assert REGISTRY.get_sample_value("consumer_retries_total", labels) == 1.0
+    assert not REGISTRY.get_sample_value("consumer_retries_total", failures)
+
+
 async def test_events_a_handler_does_not_want_are_recorded_but_not_handled(
     settings: CommonSettings,
 ) -> None:

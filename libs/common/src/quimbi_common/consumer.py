@@ -10,11 +10,12 @@ most what was applied since the last commit, which the event ids then skip. (Per
 old consumer spent ~3-5 ms of CPU: a transaction, FastStream's per-message pipeline and an
 offset commit each; see bench/suite_cost.py and bench/results/latest.md.)
 
-A batch whose transaction fails for another reason than an outage is retried one message at
-a time, each in its own transaction, so a poison message is isolated: retried
-`consumer_max_retries` times, then sent alone to `<topic>.dlq` with the error, and the stream
-moves on. A malformed message goes there at once. Outages (database, or Kafka for the dead
-letter) are not the message's fault: they are retried until the dependency is back.
+A batch whose transaction fails for another reason than an outage or a conflict (a deadlock)
+is retried one message at a time, each in its own transaction, so a poison message is
+isolated: retried `consumer_max_retries` times, then sent alone to `<topic>.dlq` with the
+error, and the stream moves on. A malformed message goes there at once. Outages (database,
+or Kafka for the dead letter) are not the message's fault: they are retried until the
+dependency is back.
 
 A handler may declare `when=`: a cheap test of the event; events it rejects change nothing
 the service holds and run no handler, but are recorded like the others (one more row in the
@@ -57,7 +58,7 @@ from .observability import (
     correlation_id,
 )
 from .settings import CommonSettings
-from .uow import UnitOfWork
+from .uow import UnitOfWork, is_retryable_conflict
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +76,16 @@ _RECORD = sa.text(
 )
 
 
-def _is_outage(exc: BaseException) -> bool:
-    """A database restarting ("not yet accepting connections") is an outage too, not the
-    message's fault: retried until it is back, never dead-lettered."""
-    return is_database_outage(exc)
+def _transient(exc: BaseException) -> str | None:
+    """Why `exc` is no fault of the messages, if it is not: a database restarting ("not yet
+    accepting connections") is an outage, retried until it is back; a deadlock or
+    serialization failure with another transaction is a conflict, retried at once. Neither
+    splits a batch into single messages or dead-letters anything."""
+    if is_database_outage(exc):
+        return "outage"
+    if is_retryable_conflict(exc):
+        return "conflict"
+    return None
 
 
 def changes_beyond(*ignored: str) -> Wants:
@@ -161,6 +168,8 @@ class _WaitForBatch(ConsumerRebalanceListener):
     async def on_partitions_revoked(self, revoked: Any) -> None:
         async with self.owner._batch:
             await self.owner._flush(self.consumer)
+            for tp in revoked:  # their next owner reads on from the committed offset
+                self.owner._offsets.pop(tp, None)
         self.owner._forget_lag(revoked)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
@@ -231,6 +240,7 @@ class EventConsumer:
             while True:
                 batches = await consumer.getmany(timeout_ms=1000)
                 if not batches:
+                    self._commit_when_idle(consumer)
                     if (stopped := _fetcher_stopped(consumer)) is not None:
                         log.warning(
                             "%s: the Kafka client stopped fetching (%r); joining "
@@ -253,8 +263,7 @@ class EventConsumer:
                     self._offsets.update(applied)
                     self._position.update(applied)
                     self._measure_lag(consumer, applied)
-                    if self._committing is None or self._committing.done():
-                        self._committing = asyncio.create_task(self._commit_pending(consumer))
+                    self._commit_when_idle(consumer)
         finally:
             watch.cancel()
             await self._leave(consumer)
@@ -362,14 +371,29 @@ class EventConsumer:
             await consumer.stop()
             await backoff.sleep()
 
+    def _commit_when_idle(self, consumer: AIOKafkaConsumer) -> None:
+        """Start committing what is pending unless a commit is already in flight."""
+        if self._offsets and (self._committing is None or self._committing.done()):
+            self._committing = asyncio.create_task(self._commit_pending(consumer))
+
     async def _commit_pending(self, consumer: AIOKafkaConsumer) -> None:
-        """Commit applied offsets in the background: the next batch does not wait for it."""
+        """Commit applied offsets in the background: the next batch does not wait for it.
+        Offsets a commit could not store (Kafka away, a rebalance) stay pending for the
+        partitions still held and go with the next commit, or the next idle poll: dropping
+        them would leave the group's committed offsets, and so its lag, behind for good on a
+        partition that receives nothing more."""
         while self._offsets:
             offsets, self._offsets = self._offsets, {}
             try:
-                await consumer.commit(offsets)
-            except KafkaError as exc:  # a rebalance or Kafka away: re-read later, ids skip them
-                log.info("offsets not committed (%s); they will be re-read and skipped", exc)
+                async with asyncio.timeout(self.settings.consumer_commit_timeout_seconds):
+                    await consumer.commit(offsets)  # aiokafka retries some errors forever
+            except (KafkaError, TimeoutError) as exc:
+                held = consumer.assignment()
+                for tp, offset in offsets.items():
+                    if tp in held:
+                        self._offsets[tp] = max(offset, self._offsets.get(tp, offset))
+                log.info("offsets not committed (%r); trying again", exc)
+                return
 
     async def _flush(self, consumer: AIOKafkaConsumer) -> None:
         """Wait for the commit in flight and commit what is left (before a rebalance, a stop)."""
@@ -410,12 +434,12 @@ class EventConsumer:
                     unit = UnitOfWork(session, self.settings.service_name)
                     outcomes = await self._apply(unit, work)
             except Exception as exc:
-                if not _is_outage(exc):
+                if (reason := _transient(exc)) is None:
                     log.warning("batch of %d failed (%r); one message at a time", len(work), exc)
                     return False
                 attempt += 1
-                CONSUMER_RETRIES.labels(self.group_id, "outage").inc()
-                log.warning("%s: outage (%s); retrying a batch", self.group_id, exc)
+                CONSUMER_RETRIES.labels(self.group_id, reason).inc()
+                log.warning("%s: %s (%s); retrying a batch", self.group_id, reason, exc)
                 await asyncio.sleep(self._retry_delay(attempt))
                 continue
             for item, outcome in zip(work, outcomes, strict=True):
@@ -497,9 +521,9 @@ class EventConsumer:
                 break
             except Exception as exc:
                 attempt += 1
-                if _is_outage(exc):
-                    CONSUMER_RETRIES.labels(self.group_id, "outage").inc()
-                    log.warning("%s: outage (%s); retrying %s", name, exc, item.event.id)
+                if (reason := _transient(exc)) is not None:
+                    CONSUMER_RETRIES.labels(self.group_id, reason).inc()
+                    log.warning("%s: %s (%s); retrying %s", name, reason, exc, item.event.id)
                     await asyncio.sleep(self._retry_delay(attempt))
                     continue
                 if attempt > self.settings.consumer_max_retries:

@@ -64,7 +64,8 @@ CONSUMER_HANDLER_SECONDS = Histogram(
 )
 CONSUMER_RETRIES = Counter(
     "consumer_retries_total",
-    "Re-runs of events: `outage` (database away), `failure` (a handler raised)",
+    "Re-runs of events: `outage` (database away), `conflict` (a deadlock or serialization "
+    "failure), `failure` (a handler raised)",
     ["group", "reason"],
 )
 CONSUMER_DEAD_LETTERS = Counter(

@@ -49,6 +49,7 @@ class CommonSettings(BaseSettings):
     retry_backoff_initial_seconds: float = INITIAL_SECONDS
     retry_backoff_max_seconds: float = MAX_SECONDS
     consumer_stop_flush_seconds: float = 5.0  # at most this long committing offsets on stop
+    consumer_commit_timeout_seconds: float = 10.0  # a commit stuck longer is tried again
     outbox_poll_interval_seconds: float = 1.0
     outbox_batch_size: int = 500
     outbox_retention_hours: int = 24
