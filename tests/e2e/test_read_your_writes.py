@@ -257,30 +257,30 @@ async def _waits(suite: Suite | ExternalStack) -> str:
     `projection_wait_seconds`), for the log: the figures behind the README's decision."""
     if not isinstance(suite, Suite):
         return "n/a (external stack)"
-    totals: dict[str, list[float]] = {}  # waits, seconds in all, waits of 1 s or less
+    totals: dict[str, list[float]] = {}  # waits, seconds in all, waits ≤ 1 s, waits ≤ 2 s
+    columns = {
+        "projection_wait_seconds_count": 0,
+        "projection_wait_seconds_sum": 1,
+        'projection_wait_seconds_bucket{le="1.0"': 2,
+        'projection_wait_seconds_bucket{le="2.0"': 3,
+    }
     async with httpx.AsyncClient(timeout=5.0) as client:
         for service in suite.services:
             if service.service not in REPLICATED:
                 continue
             text = (await client.get(f"{service.url}/metrics")).text
             for line in text.splitlines():
-                if not line.startswith("projection_wait_seconds_"):
-                    continue
-                name, value = line.rsplit(" ", 1)
-                if name.startswith("projection_wait_seconds_count"):
-                    column = 0
-                elif name.startswith("projection_wait_seconds_sum"):
-                    column = 1
-                elif 'le="1.0"' in name:
-                    column = 2
-                else:
+                name, _, value = line.rpartition(" ")
+                column = next((c for k, c in columns.items() if name.startswith(k)), None)
+                if column is None:
                     continue
                 outcome = name.split('outcome="', 1)[1].split('"', 1)[0]
-                entry = totals.setdefault(f"{service.service}/{outcome}", [0.0, 0.0, 0.0])
+                entry = totals.setdefault(f"{service.service}/{outcome}", [0.0] * 4)
                 entry[column] += float(value)
     return ", ".join(
-        f"{key}: {int(n)} waits, mean {1000 * s / n:.0f} ms, {int(n - fast)} over 1 s"
-        for key, (n, s, fast) in totals.items()
+        f"{key}: {int(n)} waits, mean {1000 * s / n:.0f} ms, over 1 s {int(n - one)},"
+        f" over 2 s {int(n - two)}"
+        for key, (n, s, one, two) in totals.items()
         if n
     )
 
