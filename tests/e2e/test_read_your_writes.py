@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import pytest
 from launcher import Suite
-from support import ADMIN, PASSWORD, RYW_ENV, Agent, ExternalStack, login
+from support import ADMIN, GATEWAY_LIMITS, PASSWORD, RYW_ENV, Agent, ExternalStack, login
 
 from quimbi_common.consistency import HEADER
 from quimbi_common.testing import unique
@@ -307,7 +307,9 @@ async def replicated(launch_suite) -> AsyncIterator[tuple[Suite, httpx.AsyncClie
             env=RYW_ENV,
             replicas=REPLICATED,
         ) as suite,
-        httpx.AsyncClient(base_url=suite.gateway_url, timeout=30.0) as client,
+        httpx.AsyncClient(
+            base_url=suite.gateway_url, timeout=30.0, limits=GATEWAY_LIMITS
+        ) as client,
     ):
         yield suite, client
 
