@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from launcher import Suite
-from support import ADMIN, PASSWORD, RYW_ENV, Agent, ExternalStack, login
+from support import ADMIN, GATEWAY_LIMITS, PASSWORD, RYW_ENV, Agent, ExternalStack, login
 
 from quimbi_common.testing import unique
 
@@ -52,7 +52,9 @@ def topic_prefix(suite: Suite | ExternalStack) -> str:
 
 @pytest.fixture(scope="session")
 async def gateway(suite: Suite | ExternalStack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=suite.gateway_url, timeout=30.0) as client:
+    async with httpx.AsyncClient(
+        base_url=suite.gateway_url, timeout=30.0, limits=GATEWAY_LIMITS
+    ) as client:
         yield client
 
 

@@ -11,6 +11,12 @@ import httpx
 
 ADMIN = {"email": "admin@example.com", "password": "admin-change-me"}
 PASSWORD = "e2e-password-123"
+# Idle connections are dropped before the gateway's (uvicorn's 5 s) keep-alive timeout: with
+# httpx's default (also 5 s) a request sent on a connection the server closes at that instant
+# fails with "Server disconnected without sending a response" (seen once in the RYW rounds).
+GATEWAY_LIMITS = httpx.Limits(
+    max_connections=100, max_keepalive_connections=20, keepalive_expiry=2.0
+)
 
 
 @dataclass

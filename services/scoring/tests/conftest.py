@@ -19,8 +19,15 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from quimbi_common.db import create_engine, create_sessionmaker
-from quimbi_common.enums import Channel, TicketPriority, TicketStatus
+from quimbi_common.enums import (
+    AssignmentReason,
+    AssignmentStatus,
+    Channel,
+    TicketPriority,
+    TicketStatus,
+)
 from quimbi_common.events import (
+    AssignmentData,
     Contract,
     CustomerIntelligenceData,
     CustomerSnapshot,
@@ -189,6 +196,8 @@ async def _warm_up(service: Scoring) -> None:
         await service.send("message.updated", MessageUpdatedData(**msg.model_dump())),
         await service.send("message.deleted", msg),
         await service.send("customer.intelligence_updated", intelligence),
+        await service.send("ticket.assigned", assignment(warm.id, unique("agent-"))),
+        await service.send("assignment.updated", assignment(warm.id, unique("agent-"))),
     ]
     await service.handled(*ids, timeout=90)
 
@@ -252,6 +261,28 @@ def message(
         version=version,
         ticket_status=TicketStatus.OPEN,
     )
+
+
+def assignment(ticket_id: str, agent_id: str, **fields: Any) -> AssignmentData:
+    """An assignment as agents publishes it (ticket.assigned, assignment.updated)."""
+    values: dict[str, Any] = {
+        "id": unique("asg-"),
+        "ticket_id": ticket_id,
+        "agent_id": agent_id,
+        "reason": AssignmentReason.MANUAL,
+        "status": AssignmentStatus.PENDING,
+        "assigned_at": datetime.now(UTC),
+        "is_active": True,
+        "version": 1,
+        **fields,
+    }
+    return AssignmentData(**values)
+
+
+@pytest.fixture
+def new_assignment() -> Any:
+    """The `assignment` builder."""
+    return assignment
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from quimbi_common.consistency import HEADER
 from quimbi_common.enums import TicketPriority
 from quimbi_common.testing import unique
 
@@ -127,3 +128,20 @@ async def test_too_many_topic_alerts_are_refused(scoring: Any, new_ticket: Any) 
     response = await _get(scoring, created.id, scoring.headers(), topic_alerts=keywords)
     assert response.status_code == 422
     assert response.json()["errors"][0]["loc"] == ["query", "topic_alerts"]
+
+
+async def test_a_transfer_is_seen_by_its_new_holder_before_tickets_republishes_it(
+    scoring: Any, new_ticket: Any, new_assignment: Any
+) -> None:
+    # given a scored ticket its first holder (an agent) can see
+    first, second = unique("agent-"), unique("agent-")
+    created = await _scored_ticket(scoring, new_ticket, assigned_agent_id=first)
+    # when agents gives it to the second (its event only: tickets republishes nothing)
+    event_id = await scoring.send("ticket.assigned", new_assignment(created.id, second))
+    token = {HEADER: f"ticket.assigned/{event_id}"}
+    # then the new holder sees the breakdown at once with the assignment's token
+    mine = await _get(scoring, created.id, {**scoring.headers("agent", second), **token})
+    assert mine.status_code == 200, mine.text
+    # and the former holder no longer does
+    theirs = await _get(scoring, created.id, {**scoring.headers("agent", first), **token})
+    assert theirs.status_code == 404, theirs.text

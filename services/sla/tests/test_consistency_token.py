@@ -11,10 +11,12 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from quimbi_common.consistency import HEADER
-from quimbi_common.enums import TicketPriority
+from quimbi_common.enums import Role, TicketPriority
 from quimbi_common.events import Contract, TicketUpdatedData, build_event
+from quimbi_common.testing import SigningKeys
 
 pytestmark = pytest.mark.service
 
@@ -120,3 +122,36 @@ async def test_a_token_naming_an_update_this_service_ignores_counts_as_applied(
     # then it is answered once the consumer has passed the event, not after a 503
     assert response.status_code == 200, response.text
     assert response.json()["ticket_id"] == ticket.id
+
+
+def _waits() -> float:
+    """Token waits this process has finished, caught up or not (each records one)."""
+    return sum(
+        REGISTRY.get_sample_value("projection_wait_seconds_count", {"outcome": outcome}) or 0.0
+        for outcome in ("caught_up", "behind")
+    )
+
+
+async def test_a_request_that_is_not_authenticated_never_waits_for_its_token(
+    tickets: Any,
+    sla: Any,
+    new_ticket: Any,
+    client: httpx.AsyncClient,
+    sla_settings: Any,
+) -> None:
+    # given a tracked ticket and a token naming a ticket event that never arrives
+    ticket = await tickets.created(new_ticket())
+    await sla.updated(ticket.id)
+    path = f"/api/tickets/{ticket.id}/sla"
+    token = {HEADER: f"ticket.updated/{uuid.uuid4()}"}
+    forged = SigningKeys().headers(Role.ADMIN)  # well-formed, signed by a key nobody trusts
+    waits = _waits()
+    for credentials in (forged, {"X-API-Key": "not-the-key"}, {}):
+        # when it is sent with a forged, a wrong or no credential
+        started = time.monotonic()
+        response = await client.get(path, headers={**credentials, **token})
+        took = time.monotonic() - started
+        # then it is a 401 without waiting for the token (a wait lasts the whole bound)
+        assert response.status_code == 401, (credentials, response.text)
+        assert took < sla_settings.read_your_writes_wait_seconds
+    assert _waits() == waits

@@ -15,7 +15,7 @@ import math
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Protocol
 
@@ -369,10 +369,13 @@ class TokenVerifier:
 
 @dataclass
 class AuthConfig:
-    """What the dependencies need, kept on `app.state.auth`."""
+    """What the dependencies need, kept on `app.state.auth`. `authenticated` runs once a
+    caller is known, before the route (read-your-writes: `consistency.catch_up`), so nothing
+    it costs is paid for a caller that is not."""
 
     verifier: TokenVerifier
     api_key: str | None
+    authenticated: Callable[[Request], Awaitable[None]] | None = None
 
 
 def bearer_token(request: Request) -> str | None:
@@ -382,15 +385,19 @@ def bearer_token(request: Request) -> str | None:
 
 
 async def current_caller(request: Request) -> Principal:
-    """An agent (Bearer token) or the integration (X-API-Key)."""
+    """An agent (Bearer token) or the integration (X-API-Key); then `authenticated`."""
     config: AuthConfig = request.app.state.auth
     token = bearer_token(request)
     if token:
-        return await config.verifier.verify(token)
-    api_key = request.headers.get("x-api-key")
-    if api_key and config.api_key and secrets.compare_digest(api_key, config.api_key):
-        return Principal(kind=INTEGRATION)
-    raise UnauthorizedError()
+        caller = await config.verifier.verify(token)
+    else:
+        api_key = request.headers.get("x-api-key")
+        if not (api_key and config.api_key and secrets.compare_digest(api_key, config.api_key)):
+            raise UnauthorizedError()
+        caller = Principal(kind=INTEGRATION)
+    if config.authenticated is not None:
+        await config.authenticated(request)
+    return caller
 
 
 async def current_agent(caller: Annotated[Principal, Depends(current_caller)]) -> Principal:

@@ -9,6 +9,10 @@ with a NOTIFY, see `catchup`). Events of topics the service does not consume cos
 requests without the header cost nothing, and an event still unapplied after the bound is a
 503 + `Retry-After` (never a stale 200). Entries that are not `<topic>/<uuid>` are ignored: the
 token is a hint about freshness, not data.
+
+The wait runs once the caller is authenticated (`catch_up`, the `authenticated` hook of
+`auth.current_caller`), never before: a request with a forged or missing credential is a 401
+at once, however many events its token names.
 """
 
 from __future__ import annotations
@@ -21,10 +25,11 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .catchup import CONSUMED_KEY
-from .errors import problem_response
+from .errors import ServiceUnavailableError
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -78,39 +83,61 @@ def parse(value: str) -> list[tuple[str, uuid.UUID]]:
     return entries
 
 
+async def catch_up(request: Request) -> None:
+    """After authentication: wait, bounded, until this service has applied the events the
+    request's token names that it consumes; past the bound a 503 + `Retry-After`."""
+    token = request.headers.get(HEADER)
+    if token is not None and not await _caught_up(request.app.state.runtime, token):
+        bound = request.app.state.runtime.settings.read_your_writes_wait_seconds
+        raise ServiceUnavailableError(
+            f"This service has not yet applied the write named by {HEADER} "
+            f"(waited {bound:g} s); retry shortly",
+            retry_after=1,
+        )
+
+
+def _consumers(runtime: Runtime) -> dict[str, list[str]]:
+    """Topic -> the consumer names that record its events in processed_events."""
+    consumer = runtime.consumer
+    if consumer is None or not runtime.watches_projections:
+        return {}
+    names: dict[str, list[str]] = {}
+    for subscriptions in consumer.subscriptions.values():
+        for subscription in subscriptions:
+            names.setdefault(subscription.topic, []).append(subscription.name)
+    return names
+
+
+async def _caught_up(runtime: Runtime, token: str) -> bool:
+    """True once every event of the token that this service consumes is applied (at once
+    when there is none), False when the bound passes first."""
+    names = _consumers(runtime)
+    wanted = {
+        (name, str(event_id)) for topic, event_id in parse(token) for name in names.get(topic, ())
+    }
+    if not wanted:
+        return True
+    consumers, event_ids = (list(column) for column in zip(*wanted, strict=True))
+    engine = runtime.engine
+    assert engine is not None
+
+    async def applied() -> bool:
+        async with engine.connect() as connection:
+            found = await connection.scalar(_APPLIED, {"consumers": consumers, "ids": event_ids})
+        return found == len(consumers)
+
+    return await runtime.projections.until_true(CONSUMED_KEY, applied)
+
+
 class ConsistencyMiddleware:
-    """Waits for the events a request's token names (before the route), and gives a 2xx write
-    the token of the events it stored (after)."""
+    """Gives a 2xx write the token of the events it stored (the wait is `catch_up`)."""
 
-    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.runtime = runtime
-
-    def _consumers(self) -> dict[str, list[str]]:
-        """Topic -> the consumer names that record its events in processed_events."""
-        consumer = self.runtime.consumer
-        if consumer is None or not self.runtime.watches_projections:
-            return {}
-        names: dict[str, list[str]] = {}
-        for subscriptions in consumer.subscriptions.values():
-            for subscription in subscriptions:
-                names.setdefault(subscription.topic, []).append(subscription.name)
-        return names
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
-            return
-        token = next((v for k, v in scope.get("headers") or () if k == _HEADER), None)
-        if token is not None and not await self._caught_up(token.decode("latin-1")):
-            bound = self.runtime.settings.read_your_writes_wait_seconds
-            response = problem_response(
-                503,
-                f"This service has not yet applied the write named by {HEADER} "
-                f"(waited {bound:g} s); retry shortly",
-                headers={"Retry-After": "1"},
-            )
-            await response(scope, receive, send)
             return
         written: list[str] = []
         reset = _written.set(written)
@@ -126,27 +153,3 @@ class ConsistencyMiddleware:
             await self.app(scope, receive, send_token)
         finally:
             _written.reset(reset)
-
-    async def _caught_up(self, token: str) -> bool:
-        """True once every event of the token that this service consumes is applied (at once
-        when there is none), False when the bound passes first."""
-        names = self._consumers()
-        wanted = {
-            (name, str(event_id))
-            for topic, event_id in parse(token)
-            for name in names.get(topic, ())
-        }
-        if not wanted:
-            return True
-        consumers, event_ids = (list(column) for column in zip(*wanted, strict=True))
-        engine = self.runtime.engine
-        assert engine is not None
-
-        async def applied() -> bool:
-            async with engine.connect() as connection:
-                found = await connection.scalar(
-                    _APPLIED, {"consumers": consumers, "ids": event_ids}
-                )
-            return found == len(consumers)
-
-        return await self.runtime.projections.until_true(CONSUMED_KEY, applied)

@@ -21,11 +21,10 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from . import consistency
 from .auth import AuthConfig, KeySet, RevocationStore, TokenVerifier, key_set_from_settings
 from .backoff import Backoff
 from .catchup import ProjectionWatch
-from .consistency import HEADER as CONSISTENCY_HEADER
-from .consistency import ConsistencyMiddleware
 from .consumer import EventConsumer
 from .db import create_engine, create_sessionmaker
 from .docs import install_docs
@@ -295,11 +294,16 @@ def create_app(
         telemetry=fastapi_telemetry(),  # type: ignore[arg-type]
     )
     app.state.runtime = runtime
-    app.state.auth = AuthConfig(runtime.verifier, settings.api_key.get_secret_value())
+    waits = runtime.engine is not None  # writes (outbox) or projections: tokens out, waits in
+    app.state.auth = AuthConfig(
+        runtime.verifier,
+        settings.api_key.get_secret_value(),
+        authenticated=consistency.catch_up if waits else None,
+    )
     install_problem_handlers(app)
     install_truthful_openapi(app)
-    if runtime.engine is not None:  # writes (outbox) or projections: tokens out, waits in
-        app.add_middleware(ConsistencyMiddleware, runtime=runtime)
+    if waits:
+        app.add_middleware(consistency.ConsistencyMiddleware)
     app.add_middleware(NulGuard)  # inside the request context: its 422 carries the request id
     app.add_middleware(RequestContextMiddleware, service=settings.service_name)
     if cors:
@@ -311,7 +315,7 @@ def create_app(
             allow_headers=["*"],
             expose_headers=[
                 "X-Request-ID",
-                CONSISTENCY_HEADER,
+                consistency.HEADER,
                 "Retry-After",
                 "RateLimit-Limit",
                 "RateLimit-Remaining",

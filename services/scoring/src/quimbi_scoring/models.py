@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from quimbi_common.assignees import assignees_table
 from quimbi_common.outbox import infrastructure_tables
 
 ID = sa.String(255)
@@ -113,3 +114,4 @@ class TicketScore(Base):
 
 
 infrastructure_tables(Base.metadata)
+ASSIGNEES = assignees_table(Base.metadata)  # who holds each ticket, from agents' events

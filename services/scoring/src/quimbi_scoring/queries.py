@@ -20,10 +20,13 @@ from .models import Message
 from .schemas import PartBreakdown, ScoreBreakdown
 from .settings import Settings
 
+# The holder: the agent of agents' current assignment (`assignees`), else the ticket's own field.
 _BREAKDOWN = sa.text(
-    "SELECT t.id, t.subject, t.status, t.priority, t.assigned_agent_id, "
+    "SELECT t.id, t.subject, t.status, t.priority,"
+    "  coalesce(a.agent_id, t.assigned_agent_id) AS assigned_agent_id, "
     "s.smart_score, s.parts, s.inputs, s.computed_at, s.version "
     "FROM tickets t JOIN ticket_scores s ON s.ticket_id = t.id "
+    "LEFT JOIN ticket_assignees a ON a.ticket_id = t.id "
     "WHERE t.id = :id AND NOT t.deleted"
 ).columns(parts=JSONB, inputs=JSONB)
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from quimbi_common import assignees
 from quimbi_common.consumer import TICKET_FIELDS_HELD
 from quimbi_common.events import (
+    AssignmentData,
     Event,
     EventType,
     MessageData,
@@ -40,3 +42,15 @@ def register(runtime: Runtime, settings: Settings) -> None:
     async def on_message_added(unit: UnitOfWork, event: Event[MessageData]) -> None:
         """An agent's first message answers; a customer's resumes a paused clock."""
         await projections.apply_message(unit, event.data, calendar)
+
+    # The assignee straight from agents (one hop): a follow-up to an assignment waits for
+    # these events, not for the ticket.updated that tickets publishes after consuming them.
+    @runtime.events.handle(EventType.TICKET_ASSIGNED)
+    async def on_ticket_assigned(unit: UnitOfWork, event: Event[AssignmentData]) -> None:
+        """A new assignee decides who sees the ticket."""
+        await assignees.apply_assignment(unit.session, event.data)
+
+    @runtime.events.handle(EventType.ASSIGNMENT_UPDATED)
+    async def on_assignment_updated(unit: UnitOfWork, event: Event[AssignmentData]) -> None:
+        """Accepted, transferred or completed: the same rule as ticket.assigned."""
+        await assignees.apply_assignment(unit.session, event.data)

@@ -8,6 +8,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from quimbi_common.assignees import assignees_table
 from quimbi_common.outbox import infrastructure_tables
 
 
@@ -16,6 +17,7 @@ class Base(DeclarativeBase):
 
 
 infrastructure_tables(Base.metadata)
+ASSIGNEES = assignees_table(Base.metadata)  # who holds each ticket, from agents' events
 
 
 def _uuid() -> str:

@@ -25,7 +25,7 @@ async def get_ticket_sla(
     session: AsyncSession, ticket_id: str, principal: Principal
 ) -> SlaTracking:
     row = await session.scalar(sa.select(SlaTracking).where(SlaTracking.ticket_id == ticket_id))
-    return visible(row, principal, ticket_id)
+    return await visible(session, row, principal, ticket_id)
 
 
 def metric_report(

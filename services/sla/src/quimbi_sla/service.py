@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from quimbi_common import assignees
 from quimbi_common.auth import Principal
 from quimbi_common.catchup import NotVisibleYet
 from quimbi_common.clock import utcnow
@@ -241,12 +242,19 @@ async def lock_ticket(session: AsyncSession, ticket_id: str) -> SlaTracking | No
 # --- the API's per-ticket use cases --------------------------------------------------------------
 
 
-def visible(row: SlaTracking | None, principal: Principal, ticket_id: str) -> SlaTracking:
+async def visible(
+    session: AsyncSession, row: SlaTracking | None, principal: Principal, ticket_id: str
+) -> SlaTracking:
     """The clock, or a 404: not (yet) here, deleted, or a ticket the caller may not see (yet:
-    `NotVisibleYet`, as an assignment to the caller may be on its way)."""
+    `NotVisibleYet`, as an assignment to the caller may be on its way). The holder is the one
+    agents' assignment events name (`assignees`), else the ticket's own field; only an
+    `agent` pays the lookup."""
     if row is None or row.deleted_at is not None:
         raise NotFoundError(f"Ticket {ticket_id} not found")
-    if not (principal.sees_all_tickets or row.assigned_agent_id == principal.agent_id):
+    if principal.sees_all_tickets:
+        return row
+    assigned = await assignees.assigned_agent(session, ticket_id)
+    if assignees.holder(assigned, row.assigned_agent_id) != principal.agent_id:
         raise NotVisibleYet(f"Ticket {ticket_id} not found")
     return row
 
@@ -262,7 +270,8 @@ async def set_paused(
 ) -> SlaTracking:
     """Pause or resume a ticket's clock by hand (409 when it already is so)."""
     now = now or utcnow()
-    row = visible(await lock_ticket(unit.session, ticket_id), principal, ticket_id)
+    session = unit.session
+    row = await visible(session, await lock_ticket(session, ticket_id), principal, ticket_id)
     if row.is_paused == paused:
         raise ConflictError(f"The SLA clock is already {'paused' if paused else 'running'}")
     before = published_state(row)
