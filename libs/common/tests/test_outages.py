@@ -143,14 +143,15 @@ def test_a_database_starting_up_is_an_outage_not_a_bad_message() -> None:
     import asyncpg
     from sqlalchemy.exc import DBAPIError, IntegrityError
 
-    from quimbi_common.consumer import _is_outage
+    from quimbi_common.consumer import _transient
     from quimbi_common.db import is_database_outage
 
     starting = asyncpg.CannotConnectNowError("the database system is not yet accepting connections")
     wrapped = DBAPIError("SELECT 1", {}, Exception("adapted"))
     wrapped.__cause__ = wrapped.orig
     wrapped.orig.__cause__ = starting
-    assert _is_outage(wrapped)
+    assert _transient(wrapped) == "outage"
     assert is_database_outage(wrapped)
     assert not is_database_outage(IntegrityError("INSERT", {}, Exception("duplicate key")))
+    assert _transient(IntegrityError("INSERT", {}, Exception("duplicate key"))) is None
     assert not is_database_outage(ValueError("a bug"))

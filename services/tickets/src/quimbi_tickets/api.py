@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response, status
@@ -57,6 +58,34 @@ router = APIRouter(tags=["tickets"])
 SettingsDep = Annotated[Settings, Depends(provided(Settings))]
 
 
+async def _list_filters(
+    status: TicketStatus | None = None,
+    channel: Channel | None = None,
+    priority: TicketPriority | None = None,
+    category: Annotated[str | None, Query(max_length=100)] = None,
+    assigned_agent_id: Annotated[str | None, Query(max_length=255)] = None,
+    unassigned: bool = False,
+    customer_id: Annotated[str | None, Query(max_length=255)] = None,
+    page: Page = 1,
+    limit: Annotated[int, Query(ge=1, le=PAGE_SIZE_MAX)] = PAGE_SIZE_DEFAULT,
+) -> queries.InboxQuery:
+    """The list's filters and page, shared by the inbox and search (query parameters)."""
+    return queries.InboxQuery(
+        page=page,
+        limit=limit,
+        status=status,
+        channel=channel,
+        priority=priority,
+        category=category.strip().lower() if category else None,
+        assigned_agent_id=assigned_agent_id,
+        unassigned=unassigned,
+        customer_id=customer_id,
+    )
+
+
+ListFilters = Annotated[queries.InboxQuery, Depends(_list_filters)]
+
+
 # --- shaping ------------------------------------------------------------------------------------
 
 
@@ -110,15 +139,7 @@ async def list_tickets(
     agent: CurrentAgent,
     runtime: RuntimeDep,
     settings: SettingsDep,
-    status: TicketStatus | None = None,
-    channel: Channel | None = None,
-    priority: TicketPriority | None = None,
-    category: Annotated[str | None, Query(max_length=100)] = None,
-    assigned_agent_id: Annotated[str | None, Query(max_length=255)] = None,
-    unassigned: bool = False,
-    customer_id: Annotated[str | None, Query(max_length=255)] = None,
-    page: Page = 1,
-    limit: Annotated[int, Query(ge=1, le=PAGE_SIZE_MAX)] = PAGE_SIZE_DEFAULT,
+    filters: ListFilters,
     topic_alerts: Annotated[
         str | None,
         Query(
@@ -131,16 +152,8 @@ async def list_tickets(
 
     `smart_score` in each item is the ordering score, i.e. including the boost.
     """
-    query = queries.InboxQuery(
-        page=page,
-        limit=limit,
-        status=status,
-        channel=channel,
-        priority=priority,
-        category=category.strip().lower() if category else None,
-        assigned_agent_id=assigned_agent_id,
-        unassigned=unassigned,
-        customer_id=customer_id,
+    query = dataclasses.replace(
+        filters,
         topic_alerts=topic_alert_keywords(topic_alerts, TOPIC_ALERTS_MAX, TOPIC_ALERT_MAX_CHARS),
     )
     assert runtime.engine is not None
@@ -172,6 +185,7 @@ async def create_ticket(
 async def search_tickets(
     agent: CurrentAgent,
     session: SessionDep,
+    filters: ListFilters,
     q: Annotated[
         str,
         Query(
@@ -185,30 +199,10 @@ async def search_tickets(
         search.SearchOrder,
         Query(description="`relevance` (then the inbox order) or `smart` (the inbox order)"),
     ] = "relevance",
-    status: TicketStatus | None = None,
-    channel: Channel | None = None,
-    priority: TicketPriority | None = None,
-    category: Annotated[str | None, Query(max_length=100)] = None,
-    assigned_agent_id: Annotated[str | None, Query(max_length=255)] = None,
-    unassigned: bool = False,
-    customer_id: Annotated[str | None, Query(max_length=255)] = None,
-    page: Page = 1,
-    limit: Annotated[int, Query(ge=1, le=PAGE_SIZE_MAX)] = PAGE_SIZE_DEFAULT,
 ) -> SearchResults:
     """Tickets whose subject or any message contains the words (English stemming), with the
     list's filters and visibility, ranked, with HTML-safe highlighted snippets."""
-    query = queries.InboxQuery(
-        page=page,
-        limit=limit,
-        status=status,
-        channel=channel,
-        priority=priority,
-        category=category.strip().lower() if category else None,
-        assigned_agent_id=assigned_agent_id,
-        unassigned=unassigned,
-        customer_id=customer_id,
-    )
-    found = await search.search(session, agent, query, q, order)
+    found = await search.search(session, agent, filters, q, order)
     items = [
         SearchItem(
             **{name: row.get(name) for name in SearchItem.model_fields if name in row},
@@ -222,11 +216,11 @@ async def search_tickets(
         for row in found.rows
     ]
     pagination = Pagination(
-        page=page,
-        limit=limit,
+        page=filters.page,
+        limit=filters.limit,
         total=found.total,
-        has_next=page * limit < found.total,
-        has_prev=page > 1,
+        has_next=filters.page * filters.limit < found.total,
+        has_prev=filters.page > 1,
     )
     return SearchResults(tickets=items, pagination=pagination, query=q)
 
