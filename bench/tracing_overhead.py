@@ -15,6 +15,11 @@ alike. The figure that matters is CPU per request of the gateway and tickets pro
 (from /proc), with latency beside it. Goal: on ≤ +10 % CPU per request; off ≈ before.
 
     uv run python bench/tracing_overhead.py [--requests 3000] [--rounds 5] [--baseline REV]
+
+`--py-spy DIR` then profiles each variant's gateway and tickets under the same load
+(`uv run --with py-spy python bench/tracing_overhead.py --variants off,on --py-spy /tmp/prof`):
+py-spy's collapsed stacks (`DIR/<variant>-<process>.txt`, one `frames count` a line) and a
+summary of the tracing frames' share of each process's samples; not part of the figures.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,6 +35,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from _shared import free_port
 from gateway_overhead import Result, load, started_suite
@@ -80,6 +87,52 @@ def baseline_tree(revision: str) -> Iterator[str]:
         yield ":".join(paths)
 
 
+TRACING_FRAMES = ("opentelemetry/", "quimbi_common/tracing.py", "quimbi_common/trace_file.py")
+# Frames of the work a tracing wrapper wraps (the app, the Redis command): not tracing's cost.
+WRAPPED_FRAMES = ("quimbi_", "starlette/", "fastapi/", "uvicorn/", "redis/", "sqlalchemy/")
+
+
+def tracing_sample(stack: str) -> bool:
+    """Whether a sample is tracing's own work: the frame nearest the leaf that is either
+    tracing or wrapped work is tracing (helpers it calls, e.g. `re`, protobuf, count too)."""
+    for frame in reversed(stack.split(";")):
+        if any(f in frame for f in TRACING_FRAMES):
+            return True
+        if any(f in frame for f in WRAPPED_FRAMES):
+            return False
+    return False
+
+
+async def profile(name: str, target: Any, args: argparse.Namespace) -> None:
+    """py-spy on the gateway and tickets of one variant while it serves `--requests`
+    (`--gil`: only samples of a thread running Python, so waiting does not count)."""
+    out = Path(args.py_spy)
+    out.mkdir(parents=True, exist_ok=True)
+    spy = shutil.which("py-spy") or "py-spy"
+    spies = {
+        process: subprocess.Popen(  # noqa: ASYNC220
+            [spy, "record", "--pid", str(pid), "--rate", "200", "--gil"]
+            + ["--format", "raw", "--output", str(out / f"{name}-{process}.txt")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for process, pid in target.pids.items()
+    }
+    await asyncio.sleep(1.0)  # py-spy attached
+    await load(target.gateway_url, target.token, args.requests, args.concurrency, Result(name))
+    for spy_process in spies.values():
+        spy_process.send_signal(2)  # SIGINT: py-spy writes its file and exits
+    for process, spy_process in spies.items():
+        await asyncio.to_thread(spy_process.wait)
+        busy = tracing = 0
+        for line in (out / f"{name}-{process}.txt").read_text().splitlines():
+            stack, _, count = line.rpartition(" ")  # --gil: samples of Python running only
+            busy += int(count)
+            tracing += int(count) if tracing_sample(stack) else 0
+        share = tracing / busy if busy else 0.0
+        print(f"py-spy {name} {process}: {busy} busy samples, tracing frames {share:.1%}")
+
+
 def per_request(result: Result) -> dict[str, float]:
     return {name: s / len(result.latencies) * 1000 for name, s in result.cpu.items()}
 
@@ -93,6 +146,11 @@ async def main(args: argparse.Namespace) -> None:
             "on-all": {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_TRACES_SAMPLER": "always_on"},
             # the baseline's code with tracing on: compares two tracing implementations
             "before-on": {"PYTHONPATH": old_code, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint},
+            "before-on-all": {
+                "PYTHONPATH": old_code,
+                "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+                "OTEL_TRACES_SAMPLER": "always_on",
+            },
         }
         variants = {k: v for k, v in variants.items() if k in args.variants.split(",")}
         async with contextlib.AsyncExitStack() as stack:
@@ -115,6 +173,9 @@ async def main(args: argparse.Namespace) -> None:
                         results[name],
                         target.pids,
                     )
+            if args.py_spy:
+                for name, target in targets.items():
+                    await profile(name, target, args)
     print(
         f"\nGET /api/tickets?limit=50 through the gateway, concurrency {args.concurrency}, "
         f"{per_round * args.rounds} requests per variant ({args.rounds} alternating rounds); "
@@ -168,6 +229,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--variants", default="before,off,on,on-all", help="a subset, to profile one"
     )
+    parser.add_argument("--py-spy", help="a directory: profile each variant afterwards (py-spy)")
     return parser.parse_args(argv)
 
 
