@@ -107,12 +107,12 @@ async def profile(name: str, target: Any, args: argparse.Namespace) -> None:
     """py-spy on the gateway and tickets of one variant while it serves `--requests`
     (`--gil`: only samples of a thread running Python, so waiting does not count)."""
     out = Path(args.py_spy)
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
     spy = shutil.which("py-spy") or "py-spy"
+    options = ["--rate", "200", "--gil", "--format", "raw"]
     spies = {
         process: subprocess.Popen(  # noqa: ASYNC220
-            [spy, "record", "--pid", str(pid), "--rate", "200", "--gil"]
-            + ["--format", "raw", "--output", str(out / f"{name}-{process}.txt")],
+            [spy, "record", "--pid", str(pid), *options, "--output", f"{out}/{name}-{process}.txt"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
