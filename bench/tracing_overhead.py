@@ -8,9 +8,11 @@ gateway to tickets, against three pairs of processes running side by side:
   counts bytes; its CPU is the load generator's, not the services'), with the default
   sampler (a tenth of new traces, see libs/common `tracing`);
 - `on-all`: the same, every request traced (`OTEL_TRACES_SAMPLER=always_on`);
-- `before-on`: the `--baseline` code with tracing on as in `on` (compares two implementations).
+- `on-none`: the same, no request traced (`parentbased_always_off`): the unsampled path;
+- `before-on`, `before-on-none`, `before-on-all`: the `--baseline` code with tracing on as in
+  `on`, `on-none`, `on-all` (compares two implementations).
 
-Rounds alternate between the three, so background noise on the shared machine falls on all
+Rounds alternate between the variants, so background noise on the shared machine falls on all
 alike. The figure that matters is CPU per request of the gateway and tickets processes
 (from /proc), with latency beside it. Goal: on ≤ +10 % CPU per request; off ≈ before.
 
@@ -144,8 +146,18 @@ async def main(args: argparse.Namespace) -> None:
             "off": {},
             "on": {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint},  # default: 10 % of new traces
             "on-all": {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_TRACES_SAMPLER": "always_on"},
+            # on, nothing sampled: what every unsampled request pays
+            "on-none": {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+                "OTEL_TRACES_SAMPLER": "parentbased_always_off",
+            },
             # the baseline's code with tracing on: compares two tracing implementations
             "before-on": {"PYTHONPATH": old_code, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint},
+            "before-on-none": {
+                "PYTHONPATH": old_code,
+                "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+                "OTEL_TRACES_SAMPLER": "parentbased_always_off",
+            },
             "before-on-all": {
                 "PYTHONPATH": old_code,
                 "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
@@ -203,11 +215,12 @@ async def main(args: argparse.Namespace) -> None:
         f"tracing on vs off:     {cpu['on'] / cpu['off'] - 1:+.1%} CPU per request "
         f"(gateway {gateway['on'] / gateway['off'] - 1:+.1%})  [goal: <= +10 %]"
     )
-    if "before-on" in cpu:
-        print(
-            f"baseline's tracing on vs off: {cpu['before-on'] / cpu['off'] - 1:+.1%} CPU per "
-            f"request (gateway {gateway['before-on'] / gateway['off'] - 1:+.1%})"
-        )
+    for name in ("on-none", "before-on", "before-on-none", "before-on-all"):
+        if name in cpu:
+            print(
+                f"{name} vs off: {cpu[name] / cpu['off'] - 1:+.1%} CPU per request "
+                f"(gateway {gateway[name] / gateway['off'] - 1:+.1%})"
+            )
     if "on-all" in cpu:
         print(
             f"every request traced: {cpu['on-all'] / cpu['off'] - 1:+.1%} CPU per request "
