@@ -308,3 +308,58 @@ def test_the_standard_samplers_are_decided_without_the_sdk() -> None:
     # anything else is the SDK's to decide
     assert _head_rule(sampling.ParentBased(sampling.ALWAYS_ON, sampling.ALWAYS_OFF)) is None
     assert _head_rule(sampling.AlwaysRecordSampler(sampling.ALWAYS_OFF)) is None
+
+
+SQL_SPANS = """
+import asyncio
+from opentelemetry import context, trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+from quimbi_common import tracing
+tracing.configure_tracing("probe")
+
+def parent(sampled):
+    flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
+    span_context = SpanContext(int("1" * 32, 16), int("2" * 16, 16), True, trace_flags=flags)
+    return trace.set_span_in_context(NonRecordingSpan(span_context))
+
+async def main():
+    engine = create_async_engine(DATABASE_URL)
+    tracing.instrument_engine(engine)
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))  # no parent
+    for sampled, value in ((False, 2), (True, 3)):
+        token = context.attach(parent(sampled))
+        try:
+            async with engine.connect() as connection:  # a checkout inside the trace
+                await connection.execute(text(f"SELECT {value}"))
+        finally:
+            context.detach(token)
+    await engine.dispose()
+asyncio.run(main())
+tracing.shutdown()
+"""
+
+
+def test_sql_spans_only_inside_a_sampled_trace_and_no_connect_span(tmp_path: Path) -> None:
+    """A statement opens a span under a sampled parent only (the instrumentation's hook is
+    skipped otherwise), and a session's pool checkout opens none."""
+    from quimbi_common.testing import ADMIN_DSN
+
+    url = ADMIN_DSN.replace("postgresql://", "postgresql+asyncpg://", 1)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "QUIMBI_TRACE"))}
+    spans_path = tmp_path / "spans.jsonl"
+    subprocess.run(
+        [sys.executable, "-c", f"DATABASE_URL = {url!r}\n" + SQL_SPANS],
+        env={**clean, "QUIMBI_TRACE_FILE": str(spans_path), "OTEL_TRACES_SAMPLER": "always_on"},
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    spans = [json.loads(line) for line in spans_path.read_text().splitlines()]
+    assert [(s["kind"], s["trace_id"], s["parent_span_id"]) for s in spans] == [
+        ("CLIENT", "1" * 32, "2" * 16)
+    ]
+    assert "SELECT" in spans[0]["name"]

@@ -262,12 +262,25 @@ def instrument_engine(engine: Any) -> None:
     instrumentor = SQLAlchemyInstrumentor()
     if instrumentor.is_instrumented_by_opentelemetry:
         return
-    instrumentor.instrument(
+    engine_tracer = instrumentor.instrument(
         engine=engine.sync_engine,
         enable_commenter=False,
         skip_dep_check=True,
         tracer_provider=_SampledOnlyProvider(trace.get_tracer_provider()),
     )
+    # Its statement hook reads the URL, the database name and the statement's first words
+    # before it asks the tracer whether to record: outside a sampled trace it is skipped.
+    before = getattr(engine_tracer, "_before_cur_exec", None)
+    if before is not None:
+        from sqlalchemy import event
+
+        def gated(conn: Any, cursor: Any, statement: Any, params: Any, *rest: Any) -> Any:
+            if trace.get_current_span().get_span_context().trace_flags.sampled:
+                return before(conn, cursor, statement, params, *rest)
+            return statement, params
+
+        event.remove(engine.sync_engine, "before_cursor_execute", before)
+        event.listen(engine.sync_engine, "before_cursor_execute", gated, retval=True)
     # Its `connect` span wraps `Engine.connect`, i.e. each pool checkout of each session: a
     # span per request that says nothing the statements' spans do not (one less to record
     # and export per sampled request).
