@@ -14,7 +14,9 @@ gateway to tickets, against three pairs of processes running side by side:
 
 Rounds alternate between the variants, so background noise on the shared machine falls on all
 alike. The figure that matters is CPU per request of the gateway and tickets processes
-(from /proc), with latency beside it. Goal: on ≤ +10 % CPU per request; off ≈ before.
+(from /proc, less what they burn idle: measured for `--idle-seconds` before each round and
+subtracted for the round's duration), with latency beside it. Goal: on ≤ +10 % CPU per
+request; off ≈ before.
 
     uv run python bench/tracing_overhead.py [--requests 3000] [--rounds 5] [--baseline REV]
 
@@ -39,7 +41,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from _shared import free_port
+from _shared import cpu_seconds, free_port
 from gateway_overhead import Result, load, started_suite
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,6 +137,17 @@ async def profile(name: str, target: Any, args: argparse.Namespace) -> None:
         print(f"py-spy {name} {process}: {busy} busy samples, tracing frames {share:.1%}")
 
 
+async def idle_rates(pids: dict[str, int], seconds: float) -> dict[str, float]:
+    """CPU seconds per second each process spends with no request (consumer polls, timers,
+    the relay): subtracted from a round's CPU, so a round slowed by other load on the
+    machine does not count more background work per request."""
+    if seconds <= 0:
+        return {}
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    await asyncio.sleep(seconds)
+    return {name: (cpu_seconds(pid) - before[name]) / seconds for name, pid in pids.items()}
+
+
 def per_request(result: Result) -> dict[str, float]:
     return {name: s / len(result.latencies) * 1000 for name, s in result.cpu.items()}
 
@@ -177,6 +190,8 @@ async def main(args: argparse.Namespace) -> None:
             per_round = max(1, args.requests // args.rounds)
             for _ in range(args.rounds):
                 for name, target in targets.items():
+                    idle = await idle_rates(target.pids, args.idle_seconds)
+                    seconds = results[name].seconds
                     await load(
                         target.gateway_url,
                         target.token,
@@ -185,6 +200,9 @@ async def main(args: argparse.Namespace) -> None:
                         results[name],
                         target.pids,
                     )
+                    took = results[name].seconds - seconds
+                    for process, rate in idle.items():  # background work is not per request
+                        results[name].cpu[process] -= rate * took
             if args.py_spy:
                 for name, target in targets.items():
                     await profile(name, target, args)
@@ -241,6 +259,12 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--variants", default="before,off,on,on-all", help="a subset, to profile one"
+    )
+    parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=2.0,
+        help="idle CPU measured before each round and subtracted (0: not subtracted)",
     )
     parser.add_argument("--py-spy", help="a directory: profile each variant afterwards (py-spy)")
     return parser.parse_args(argv)
