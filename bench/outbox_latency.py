@@ -21,9 +21,9 @@ from _shared import percentile
 from aiokafka import AIOKafkaConsumer
 
 from quimbi_common.db import create_engine, create_sessionmaker
-from quimbi_common.events import TicketDeletedData
+from quimbi_common.events import EventType, TicketDeletedData
 from quimbi_common.kafka import ensure_topics
-from quimbi_common.outbox import OutboxRelay, add_event, infrastructure_tables
+from quimbi_common.outbox import OutboxRelay, add_events, infrastructure_tables
 from quimbi_common.settings import CommonSettings
 from quimbi_common.testing import KAFKA, create_database, drop_database, unique
 
@@ -70,7 +70,7 @@ async def main(events: int, rate: float) -> None:
         ticket_id = f"bench-{i}"
         async with sessions() as session:
             data = TicketDeletedData(id=ticket_id, version=1, deleted_at=datetime.now(UTC))
-            await add_event(session, "ticket.deleted", data, source="bench")
+            await add_events(session, [(EventType.TICKET_DELETED, data)], source="bench")
             await session.commit()
         committed[ticket_id] = time.perf_counter()
         await asyncio.sleep(max(0.0, started + (i + 1) / rate - time.perf_counter()))

@@ -81,32 +81,42 @@ def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def _ensure_agents(client: httpx.AsyncClient, admin: str) -> list[dict[str, Any]]:
-    created = []
+async def _ensure_agents(
+    client: httpx.AsyncClient, admin: str, *, tokens: bool
+) -> list[dict[str, Any]]:
+    """The demo agents, created if missing and set online; logged in (a bcrypt check each)
+    only when `tokens` are wanted, i.e. when tickets are still to be created in their name."""
+    listed = await client.get("/api/agents", params={"limit": 200}, headers=_bearer(admin))
+    listed.raise_for_status()
+    existing = {a["email"]: a for a in listed.json()["agents"]}
+    ensured = []
     for i, (role, name, department, specializations) in enumerate(AGENTS):
         email = f"{role.replace('_', '.')}{i}@example.com"
-        response = await client.post(
-            "/api/agents",
-            headers=_bearer(admin),
-            json={
-                "email": email,
-                "password": DEMO_PASSWORD,
-                "name": name,
-                "role": role,
-                "department": department,
-                "specializations": specializations,
-                "max_concurrent_tickets": 40,
-            },
-        )
-        if response.status_code not in (200, 201, 409):
+        agent = existing.get(email)
+        if agent is None:
+            response = await client.post(
+                "/api/agents",
+                headers=_bearer(admin),
+                json={
+                    "email": email,
+                    "password": DEMO_PASSWORD,
+                    "name": name,
+                    "role": role,
+                    "department": department,
+                    "specializations": specializations,
+                    "max_concurrent_tickets": 40,
+                },
+            )
             response.raise_for_status()
-        token = await _login(client, email, DEMO_PASSWORD)
-        me = (await client.get("/api/agents/me", headers=_bearer(token))).json()
-        await client.patch(
-            "/api/agents/me/status", headers=_bearer(token), json={"status": "online"}
-        )
-        created.append({"role": role, "email": email, "token": token, "id": me["id"]})
-    return created
+            agent = response.json()
+        if agent["status"] != "online":
+            response = await client.patch(
+                f"/api/agents/{agent['id']}", headers=_bearer(admin), json={"status": "online"}
+            )
+            response.raise_for_status()
+        token = await _login(client, email, DEMO_PASSWORD) if tokens else ""
+        ensured.append({"role": role, "email": email, "token": token, "id": agent["id"]})
+    return ensured
 
 
 def _plan(rng: random.Random, workers: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -163,10 +173,10 @@ async def seed_demo_data(
     """Seed the running suite; returns the demo logins (role, email, password)."""
     async with httpx.AsyncClient(base_url=gateway_url, timeout=30.0) as client:
         admin = await _login(client, *ADMIN)
-        agents = await _ensure_agents(client, admin)
         existing = await client.get("/api/tickets", params={"limit": 1}, headers=_bearer(admin))
         existing.raise_for_status()
         have = existing.json()["pagination"]["total"]
+        agents = await _ensure_agents(client, admin, tokens=have < TICKET_TARGET)
         workers = [a for a in agents if a["role"] in ("agent", "senior_agent")]
         todo = _plan(random.Random(42), workers)[have:]
         limit = asyncio.Semaphore(concurrency)

@@ -195,7 +195,7 @@ CONF
       || die "formatting Kafka storage failed (see $dir/format.log)"
   fi
   log "starting kafka on 127.0.0.1:$KAFKA_PORT"
-  nohup java -Xms256m -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true \
+  nohup java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$dir/log4j2.properties" -cp "$cp" kafka.Kafka "$dir/server.properties" \
     >"$dir/kafka.out" 2>&1 &
   echo $! >"$dir/kafka.pid"

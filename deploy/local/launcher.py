@@ -124,9 +124,38 @@ class Options:
     tracing: bool = False  # start Jaeger and export every service's traces to it
     watch_infra: bool = False  # `make run`: restart a crashed PostgreSQL, Redis or Kafka
     replicas: dict[str, int] = field(default_factory=dict)
+    pycache: Path | None = field(default_factory=lambda: bytecode_cache(os.environ))
 
 
 REPLICA_PORT_STEP = 50
+
+
+def bytecode_cache(env: Mapping[str, str]) -> Path | None:
+    """Where the services keep their compiled bytecode when the environment forbids writing it
+    (PYTHONDONTWRITEBYTECODE, as some shells and CI set): else every start compiles every
+    library again, about half of a service's start-up CPU. None: Python's own caching."""
+    if "PYTHONDONTWRITEBYTECODE" not in env or env.get("PYTHONPYCACHEPREFIX"):
+        return None
+    return ROOT / ".local" / "pycache"
+
+
+async def _at_head(migrations: Path, database_url: str) -> bool:
+    """Whether the database is at its migrations' head already (a warm start skips Alembic:
+    starting it and reading every revision costs more than the query)."""
+    from quimbi_common.migrations import script_heads
+
+    heads = script_heads(migrations)
+    if not heads:
+        return False
+    dsn = database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        if await conn.fetchval("SELECT to_regclass('alembic_version')") is None:
+            return False
+        current = {row[0] for row in await conn.fetch("SELECT version_num FROM alembic_version")}
+    finally:
+        await conn.close()
+    return current == heads
 
 
 def build_services(opts: Options) -> list[Service]:
@@ -229,10 +258,17 @@ class Suite:
         for service in self.services:  # one at a time: Alembic's context is process-global
             if service.migrations and service.migrations not in migrated:
                 migrated.add(service.migrations)
-                await asyncio.to_thread(upgrade, service.migrations, service.env["DATABASE_URL"])
+                if not await _at_head(service.migrations, service.env["DATABASE_URL"]):
+                    self.say(f"migrating {service.database}")
+                    await asyncio.to_thread(
+                        upgrade, service.migrations, service.env["DATABASE_URL"]
+                    )
 
     async def _spawn(self, service: Service, color: str) -> asyncio.subprocess.Process:
         env = {**os.environ, **service.env}
+        if self.opts.pycache is not None:
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            env["PYTHONPYCACHEPREFIX"] = str(self.opts.pycache)
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -512,6 +548,8 @@ async def run(opts: Options) -> int:
         if viewer is not None:
             viewer.terminate()
             await viewer.wait()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
 def _banner(suite: Suite, logins: list[tuple[str, str, str]], seconds: float) -> None:

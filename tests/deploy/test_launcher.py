@@ -158,3 +158,80 @@ def test_ctrl_c_while_migrating_stops_at_once(tmp_path: Path) -> None:
     assert code == 0
     assert "stopping" in output
     assert "Traceback" not in output
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("phase", ["readiness", "seeding"])
+async def test_ctrl_c_while_waiting_for_readiness_or_seeding_stops_at_once(
+    tmp_path: Path, monkeypatch: Any, phase: str
+) -> None:
+    reached = asyncio.Event()
+    stopped: list[bool] = []
+
+    async def hang() -> None:
+        reached.set()
+        await asyncio.Event().wait()
+
+    class HangingSuite(launcher.Suite):
+        """Databases and processes are not the point: the phase under test never ends."""
+
+        def check_ports(self) -> None:
+            return None
+
+        async def prepare_databases(self) -> None:
+            return None
+
+        async def start(self) -> None:
+            return None
+
+        async def wait_ready(self, timeout: float = 120.0) -> None:
+            if phase == "readiness":
+                await hang()
+
+        async def stop(self) -> None:
+            stopped.append(True)
+
+    async def hanging_seed(gateway: str, say: Any) -> list[tuple[str, str, str]]:
+        await hang()
+        return []
+
+    monkeypatch.setattr(launcher, "Suite", HangingSuite)
+    monkeypatch.setattr(launcher, "seed_demo_data", hanging_seed)
+    opts = launcher.Options(log_dir=tmp_path, echo_logs=False, seed=phase == "seeding")
+    running = asyncio.create_task(launcher.run(opts))
+    # given the launcher in the phase that never ends
+    await asyncio.wait_for(reached.wait(), timeout=10)
+    # when Ctrl-C arrives
+    signal.raise_signal(signal.SIGINT)
+    # then it stops everything at once, and gives the terminal its Ctrl-C back
+    assert await asyncio.wait_for(running, timeout=3) == 0
+    assert stopped == [True]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.unit
+def test_bytecode_is_cached_under_local_only_when_the_environment_forbids_writing_it() -> None:
+    assert launcher.bytecode_cache({}) is None
+    assert launcher.bytecode_cache({"PYTHONDONTWRITEBYTECODE": "1"}) == (
+        launcher.ROOT / ".local" / "pycache"
+    )
+    kept = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": "/elsewhere"}
+    assert launcher.bytecode_cache(kept) is None
+
+
+@pytest.mark.service
+async def test_a_database_at_head_is_not_migrated_again() -> None:
+    from quimbi_common.migrations import upgrade
+    from quimbi_common.testing import create_database, drop_database, unique
+
+    migrations = ROOT / "services" / "scoring" / "migrations"
+    name = unique("test_launcher_head_")
+    url = await create_database(name)
+    try:
+        assert not await launcher._at_head(migrations, url)  # empty: no alembic_version
+        await asyncio.to_thread(upgrade, migrations, url, "0002")
+        assert not await launcher._at_head(migrations, url)  # behind
+        await asyncio.to_thread(upgrade, migrations, url)
+        assert await launcher._at_head(migrations, url)
+    finally:
+        await drop_database(name)

@@ -9,6 +9,7 @@ from quimbi_common.events import (
     TOPICS,
     AgentData,
     CustomerSnapshot,
+    EventType,
     MessageData,
     TicketData,
     TicketDeletedData,
@@ -117,3 +118,9 @@ def test_every_architecture_topic_has_a_contract() -> None:
         "customer.intelligence_updated",
     }
     assert set(TOPICS) == expected
+
+
+def test_every_event_type_is_a_topic_and_every_topic_an_event_type() -> None:
+    assert list(TOPICS) == list(EventType)
+    assert all(TOPICS[t].name is t for t in EventType)
+    assert TOPICS["ticket.created"] is TOPICS[EventType.TICKET_CREATED]  # as read off Kafka

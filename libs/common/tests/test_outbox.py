@@ -15,8 +15,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from quimbi_common.db import create_engine, create_sessionmaker
-from quimbi_common.events import TicketDeletedData
-from quimbi_common.outbox import OutboxRelay, add_event
+from quimbi_common.events import EventType, TicketDeletedData
+from quimbi_common.outbox import OutboxRelay, add_events
 from quimbi_common.settings import CommonSettings
 from quimbi_common.testing import EventProbe, eventually, unique
 
@@ -32,7 +32,9 @@ async def _write(settings: CommonSettings, ticket_ids: list[str], *, commit: boo
     engine = create_engine(settings)
     async with create_sessionmaker(engine)() as session:
         for ticket_id in ticket_ids:
-            await add_event(session, "ticket.deleted", _deleted(ticket_id), source="test")
+            await add_events(
+                session, [(EventType.TICKET_DELETED, _deleted(ticket_id))], source="test"
+            )
         if commit:
             await session.commit()
         else:

@@ -19,7 +19,6 @@ from quimbi_agents.domain import (
     may_grant_role,
     password_problem,
     resolved_today,
-    waiting_order_key,
 )
 from quimbi_common.enums import AssignmentReason, Role
 
@@ -112,14 +111,6 @@ def test_a_reason_defaults_to_transfer_when_someone_held_the_ticket() -> None:
     assert assignment_reason(None, has_previous=True) == AssignmentReason.TRANSFER
     assert assignment_reason(None, has_previous=False) == AssignmentReason.MANUAL
     assert assignment_reason(AssignmentReason.ESCALATION, True) == AssignmentReason.ESCALATION
-
-
-def test_waiting_tickets_go_most_urgent_then_oldest_first() -> None:
-    old_low = ("low", NOW - timedelta(hours=5))
-    new_urgent = ("urgent", NOW)
-    old_urgent = ("urgent", NOW - timedelta(hours=1))
-    ordered = sorted([old_low, new_urgent, old_urgent], key=lambda t: waiting_order_key(*t))
-    assert ordered == [old_urgent, new_urgent, old_low]
 
 
 def test_the_local_day_follows_the_support_time_zone() -> None:

@@ -16,14 +16,14 @@ from pathlib import Path
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
-from .events import TOPICS, Topic
+from .events import TOPICS, EventType, Topic
 
 DEFAULT_DIR = Path(__file__).resolve().parents[4] / "docs" / "events"
-PUBLISHERS = {
+PUBLISHERS: dict[str, str] = {  # by topic, else by the topic's first word
     "ticket": "tickets",
     "message": "tickets",
-    "ticket.scored": "scoring",
-    "ticket.assigned": "agents",
+    EventType.TICKET_SCORED: "scoring",
+    EventType.TICKET_ASSIGNED: "agents",
     "assignment": "agents",
     "agent": "agents",
     "sla": "sla",

@@ -46,7 +46,7 @@ from . import tracing
 from .backoff import nth_delay
 from .catchup import CHANNEL, CONSUMED_KEY
 from .db import is_database_outage
-from .events import TOPICS, Event, dead_letter_topic
+from .events import TOPICS, Event, EventType, dead_letter_topic, parse_event
 from .observability import (
     CONSUMER_BATCH_RECORDS,
     CONSUMER_BATCH_SECONDS,
@@ -102,11 +102,16 @@ def changes_beyond(*ignored: str) -> Wants:
     return wants
 
 
+# Sentiment and difficulty are the tickets service's own estimates, held by no other service:
+# a ticket.updated that changes only those is not for a ticket copy elsewhere.
+TICKET_FIELDS_HELD = changes_beyond("customer_sentiment", "estimated_difficulty")
+
+
 @dataclass(frozen=True)
 class Subscription:
     """One handler of one topic; `name` is its consumer name in `processed_events`."""
 
-    topic: str
+    topic: EventType
     handler: Handler | None
     name: str
     wants: Wants | None
@@ -197,7 +202,9 @@ class EventConsumer:
         self._position: dict[TopicPartition, int] = {}  # next offset to apply (for the lag)
         self._committing: asyncio.Task[None] | None = None
 
-    def handle(self, topic: str, *, when: Wants | None = None) -> Callable[[Handler], Handler]:
+    def handle(
+        self, topic: EventType, *, when: Wants | None = None
+    ) -> Callable[[Handler], Handler]:
         """Decorator registering `async def on_x(unit, event)` for `topic`."""
 
         def register(handler: Handler) -> Handler:
@@ -207,7 +214,7 @@ class EventConsumer:
         return register
 
     def handle_many(
-        self, topic: str, *, when: Wants | None = None
+        self, topic: EventType, *, when: Wants | None = None
     ) -> Callable[[BatchHandler], BatchHandler]:
         """Decorator registering `async def on_x(unit, events)`: a batch's new events of
         `topic` in one call (offset order per key), for a set-based projection that holds its
@@ -219,7 +226,7 @@ class EventConsumer:
 
         return register
 
-    def subscribe(self, topic: str, handler: Handler, *, when: Wants | None = None) -> None:
+    def subscribe(self, topic: EventType, handler: Handler, *, when: Wants | None = None) -> None:
         self._add(Subscription(topic, handler, self._name(handler), when))
 
     def _name(self, handler: Callable[..., Any]) -> str:
@@ -408,11 +415,7 @@ class EventConsumer:
         for record in records:
             subscriptions = self.subscriptions[record.topic]
             try:
-                event = (
-                    TOPICS[subscriptions[0].topic]
-                    .envelope()
-                    .model_validate_json(record.value or b"")
-                )
+                event = parse_event(subscriptions[0].topic, record.value or b"")
             except ValidationError as exc:
                 await self._dead_letter(record, f"invalid event: {exc}", "invalid")
                 for subscription in subscriptions:

@@ -10,6 +10,7 @@ import functools
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -199,11 +200,32 @@ class Event(BaseModel, Generic[DataT]):
     data: DataT
 
 
+class EventType(StrEnum):
+    """Every topic by name (= the CloudEvents `type`): service code names topics only so."""
+
+    TICKET_CREATED = "ticket.created"
+    TICKET_UPDATED = "ticket.updated"
+    TICKET_DELETED = "ticket.deleted"
+    MESSAGE_ADDED = "message.added"
+    MESSAGE_UPDATED = "message.updated"
+    MESSAGE_DELETED = "message.deleted"
+    TICKET_SCORED = "ticket.scored"
+    TICKET_ASSIGNED = "ticket.assigned"
+    ASSIGNMENT_UPDATED = "assignment.updated"
+    SLA_UPDATED = "sla.updated"
+    SLA_WARNING = "sla.warning"
+    SLA_BREACHED = "sla.breached"
+    AGENT_CREATED = "agent.created"
+    AGENT_UPDATED = "agent.updated"
+    AGENT_DELETED = "agent.deleted"
+    CUSTOMER_INTELLIGENCE_UPDATED = "customer.intelligence_updated"
+
+
 @dataclass(frozen=True)
 class Topic:
     """One topic: its name (= the event type), data model, version and how it is keyed."""
 
-    name: str
+    name: EventType
     data: type[Contract]
     key_field: str
     subject_field: str
@@ -227,26 +249,27 @@ def _envelope(data: type[Contract]) -> type[Event[Any]]:
     return Event[data]  # type: ignore[valid-type]
 
 
-TOPICS: dict[str, Topic] = {
+_E = EventType
+TOPICS: dict[str, Topic] = {  # keyed by EventType (a str: a topic read off Kafka finds it)
     t.name: t
     for t in (
-        Topic("ticket.created", TicketData, "id", "id", "A ticket was created."),
-        Topic("ticket.updated", TicketUpdatedData, "id", "id", "A ticket changed."),
-        Topic("ticket.deleted", TicketDeletedData, "id", "id", "A ticket was deleted."),
-        Topic("message.added", MessageData, "ticket_id", "id", "A message was added."),
-        Topic("message.updated", MessageUpdatedData, "ticket_id", "id", "A message was edited."),
-        Topic("message.deleted", MessageData, "ticket_id", "id", "A message was deleted."),
-        Topic("ticket.scored", TicketScoredData, "ticket_id", "ticket_id", "A score changed."),
-        Topic("ticket.assigned", AssignmentData, "ticket_id", "id", "A ticket was assigned."),
-        Topic("assignment.updated", AssignmentData, "ticket_id", "id", "An assignment changed."),
-        Topic("sla.updated", SlaTrackingData, "ticket_id", "ticket_id", "An SLA clock changed."),
-        Topic("sla.warning", SlaAlertData, "ticket_id", "ticket_id", "An SLA metric is at risk."),
-        Topic("sla.breached", SlaAlertData, "ticket_id", "ticket_id", "An SLA was breached."),
-        Topic("agent.created", AgentData, "id", "id", "An agent was created."),
-        Topic("agent.updated", AgentUpdatedData, "id", "id", "An agent changed."),
-        Topic("agent.deleted", AgentData, "id", "id", "An agent was deleted."),
+        Topic(_E.TICKET_CREATED, TicketData, "id", "id", "A ticket was created."),
+        Topic(_E.TICKET_UPDATED, TicketUpdatedData, "id", "id", "A ticket changed."),
+        Topic(_E.TICKET_DELETED, TicketDeletedData, "id", "id", "A ticket was deleted."),
+        Topic(_E.MESSAGE_ADDED, MessageData, "ticket_id", "id", "A message was added."),
+        Topic(_E.MESSAGE_UPDATED, MessageUpdatedData, "ticket_id", "id", "A message was edited."),
+        Topic(_E.MESSAGE_DELETED, MessageData, "ticket_id", "id", "A message was deleted."),
+        Topic(_E.TICKET_SCORED, TicketScoredData, "ticket_id", "ticket_id", "A score changed."),
+        Topic(_E.TICKET_ASSIGNED, AssignmentData, "ticket_id", "id", "A ticket was assigned."),
+        Topic(_E.ASSIGNMENT_UPDATED, AssignmentData, "ticket_id", "id", "An assignment changed."),
+        Topic(_E.SLA_UPDATED, SlaTrackingData, "ticket_id", "ticket_id", "An SLA clock changed."),
+        Topic(_E.SLA_WARNING, SlaAlertData, "ticket_id", "ticket_id", "An SLA metric is at risk."),
+        Topic(_E.SLA_BREACHED, SlaAlertData, "ticket_id", "ticket_id", "An SLA was breached."),
+        Topic(_E.AGENT_CREATED, AgentData, "id", "id", "An agent was created."),
+        Topic(_E.AGENT_UPDATED, AgentUpdatedData, "id", "id", "An agent changed."),
+        Topic(_E.AGENT_DELETED, AgentData, "id", "id", "An agent was deleted."),
         Topic(
-            "customer.intelligence_updated",
+            _E.CUSTOMER_INTELLIGENCE_UPDATED,
             CustomerIntelligenceData,
             "customer_id",
             "customer_id",
@@ -262,7 +285,7 @@ def dead_letter_topic(topic: str) -> str:
 
 
 def build_event(
-    topic: str,
+    topic: EventType,
     data: Contract,
     *,
     source: str,

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from . import consistency, tracing
 from .db import asyncpg_dsn
-from .events import TOPICS, Contract, build_event
+from .events import TOPICS, Contract, EventType, build_event
 from .kafka import create_producer
 from .observability import (
     EVENTS_PUBLISHED,
@@ -78,7 +78,7 @@ _INSERT_MANY = sa.text(
 
 
 async def add_events(
-    session: AsyncSession, events: Sequence[tuple[str, Contract]], *, source: str
+    session: AsyncSession, events: Sequence[tuple[EventType, Contract]], *, source: str
 ) -> list[str]:
     """Store events in the caller's transaction, in order, with one statement (insert and
     NOTIFY); they are published only if that transaction commits. Returns the event ids."""
@@ -122,7 +122,7 @@ _REPLACE_MANY = sa.text(
 
 
 async def replace_events(
-    session: AsyncSession, events: Sequence[tuple[str, str, Contract]], *, source: str
+    session: AsyncSession, events: Sequence[tuple[str, EventType, Contract]], *, source: str
 ) -> None:
     """Give events added earlier in this transaction newer data, `(event id, topic, data)`:
     a thing that changed twice before the commit is published once, in its final state. Its
@@ -137,12 +137,6 @@ async def replace_events(
         ids.append(event_id)
         payloads.append(event.model_copy(update={"id": uuid.UUID(event_id)}).model_dump_json())
     await session.execute(_REPLACE_MANY, {"event_ids": ids, "payloads": payloads})
-
-
-async def add_event(session: AsyncSession, topic: str, data: Contract, *, source: str) -> str:
-    """Store one event in the caller's transaction; it is published only if that commits."""
-    [event_id] = await add_events(session, [(topic, data)], source=source)
-    return event_id
 
 
 class OutboxRelay:

@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from .events import Contract
+from .events import Contract, EventType
 from .outbox import add_events, replace_events
 
 T = TypeVar("T")
@@ -63,16 +63,16 @@ class UnitOfWork:
         for step in steps:
             await step()
 
-    async def emit(self, topic: str, data: Contract) -> str:
+    async def emit(self, topic: EventType, data: Contract) -> str:
         """Raise one event with this change; returns its id."""
         [event_id] = await add_events(self.session, [(topic, data)], source=self.source)
         return event_id
 
-    async def emit_many(self, events: Sequence[tuple[str, Contract]]) -> list[str]:
+    async def emit_many(self, events: Sequence[tuple[EventType, Contract]]) -> list[str]:
         """Raise events with this change, in order (one statement); returns their ids."""
         return await add_events(self.session, events, source=self.source)
 
-    async def replace(self, events: Sequence[tuple[str, str, Contract]]) -> None:
+    async def replace(self, events: Sequence[tuple[str, EventType, Contract]]) -> None:
         """Give events raised earlier in this unit newer data, `(event id, topic, data)`."""
         await replace_events(self.session, events, source=self.source)
 

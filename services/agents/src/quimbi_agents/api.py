@@ -21,6 +21,8 @@ from .schemas import (
     AssignmentHistory,
     AssignmentRead,
     AssignRequest,
+    BulkAssignRequest,
+    BulkAssignResponse,
     LoginRequest,
     LoginResponse,
     StatusUpdate,
@@ -35,6 +37,8 @@ TicketId = Annotated[str, Path(min_length=1, max_length=255)]
 keys_router = APIRouter(tags=["keys"])
 agents_router = APIRouter(prefix="/api/agents", tags=["agents"])
 assignments_router = APIRouter(prefix="/api/tickets/{ticket_id}", tags=["assignments"])
+# before assignments_router, whose `/api/tickets/{ticket_id}/assign` would take `bulk` for an id
+bulk_router = APIRouter(tags=["assignments"])
 
 
 @keys_router.get("/.well-known/jwks.json", summary="Public keys that verify access tokens")
@@ -211,4 +215,22 @@ async def history(
     )
 
 
-routers = (keys_router, agents_router, assignments_router)
+@bulk_router.post(
+    "/api/tickets/bulk/assign",
+    summary="Assign many tickets to one agent",
+    responses=problems(
+        **{
+            "403": "Below senior_agent",
+            "422": "A bad body, or no active agent with that id",
+        }
+    ),
+)
+async def bulk_assign(
+    body: BulkAssignRequest, actor: CurrentAgent, units: UnitsDep
+) -> BulkAssignResponse:
+    """Assign or transfer up to 500 tickets to one agent (senior_agent and up), each as the
+    single assign route would; every ticket gets its own result (partial success)."""
+    return await units.run(lambda unit: assignments.bulk_assign(unit, actor, body))
+
+
+routers = (keys_router, agents_router, bulk_router, assignments_router)

@@ -104,11 +104,6 @@ def assignment_reason(requested: AssignmentReason | None, has_previous: bool) ->
     return AssignmentReason.TRANSFER if has_previous else AssignmentReason.MANUAL
 
 
-def waiting_order_key(priority: str, created_at: datetime) -> tuple[int, float]:
-    """Waiting tickets are handed out most urgent first, then oldest first."""
-    return (-PRIORITY_RANK.get(TicketPriority(priority), 0), created_at.timestamp())
-
-
 def seconds_between(start: datetime, end: datetime) -> int:
     return max(0, round((end - start).total_seconds()))
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from quimbi_common.consumer import changes_beyond
+from quimbi_common.consumer import TICKET_FIELDS_HELD
 from quimbi_common.events import (
     Event,
+    EventType,
     MessageData,
     TicketData,
     TicketDeletedData,
@@ -16,28 +17,24 @@ from quimbi_common.uow import UnitOfWork
 from .projections import apply_message_added, apply_ticket_deleted, apply_ticket_event
 from .settings import Settings
 
-# Sentiment and difficulty are the tickets service's own estimates; this service does not hold
-# them, so a ticket.updated that changes only those is not consumed.
-TICKET_FIELDS_HELD = changes_beyond("customer_sentiment", "estimated_difficulty")
-
 
 def register(runtime: Runtime, settings: Settings) -> None:
-    @runtime.events.handle("ticket.created")
+    @runtime.events.handle(EventType.TICKET_CREATED)
     async def on_ticket_created(unit: UnitOfWork, event: Event[TicketData]) -> None:
         """Project the ticket; record its assignee, or auto-assign it (AUTO_ASSIGN)."""
         await apply_ticket_event(unit, settings, event.data)
 
-    @runtime.events.handle("ticket.updated", when=TICKET_FIELDS_HELD)
+    @runtime.events.handle(EventType.TICKET_UPDATED, when=TICKET_FIELDS_HELD)
     async def on_ticket_updated(unit: UnitOfWork, event: Event[TicketUpdatedData]) -> None:
         """Follow assignee and status; a resolved or closed ticket completes its assignment."""
         await apply_ticket_event(unit, settings, event.data)
 
-    @runtime.events.handle("ticket.deleted")
+    @runtime.events.handle(EventType.TICKET_DELETED)
     async def on_ticket_deleted(unit: UnitOfWork, event: Event[TicketDeletedData]) -> None:
         """Tombstone the ticket and end its active assignment."""
         await apply_ticket_deleted(unit, settings, event.data)
 
-    @runtime.events.handle("message.added")
+    @runtime.events.handle(EventType.MESSAGE_ADDED)
     async def on_message_added(unit: UnitOfWork, event: Event[MessageData]) -> None:
         """Response-time metric: customer message → next agent message."""
         await apply_message_added(unit, event.data)

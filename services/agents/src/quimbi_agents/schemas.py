@@ -167,3 +167,32 @@ class AssignmentRead(BaseModel):
 class AssignmentHistory(BaseModel):
     ticket_id: str
     assignments: list[AssignmentRead]
+
+
+BULK_MAX_TICKETS = 500
+TicketIdItem = Annotated[str, StringConstraints(min_length=1, max_length=255), NoNul]
+
+
+class BulkAssignRequest(AssignRequest):
+    """One assignee for up to 500 tickets (repeats ignored), each assigned as by
+    `POST /api/tickets/{id}/assign`."""
+
+    ticket_ids: Annotated[list[TicketIdItem], Field(min_length=1, max_length=BULK_MAX_TICKETS)]
+
+
+class BulkAssignResult(BaseModel):
+    id: str
+    outcome: Literal["assigned", "not_found", "conflict"] = Field(
+        description="`assigned` (`ticket.assigned` published), `not_found` (unknown ticket), "
+        "`conflict` (closed or resolved, already the agent's, or assigned concurrently)"
+    )
+    status: int = Field(description="What the single assign route would have answered")
+    detail: str | None = None
+    assignment_id: str | None = None
+
+
+class BulkAssignResponse(BaseModel):
+    results: list[BulkAssignResult] = Field(description="One per ticket, in request order")
+    requested: int
+    assigned: int
+    failed: int

@@ -19,7 +19,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from quimbi_common.clock import utcnow
-from quimbi_common.events import CustomerIntelligenceData
+from quimbi_common.events import CustomerIntelligenceData, EventType
 from quimbi_common.uow import UnitsOfWork
 
 from . import domain
@@ -42,7 +42,6 @@ from .tickets import TicketReader
 
 log = logging.getLogger(__name__)
 ModelT = TypeVar("ModelT", bound=BaseModel)
-INTELLIGENCE_UPDATED = "customer.intelligence_updated"
 
 
 @dataclass
@@ -193,7 +192,7 @@ async def publish_if_changed(proxy: AiProxy, intelligence: CustomerIntelligenceR
         async with proxy.units.begin() as unit:
             changed = (await unit.session.execute(statement)).scalar_one_or_none() is not None
             if changed:
-                await unit.emit(INTELLIGENCE_UPDATED, data)
+                await unit.emit(EventType.CUSTOMER_INTELLIGENCE_UPDATED, data)
     except SQLAlchemyError as exc:
         log.warning("could not record intelligence of %s: %s", intelligence.customer_id, exc)
         return False

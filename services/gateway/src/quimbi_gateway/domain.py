@@ -32,6 +32,7 @@ ROUTING_TABLE: tuple[tuple[str, Upstream], ...] = (
     (rf"/api/tickets/{_ID}/score-breakdown/?", Upstream.SCORING),
     (rf"/api/tickets{_REST}", Upstream.TICKETS),
     (rf"/api/customers{_REST}", Upstream.TICKETS),
+    (rf"/api/canned-responses{_REST}", Upstream.TICKETS),
     (rf"/api/ai{_REST}", Upstream.AI_PROXY),
 )
 _COMPILED = tuple((re.compile(pattern), upstream) for pattern, upstream in ROUTING_TABLE)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from quimbi_common.consumer import changes_beyond
+from quimbi_common.clock import utcnow
+from quimbi_common.consumer import TICKET_FIELDS_HELD
 from quimbi_common.events import (
     CustomerIntelligenceData,
     Event,
+    EventType,
     MessageData,
     MessageUpdatedData,
     TicketData,
@@ -20,49 +20,45 @@ from quimbi_common.uow import UnitOfWork
 from . import projections
 from .settings import Settings
 
-# Sentiment and difficulty are the tickets service's own estimates; this service does not hold
-# them, so a ticket.updated that changes only those is not consumed.
-TICKET_FIELDS_HELD = changes_beyond("customer_sentiment", "estimated_difficulty")
-
 
 def register(runtime: Runtime, settings: Settings) -> None:
     events = runtime.events
 
-    @events.handle("ticket.created")
+    @events.handle(EventType.TICKET_CREATED)
     async def on_ticket_created(unit: UnitOfWork, event: Event[TicketData]) -> None:
         """Project the ticket and its customer snapshot; publish its first score."""
-        await projections.apply_ticket(unit, event.data, settings, datetime.now(UTC))
+        await projections.apply_ticket(unit, event.data, settings, utcnow())
 
-    @events.handle("ticket.updated", when=TICKET_FIELDS_HELD)
+    @events.handle(EventType.TICKET_UPDATED, when=TICKET_FIELDS_HELD)
     async def on_ticket_updated(unit: UnitOfWork, event: Event[TicketUpdatedData]) -> None:
         """Priority, status, assignee or customer snapshot may have changed: rescore."""
-        await projections.apply_ticket(unit, event.data, settings, datetime.now(UTC))
+        await projections.apply_ticket(unit, event.data, settings, utcnow())
 
-    @events.handle("ticket.deleted")
+    @events.handle(EventType.TICKET_DELETED)
     async def on_ticket_deleted(unit: UnitOfWork, event: Event[TicketDeletedData]) -> None:
         """Forget the ticket (a tombstone keeps late events from reviving it)."""
         await projections.apply_ticket_deleted(unit, event.data)
 
-    @events.handle("message.added")
+    @events.handle(EventType.MESSAGE_ADDED)
     async def on_message_added(unit: UnitOfWork, event: Event[MessageData]) -> None:
         """Waiting time and customer sentiment follow the conversation."""
-        await projections.apply_message(unit, event.data, settings, datetime.now(UTC))
+        await projections.apply_message(unit, event.data, settings, utcnow())
 
-    @events.handle("message.updated")
+    @events.handle(EventType.MESSAGE_UPDATED)
     async def on_message_updated(unit: UnitOfWork, event: Event[MessageUpdatedData]) -> None:
         """An edit can change a message's sentiment (and its text, for topic alerts)."""
-        await projections.apply_message(unit, event.data, settings, datetime.now(UTC))
+        await projections.apply_message(unit, event.data, settings, utcnow())
 
-    @events.handle("message.deleted")
+    @events.handle(EventType.MESSAGE_DELETED)
     async def on_message_deleted(unit: UnitOfWork, event: Event[MessageData]) -> None:
         """A deleted message no longer counts for waiting time, sentiment or topic alerts."""
-        now = datetime.now(UTC)
+        now = utcnow()
         await projections.apply_message(unit, event.data, settings, now, deleted=True)
 
-    @events.handle("customer.intelligence_updated")
+    @events.handle(EventType.CUSTOMER_INTELLIGENCE_UPDATED)
     async def on_customer_intelligence_updated(
         unit: UnitOfWork, event: Event[CustomerIntelligenceData]
     ) -> None:
         """New lifetime value and churn risk rescore every ticket of the customer."""
-        now = datetime.now(UTC)
+        now = utcnow()
         await projections.apply_customer_intelligence(unit, event.data, settings, now)

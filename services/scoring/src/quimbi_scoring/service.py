@@ -31,22 +31,21 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from quimbi_common.clock import utcnow
 from quimbi_common.enums import TicketPriority, TicketStatus
-from quimbi_common.events import ScoreParts, TicketScoredData
+from quimbi_common.events import EventType, ScoreParts, TicketScoredData
 from quimbi_common.uow import UnitOfWork, UnitsOfWork
 
 from . import domain
 from .models import RECALC_BUCKETS, RECALC_SLOTS, Customer, Ticket
 from .settings import Settings
-
-SCORED = "ticket.scored"
 
 
 @dataclass(frozen=True)
@@ -176,10 +175,12 @@ async def _publish(unit: UnitOfWork, changed: list[TicketScoredData]) -> None:
     if owner is not transaction:
         unsent = {}
         session.info[_UNSENT] = (transaction, unsent)
-    again = [(unsent[e.ticket_id], SCORED, e) for e in changed if e.ticket_id in unsent]
+    again = [
+        (unsent[e.ticket_id], EventType.TICKET_SCORED, e) for e in changed if e.ticket_id in unsent
+    ]
     fresh = [e for e in changed if e.ticket_id not in unsent]
     await unit.replace(again)
-    ids = await unit.emit_many([(SCORED, event) for event in fresh])
+    ids = await unit.emit_many([(EventType.TICKET_SCORED, event) for event in fresh])
     unsent.update(zip((e.ticket_id for e in fresh), ids, strict=True))
 
 
@@ -327,7 +328,7 @@ async def recalculate_slot(unit: UnitOfWork, settings: Settings, slot: int, now:
         )
         for row in rows
     ]
-    await unit.emit_many([(SCORED, event) for event in events])
+    await unit.emit_many([(EventType.TICKET_SCORED, event) for event in events])
     return len(events)
 
 
@@ -349,7 +350,7 @@ async def recalculate_next_due_slot(
 async def recalculate_due_slots(
     units: UnitsOfWork,
     settings: Settings,
-    clock: Clock = lambda: datetime.now(UTC),
+    clock: Clock = lambda: utcnow(),
 ) -> PassResult:
     """Work through the due slots, one unit of work each, until none is due (or the rest are
     held by other replicas)."""
@@ -365,5 +366,5 @@ async def recalculate_due_slots(
 async def pull_in_slots(unit: UnitOfWork, settings: Settings) -> None:
     """A slot due later than one period from now (a shorter interval was set) comes forward."""
     await unit.session.execute(
-        _PULL_IN_SLOTS, {"now": datetime.now(UTC), "period": settings.recalc_period_seconds}
+        _PULL_IN_SLOTS, {"now": utcnow(), "period": settings.recalc_period_seconds}
     )

@@ -6,11 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
 
-from quimbi_common.auth import CurrentAgent, Manager
+from quimbi_common.auth import CurrentAgent, Manager, Principal
 from quimbi_common.clock import utcnow
 from quimbi_common.enums import SlaMetric, TicketPriority
 from quimbi_common.openapi import problems
-from quimbi_common.runtime import RuntimeDep, SessionDep, UnitsDep, provided
+from quimbi_common.runtime import Runtime, RuntimeDep, SessionDep, UnitsDep, provided
+from quimbi_common.uow import UnitsOfWork
 
 from . import queries, service
 from .calendar import format_weekly_hours
@@ -122,14 +123,7 @@ async def pause_ticket_sla(
     settings: SettingsDep,
 ) -> TicketSlaRead:
     """Stop both clocks (409 if already paused); whoever may answer the ticket may do it."""
-    calendar = settings.business_calendar
-    row = await runtime.projections.until_found(
-        ticket_id,
-        lambda: units.run(
-            lambda unit: service.set_paused(unit, ticket_id, agent, calendar, paused=True)
-        ),
-    )
-    return _read(row, settings)
+    return await _set_paused(ticket_id, agent, units, runtime, settings, paused=True)
 
 
 @router.post(
@@ -145,11 +139,23 @@ async def resume_ticket_sla(
     settings: SettingsDep,
 ) -> TicketSlaRead:
     """Run both clocks again (409 if running); deadlines move out by the paused time."""
+    return await _set_paused(ticket_id, agent, units, runtime, settings, paused=False)
+
+
+async def _set_paused(
+    ticket_id: str,
+    agent: Principal,
+    units: UnitsOfWork,
+    runtime: Runtime,
+    settings: Settings,
+    *,
+    paused: bool,
+) -> TicketSlaRead:
     calendar = settings.business_calendar
     row = await runtime.projections.until_found(
         ticket_id,
         lambda: units.run(
-            lambda unit: service.set_paused(unit, ticket_id, agent, calendar, paused=False)
+            lambda unit: service.set_paused(unit, ticket_id, agent, calendar, paused=paused)
         ),
     )
     return _read(row, settings)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from quimbi_common.consumer import changes_beyond
+from quimbi_common.consumer import TICKET_FIELDS_HELD
 from quimbi_common.events import (
     Event,
+    EventType,
     MessageData,
     TicketData,
     TicketDeletedData,
@@ -16,30 +17,26 @@ from quimbi_common.uow import UnitOfWork
 from . import projections
 from .settings import Settings
 
-# Sentiment and difficulty are the tickets service's own estimates; this service does not hold
-# them, so a ticket.updated that changes only those is not consumed.
-TICKET_FIELDS_HELD = changes_beyond("customer_sentiment", "estimated_difficulty")
-
 
 def register(runtime: Runtime, settings: Settings) -> None:
     calendar = settings.business_calendar
 
-    @runtime.events.handle("ticket.created")
+    @runtime.events.handle(EventType.TICKET_CREATED)
     async def on_ticket_created(unit: UnitOfWork, event: Event[TicketData]) -> None:
         """Start the ticket's SLA clock under its priority's policy."""
         await projections.apply_ticket(unit, event.data, calendar)
 
-    @runtime.events.handle("ticket.updated", when=TICKET_FIELDS_HELD)
+    @runtime.events.handle(EventType.TICKET_UPDATED, when=TICKET_FIELDS_HELD)
     async def on_ticket_updated(unit: UnitOfWork, event: Event[TicketUpdatedData]) -> None:
         """Pause, resume, resolve, reopen, re-prioritize; follow the assignee."""
         await projections.apply_ticket(unit, event.data, calendar)
 
-    @runtime.events.handle("ticket.deleted")
+    @runtime.events.handle(EventType.TICKET_DELETED)
     async def on_ticket_deleted(unit: UnitOfWork, event: Event[TicketDeletedData]) -> None:
         """Stop the clock for good."""
         await projections.apply_ticket_deleted(unit, event.data)
 
-    @runtime.events.handle("message.added")
+    @runtime.events.handle(EventType.MESSAGE_ADDED)
     async def on_message_added(unit: UnitOfWork, event: Event[MessageData]) -> None:
         """An agent's first message answers; a customer's resumes a paused clock."""
         await projections.apply_message(unit, event.data, calendar)

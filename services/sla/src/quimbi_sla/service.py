@@ -25,6 +25,7 @@ from quimbi_common.enums import SlaMetric, SlaStatus, TicketPriority
 from quimbi_common.errors import ConflictError, NotFoundError, UnprocessableError
 from quimbi_common.events import (
     Contract,
+    EventType,
     SlaAlertData,
     SlaTrackingData,
 )
@@ -138,31 +139,13 @@ def resume_clock(row: SlaTracking, at: datetime, calendar: BusinessCalendar) -> 
 
 
 def tracking_data(row: SlaTracking) -> SlaTrackingData:
-    return SlaTrackingData(
-        ticket_id=row.ticket_id,
-        priority=TicketPriority(row.priority),
-        first_response_status=SlaStatus(row.first_response_status),
-        first_response_deadline=row.first_response_deadline,
-        first_response_at=row.first_response_at,
-        resolution_status=SlaStatus(row.resolution_status),
-        resolution_deadline=row.resolution_deadline,
-        resolved_at=row.resolved_at,
-        is_paused=row.is_paused,
-        total_paused_seconds=row.total_paused_seconds,
-        version=row.version,
-    )
+    """The row as the event carries it (the contract's fields are the row's columns)."""
+    return SlaTrackingData.model_validate(row, from_attributes=True)
 
 
-_PUBLISHED_FIELDS = (
-    "priority",
-    "first_response_status",
-    "first_response_deadline",
-    "first_response_at",
-    "resolution_status",
-    "resolution_deadline",
-    "resolved_at",
-    "is_paused",
-    "total_paused_seconds",
+# What a consumer sees of a clock: an event is published when one of these changes.
+_PUBLISHED_FIELDS = tuple(
+    name for name in SlaTrackingData.model_fields if name not in ("ticket_id", "version")
 )
 
 
@@ -187,7 +170,7 @@ _METRIC_FIELDS = {
 
 @dataclass(frozen=True)
 class Alert:
-    topic: str
+    topic: EventType
     metric: SlaMetric
 
 
@@ -200,8 +183,8 @@ def _evaluate(row: SlaTracking, calendar: BusinessCalendar, now: datetime) -> li
         _set(row, f"{prefix}_deadline", state.deadline)
         _set(row, f"{prefix}_status", state.status.value)
         for flag, alert_status, topic in (
-            ("warning_sent", SlaStatus.AT_RISK, "sla.warning"),
-            ("breach_sent", SlaStatus.BREACHED, "sla.breached"),
+            ("warning_sent", SlaStatus.AT_RISK, EventType.SLA_WARNING),
+            ("breach_sent", SlaStatus.BREACHED, EventType.SLA_BREACHED),
         ):
             if state.status is alert_status and not getattr(row, f"{prefix}_{flag}"):
                 alerts.append(Alert(topic, metric))
@@ -215,14 +198,14 @@ def _settled_events(
     before: tuple[Any, ...] | None,
     calendar: BusinessCalendar,
     now: datetime,
-) -> list[tuple[str, Contract]]:
+) -> list[tuple[EventType, Contract]]:
     """Re-evaluate a changed clock; the events subscribers must get about it (version bumped)."""
     alerts = _evaluate(row, calendar, now)
     if before is not None and published_state(row) == before and not alerts:
         return []
     row.version = 1 if before is None else row.version + 1
     data = tracking_data(row)
-    events: list[tuple[str, Contract]] = [("sla.updated", data)]
+    events: list[tuple[EventType, Contract]] = [(EventType.SLA_UPDATED, data)]
     for alert in alerts:
         alert_data = SlaAlertData.model_construct(**dict(data), metric=alert.metric)
         events.append((alert.topic, alert_data))

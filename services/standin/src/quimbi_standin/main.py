@@ -199,12 +199,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @admin.get("/calls")
     async def get_calls() -> dict[str, int]:
-        return dict(faults.calls)
+        return {str(name): count for name, count in faults.calls.items()}
 
     @admin.delete("/calls")
     async def delete_calls() -> dict[str, int]:
         faults.reset_calls()
-        return dict(faults.calls)
+        return {str(name): count for name, count in faults.calls.items()}
 
     app.include_router(admin)
     return app

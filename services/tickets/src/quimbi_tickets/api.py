@@ -5,30 +5,44 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response, status
+from pydantic import BaseModel
 
 from quimbi_common.auth import Admin, Caller, CurrentAgent
 from quimbi_common.enums import Channel, TicketPriority, TicketStatus
+from quimbi_common.errors import NotFoundError, UnprocessableError
 from quimbi_common.inputs import keyword_list_schema
 from quimbi_common.openapi import problems
-from quimbi_common.pagination import Page
+from quimbi_common.pagination import Page, Pagination
 from quimbi_common.runtime import RuntimeDep, SessionDep, UnitsDep, provided
 from quimbi_common.topic_alerts import topic_alert_keywords
 
-from . import queries, service
-from .models import Customer, Message, Ticket
+from . import bulk, queries, search, service, templates
+from .models import Message, Ticket
 from .schemas import (
     PAGE_SIZE_DEFAULT,
     PAGE_SIZE_MAX,
+    SEARCH_MAX_CHARS,
     TOPIC_ALERT_MAX_CHARS,
     TOPIC_ALERTS_MAX,
+    BulkResponse,
+    BulkUpdate,
     CustomerRead,
     CustomerSummary,
-    MessageCreate,
     MessageList,
+    MessagePost,
     MessageRead,
     MessageUpdate,
     MessageWithStatus,
+    SearchHighlight,
+    SearchItem,
+    SearchResults,
     SlaSummary,
+    TemplateCreate,
+    TemplateList,
+    TemplatePreview,
+    TemplatePreviewRequest,
+    TemplateRead,
+    TemplateUpdate,
     TicketCreate,
     TicketDetail,
     TicketList,
@@ -46,16 +60,6 @@ SettingsDep = Annotated[Settings, Depends(provided(Settings))]
 # --- shaping ------------------------------------------------------------------------------------
 
 
-def _customer_summary(customer: Customer) -> CustomerSummary:
-    return CustomerSummary(
-        id=customer.id,
-        email=customer.email,
-        name=customer.name,
-        lifetime_value=customer.lifetime_value,
-        churn_risk=customer.churn_risk_score,
-    )
-
-
 def _reported(score_version: int, sla_version: int) -> dict[str, str]:
     """Whether scoring and SLA have reported on the ticket yet: a new ticket shows `pending`
     instead of a bare zero score or a null SLA (read-your-writes, see the README)."""
@@ -65,24 +69,21 @@ def _reported(score_version: int, sla_version: int) -> dict[str, str]:
     }
 
 
+def _fields(row: Any, model: type[BaseModel], **given: Any) -> dict[str, Any]:
+    """A response model's fields read off an ORM row by name, but for those `given`."""
+    return {
+        name: given[name] if name in given else getattr(row, name) for name in model.model_fields
+    }
+
+
 def _summary_fields(ticket: Ticket) -> dict[str, Any]:
-    fields = _reported(ticket.score_version, ticket.sla_version)
-    return {name: fields.get(name) or getattr(ticket, name) for name in TicketSummary.model_fields}
+    return _fields(ticket, TicketSummary, **_reported(ticket.score_version, ticket.sla_version))
 
 
 def _sla(ticket: Ticket) -> SlaSummary | None:
     if not ticket.sla_version or ticket.sla_first_response_status is None:
         return None
-    return SlaSummary(
-        first_response_status=ticket.sla_first_response_status,
-        first_response_deadline=ticket.sla_first_response_deadline,
-        first_response_at=ticket.sla_first_response_at,
-        resolution_status=ticket.sla_resolution_status,
-        resolution_deadline=ticket.sla_resolution_deadline,
-        resolved_at=ticket.sla_resolved_at,
-        is_paused=ticket.sla_is_paused,
-        total_paused_seconds=ticket.sla_total_paused_seconds,
-    )
+    return SlaSummary(**{name: getattr(ticket, f"sla_{name}") for name in SlaSummary.model_fields})
 
 
 def _message(message: Message) -> MessageRead:
@@ -95,7 +96,7 @@ def _detail(view: service.TicketView) -> TicketDetail:
         **_summary_fields(ticket),
         version=ticket.version,
         created_by_agent_id=ticket.created_by_agent_id,
-        customer=_customer_summary(ticket.customer),
+        customer=CustomerSummary.model_validate(ticket.customer, from_attributes=True),
         sla=_sla(ticket),
         messages=[_message(m) for m in view.messages],
     )
@@ -167,6 +168,85 @@ async def create_ticket(
     )
 
 
+@router.get("/api/tickets/search", summary="Full-text search over subjects and messages")
+async def search_tickets(
+    agent: CurrentAgent,
+    session: SessionDep,
+    q: Annotated[
+        str,
+        Query(
+            min_length=1,
+            max_length=SEARCH_MAX_CHARS,
+            pattern=r"\S",
+            description='Words to find; "quoted phrases", `or`, `-excluded` (websearch syntax)',
+        ),
+    ],
+    order: Annotated[
+        search.SearchOrder,
+        Query(description="`relevance` (then the inbox order) or `smart` (the inbox order)"),
+    ] = "relevance",
+    status: TicketStatus | None = None,
+    channel: Channel | None = None,
+    priority: TicketPriority | None = None,
+    category: Annotated[str | None, Query(max_length=100)] = None,
+    assigned_agent_id: Annotated[str | None, Query(max_length=255)] = None,
+    unassigned: bool = False,
+    customer_id: Annotated[str | None, Query(max_length=255)] = None,
+    page: Page = 1,
+    limit: Annotated[int, Query(ge=1, le=PAGE_SIZE_MAX)] = PAGE_SIZE_DEFAULT,
+) -> SearchResults:
+    """Tickets whose subject or any message contains the words (English stemming), with the
+    list's filters and visibility, ranked, with HTML-safe highlighted snippets."""
+    query = queries.InboxQuery(
+        page=page,
+        limit=limit,
+        status=status,
+        channel=channel,
+        priority=priority,
+        category=category.strip().lower() if category else None,
+        assigned_agent_id=assigned_agent_id,
+        unassigned=unassigned,
+        customer_id=customer_id,
+    )
+    found = await search.search(session, agent, query, q, order)
+    items = [
+        SearchItem(
+            **{name: row.get(name) for name in SearchItem.model_fields if name in row},
+            **_reported(row["score_version"], row["sla_version"]),
+            highlight=SearchHighlight(
+                subject=search.safe_snippet(row["subject_headline"]) or "",
+                message_id=row["message_id"],
+                message=search.safe_snippet(row["message_headline"]),
+            ),
+        )
+        for row in found.rows
+    ]
+    pagination = Pagination(
+        page=page,
+        limit=limit,
+        total=found.total,
+        has_next=page * limit < found.total,
+        has_prev=page > 1,
+    )
+    return SearchResults(tickets=items, pagination=pagination, query=q)
+
+
+@router.post(
+    "/api/tickets/bulk",
+    summary="Change many tickets at once",
+    responses=problems(**{"422": "A bad body, or a filter matching more than 500 tickets"}),
+)
+async def bulk_update_tickets(
+    body: BulkUpdate, agent: CurrentAgent, units: UnitsDep, settings: SettingsDep
+) -> BulkResponse:
+    """Change status, priority or category of up to 500 tickets, chosen by id or by the list
+    filters, each as a single PATCH would (same rules, same `ticket.updated` event). Partial
+    success: every ticket gets its own result (`not_found` for one the caller may not see,
+    `conflict` for an illegal status move); the others change. Assignment is not here: it
+    belongs to the agents service."""
+    return await units.run(lambda unit: bulk.bulk_update(unit, settings, agent, body))
+
+
 @router.get("/api/tickets/{ticket_id}")
 async def get_ticket(
     ticket_id: str, agent: CurrentAgent, session: SessionDep, runtime: RuntimeDep
@@ -228,21 +308,23 @@ async def list_messages(
     tags=["messages"],
     responses=problems(
         **{
-            "403": "The integration key may post customer messages only",
+            "403": "The integration key may post customer messages only (and no templates)",
             "409": "The ticket is closed",
         }
     ),
 )
 async def add_message(
     ticket_id: str,
-    body: MessageCreate,
+    body: MessagePost,
     caller: Caller,
     units: UnitsDep,
     settings: SettingsDep,
     runtime: RuntimeDep,
 ) -> MessageWithStatus:
     """Post a message. A customer message reopens a pending or resolved ticket; a closed
-    ticket refuses messages (409). The integration key may post customer messages only."""
+    ticket refuses messages (409). The integration key may post customer messages only.
+    Instead of `content`, an agent may name a canned response (`template_id`): its body,
+    filled in for this ticket, is the message (an unknown or unusable template: 422)."""
     message, ticket_status = await runtime.projections.until_found(
         ticket_id,
         lambda: units.run(
@@ -298,16 +380,96 @@ async def get_customer(
     """Basic info, lifetime value and churn risk as last known, and recent tickets (an agent:
     only through, and only, their own tickets)."""
     view = await service.get_customer(session, settings, agent, customer_id)
-    customer = view.customer
-    return CustomerRead(
-        id=customer.id,
-        email=customer.email,
-        name=customer.name,
-        created_at=customer.created_at,
-        lifetime_value=customer.lifetime_value,
-        total_orders=customer.total_orders,
-        churn_risk=customer.churn_risk_score,
-        churn_risk_level=customer.churn_risk_level,
-        intelligence_fetched_at=customer.intelligence_fetched_at,
-        recent_tickets=[TicketSummary(**_summary_fields(t)) for t in view.recent_tickets],
+    recent = [TicketSummary(**_summary_fields(t)) for t in view.recent_tickets]
+    return CustomerRead(**_fields(view.customer, CustomerRead, recent_tickets=recent))
+
+
+# --- canned responses ---------------------------------------------------------------------------
+
+
+def _template(template: Any) -> TemplateRead:
+    return TemplateRead.model_validate(template, from_attributes=True)
+
+
+@router.get("/api/canned-responses", tags=["canned responses"])
+async def list_templates(
+    agent: CurrentAgent,
+    session: SessionDep,
+    shared: Annotated[
+        bool | None, Query(description="Only shared (true) or only personal (false) ones")
+    ] = None,
+) -> TemplateList:
+    """The canned responses the caller may use: shared ones and their own, by name."""
+    found = await templates.list_templates(session, agent, shared)
+    return TemplateList(
+        templates=[_template(t) for t in found], placeholders=templates.PLACEHOLDERS
     )
+
+
+@router.post(
+    "/api/canned-responses",
+    status_code=status.HTTP_201_CREATED,
+    tags=["canned responses"],
+    responses=problems(**{"403": "A shared template by an agent below team_lead"}),
+)
+async def create_template(
+    body: TemplateCreate, agent: CurrentAgent, units: UnitsDep
+) -> TemplateRead:
+    """Create a canned response: personal (any agent), or shared (team_lead and up). A body
+    naming a placeholder outside the fixed set is a 422."""
+    return _template(await units.run(lambda unit: templates.create_template(unit, agent, body)))
+
+
+@router.get("/api/canned-responses/{template_id}", tags=["canned responses"])
+async def get_template(template_id: str, agent: CurrentAgent, session: SessionDep) -> TemplateRead:
+    """One canned response (another agent's personal one is a 404)."""
+    return _template(await templates.get_template(session, agent, template_id))
+
+
+@router.patch(
+    "/api/canned-responses/{template_id}",
+    tags=["canned responses"],
+    responses=problems(**{"403": "A shared template (or sharing one) below team_lead"}),
+)
+async def update_template(
+    template_id: str, body: TemplateUpdate, agent: CurrentAgent, units: UnitsDep
+) -> TemplateRead:
+    """Change name, body or sharing: personal templates their owner, shared ones team leads
+    and up."""
+    return _template(
+        await units.run(lambda unit: templates.update_template(unit, agent, template_id, body))
+    )
+
+
+@router.delete(
+    "/api/canned-responses/{template_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["canned responses"],
+    responses=problems(**{"403": "A shared template below team_lead"}),
+)
+async def delete_template(template_id: str, agent: CurrentAgent, units: UnitsDep) -> Response:
+    """Delete a canned response (as for changing it)."""
+    await units.run(lambda unit: templates.delete_template(unit, agent, template_id))
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/api/canned-responses/{template_id}/preview",
+    tags=["canned responses"],
+    responses=problems(**{"422": "A bad body, or a ticket the caller may not see"}),
+)
+async def preview_template(
+    template_id: str, body: TemplatePreviewRequest, agent: CurrentAgent, session: SessionDep
+) -> TemplatePreview:
+    """The canned response filled in for a ticket, as `template_id` on a message would post it
+    (nothing is stored)."""
+    template = await templates.get_template(session, agent, template_id)
+    try:
+        ticket = await service.load_ticket(session, agent, body.ticket_id)
+    except NotFoundError:  # also NotVisibleYet: the ticket is a reference in the body
+        raise UnprocessableError(
+            f"Ticket {body.ticket_id} not found",
+            errors=[{"loc": ["body", "ticket_id"], "msg": "unknown ticket", "type": "value_error"}],
+        ) from None
+    content = await templates.render_for(session, agent, template, ticket, field="ticket_id")
+    return TemplatePreview(template_id=template.id, ticket_id=ticket.id, content=content)

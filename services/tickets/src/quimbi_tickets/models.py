@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from quimbi_common.enums import Channel, TicketPriority, TicketStatus
@@ -24,6 +25,12 @@ infrastructure_tables(Base.metadata)
 
 Timestamp = sa.DateTime(timezone=True)
 Score = sa.Numeric(3, 2, asdecimal=False)  # 0.00-1.00
+
+
+def _search_vector(column: str) -> Mapped[str]:
+    """Full-text search (migration 0003): written by PostgreSQL, never loaded with the row."""
+    computed = sa.Computed(f"to_tsvector('english'::regconfig, {column})", persisted=True)
+    return mapped_column(TSVECTOR, computed, deferred=True)
 
 
 def _one_of(column: str, values: type[TicketStatus | TicketPriority | Channel]) -> str:
@@ -45,6 +52,11 @@ class Customer(Base):
     churn_risk_score: Mapped[float] = mapped_column(Score, server_default="0")
     churn_risk_level: Mapped[str | None] = mapped_column(sa.String(50))
     intelligence_fetched_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+    @property
+    def churn_risk(self) -> float:
+        """The name the API and the events give it: schemas read a customer by attribute."""
+        return self.churn_risk_score
 
 
 class Ticket(Base):
@@ -76,6 +88,7 @@ class Ticket(Base):
             postgresql_using="gin",
             postgresql_ops={"subject": "gin_trgm_ops"},
         ),
+        sa.Index("ix_tickets_search", "search_vector", postgresql_using="gin"),
     )
 
     id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
@@ -116,6 +129,8 @@ class Ticket(Base):
     sla_is_paused: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false())
     sla_total_paused_seconds: Mapped[int] = mapped_column(sa.Integer, server_default="0")
 
+    search_vector: Mapped[str] = _search_vector("subject")
+
     customer: Mapped[Customer] = relationship(lazy="raise")
     messages: Mapped[list[Message]] = relationship(
         lazy="raise",
@@ -136,6 +151,7 @@ class Message(Base):
             postgresql_using="gin",
             postgresql_ops={"content": "gin_trgm_ops"},
         ),
+        sa.Index("ix_messages_search", "search_vector", postgresql_using="gin"),
     )
 
     id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
@@ -151,4 +167,34 @@ class Message(Base):
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
     sentiment_score: Mapped[float | None] = mapped_column(Score)
     detected_intent: Mapped[str | None] = mapped_column(sa.String(100))
+    version: Mapped[int] = mapped_column(sa.Integer)
+    search_vector: Mapped[str] = _search_vector("content")
+
+
+class ReplyTemplate(Base):
+    """A canned response: personal (its owner's only) or shared (every agent's)."""
+
+    __tablename__ = "reply_templates"
+    __table_args__ = (
+        sa.Index("ix_reply_templates_owner", "owner_agent_id", "name"),
+        sa.Index("ix_reply_templates_shared", "name", postgresql_where=sa.text("shared")),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100))
+    body: Mapped[str] = mapped_column(sa.Text)
+    shared: Mapped[bool] = mapped_column(sa.Boolean)
+    owner_agent_id: Mapped[str] = mapped_column(sa.String(255))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+    version: Mapped[int] = mapped_column(sa.Integer)
+
+
+class AgentName(Base):
+    """An agent's name as the agents service last announced it (agent.created/updated)."""
+
+    __tablename__ = "agent_names"
+
+    id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(255))
     version: Mapped[int] = mapped_column(sa.Integer)

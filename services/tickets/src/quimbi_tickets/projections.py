@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import joinedload
 
 from quimbi_common.catchup import notify_applied
@@ -20,7 +21,7 @@ from quimbi_common.events import (
 from quimbi_common.uow import UnitOfWork
 
 from . import domain
-from .models import Customer, Ticket
+from .models import AgentName, Customer, Ticket
 from .service import TRACKED_FIELDS, bump_and_publish, snapshot
 
 
@@ -54,15 +55,11 @@ async def apply_scores(unit: UnitOfWork, scores: list[TicketScoredData]) -> None
     )
 
 
-_SLA_COLUMNS = (
-    "first_response_status",
-    "first_response_deadline",
-    "first_response_at",
-    "resolution_status",
-    "resolution_deadline",
-    "resolved_at",
-    "is_paused",
-    "total_paused_seconds",
+# The SLA summary kept on a ticket: the clock's fields but its identity and priority.
+_SLA_COLUMNS = tuple(
+    name
+    for name in SlaTrackingData.model_fields
+    if name not in ("ticket_id", "priority", "version")
 )
 _APPLY_SLAS = sa.text(
     "UPDATE tickets SET sla_version = s.version, "
@@ -157,3 +154,19 @@ async def apply_assignment(unit: UnitOfWork, data: AssignmentData) -> None:
     ticket.assigned_agent_id = data.agent_id
     await bump_and_publish(unit, ticket, before, utcnow())
     await notify_applied(session, ticket.id)  # the new assignee may be waiting to see it
+
+
+async def apply_agent_name(unit: UnitOfWork, agent_id: str, name: str, version: int) -> None:
+    """Keep an agent's name for `{{agent_name}}` in canned responses (newer versions only)."""
+    statement = pg_insert(AgentName).values(id=agent_id, name=name, version=version)
+    await unit.session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[AgentName.id],
+            set_={"name": statement.excluded.name, "version": statement.excluded.version},
+            where=AgentName.version < statement.excluded.version,
+        )
+    )
+
+
+async def forget_agent_name(unit: UnitOfWork, agent_id: str) -> None:
+    await unit.session.execute(sa.delete(AgentName).where(AgentName.id == agent_id))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -25,22 +26,15 @@ from quimbi_common.enums import Channel, TicketPriority, TicketStatus
 
 from . import domain
 from .models import Message, Ticket
+from .schemas import TicketListItem
 
 TICKETS = Ticket.__table__
 MESSAGES = Message.__table__
+# The inbox item's fields (Appendix B `TicketListItem`) that are not ticket columns as they are.
+COMPUTED = ("smart_score", "score_status", "sla_status", "matches_topic_alert")
+ITEM_COLUMNS = tuple(name for name in TicketListItem.model_fields if name not in COMPUTED)
 LIST_COLUMNS = (
-    "id",
-    "customer_id",
-    "subject",
-    "status",
-    "priority",
-    "channel",
-    "category",
-    "assigned_agent_id",
-    "created_at",
-    "updated_at",
-    "customer_sentiment",
-    "estimated_difficulty",
+    *ITEM_COLUMNS,
     "score_version",  # 0 until scoring has reported: the item's score is pending
     "sla_version",  # 0 until the SLA service has reported: its clocks are pending
 )
@@ -58,13 +52,6 @@ class InboxQuery:
     unassigned: bool = False
     customer_id: str | None = None
     topic_alerts: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class InboxPage:
-    rows: list[dict[str, Any]]
-    total: int
-    matches: int
 
 
 EQUALITY_FILTERS = ("status", "channel", "priority", "category", "assigned_agent_id", "customer_id")
@@ -107,11 +94,16 @@ def _shape_and_params(
     return shape, params
 
 
-def _filters(table: sa.FromClause, shape: Shape) -> list[Any]:
-    """The request's filters, plus visibility: an agent sees only tickets assigned to them."""
-    conditions: list[Any] = [table.c[name] == sa.bindparam(name) for name in shape.filters]
+def _filters(table: sa.FromClause, shape: Shape, params: dict[str, Any] | None = None) -> list[Any]:
+    """The request's filters, plus visibility: an agent sees only tickets assigned to them.
+    Parameters are left unbound (bound at execution) unless `params` gives their values."""
+
+    def value(name: str) -> Any:
+        return sa.bindparam(name) if params is None else sa.bindparam(name, params[name])
+
+    conditions: list[Any] = [table.c[name] == value(name) for name in shape.filters]
     if shape.own_tickets_only:
-        conditions.append(table.c.assigned_agent_id == sa.bindparam("viewer"))
+        conditions.append(table.c.assigned_agent_id == value("viewer"))
     if shape.unassigned:
         conditions.append(table.c.assigned_agent_id.is_(None))
     return conditions
@@ -225,31 +217,30 @@ def _as_float(column: Any) -> Any:
     return sa.cast(column, sa.Float)
 
 
+def _as_json(column: Any, annotation: Any) -> Any:
+    """A column as pydantic would write the field: datetimes in ISO UTC, numerics as floats."""
+    if annotation is datetime:
+        return _iso_utc(column)
+    return _as_float(column) if annotation is float else column
+
+
 def _status(version: Any, reported: str) -> Any:
     return sa.case((version == _constant(0), _constant("pending")), else_=_constant(reported))
 
 
 def _item(row: sa.FromClause) -> Any:
-    """One inbox item (Appendix B `TicketListItem`) as a JSON object."""
+    """One inbox item (Appendix B `TicketListItem`) as a JSON object, its fields in order."""
     c = row.c
-    fields: dict[str, Any] = {
-        "id": c.id,
-        "customer_id": c.customer_id,
-        "subject": c.subject,
-        "status": c.status,
-        "priority": c.priority,
-        "channel": c.channel,
-        "category": c.category,
-        "assigned_agent_id": c.assigned_agent_id,
-        "created_at": _iso_utc(c.created_at),
-        "updated_at": _iso_utc(c.updated_at),
-        "customer_sentiment": _as_float(c.customer_sentiment),
+    computed: dict[str, Any] = {
         "smart_score": _as_float(sa.func.round(sa.cast(c.smart_score, sa.Numeric), _constant(2))),
-        "estimated_difficulty": _as_float(c.estimated_difficulty),
         # pending until scoring / the SLA service have reported (read-your-writes, README)
         "score_status": _status(c.score_version, "scored"),
         "sla_status": _status(c.sla_version, "tracked"),
         "matches_topic_alert": c.matches_topic_alert,
+    }
+    fields = {
+        name: computed[name] if name in computed else _as_json(c[name], info.annotation)
+        for name, info in TicketListItem.model_fields.items()
     }
     pairs = [part for name, value in fields.items() for part in (_constant(name), value)]
     return sa.func.json_build_object(*pairs)
@@ -287,6 +278,18 @@ def _json_statement(shape: Shape) -> Compiled:
     )
     compiled = statement.compile(dialect=_DIALECT)
     return Compiled(compiled.string, tuple(compiled.positiontup or ()))
+
+
+def list_filters(table: sa.FromClause, query: InboxQuery, principal: Principal) -> list[Any]:
+    """The list filters and visibility as conditions on `table`, values bound: the one reading
+    of the list filters, shared by the inbox, bulk changes and search."""
+    shape, params = _shape_and_params(query, principal, 0.0)
+    return _filters(table, shape, params)
+
+
+def matching_ids(query: InboxQuery, principal: Principal) -> sa.Select[Any]:
+    """Ids of the tickets the caller may see that match the list filters (no order, no page)."""
+    return sa.select(TICKETS.c.id).where(*list_filters(TICKETS, query, principal))
 
 
 def inbox_statement(query: InboxQuery, principal: Principal, boost: float) -> sa.Select[Any]:

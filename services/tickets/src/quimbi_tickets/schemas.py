@@ -16,6 +16,7 @@ from pydantic import (
     StringConstraints,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from quimbi_common.enums import Channel, Intent, SlaStatus, TicketPriority, TicketStatus
 from quimbi_common.inputs import NoNul, PatchModel, RequestModel, Text
@@ -248,6 +249,205 @@ class CustomerRead(BaseModel):
     recent_tickets: list[TicketSummary]
 
 
-def as_dict(model: Any) -> dict[str, Any]:
-    """Column values of an ORM row, for building response models."""
-    return {c.key: getattr(model, c.key) for c in model.__table__.columns}
+# --- bulk changes -------------------------------------------------------------------------------
+
+BULK_MAX_TICKETS = 500
+
+
+class TicketFilter(RequestModel):
+    """The list filters of `GET /api/tickets`, as a body (bulk changes)."""
+
+    status: TicketStatus | None = None
+    channel: Channel | None = None
+    priority: TicketPriority | None = None
+    category: Category | None = None
+    assigned_agent_id: Identifier | None = None
+    unassigned: bool = False
+    customer_id: Identifier | None = None
+
+
+class BulkChanges(PatchModel):
+    """What to change on every selected ticket; at least one field. The assignee is not here:
+    assignment belongs to the agents service (`POST /api/tickets/bulk/assign`)."""
+
+    nullable = frozenset({"category"})
+
+    status: TicketStatus | None = None
+    priority: TicketPriority | None = None
+    category: Category | None = None  # null clears it
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_assignee(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "assigned_agent_id" in data:
+            raise PydanticCustomError(
+                "assignment_elsewhere",
+                "assignment belongs to the agents service: POST /api/tickets/bulk/assign",
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _something(self) -> BulkChanges:
+        if not self.model_fields_set:
+            raise ValueError("name at least one of status, priority, category")
+        return self
+
+
+TicketIds = Annotated[list[Identifier], Field(min_length=1, max_length=BULK_MAX_TICKETS)]
+
+
+class BulkUpdate(RequestModel):
+    """Tickets by id (`ticket_ids`, at most 500, repeats ignored) or by the list filters
+    (`filter`, which must match at most 500 of the tickets the caller may see): exactly one."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["ticket_ids"], "properties": {"ticket_ids": {"type": "array"}}},
+                {"required": ["filter"], "properties": {"filter": {"type": "object"}}},
+            ]
+        }
+    )
+
+    ticket_ids: (
+        Annotated[list[Identifier], Field(min_length=1, max_length=BULK_MAX_TICKETS)] | None
+    ) = None
+    filter: TicketFilter | None = None
+    changes: BulkChanges
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> BulkUpdate:
+        if (self.ticket_ids is None) == (self.filter is None):
+            raise ValueError("give exactly one of ticket_ids and filter")
+        return self
+
+
+BulkOutcome = Literal["updated", "unchanged", "not_found", "conflict"]
+
+
+class BulkResult(BaseModel):
+    id: str
+    outcome: BulkOutcome = Field(
+        description="`updated` (changed, `ticket.updated` published), `unchanged` (already so), "
+        "`not_found` (no such ticket, or one the caller may not see), `conflict` (an illegal "
+        "status move; `allowed` lists the legal ones)"
+    )
+    status: int = Field(description="What a single PATCH of this ticket would have answered")
+    detail: str | None = None
+    allowed: list[TicketStatus] | None = None
+    version: int | None = Field(None, description="The ticket's version after the change")
+    consistency_token: str | None = Field(
+        None,
+        description="This ticket's change as an `X-Consistency-Token` value, to send with a "
+        "follow-up about this ticket (the response header names at most 32 events)",
+    )
+
+
+class BulkResponse(BaseModel):
+    results: list[BulkResult] = Field(description="One per selected ticket, in request order")
+    requested: int
+    updated: int
+    unchanged: int
+    failed: int
+
+
+# --- search -------------------------------------------------------------------------------------
+
+SEARCH_MAX_CHARS = 200
+
+
+class SearchHighlight(BaseModel):
+    """HTML-safe snippets: the text escaped, the matched words in `<mark>…</mark>`."""
+
+    subject: str = Field(description="The subject, matched words marked")
+    message_id: str | None = Field(description="The best-matching message; null if none matches")
+    message: str | None = Field(description="Fragments of that message, matched words marked")
+
+
+class SearchItem(TicketSummary):
+    rank: float = Field(description="Relevance: the best of twice the subject's and each message's")
+    highlight: SearchHighlight
+
+
+class SearchResults(BaseModel):
+    tickets: list[SearchItem]
+    pagination: Pagination
+    query: str
+
+
+# --- canned responses ---------------------------------------------------------------------------
+
+TEMPLATE_NAME_MAX_CHARS = 100
+TemplateName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=TEMPLATE_NAME_MAX_CHARS),
+    NoNul,
+]
+
+
+class TemplateCreate(RequestModel):
+    name: TemplateName
+    body: Content = Field(
+        description="The reply; placeholders `{{customer_name}}`, `{{customer_email}}`, "
+        "`{{ticket_id}}`, `{{ticket_subject}}`, `{{agent_name}}` (any other is a 422)"
+    )
+    shared: bool = Field(False, description="Shared with every agent (team_lead and up)")
+
+
+class TemplateUpdate(PatchModel):
+    name: TemplateName | None = None
+    body: Content | None = None
+    shared: bool | None = None
+
+
+class TemplateRead(BaseModel):
+    id: str
+    name: str
+    body: str
+    shared: bool
+    owner_agent_id: str
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+class TemplateList(BaseModel):
+    templates: list[TemplateRead]
+    placeholders: dict[str, str] = Field(description="The placeholders a body may use")
+
+
+class TemplatePreviewRequest(RequestModel):
+    ticket_id: Identifier
+
+
+class TemplatePreview(BaseModel):
+    template_id: str
+    ticket_id: str
+    content: str = Field(description="The body with its placeholders filled in for the ticket")
+
+
+class MessagePost(MessageCreate):
+    """A message: its `content`, or a canned response (`template_id`, agents only) rendered
+    for this ticket; exactly one of the two."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["content"], "properties": {"content": {"type": "string"}}},
+                {"required": ["template_id"], "properties": {"template_id": {"type": "string"}}},
+            ]
+        }
+    )
+
+    # Optional here (one of content / template_id, checked below): pydantic allows narrowing
+    # a field's type in a subclass, mypy does not.
+    content: Content | None = None  # type: ignore[assignment]
+    template_id: Identifier | None = Field(
+        None, description="A canned response the caller may use, rendered for this ticket"
+    )
+
+    @model_validator(mode="after")
+    def _content_or_template(self) -> MessagePost:
+        if (self.content is None) == (self.template_id is None):
+            raise ValueError("give exactly one of content and template_id")
+        return self

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -21,7 +21,8 @@ from quimbi_common.clock import utcnow
 from quimbi_common.enums import Intent, Role, TicketPriority, TicketStatus
 from quimbi_common.errors import ConflictError, ForbiddenError, NotFoundError, UnprocessableError
 from quimbi_common.events import (
-    CustomerSnapshot,
+    Contract,
+    EventType,
     FieldChange,
     MessageData,
     MessageUpdatedData,
@@ -32,9 +33,16 @@ from quimbi_common.events import (
 from quimbi_common.runtime import json_safe
 from quimbi_common.uow import UnitOfWork
 
-from . import domain
+from . import domain, templates
 from .models import Customer, Message, Ticket
-from .schemas import CustomerIn, MessageCreate, MessageUpdate, TicketCreate, TicketUpdate
+from .schemas import (
+    CustomerIn,
+    MessageCreate,
+    MessagePost,
+    MessageUpdate,
+    TicketCreate,
+    TicketUpdate,
+)
 from .settings import Settings
 
 # Fields whose change is a change of the ticket (a version bump and a ticket.updated event).
@@ -57,55 +65,24 @@ def new_id(prefix: str) -> str:
 
 # --- event data ---------------------------------------------------------------------------------
 
+ContractT = TypeVar("ContractT", bound=Contract)
 
-def customer_snapshot(customer: Customer) -> CustomerSnapshot:
-    return CustomerSnapshot(
-        id=customer.id,
-        email=customer.email,
-        name=customer.name,
-        lifetime_value=customer.lifetime_value,
-        churn_risk=customer.churn_risk_score,
-    )
+
+def _event_data(cls: type[ContractT], row: Any, **given: Any) -> ContractT:
+    """An event's data read off an ORM row by field name, but for the fields `given`."""
+    fields = {name: getattr(row, name) for name in cls.model_fields if name not in given}
+    return cls.model_validate({**fields, **given}, from_attributes=True)
 
 
 def ticket_data(ticket: Ticket, **extra: Any) -> TicketData:
+    """`ticket.created`/`ticket.updated` data; with `changes=`, the updated kind."""
     cls = TicketUpdatedData if "changes" in extra else TicketData
-    return cls(
-        id=ticket.id,
-        customer_id=ticket.customer_id,
-        subject=ticket.subject,
-        status=TicketStatus(ticket.status),
-        priority=TicketPriority(ticket.priority),
-        channel=ticket.channel,
-        category=ticket.category,
-        assigned_agent_id=ticket.assigned_agent_id,
-        created_at=ticket.created_at,
-        updated_at=ticket.updated_at,
-        customer_sentiment=ticket.customer_sentiment,
-        estimated_difficulty=ticket.estimated_difficulty,
-        version=ticket.version,
-        customer=customer_snapshot(ticket.customer),
-        **extra,
-    )
+    return _event_data(cls, ticket, **extra)
 
 
 def message_data(message: Message, ticket_status: str, **extra: Any) -> MessageData:
     cls = MessageUpdatedData if "changes" in extra else MessageData
-    return cls(
-        id=message.id,
-        ticket_id=message.ticket_id,
-        from_agent=message.from_agent,
-        author_agent_id=message.author_agent_id,
-        from_name=message.from_name,
-        from_email=message.from_email,
-        content=message.content,
-        created_at=message.created_at,
-        sentiment_score=message.sentiment_score,
-        detected_intent=message.detected_intent,
-        version=message.version,
-        ticket_status=TicketStatus(ticket_status),
-        **extra,
-    )
+    return _event_data(cls, message, ticket_status=ticket_status, **extra)
 
 
 def snapshot(entity: Any, fields: tuple[str, ...]) -> dict[str, Any]:
@@ -236,15 +213,15 @@ async def refresh_derived(session: AsyncSession, settings: Settings, ticket: Tic
 
 async def bump_and_publish(
     unit: UnitOfWork, ticket: Ticket, before: dict[str, Any], at: datetime
-) -> bool:
-    """If a tracked field changed: new version, updated_at, and a ticket.updated event."""
+) -> str | None:
+    """If a tracked field changed: new version, updated_at, and a ticket.updated event (its id
+    is returned; None when nothing changed)."""
     changes = _changes(before, ticket)
     if not changes:
-        return False
+        return None
     ticket.version += 1
     ticket.updated_at = at
-    await unit.emit("ticket.updated", ticket_data(ticket, changes=changes))
-    return True
+    return await unit.emit(EventType.TICKET_UPDATED, ticket_data(ticket, changes=changes))
 
 
 # --- tickets ------------------------------------------------------------------------------------
@@ -370,9 +347,9 @@ async def create_ticket(
         messages.append(_new_message(ticket, body.message, principal, from_agent, at))
         session.add_all(messages)
     await refresh_derived(session, settings, ticket)
-    await unit.emit("ticket.created", ticket_data(ticket))
+    await unit.emit(EventType.TICKET_CREATED, ticket_data(ticket))
     for message in messages:
-        await unit.emit("message.added", message_data(message, ticket.status))
+        await unit.emit(EventType.MESSAGE_ADDED, message_data(message, ticket.status))
     return TicketView(ticket, messages)
 
 
@@ -383,14 +360,22 @@ async def update_ticket(
     ticket_id: str,
     body: TicketUpdate,
 ) -> TicketView:
-    session = unit.session
-    ticket = await load_ticket(session, principal, ticket_id, lock=True)
-    wanted = body.model_dump(exclude_unset=True)
+    ticket = await load_ticket(unit.session, principal, ticket_id, lock=True)
+    await change_ticket(unit, settings, ticket, body.model_dump(exclude_unset=True))
+    return TicketView(ticket, await ticket_messages(unit.session, ticket_id))
+
+
+async def change_ticket(
+    unit: UnitOfWork, settings: Settings, ticket: Ticket, wanted: dict[str, Any]
+) -> str | None:
+    """Apply field changes to a locked, visible ticket (one PATCH, or one ticket of a bulk
+    change): 409 before any write on an illegal status move; returns the id of the
+    ticket.updated event, None when nothing changed."""
     if "status" in wanted and not domain.can_transition(
         TicketStatus(ticket.status), wanted["status"]
     ):
         raise ConflictError(
-            f"A ticket cannot go from {ticket.status} to {wanted['status'].value}",
+            f"A ticket cannot go from {ticket.status} to {TicketStatus(wanted['status']).value}",
             allowed=sorted(
                 s.value for s in domain.ALLOWED_TRANSITIONS[TicketStatus(ticket.status)]
             ),
@@ -399,9 +384,8 @@ async def update_ticket(
     for name, value in wanted.items():
         setattr(ticket, name, json_safe(value))
     if ticket.subject != before["subject"] or ticket.priority != before["priority"]:
-        await refresh_derived(session, settings, ticket)
-    await bump_and_publish(unit, ticket, before, utcnow())
-    return TicketView(ticket, await ticket_messages(session, ticket_id))
+        await refresh_derived(unit.session, settings, ticket)
+    return await bump_and_publish(unit, ticket, before, utcnow())
 
 
 async def delete_ticket(unit: UnitOfWork, principal: Principal, ticket_id: str) -> None:
@@ -412,7 +396,7 @@ async def delete_ticket(unit: UnitOfWork, principal: Principal, ticket_id: str) 
     data = TicketDeletedData(
         id=ticket_id, version=ticket.version + 1, deleted_at=utcnow(), deleted_by=principal.agent_id
     )
-    await unit.emit("ticket.deleted", data)
+    await unit.emit(EventType.TICKET_DELETED, data)
 
 
 # --- messages -----------------------------------------------------------------------------------
@@ -425,10 +409,13 @@ async def add_message(
     ticket_id: str,
     body: MessageCreate,
 ) -> tuple[Message, str]:
-    """Store a message; a customer's reopens a pending or resolved ticket, a closed one refuses."""
+    """Store a message; a customer's reopens a pending or resolved ticket, a closed one refuses.
+    A canned response (`template_id`) is rendered for the ticket into the content."""
     session = unit.session
     from_agent = _message_author(principal, body)
     ticket = await load_ticket(session, principal, ticket_id, lock=True)
+    if isinstance(body, MessagePost) and body.template_id is not None:
+        body = await _from_template(session, principal, ticket, body, from_agent=from_agent)
     try:
         status = domain.status_after_message(TicketStatus(ticket.status), from_agent=from_agent)
     except domain.ClosedTicketError:
@@ -440,8 +427,32 @@ async def add_message(
     ticket.status = status.value
     await refresh_derived(session, settings, ticket)
     await bump_and_publish(unit, ticket, before, at)
-    await unit.emit("message.added", message_data(message, ticket.status))
+    await unit.emit(EventType.MESSAGE_ADDED, message_data(message, ticket.status))
     return message, ticket.status
+
+
+async def _from_template(
+    session: AsyncSession,
+    principal: Principal,
+    ticket: Ticket,
+    body: MessagePost,
+    *,
+    from_agent: bool,
+) -> MessagePost:
+    """The message with its content rendered from the canned response (an agent's reply)."""
+    if not principal.is_agent:
+        raise ForbiddenError("The integration key may not use canned responses")
+    if not from_agent:
+        raise UnprocessableError(
+            "A canned response is an agent's message",
+            errors=[
+                {"loc": ["body", "from_agent"], "msg": "must not be false", "type": "value_error"}
+            ],
+        )
+    assert body.template_id is not None
+    template = await templates.usable_template(session, principal, body.template_id)
+    content = await templates.render_for(session, principal, template, ticket)
+    return body.model_copy(update={"content": content})
 
 
 async def _editable_message(
@@ -484,7 +495,9 @@ async def edit_message(
     await refresh_derived(session, settings, ticket)
     await bump_and_publish(unit, ticket, before, at)
     changes = _changes(message_before, message)
-    await unit.emit("message.updated", message_data(message, ticket.status, changes=changes))
+    await unit.emit(
+        EventType.MESSAGE_UPDATED, message_data(message, ticket.status, changes=changes)
+    )
     return message, ticket.status
 
 
@@ -498,4 +511,4 @@ async def delete_message(
     before = snapshot(ticket, TRACKED_FIELDS)
     await refresh_derived(session, settings, ticket)
     await bump_and_publish(unit, ticket, before, utcnow())
-    await unit.emit("message.deleted", message_data(message, ticket.status))
+    await unit.emit(EventType.MESSAGE_DELETED, message_data(message, ticket.status))

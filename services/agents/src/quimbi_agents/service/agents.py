@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from quimbi_common.auth import Principal, RevocationStore, issue_token
+from quimbi_common.clock import utcnow
 from quimbi_common.enums import AgentStatus, Role
 from quimbi_common.errors import (
     ConflictError,
@@ -22,7 +22,7 @@ from quimbi_common.errors import (
     ServiceUnavailableError,
     UnauthorizedError,
 )
-from quimbi_common.events import AgentData, AgentUpdatedData, FieldChange
+from quimbi_common.events import AgentData, AgentUpdatedData, EventType, FieldChange
 from quimbi_common.runtime import Runtime, json_safe
 from quimbi_common.uow import UnitOfWork, UnitsOfWork
 
@@ -83,7 +83,7 @@ class Context:
 
 
 def agent_read(agent: Agent, context: Context) -> AgentRead:
-    today = local_date(datetime.now(UTC), context.settings.timezone)
+    today = local_date(utcnow(), context.settings.timezone)
     return AgentRead(
         id=agent.id,
         email=agent.email,
@@ -119,7 +119,7 @@ def agent_data(agent: Agent) -> dict[str, Any]:
     }
 
 
-async def _publish(unit: UnitOfWork, topic: str, agent: Agent) -> None:
+async def _publish(unit: UnitOfWork, topic: EventType, agent: Agent) -> None:
     await unit.emit(topic, AgentData(**agent_data(agent)))
 
 
@@ -194,7 +194,7 @@ async def login(
     await context.throttle.record_success(email, client_ip)
     if context.passwords.needs_rehash(agent.hashed_password):
         agent.hashed_password = await context.passwords.hash(request.password)
-    agent.last_login_at = datetime.now(UTC)
+    agent.last_login_at = utcnow()
     settings = context.settings
     token, _ = issue_token(
         context.keyring.private_pem,
@@ -248,7 +248,7 @@ async def bootstrap_admin(unit: UnitOfWork, context: Context) -> Agent | None:
             await session.flush()
     except IntegrityError:  # another replica bootstrapped at the same moment
         return None
-    await _publish(unit, "agent.created", admin)
+    await _publish(unit, EventType.AGENT_CREATED, admin)
     log.info("created the bootstrap admin %s", email)
     return admin
 
@@ -268,7 +268,7 @@ def _new_agent(
     specializations: list[str] | None = None,
     customer_satisfaction_score: float = 0.0,
 ) -> Agent:
-    now = datetime.now(UTC)
+    now = utcnow()
     return Agent(
         id=str(uuid.uuid4()),
         email=email,
@@ -320,7 +320,7 @@ async def create_agent(
         await session.flush()
     except IntegrityError as exc:
         raise ConflictError(f"An agent with email {request.email} already exists") from exc
-    await _publish(unit, "agent.created", agent)
+    await _publish(unit, EventType.AGENT_CREATED, agent)
     unit.after_commit(lambda: pick_up_waiting_tickets(context, agent))
     return agent
 
@@ -367,12 +367,12 @@ async def update_agent(
     if password is not None:
         agent.hashed_password = await context.passwords.hash(password)
     void = "role" in changes or "is_active" in changes or password is not None
-    agent.updated_at = datetime.now(UTC)
+    agent.updated_at = utcnow()
     published = {k: v for k, v in changes.items() if k in PUBLISHED_FIELDS}
     if published:
         agent.version += 1
         data = AgentUpdatedData(**agent_data(agent), changes=published)
-        await unit.emit("agent.updated", data)
+        await unit.emit(EventType.AGENT_UPDATED, data)
     try:
         await session.flush()
     except IntegrityError as exc:
@@ -398,13 +398,13 @@ async def delete_agent(unit: UnitOfWork, context: Context, actor: Principal, age
         and await _other_active_admins(session, agent.id) == 0
     ):
         raise ConflictError("This is the last active admin")
-    now = datetime.now(UTC)
+    now = utcnow()
     agent.deleted_at = now
     agent.updated_at = now
     agent.is_active = False
     agent.status = AgentStatus.OFFLINE.value
     agent.version += 1
-    await _publish(unit, "agent.deleted", agent)
+    await _publish(unit, EventType.AGENT_DELETED, agent)
     await context.void_tokens(agent.id)  # before commit: if Redis is down, change nothing
     unit.after_commit(lambda: context.void_tokens(agent.id))  # also tokens issued meanwhile
 
@@ -415,10 +415,10 @@ async def set_own_status(
     agent = await current_agent_row(unit.session, principal, for_update=True)
     changes = _apply_changes(agent, {"status": status})
     if changes:
-        agent.updated_at = datetime.now(UTC)
+        agent.updated_at = utcnow()
         agent.version += 1
         data = AgentUpdatedData(**agent_data(agent), changes=changes)
-        await unit.emit("agent.updated", data)
+        await unit.emit(EventType.AGENT_UPDATED, data)
     unit.after_commit(lambda: pick_up_waiting_tickets(context, agent))
     return agent
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from quimbi_common.auth import Principal
+from quimbi_common.clock import utcnow
 from quimbi_common.enums import (
     AgentStatus,
     AssignmentReason,
@@ -30,14 +31,15 @@ from quimbi_common.errors import (
     ConflictError,
     ForbiddenError,
     NotFoundError,
+    ProblemError,
     UnprocessableError,
 )
-from quimbi_common.events import AssignmentData
+from quimbi_common.events import AssignmentData, EventType
 from quimbi_common.uow import UnitOfWork
 
 from ..domain import PRIORITY_RANK, Candidate, assignment_reason, choose_agent, seconds_between
 from ..models import Agent, TicketAssignment, TicketProjection
-from ..schemas import AssignRequest
+from ..schemas import AssignRequest, BulkAssignRequest, BulkAssignResponse, BulkAssignResult
 from ..settings import Settings
 
 log = logging.getLogger(__name__)
@@ -134,7 +136,7 @@ async def end_assignment(
         assignment.time_to_complete_seconds = seconds_between(assignment.assigned_at, at)
     assignment.version += 1
     await unit.session.flush()
-    await unit.emit("assignment.updated", assignment_data(assignment))
+    await unit.emit(EventType.ASSIGNMENT_UPDATED, assignment_data(assignment))
 
 
 async def start_assignment(
@@ -148,7 +150,7 @@ async def start_assignment(
     now: datetime | None = None,
 ) -> TicketAssignment:
     """Give the ticket to `agent`, ending `previous` as a transfer. Caller holds the ticket lock."""
-    now = now or datetime.now(UTC)
+    now = now or utcnow()
     if previous is not None:
         await end_assignment(unit, previous, AssignmentStatus.TRANSFERRED, now)
     assignment = TicketAssignment(
@@ -166,7 +168,7 @@ async def start_assignment(
     unit.session.add(assignment)
     agent.last_assigned_at = now
     await unit.session.flush()
-    await unit.emit("ticket.assigned", assignment_data(assignment))
+    await unit.emit(EventType.TICKET_ASSIGNED, assignment_data(assignment))
     return assignment
 
 
@@ -304,6 +306,46 @@ async def assign_ticket(
         raise ConflictError(f"Ticket {ticket_id} was assigned concurrently; retry") from exc
 
 
+async def bulk_assign(
+    unit: UnitOfWork, actor: Principal, request: BulkAssignRequest
+) -> BulkAssignResponse:
+    """One assignee for many tickets (senior_agent and up): each ticket through
+    `assign_ticket`, in a savepoint of its own, so one that cannot be assigned is reported and
+    the others still are (partial success, one commit). Tickets are taken in id order, so two
+    bulk assignments over the same tickets queue instead of deadlocking."""
+    if not actor.sees_all_tickets:
+        raise ForbiddenError("Assigning tickets requires senior_agent or above")
+    agent = await lock_live_agent(unit.session, request.agent_id)
+    if agent is None or not agent.is_active:
+        raise UnprocessableError(
+            f"agent_id: no active agent {request.agent_id}",
+            errors=[{"loc": ["body", "agent_id"], "msg": "no such active agent", "type": "value"}],
+        )
+    single = AssignRequest(
+        agent_id=request.agent_id, reason=request.reason, transfer_reason=request.transfer_reason
+    )
+    ids = list(dict.fromkeys(request.ticket_ids))
+    results: dict[str, BulkAssignResult] = {}
+    for ticket_id in sorted(ids):
+        try:
+            async with unit.session.begin_nested():
+                assignment = await assign_ticket(unit, actor, ticket_id, single)
+        except ProblemError as exc:
+            outcome = "not_found" if exc.status == 404 else "conflict"
+            results[ticket_id] = BulkAssignResult(
+                id=ticket_id, outcome=outcome, status=exc.status, detail=exc.detail
+            )
+        else:
+            results[ticket_id] = BulkAssignResult(
+                id=ticket_id, outcome="assigned", status=201, assignment_id=assignment.id
+            )
+    ordered = [results[ticket_id] for ticket_id in ids]
+    assigned = sum(r.outcome == "assigned" for r in ordered)
+    return BulkAssignResponse(
+        results=ordered, requested=len(ids), assigned=assigned, failed=len(ids) - assigned
+    )
+
+
 async def accept_assignment(unit: UnitOfWork, actor: Principal, ticket_id: str) -> TicketAssignment:
     """The assignee takes the ticket on; records how long that took."""
     _, active = await visible_ticket(unit.session, actor, ticket_id)
@@ -313,11 +355,11 @@ async def accept_assignment(unit: UnitOfWork, actor: Principal, ticket_id: str) 
         raise ForbiddenError("Only the assigned agent can accept the assignment")
     if active.status != AssignmentStatus.PENDING.value:
         raise ConflictError(f"The assignment is already {active.status}")
-    now = datetime.now(UTC)
+    now = utcnow()
     active.status = AssignmentStatus.ACCEPTED.value
     active.accepted_at = now
     active.time_to_accept_seconds = seconds_between(active.assigned_at, now)
     active.version += 1
     await unit.session.flush()
-    await unit.emit("assignment.updated", assignment_data(active))
+    await unit.emit(EventType.ASSIGNMENT_UPDATED, assignment_data(active))
     return active

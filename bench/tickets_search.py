@@ -1,0 +1,255 @@
+"""Full-text search: `GET /api/tickets/search` on 100k tickets / 500k messages: p50/p99 and
+tickets CPU per request direct to the service, for searches of different selectivity, and
+EXPLAIN ANALYZE's server time of the same statement (goal of issue #19: p99 < 50 ms).
+
+Needs the local infrastructure (`make infra`). Creates a scratch database migrated with the
+service's migrations and fills it in PostgreSQL itself (generate_series; the GIN indexes are
+dropped while filling and built once after, as a bulk load would), starts `python -m
+quimbi_tickets` and `python -m quimbi_gateway` on spare ports, measures, stops them and drops
+the database. Text: 5 words per subject and 30 per message drawn from a skewed vocabulary (22
+support words, each in most tickets, and 3,000 synthetic words from common to rare), plus
+"chargeback" in 1 % of the messages. CPU per request is from /proc, idle CPU subtracted.
+
+    uv run python bench/tickets_search.py [--tickets 100000] [--messages-per-ticket 5]
+                                          [--requests 1000] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import time
+from urllib.parse import urlencode
+
+import asyncpg
+from _shared import free_port, record
+from sqlalchemy.dialects import postgresql
+from tickets_inbox import (
+    MIGRATIONS,
+    PER_REQUEST,
+    WORDS,
+    measure,
+    measure_idle,
+    start,
+    wait_until_live,
+)
+
+from quimbi_common.auth import Principal
+from quimbi_common.db import asyncpg_dsn
+from quimbi_common.enums import Role, TicketStatus
+from quimbi_common.migrations import upgrade
+from quimbi_common.testing import SigningKeys, create_database, drop_database, unique
+from quimbi_tickets.queries import InboxQuery
+from quimbi_tickets.search import search_statements
+
+CONCURRENCY = 8
+SYNTHETIC_WORDS = 3000
+
+FILL = """
+SELECT setseed(0.42);
+DROP INDEX ix_tickets_search, ix_messages_search, ix_tickets_subject_trgm,
+           ix_messages_content_trgm;
+INSERT INTO customers (id, email, name, created_at, updated_at)
+  SELECT 'cust_' || i, 'c' || i || '@example.com', 'Customer ' || i, now(), now()
+  FROM generate_series(0, {customers}) i;
+"""
+
+
+def _word() -> str:
+    """One word: a support word a third of the time, else a synthetic one, skewed so that
+    w0001 is common and w3000 rare (index ~ n * u^3). Volatile, so drawn per row."""
+    support = "ARRAY[" + ", ".join(f"'{w}'" for w in WORDS) + "]"
+    synthetic = f"'w' || lpad((1 + floor({SYNTHETIC_WORDS} * power(random(), 3)))::text, 4, '0')"
+    return (
+        f"CASE WHEN random() < 0.33 THEN ({support})[1 + floor(random() * {len(WORDS)})::int]"
+        f" ELSE {synthetic} END"
+    )
+
+
+def _text(words: int, row: str) -> str:
+    return (
+        f"array_to_string(ARRAY(SELECT {_word()}"
+        f" FROM generate_series(1, {words} + 0 * {row})), ' ')"
+    )
+
+
+def tickets_sql(tickets: int) -> str:
+    return f"""
+INSERT INTO tickets (id, customer_id, subject, status, priority, channel, assigned_agent_id,
+                     created_at, updated_at, version, smart_score, score_version)
+  SELECT 'ticket_' || lpad(i::text, 6, '0'), 'cust_' || floor(random() * {tickets // 5}),
+         {_text(5, "i")},
+         CASE WHEN i % 10 = 0 THEN 'open' ELSE
+           (ARRAY['in_progress','pending','resolved','closed'])[1 + i % 4] END,
+         (ARRAY['low','normal','high','urgent'])[1 + floor(random() * 4)::int],
+         'email', 'agent_' || (i % 100), now() - (i || ' minutes')::interval,
+         now(), 1, round((random() * 14)::numeric, 2), 1
+  FROM generate_series(0, {tickets - 1}) i
+"""
+
+
+def messages_sql(tickets: int, per_ticket: int) -> str:
+    return f"""
+INSERT INTO messages (id, ticket_id, from_agent, content, created_at, updated_at,
+                      sentiment_score, detected_intent, version)
+  SELECT 'msg_' || i || '_' || j, 'ticket_' || lpad(i::text, 6, '0'), j % 2 = 1,
+         {_text(30, "i * j")}
+           || CASE WHEN random() < 0.01 THEN ' chargeback' ELSE '' END,
+         now() - ((i * 10 - j) || ' minutes')::interval, now(), 0.5, 'other', 1
+  FROM generate_series(0, {tickets - 1}) i, generate_series(1, {per_ticket}) j
+"""
+
+
+INDEXES = """
+CREATE INDEX ix_tickets_search ON tickets USING gin (search_vector);
+CREATE INDEX ix_messages_search ON messages USING gin (search_vector);
+CREATE INDEX ix_tickets_subject_trgm ON tickets USING gin (subject gin_trgm_ops);
+CREATE INDEX ix_messages_content_trgm ON messages USING gin (content gin_trgm_ops);
+VACUUM ANALYZE;
+"""
+
+
+async def fill(dsn: str, tickets: int, per_ticket: int) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("SET maintenance_work_mem = '256MB'")
+        fill_sql = FILL.format(customers=tickets // 5)
+        for statement in fill_sql.strip().split(";\n"):
+            await conn.execute(statement)
+        await conn.execute(tickets_sql(tickets))
+        await conn.execute(messages_sql(tickets, per_ticket))
+        for statement in INDEXES.strip().split(";\n"):
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def selectivity(dsn: str, word: str) -> float:
+    conn = await asyncpg.connect(dsn)
+    try:
+        share: float = await conn.fetchval(
+            "SELECT avg((EXISTS (SELECT 1 FROM messages m WHERE m.ticket_id = t.id AND"
+            " m.search_vector @@ websearch_to_tsquery('english', $1))"
+            " OR t.search_vector @@ websearch_to_tsquery('english', $1))::int)"
+            " FROM tickets t",
+            word,
+        )
+        return share
+    finally:
+        await conn.close()
+
+
+async def explain(dsn: str, query: InboxQuery, principal: Principal, text: str) -> float:
+    """EXPLAIN ANALYZE's execution time of the route's page statement, ms."""
+    statement, _ = search_statements(query, principal, text, "relevance")
+    compiled = statement.compile(
+        dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}
+    )
+    sql = str(compiled)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("SET jit = off")
+        await conn.fetch(sql)
+        plan = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}")
+    finally:
+        await conn.close()
+    return float(json.loads(plan)[0]["Execution Time"])
+
+
+SEARCHES = [
+    # (label, query parameters, as an agent?)
+    ("rare word (chargeback, ~5% of tickets)", {"q": "chargeback"}, False),
+    ("mid word (w0300)", {"q": "w0300"}, False),
+    ("two words (refund chargeback)", {"q": "refund chargeback"}, False),
+    ('phrase ("card charged") + status=open', {"q": '"card charged"', "status": "open"}, False),
+    (
+        "rare word, smart order, status=open",
+        {"q": "chargeback", "status": "open", "order": "smart"},
+        False,
+    ),
+    ("agent's own tickets (mid word)", {"q": "w0300"}, True),
+    ("common word (refund, most tickets)", {"q": "refund"}, False),
+]
+
+
+async def main(args: argparse.Namespace) -> None:
+    name = unique("bench_search_")
+    url = await create_database(name)
+    dsn = asyncpg_dsn(url)
+    keys = SigningKeys()
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        started = time.perf_counter()
+        await asyncio.to_thread(upgrade, MIGRATIONS, url)
+        await fill(dsn, args.tickets, args.messages_per_ticket)
+        messages = args.tickets * args.messages_per_ticket
+        print(
+            f"setup: {args.tickets} tickets, {messages} messages in "
+            f"{time.perf_counter() - started:.1f} s"
+        )
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        processes.append(start("quimbi_tickets", port, keys, DATABASE_URL=url))
+        await wait_until_live(base, processes[0])
+        pids = {"tickets": processes[0].pid}
+        senior = keys.token(Role.SENIOR_AGENT, ttl_seconds=3600)
+        agent = keys.token(Role.AGENT, agent_id="agent_7", ttl_seconds=3600)
+        print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (1 min)")
+        await measure_idle(pids)
+        print(f"HTTP direct to tickets, concurrency {CONCURRENCY}, limit=50:")
+        p99s: dict[str, float] = {}
+        for label, params, as_agent in SEARCHES:
+            share = await selectivity(dsn, params["q"].strip('"').split()[0])
+            path = "/api/tickets/search?" + urlencode({**params, "limit": 50})
+            token = agent if as_agent else senior
+            n = args.requests if "common" not in label else max(50, args.requests // 10)
+            shown = f"{label} [{share:.0%}]"
+            p99s[label] = await measure(shown, pids, base, token, path, n, CONCURRENCY)
+            role = Role.AGENT if as_agent else Role.SENIOR_AGENT
+            principal = Principal(kind="agent", agent_id="agent_7", role=role)
+            status = TicketStatus(params["status"]) if "status" in params else None
+            server = await explain(dsn, InboxQuery(limit=50, status=status), principal, params["q"])
+            print(f"{'':<4}EXPLAIN ANALYZE of its statement: {server:.1f} ms")
+        selective = [p for label, p in p99s.items() if "common" not in label]
+        common = next(p for label, p in p99s.items() if "common" in label)
+        print(f"load average at the end {os.getloadavg()[0]:.1f} (1 min)")
+        first = SEARCHES[0][0]
+        shown_first = next(k for k in PER_REQUEST if k.startswith(first))
+        record(
+            "search (100k tickets / 500k messages), selective queries: worst p99",
+            "< 50 ms",
+            f"{max(selective):.1f} ms",
+            f"direct, concurrency {CONCURRENCY}; tickets CPU "
+            f"{PER_REQUEST[shown_first]['tickets']:.2f} ms/request (rare word)",
+        )
+        record(
+            "search, a word in most tickets (refund): p99",
+            "< 50 ms",
+            f"{common:.1f} ms",
+            "ranks every match: see services/tickets README",
+        )
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=10)
+            if process.poll() is None:
+                process.kill()
+        if args.keep:
+            print(f"kept database {name}")
+        else:
+            await drop_database(name)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tickets", type=int, default=100_000)
+    parser.add_argument("--messages-per-ticket", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    asyncio.run(main(parser.parse_args()))
