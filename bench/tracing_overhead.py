@@ -12,11 +12,11 @@ gateway to tickets, against three pairs of processes running side by side:
 - `before-on`, `before-on-none`, `before-on-all`: the `--baseline` code with tracing on as in
   `on`, `on-none`, `on-all` (compares two implementations).
 
-Rounds alternate between the variants, so background noise on the shared machine falls on all
-alike. The figure that matters is CPU per request of the gateway and tickets processes
-(from /proc, less what they burn idle: measured for `--idle-seconds` before each round and
-subtracted for the round's duration), with latency beside it. Goal: on ≤ +10 % CPU per
-request; off ≈ before.
+Rounds alternate between the variants (each round starting one further along), so
+background noise on the shared machine falls on all alike. The figure that matters is CPU
+per request of the gateway and tickets processes (from /proc, less what they burn idle:
+measured for `--idle-seconds` before each round and subtracted for the round's duration),
+with latency beside it. Goal: on ≤ +10 % CPU per request; off ≈ before.
 
     uv run python bench/tracing_overhead.py [--requests 3000] [--rounds 5] [--baseline REV]
 
@@ -188,8 +188,10 @@ async def main(args: argparse.Namespace) -> None:
                 await load(target.gateway_url, target.token, 300, args.concurrency, Result("warm"))
             results = {name: Result(name) for name in targets}
             per_round = max(1, args.requests // args.rounds)
-            for _ in range(args.rounds):
-                for name, target in targets.items():
+            order = list(targets.items())
+            for round_number in range(args.rounds):
+                shift = round_number % len(order)  # each variant takes each place in turn
+                for name, target in order[shift:] + order[:shift]:
                     idle = await idle_rates(target.pids, args.idle_seconds)
                     seconds = results[name].seconds
                     await load(
