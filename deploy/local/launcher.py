@@ -557,6 +557,7 @@ def _banner(suite: Suite, logins: list[tuple[str, str, str]], seconds: float) ->
     print(f"  Quimbi Support Backend is up ({seconds:.1f}s)")
     print(f"  API      {suite.gateway_url}")
     print(f"  Swagger  {suite.gateway_url}/docs")
+    print(f"  Live     {suite.gateway_url}/live  (the smart inbox, updating live)")
     if suite.opts.tracing:
         from trace_viewer import UI_URL
 

@@ -4,53 +4,14 @@ the DOM it built."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import shutil
 from pathlib import Path
 
 import pytest
+from browser import rendered_dom
 from launcher import Suite
 from support import ExternalStack
 
 pytestmark = pytest.mark.e2e
-
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    # As on a machine without internet: every host but the gateway's fails to resolve.
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-]
-
-
-def chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found:
-        return found
-    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-        pytest.fail("chromium is missing (deploy/local/infra.sh installs it)")
-    pytest.skip("chromium is not installed (deploy/local/infra.sh installs it)")
-
-
-async def rendered_dom(url: str, profile: Path) -> str:
-    process = await asyncio.create_subprocess_exec(
-        chromium(),
-        *CHROMIUM_FLAGS,
-        f"--user-data-dir={profile}",
-        "--virtual-time-budget=20000",
-        "--dump-dom",
-        url,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    dom, _ = await asyncio.wait_for(process.communicate(), timeout=120)
-    assert process.returncode == 0, f"chromium exited with {process.returncode}"
-    return dom.decode(errors="replace")
 
 
 async def test_swagger_ui_renders_every_services_operations(

@@ -350,3 +350,72 @@ async def test_a_service_with_replicas_gets_each_request_in_turn(
         ]
     # then they alternate, per request rather than per connection
     assert [echo["upstream"] for echo in served] == ["sla", "sla-replica", "sla", "sla-replica"]
+
+
+def _sse_upstream(events: int, every: float, left: asyncio.Event):
+    """A raw service: `/api/tickets/live` answers an event stream (`events` events, one every
+    `every` s, then silence until the caller leaves, noted in `left`); anything else a 200."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        if not head.startswith(b"GET /api/tickets/live "):
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+            await writer.drain()
+            await reader.read()
+            return
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
+            b"transfer-encoding: chunked\r\n\r\n"
+        )
+        try:
+            for n in range(events):
+                chunk = b"id: %d-0\nevent: tick\ndata: {}\n\n" % n
+                writer.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                await writer.drain()
+                await asyncio.sleep(every)
+            await reader.read()  # until the gateway closes the connection
+        except ConnectionError:
+            pass
+        left.set()
+
+    return handler
+
+
+async def test_an_event_stream_outlives_the_deadline_and_frees_its_pool_slot(
+    start_gateway, raw_server, agent_headers
+) -> None:
+    from quimbi_common.testing import sse_events
+
+    left = asyncio.Event()
+    async with (
+        raw_server(_sse_upstream(events=6, every=0.15, left=left)) as url,
+        start_gateway(
+            tickets_url=url, upstream_timeout_seconds=0.3, upstream_max_connections=1
+        ) as gw,
+    ):
+        async with gw.client.stream("GET", "/api/tickets/live", headers=agent_headers) as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            events = sse_events(stream.aiter_lines())
+            first = await asyncio.wait_for(anext(events), 5)
+            # while the stream holds its connection, the pool's only slot serves others
+            other = await gw.client.get("/api/tickets", headers=agent_headers)
+            assert other.status_code == 200
+            rest = [await asyncio.wait_for(anext(events), 5) for _ in range(5)]
+        # 0.9 s of events through a 0.3 s deadline, each as it came
+        assert [e.id for e in [first, *rest]] == [f"{n}-0" for n in range(6)]
+        # the caller left: the gateway closed the service's connection at once
+        await asyncio.wait_for(left.wait(), 5)
+
+
+async def test_an_event_stream_silent_past_the_idle_timeout_is_ended(
+    start_gateway, raw_server, agent_headers
+) -> None:
+    left = asyncio.Event()
+    async with (
+        raw_server(_sse_upstream(events=1, every=0, left=left)) as url,
+        start_gateway(tickets_url=url, upstream_stream_idle_seconds=0.3) as gw,
+    ):
+        async with gw.client.stream("GET", "/api/tickets/live", headers=agent_headers) as stream:
+            body = await asyncio.wait_for(stream.aread(), 5)  # ends: the gateway cut it
+        assert body.startswith(b"id: 0-0")
+        await asyncio.wait_for(left.wait(), 5)

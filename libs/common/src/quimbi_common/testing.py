@@ -321,3 +321,122 @@ def request_fields_accepting_nul(
                 accepting.append(f"{model.__name__}.{name}")
                 break
     return tried, accepting
+
+
+@dataclass
+class SseEvent:
+    """One Server-Sent Event as a client sees it."""
+
+    event: str
+    data: str
+    id: str | None = None
+
+    def json(self) -> Any:
+        return json.loads(self.data)
+
+
+async def sse_events(lines: AsyncIterator[str]) -> AsyncIterator[SseEvent]:
+    """Parse an event stream (`response.aiter_lines()`); comments (heartbeats) are skipped."""
+    event, event_id = "message", None
+    data: list[str] = []
+    async for line in lines:
+        if not line:
+            if data:
+                yield SseEvent(event, "\n".join(data), event_id)
+            event, data, event_id = "message", [], None
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "event":
+            event = value
+        elif name == "data":
+            data.append(value)
+        elif name == "id":
+            event_id = value
+
+
+class LiveStream:
+    """An open SSE stream read in the background: `events` grows as they arrive; `ended` is set
+    when the server ends it. For tests and benchmarks of the live inbox."""
+
+    def __init__(self, client: httpx.AsyncClient, url: str, headers: dict[str, str]) -> None:
+        self.client = client
+        self.url = url
+        self.headers = headers
+        self.events: list[SseEvent] = []
+        self.status = 0
+        self.ended = asyncio.Event()
+        self.ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._arrived = asyncio.Event()
+
+    async def __aenter__(self) -> LiveStream:
+        self._task = asyncio.create_task(self._read())
+        ready = asyncio.ensure_future(self.ready.wait())
+        ended = asyncio.ensure_future(self.ended.wait())
+        await asyncio.wait({ready, ended}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+        ended.cancel()
+        assert self.ready.is_set(), f"no ready event (status {self.status}): {self.events}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _read(self) -> None:
+        try:
+            async with self.client.stream(
+                "GET", self.url, headers=self.headers, timeout=httpx.Timeout(10, read=None)
+            ) as response:
+                self.status = response.status_code
+                if response.status_code != 200:
+                    await response.aread()
+                    self.events.append(SseEvent("error", response.text))
+                    return
+                async for event in sse_events(response.aiter_lines()):
+                    self.events.append(event)
+                    if event.event == "ready":
+                        self.ready.set()
+                    self._arrived.set()
+        finally:
+            self.ended.set()
+            self._arrived.set()
+
+    @property
+    def last_id(self) -> str | None:
+        ids = [e.id for e in self.events if e.id]
+        return ids[-1] if ids else None
+
+    def of_ticket(self, ticket_id: str, event: str | None = None) -> list[SseEvent]:
+        return [
+            e
+            for e in self.events
+            if e.event not in ("ready", "reset", "end", "error")
+            and e.json().get("ticket_id") == ticket_id
+            and (event is None or e.event == event)
+        ]
+
+    async def wait_for(
+        self, check: Callable[[SseEvent], bool], *, timeout: float = 20.0
+    ) -> SseEvent:
+        """The first event (already seen or still to come) for which `check` holds."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while True:
+            for event in self.events[seen:]:
+                if check(event):
+                    return event
+            seen = len(self.events)
+            left = deadline - time.monotonic()
+            if left <= 0 or self.ended.is_set():
+                raise AssertionError(f"no such event within {timeout} s: {self.events[-10:]}")
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), left)

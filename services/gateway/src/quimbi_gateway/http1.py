@@ -306,9 +306,33 @@ class UpstreamResponse:
         self._pool = pool
         self._connection = connection
         self._deadline = deadline
+        self._idle_timeout: float | None = None
         self.status = connection.status
         self.headers = connection.headers
         self._released = False
+
+    @property
+    def is_event_stream(self) -> bool:
+        """A Server-Sent Events answer: open for as long as the service keeps it open."""
+        for name, value in self.headers:
+            if name == b"content-type":
+                return value.split(b";", 1)[0].strip().lower() == b"text/event-stream"
+        return False
+
+    def detach(self, idle_timeout: float) -> None:
+        """Make this answer a stream with a connection of its own: its pool slot is given back
+        now (a stream must not hold one of the keep-alive slots for hours), the connection is
+        closed at the end instead of reused, and the request's deadline no longer applies:
+        the body may go quiet for `idle_timeout` seconds at most (the service's heartbeats)."""
+        if self._idle_timeout is None and not self._released:
+            self._idle_timeout = idle_timeout
+            self._connection.keep_alive = False
+            self._pool.detached(self._connection)
+
+    def abort(self) -> None:
+        """Drop the connection now (the caller left a stream): `chunks()` ends with an error."""
+        if not self._connection.closed:
+            self._connection.abort()
 
     async def chunks(self) -> AsyncIterator[bytes]:
         connection = self._connection
@@ -319,13 +343,18 @@ class UpstreamResponse:
                 return
             elif connection.error is not None:
                 raise connection.error
+            elif self._idle_timeout is not None:
+                await connection.wait(connection.loop.time() + self._idle_timeout)
             else:
                 await connection.wait(self._deadline)
 
     async def aclose(self) -> None:
         if not self._released:
             self._released = True
-            self._pool.release(self._connection)
+            if self._idle_timeout is not None:
+                self._pool.stream_closed(self._connection)
+            else:
+                self._pool.release(self._connection)
 
 
 class UpstreamPool:
@@ -352,6 +381,7 @@ class UpstreamPool:
         self.timeout = timeout
         self._slots = asyncio.Semaphore(max_connections)
         self._idle: list[_Connection] = []
+        self.streams = 0  # open event streams (each on a connection of its own, no slot)
 
     async def request(
         self,
@@ -487,6 +517,16 @@ class UpstreamPool:
         else:  # the answer was not read to its end: what is left of it is dropped
             connection.abort()
         self._slots.release()
+
+    def detached(self, connection: _Connection) -> None:
+        """A stream leaves the pool's accounting: its slot is free for other requests."""
+        self.streams += 1
+        self._slots.release()
+
+    def stream_closed(self, connection: _Connection) -> None:
+        connection.in_use = False
+        connection.abort()  # never reused: what is left of the stream is dropped
+        self.streams -= 1
 
     def close(self) -> None:
         for connection in self._idle:

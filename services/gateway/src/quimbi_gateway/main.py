@@ -33,7 +33,12 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         cache_size=settings.token_cache_size,
     )
     guard = EdgeGuard(tokens, RateLimiter(runtime.redis, settings), settings)
-    proxy = Proxy(upstreams, guard, settings.max_request_body_bytes)
+    proxy = Proxy(
+        upstreams,
+        guard,
+        settings.max_request_body_bytes,
+        stream_idle_seconds=settings.upstream_stream_idle_seconds,
+    )
 
     app = create_app(
         runtime,

@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import Receive, Scope, Send
 
 from quimbi_common import tracing
@@ -18,7 +18,7 @@ from quimbi_common.observability import correlation_id
 
 from .domain import Quota, read_request, response_headers, route
 from .edge import REJECTED, EdgeGuard
-from .http1 import CallerTooSlow, UpstreamError, UpstreamTimeout
+from .http1 import CallerTooSlow, UpstreamError, UpstreamResponse, UpstreamTimeout
 from .upstreams import Upstreams
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,7 @@ UPSTREAM_LATENCY = Histogram(
     ["upstream"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+OPEN_STREAMS = Gauge("gateway_open_streams", "Event streams being forwarded", ["upstream"])
 UPSTREAM_FAILURES = Counter(
     "gateway_upstream_failures_total", "Services unreachable or too slow", ["upstream", "reason"]
 )
@@ -59,10 +60,17 @@ def _upstream_problem(status: int, detail: str, service: str, quota: Quota) -> P
 class Proxy:
     """ASGI app mounted on the routed paths (`/api/...`, `/.well-known/jwks.json`)."""
 
-    def __init__(self, upstreams: Upstreams, guard: EdgeGuard, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        upstreams: Upstreams,
+        guard: EdgeGuard,
+        max_body_bytes: int,
+        stream_idle_seconds: float = 60.0,
+    ) -> None:
         self.upstreams = upstreams
         self.guard = guard
         self.max_body_bytes = max_body_bytes
+        self.stream_idle_seconds = stream_idle_seconds
         self._latency = {name: UPSTREAM_LATENCY.labels(name) for name in upstreams.urls}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -117,6 +125,10 @@ class Proxy:
                 502, f"The {service} service is unreachable: {exc}", service, quota
             ) from exc
         self._latency[service].observe(time.perf_counter() - started)
+        if response.is_event_stream:
+            response.detach(self.stream_idle_seconds)
+            await self._stream(response, quota, receive, send, service, path)
+            return
         caller_gone: asyncio.Future[None] | None = None
         try:
             await send(
@@ -142,6 +154,42 @@ class Proxy:
         finally:
             if caller_gone is not None:
                 caller_gone.cancel()
+            await response.aclose()
+
+    async def _stream(
+        self,
+        response: UpstreamResponse,
+        quota: Quota,
+        receive: Receive,
+        send: Send,
+        service: str,
+        path: str,
+    ) -> None:
+        """Forward an event stream as each piece arrives, until the service ends it, goes
+        quiet past the idle timeout, or the caller leaves (then the service's connection is
+        closed at once, so it stops serving a stream nobody reads)."""
+        OPEN_STREAMS.labels(service).inc()
+        caller_gone = asyncio.ensure_future(_disconnected(receive))
+        caller_gone.add_done_callback(lambda _: response.abort())  # the chunks stop at once
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status,
+                    "headers": response_headers(response.headers) + quota.headers(),
+                }
+            )
+            async for chunk in response.chunks():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except UpstreamError as exc:
+            if not caller_gone.done():  # silent too long, or the service went away: end it
+                UPSTREAM_FAILURES.labels(service, "broken_stream").inc()  # cleanly, the caller
+                log.info("%s ended its stream on %s: %s", service, path, exc)  # resumes
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            OPEN_STREAMS.labels(service).dec()
+            caller_gone.cancel()
             await response.aclose()
 
     async def _body(self, receive: Receive) -> AsyncIterator[bytes]:

@@ -20,6 +20,9 @@ class Settings(CommonSettings):
     upstream_connect_timeout_seconds: float = 2.0
     upstream_timeout_seconds: float = 10.0
     ai_proxy_timeout_seconds: float = 60.0  # ai-proxy waits on Quimbi, with retries
+    # An event stream (text/event-stream, e.g. the live inbox) is not bound by the deadline:
+    # it ends when it has been silent this long (the services send heartbeats every 15 s).
+    upstream_stream_idle_seconds: float = 60.0
     upstream_max_connections: int = 256
     upstream_max_keepalive_connections: int = 128
     # below uvicorn's 5 s keep-alive, so the service rarely closes a connection we reuse

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from quimbi_common.runtime import Runtime, create_app
 
 from . import api, handlers
+from .live import feed, hub, routes
 from .settings import Settings
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
@@ -19,9 +20,28 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     runtime = Runtime(settings)
     handlers.register(runtime)
     runtime.watch_projections()  # a ticket just assigned to the caller waits for ticket.assigned
+    _live_inbox(runtime, settings)
     return create_app(
         runtime,
         title="Quimbi tickets",
         description="Customers, tickets and messages; the smart inbox list.",
-        routers=[api.router],
+        routers=[routes.router, api.router],  # /api/tickets/live before /api/tickets/{id}
     )
+
+
+def _live_inbox(runtime: Runtime, settings: Settings) -> None:
+    """Kafka → the live log (feed), the live log → this process's streams (hub)."""
+    assert runtime.engine is not None
+    assert runtime.broker is not None
+    assert runtime.sessions is not None
+    key = feed.live_log_key(settings)
+    live_hub = hub.LiveHub(settings, key, runtime.revocations)
+    runtime.provide(live_hub)
+    runtime.background += [
+        feed.LiveFeed(
+            settings, runtime.engine, runtime.redis, runtime.broker, runtime.sessions
+        ).run,
+        live_hub.run,
+        live_hub.watch_tokens,
+    ]
+    runtime.on_shutdown.append(live_hub.aclose)

@@ -17,3 +17,10 @@ class Settings(CommonSettings):
     topic_alert_boost: float = 5.0  # TOPIC_ALERT_BOOST: added in the inbox when a keyword matches
     customer_sentiment_window: int = 3  # the last N customer messages make customer_sentiment
     context_max_past_tickets: int = 5  # CONTEXT_MAX_PAST_TICKETS: recent tickets on a customer
+
+    # The live inbox (live/): how long the live log keeps entries (a reconnect within it resumes
+    # without gaps), the idle heartbeat, how often tokens are re-checked, a slow reader's bound.
+    live_retention_seconds: float = 600.0
+    live_heartbeat_seconds: float = 15.0
+    live_auth_check_seconds: float = 1.0
+    live_queue_max: int = 2000
