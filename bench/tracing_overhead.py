@@ -8,13 +8,22 @@ gateway to tickets, against three pairs of processes running side by side:
   counts bytes; its CPU is the load generator's, not the services'), with the default
   sampler (a tenth of new traces, see libs/common `tracing`);
 - `on-all`: the same, every request traced (`OTEL_TRACES_SAMPLER=always_on`);
-- `before-on`: the `--baseline` code with tracing on as in `on` (compares two implementations).
+- `on-none`: the same, no request traced (`parentbased_always_off`): the unsampled path;
+- `before-on`, `before-on-none`, `before-on-all`: the `--baseline` code with tracing on as in
+  `on`, `on-none`, `on-all` (compares two implementations).
 
-Rounds alternate between the three, so background noise on the shared machine falls on all
-alike. The figure that matters is CPU per request of the gateway and tickets processes
-(from /proc), with latency beside it. Goal: on ≤ +10 % CPU per request; off ≈ before.
+Rounds alternate between the variants (each round starting one further along), so
+background noise on the shared machine falls on all alike. The figure that matters is CPU
+per request of the gateway and tickets processes (from /proc, less what they burn idle:
+measured for `--idle-seconds` before each round and subtracted for the round's duration),
+with latency beside it. Goal: on ≤ +10 % CPU per request; off ≈ before.
 
     uv run python bench/tracing_overhead.py [--requests 3000] [--rounds 5] [--baseline REV]
+
+`--py-spy DIR` then profiles each variant's gateway and tickets under the same load
+(`uv run --with py-spy python bench/tracing_overhead.py --variants off,on --py-spy /tmp/prof`):
+py-spy's collapsed stacks (`DIR/<variant>-<process>.txt`, one `frames count` a line) and a
+summary of the tracing frames' share of each process's samples; not part of the figures.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,8 +39,9 @@ import threading
 from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
-from _shared import free_port
+from _shared import cpu_seconds, free_port
 from gateway_overhead import Result, load, started_suite
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,6 +91,63 @@ def baseline_tree(revision: str) -> Iterator[str]:
         yield ":".join(paths)
 
 
+TRACING_FRAMES = ("opentelemetry/", "quimbi_common/tracing.py", "quimbi_common/trace_file.py")
+# Frames of the work a tracing wrapper wraps (the app, the Redis command): not tracing's cost.
+WRAPPED_FRAMES = ("quimbi_", "starlette/", "fastapi/", "uvicorn/", "redis/", "sqlalchemy/")
+
+
+def tracing_sample(stack: str) -> bool:
+    """Whether a sample is tracing's own work: the frame nearest the leaf that is either
+    tracing or wrapped work is tracing (helpers it calls, e.g. `re`, protobuf, count too)."""
+    for frame in reversed(stack.split(";")):
+        if any(f in frame for f in TRACING_FRAMES):
+            return True
+        if any(f in frame for f in WRAPPED_FRAMES):
+            return False
+    return False
+
+
+async def profile(name: str, target: Any, args: argparse.Namespace) -> None:
+    """py-spy on the gateway and tickets of one variant while it serves `--requests`
+    (`--gil`: only samples of a thread running Python, so waiting does not count)."""
+    out = Path(args.py_spy)
+    out.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
+    spy = shutil.which("py-spy") or "py-spy"
+    options = ["--rate", "200", "--gil", "--format", "raw"]
+    spies = {
+        process: subprocess.Popen(  # noqa: ASYNC220
+            [spy, "record", "--pid", str(pid), *options, "--output", f"{out}/{name}-{process}.txt"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for process, pid in target.pids.items()
+    }
+    await asyncio.sleep(1.0)  # py-spy attached
+    await load(target.gateway_url, target.token, args.requests, args.concurrency, Result(name))
+    for spy_process in spies.values():
+        spy_process.send_signal(2)  # SIGINT: py-spy writes its file and exits
+    for process, spy_process in spies.items():
+        await asyncio.to_thread(spy_process.wait)
+        busy = tracing = 0
+        for line in (out / f"{name}-{process}.txt").read_text().splitlines():
+            stack, _, count = line.rpartition(" ")  # --gil: samples of Python running only
+            busy += int(count)
+            tracing += int(count) if tracing_sample(stack) else 0
+        share = tracing / busy if busy else 0.0
+        print(f"py-spy {name} {process}: {busy} busy samples, tracing frames {share:.1%}")
+
+
+async def idle_rates(pids: dict[str, int], seconds: float) -> dict[str, float]:
+    """CPU seconds per second each process spends with no request (consumer polls, timers,
+    the relay): subtracted from a round's CPU, so a round slowed by other load on the
+    machine does not count more background work per request."""
+    if seconds <= 0:
+        return {}
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    await asyncio.sleep(seconds)
+    return {name: (cpu_seconds(pid) - before[name]) / seconds for name, pid in pids.items()}
+
+
 def per_request(result: Result) -> dict[str, float]:
     return {name: s / len(result.latencies) * 1000 for name, s in result.cpu.items()}
 
@@ -91,8 +159,23 @@ async def main(args: argparse.Namespace) -> None:
             "off": {},
             "on": {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint},  # default: 10 % of new traces
             "on-all": {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_TRACES_SAMPLER": "always_on"},
+            # on, nothing sampled: what every unsampled request pays
+            "on-none": {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+                "OTEL_TRACES_SAMPLER": "parentbased_always_off",
+            },
             # the baseline's code with tracing on: compares two tracing implementations
             "before-on": {"PYTHONPATH": old_code, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint},
+            "before-on-none": {
+                "PYTHONPATH": old_code,
+                "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+                "OTEL_TRACES_SAMPLER": "parentbased_always_off",
+            },
+            "before-on-all": {
+                "PYTHONPATH": old_code,
+                "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+                "OTEL_TRACES_SAMPLER": "always_on",
+            },
         }
         variants = {k: v for k, v in variants.items() if k in args.variants.split(",")}
         async with contextlib.AsyncExitStack() as stack:
@@ -105,8 +188,12 @@ async def main(args: argparse.Namespace) -> None:
                 await load(target.gateway_url, target.token, 300, args.concurrency, Result("warm"))
             results = {name: Result(name) for name in targets}
             per_round = max(1, args.requests // args.rounds)
-            for _ in range(args.rounds):
-                for name, target in targets.items():
+            order = list(targets.items())
+            for round_number in range(args.rounds):
+                shift = round_number % len(order)  # each variant takes each place in turn
+                for name, target in order[shift:] + order[:shift]:
+                    idle = await idle_rates(target.pids, args.idle_seconds)
+                    seconds = results[name].seconds
                     await load(
                         target.gateway_url,
                         target.token,
@@ -115,6 +202,12 @@ async def main(args: argparse.Namespace) -> None:
                         results[name],
                         target.pids,
                     )
+                    took = results[name].seconds - seconds
+                    for process, rate in idle.items():  # background work is not per request
+                        results[name].cpu[process] -= rate * took
+            if args.py_spy:
+                for name, target in targets.items():
+                    await profile(name, target, args)
     print(
         f"\nGET /api/tickets?limit=50 through the gateway, concurrency {args.concurrency}, "
         f"{per_round * args.rounds} requests per variant ({args.rounds} alternating rounds); "
@@ -142,11 +235,12 @@ async def main(args: argparse.Namespace) -> None:
         f"tracing on vs off:     {cpu['on'] / cpu['off'] - 1:+.1%} CPU per request "
         f"(gateway {gateway['on'] / gateway['off'] - 1:+.1%})  [goal: <= +10 %]"
     )
-    if "before-on" in cpu:
-        print(
-            f"baseline's tracing on vs off: {cpu['before-on'] / cpu['off'] - 1:+.1%} CPU per "
-            f"request (gateway {gateway['before-on'] / gateway['off'] - 1:+.1%})"
-        )
+    for name in ("on-none", "before-on", "before-on-none", "before-on-all"):
+        if name in cpu:
+            print(
+                f"{name} vs off: {cpu[name] / cpu['off'] - 1:+.1%} CPU per request "
+                f"(gateway {gateway[name] / gateway['off'] - 1:+.1%})"
+            )
     if "on-all" in cpu:
         print(
             f"every request traced: {cpu['on-all'] / cpu['off'] - 1:+.1%} CPU per request "
@@ -168,6 +262,13 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--variants", default="before,off,on,on-all", help="a subset, to profile one"
     )
+    parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=2.0,
+        help="idle CPU measured before each round and subtracted (0: not subtracted)",
+    )
+    parser.add_argument("--py-spy", help="a directory: profile each variant afterwards (py-spy)")
     return parser.parse_args(argv)
 
 

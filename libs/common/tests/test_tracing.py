@@ -198,3 +198,168 @@ def test_client_spans_only_inside_a_sampled_trace(tmp_path: Path) -> None:
     assert [(s["name"], s["trace_id"], s["parent_span_id"]) for s in spans] == [
         ("GET", "1" * 32, "2" * 16)
     ]
+
+
+RATIO = """
+import asyncio, json, httpx
+from fastapi import FastAPI
+from quimbi_common import tracing
+tracing.configure_tracing("probe")
+app = FastAPI(telemetry=tracing.fastapi_telemetry())
+app.add_middleware(tracing.TracingMiddleware)
+seen = []
+
+@app.get("/items")
+async def items() -> dict:
+    seen.append(tracing.current_carrier())
+    return {}
+
+async def main():
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://probe") as client:
+        for _ in range(200):
+            await client.get("/items")
+        caller = "00-" + "1" * 32 + "-" + "2" * 16 + "-00"
+        await client.get("/items", headers={"traceparent": caller, "tracestate": "vendor=x"})
+asyncio.run(main())
+tracing.shutdown()
+print(json.dumps(seen))
+"""
+
+
+def test_the_edge_decision_and_the_recorded_spans_agree(tmp_path: Path) -> None:
+    """The middleware decides on a new trace's id itself (no SDK for the unsampled); the SDK
+    records exactly the requests it said yes to, under the same trace id, at the configured
+    ratio (not the ratio squared), and an unsampled caller's tracestate travels on."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "QUIMBI_TRACE"))}
+    spans_path = tmp_path / "spans.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-c", RATIO],
+        env={
+            **clean,
+            "QUIMBI_TRACE_FILE": str(spans_path),
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": "0.5",
+        },
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    *fresh, continued = json.loads(done.stdout.strip().splitlines()[-1])
+    spans = [json.loads(line) for line in spans_path.read_text().splitlines()]
+    sampled = [c["traceparent"] for c in fresh if sampled_flag(c["traceparent"])]
+    recorded = [f"00-{s['trace_id']}-{s['span_id']}-03" for s in spans]
+    assert sorted(sampled) == sorted(recorded)
+    assert 60 <= len(sampled) <= 140  # 0.5 of 200 (0.25 would be the ratio applied twice)
+    assert len({c["traceparent"][3:35] for c in fresh}) == 200  # a new trace each
+    assert all(c["traceparent"].endswith("-02") for c in fresh if c["traceparent"] not in sampled)
+    assert continued["traceparent"].startswith(f"00-{'1' * 32}-")
+    assert continued["traceparent"].endswith("-00")
+    assert continued["tracestate"] == "vendor=x"
+
+
+@pytest.mark.parametrize(
+    ("header", "valid"),
+    [
+        ("00-" + "a" * 32 + "-" + "b" * 16 + "-01", True),
+        (" 00-" + "a" * 32 + "-" + "b" * 16 + "-00\t", True),
+        ("01-" + "a" * 32 + "-" + "b" * 16 + "-01-future", True),  # a later version's extra
+        ("00-" + "a" * 32 + "-" + "b" * 16 + "-01-extra", False),
+        ("ff-" + "a" * 32 + "-" + "b" * 16 + "-01", False),
+        ("00-" + "A" * 32 + "-" + "b" * 16 + "-01", False),
+        ("00-" + "0" * 32 + "-" + "b" * 16 + "-01", False),
+        ("00-" + "a" * 32 + "-" + "0" * 16 + "-01", False),
+        ("00-" + "a" * 31 + "-" + "b" * 16 + "-01", False),
+        ("", False),
+    ],
+)
+def test_a_callers_traceparent_is_read_as_the_w3c_propagator_reads_it(
+    header: str, valid: bool
+) -> None:
+    from opentelemetry import trace
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    from quimbi_common.tracing import _caller
+
+    caller = _caller([(b"host", b"x"), (b"traceparent", header.encode())])
+    theirs = trace.get_current_span(
+        TraceContextTextMapPropagator().extract({"traceparent": header})
+    )
+    assert (caller is not None) == valid == theirs.get_span_context().is_valid
+    if caller is not None:
+        ours = trace.get_current_span(caller.context()).get_span_context()
+        assert ours == theirs.get_span_context()
+
+
+def test_the_standard_samplers_are_decided_without_the_sdk() -> None:
+    from opentelemetry.sdk.trace import sampling
+
+    from quimbi_common.tracing import _head_rule
+
+    limit = 1 << 64
+    assert _head_rule(sampling.ParentBased(sampling.TraceIdRatioBased(0.1))) == (
+        True,
+        round(0.1 * limit),
+    )
+    assert _head_rule(sampling.DEFAULT_OFF) == (True, 0)
+    assert _head_rule(sampling.ALWAYS_ON) == (False, limit)
+    assert _head_rule(sampling.TraceIdRatioBased(0.5)) == (False, limit // 2)
+    # anything else is the SDK's to decide
+    assert _head_rule(sampling.ParentBased(sampling.ALWAYS_ON, sampling.ALWAYS_OFF)) is None
+    assert _head_rule(sampling.AlwaysRecordSampler(sampling.ALWAYS_OFF)) is None
+
+
+SQL_SPANS = """
+import asyncio
+from opentelemetry import context, trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+from quimbi_common import tracing
+tracing.configure_tracing("probe")
+
+def parent(sampled):
+    flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
+    span_context = SpanContext(int("1" * 32, 16), int("2" * 16, 16), True, trace_flags=flags)
+    return trace.set_span_in_context(NonRecordingSpan(span_context))
+
+async def main():
+    engine = create_async_engine(DATABASE_URL)
+    tracing.instrument_engine(engine)
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))  # no parent
+    for sampled, value in ((False, 2), (True, 3)):
+        token = context.attach(parent(sampled))
+        try:
+            async with engine.connect() as connection:  # a checkout inside the trace
+                await connection.execute(text(f"SELECT {value}"))
+        finally:
+            context.detach(token)
+    await engine.dispose()
+asyncio.run(main())
+tracing.shutdown()
+"""
+
+
+def test_sql_spans_only_inside_a_sampled_trace_and_no_connect_span(tmp_path: Path) -> None:
+    """A statement opens a span under a sampled parent only (the instrumentation's hook is
+    skipped otherwise), and a session's pool checkout opens none."""
+    from quimbi_common.testing import ADMIN_DSN
+
+    url = ADMIN_DSN.replace("postgresql://", "postgresql+asyncpg://", 1)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "QUIMBI_TRACE"))}
+    spans_path = tmp_path / "spans.jsonl"
+    subprocess.run(
+        [sys.executable, "-c", f"DATABASE_URL = {url!r}\n" + SQL_SPANS],
+        env={**clean, "QUIMBI_TRACE_FILE": str(spans_path), "OTEL_TRACES_SAMPLER": "always_on"},
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    spans = [json.loads(line) for line in spans_path.read_text().splitlines()]
+    assert [(s["kind"], s["trace_id"], s["parent_span_id"]) for s in spans] == [
+        ("CLIENT", "1" * 32, "2" * 16)
+    ]
+    assert "SELECT" in spans[0]["name"]

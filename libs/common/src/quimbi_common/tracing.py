@@ -19,21 +19,31 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
+import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.propagate import extract, inject
-from opentelemetry.trace import Link, Span, SpanKind
+from opentelemetry.trace import (
+    Link,
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    TraceFlags,
+    TraceState,
+)
 
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
 DEFAULT_SAMPLE_RATIO = 0.1  # of traces started here, when OTEL_TRACES_SAMPLER is not set
 _lock = threading.Lock()
-_state: dict[str, Any] = {"enabled": False, "provider": None}
+_state: dict[str, Any] = {"enabled": False, "provider": None, "head": None, "w3c": True}
 tracer = trace.get_tracer("quimbi")
 # While a set-based handler runs: the CONSUMER span of the event behind each Kafka key.
 _causes: ContextVar[Mapping[str, Span] | None] = ContextVar("quimbi_trace_causes", default=None)
@@ -61,11 +71,12 @@ def configure_tracing(service: str) -> bool:
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
         resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service)})
-        provider = TracerProvider(resource=resource, sampler=_sampler())
+        sampler = _sampler()
+        provider = TracerProvider(resource=resource, sampler=sampler, id_generator=_decided_ids())
         if endpoint:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            from .otlp import exporter
 
-            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+            provider.add_span_processor(BatchSpanProcessor(exporter()))
         if path:
             from .trace_file import JsonLinesExporter
 
@@ -74,7 +85,13 @@ def configure_tracing(service: str) -> bool:
             provider.add_span_processor(BatchSpanProcessor(JsonLinesExporter(where)))
         trace.set_tracer_provider(provider)
         _instrument_clients()
-        _state.update(enabled=True, provider=provider)
+        propagators = os.environ.get("OTEL_PROPAGATORS", "tracecontext,baggage").replace(" ", "")
+        _state.update(
+            enabled=True,
+            provider=provider,
+            head=_head_rule(sampler),
+            w3c=propagators in ("tracecontext,baggage", "tracecontext"),
+        )
     return True
 
 
@@ -94,6 +111,70 @@ def _sampler() -> Any:
     return ParentBased(TraceIdRatioBased(DEFAULT_SAMPLE_RATIO))
 
 
+class _Head(NamedTuple):
+    """The sampler's decision, computed without the SDK (see `_head_rule`)."""
+
+    follows_parent: bool  # a caller's sampled flag decides (ParentBased, default delegates)
+    bound: int  # else: sampled when the trace id's low 64 bits are below this
+
+
+_TRACE_ID_LIMIT = (1 << 64) - 1
+
+
+def _head_rule(sampler: Any) -> _Head | None:
+    """The configured sampler as a `_Head` when it is one whose decision is plain arithmetic
+    on the trace id and the caller's flag (ParentBased and/or always_on, always_off,
+    traceidratio: every `OTEL_TRACES_SAMPLER` but custom ones); None leaves it to the SDK."""
+    from opentelemetry.sdk.trace import sampling
+
+    follows = False
+    if isinstance(sampler, sampling.ParentBased):
+        if (
+            sampler._remote_parent_sampled is not sampling.ALWAYS_ON
+            or sampler._remote_parent_not_sampled is not sampling.ALWAYS_OFF
+        ):
+            return None
+        follows, sampler = True, sampler._root
+    if sampler is sampling.ALWAYS_ON:
+        return _Head(follows, _TRACE_ID_LIMIT + 1)
+    if sampler is sampling.ALWAYS_OFF:
+        return _Head(follows, 0)
+    if type(sampler) is sampling.TraceIdRatioBased:
+        return _Head(follows, sampler.bound)
+    return None
+
+
+# The trace id the middleware decided to sample, for the SDK to use (`_DecidedIds`).
+_decided: ContextVar[int] = ContextVar("quimbi_trace_decided", default=0)
+
+
+def _new_trace_id() -> int:
+    trace_id = random.getrandbits(128)
+    while not trace_id:
+        trace_id = random.getrandbits(128)
+    return trace_id
+
+
+def _new_span_id() -> int:
+    span_id = random.getrandbits(64)
+    while not span_id:
+        span_id = random.getrandbits(64)
+    return span_id
+
+
+def _decided_ids() -> Any:
+    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+
+    class DecidedIds(RandomIdGenerator):
+        """Random ids, except a new trace's id when `TracingMiddleware` drew it already to
+        decide on it: the SDK's sampler then reaches the same decision on the same id."""
+
+        def generate_trace_id(self) -> int:
+            return _decided.get() or _new_trace_id()
+
+    return DecidedIds()
+
+
 def _instrument_clients() -> None:
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
     from opentelemetry.instrumentation.redis import RedisInstrumentor
@@ -101,6 +182,34 @@ def _instrument_clients() -> None:
     provider = _SampledOnlyProvider(trace.get_tracer_provider())
     RedisInstrumentor().instrument(tracer_provider=provider)
     HTTPXClientInstrumentor().instrument(tracer_provider=provider)
+    import redis.asyncio.client
+    import redis.client
+
+    for module in (redis.client, redis.asyncio.client):
+        _sampled_only(module.Redis, "execute_command")
+        _sampled_only(module.Pipeline, "execute")
+        _sampled_only(module.Pipeline, "immediate_execute_command")
+
+
+def _sampled_only(owner: type, method: str) -> None:
+    """Outside a sampled trace, a call to `owner.method` goes straight to the original method,
+    past the instrumentation's wrapper: the Redis one formats the command's arguments and its
+    span name before it asks the tracer (`_SampledOnlyTracer`) whether to record, ~30 Python
+    calls per command, the largest part of what an unsampled gateway request still paid. The
+    gate returns the callee's awaitable as is (no coroutine of its own)."""
+    import wrapt
+
+    instrumented = owner.__dict__.get(method)
+    if not isinstance(instrumented, wrapt.FunctionWrapper):
+        return  # not instrumented (or instrumented differently): leave it
+    plain = instrumented.__wrapped__
+
+    def gate(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        if trace.get_current_span().get_span_context().trace_flags.sampled:
+            return wrapped(*args, **kwargs)
+        return plain(instance, *args, **kwargs)
+
+    setattr(owner, method, wrapt.FunctionWrapper(instrumented, gate))
 
 
 class _SampledOnlyTracer(trace.Tracer):
@@ -150,16 +259,40 @@ def instrument_engine(engine: Any) -> None:
     from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
     # The instrumentation declares SQLAlchemy < 2.1; its engine event hooks work on 2.1.
-    SQLAlchemyInstrumentor().instrument(
+    instrumentor = SQLAlchemyInstrumentor()
+    if instrumentor.is_instrumented_by_opentelemetry:
+        return
+    engine_tracer = instrumentor.instrument(
         engine=engine.sync_engine,
         enable_commenter=False,
         skip_dep_check=True,
         tracer_provider=_SampledOnlyProvider(trace.get_tracer_provider()),
     )
+    # Its statement hook reads the URL, the database name and the statement's first words
+    # before it asks the tracer whether to record: outside a sampled trace it is skipped.
+    before = getattr(engine_tracer, "_before_cur_exec", None)
+    if before is not None:
+        from sqlalchemy import event
+
+        def gated(conn: Any, cursor: Any, statement: Any, params: Any, *rest: Any) -> Any:
+            if trace.get_current_span().get_span_context().trace_flags.sampled:
+                return before(conn, cursor, statement, params, *rest)
+            return statement, params
+
+        event.remove(engine.sync_engine, "before_cursor_execute", before)
+        event.listen(engine.sync_engine, "before_cursor_execute", gated, retval=True)
+    # Its `connect` span wraps `Engine.connect`, i.e. each pool checkout of each session: a
+    # span per request that says nothing the statements' spans do not (one less to record
+    # and export per sampled request).
+    from opentelemetry.instrumentation.utils import unwrap
+    from sqlalchemy.engine.base import Engine
+
+    unwrap(Engine, "connect")
 
 
 _UNTRACED = ("/health/", "/metrics")
 _TRACEPARENT_HEADER = TRACEPARENT.encode()
+_TRACESTATE_HEADER = TRACESTATE.encode()
 
 
 def fastapi_telemetry() -> dict[str, Any]:
@@ -170,29 +303,90 @@ def fastapi_telemetry() -> dict[str, Any]:
     return {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
 
 
-def _incoming(headers: Sequence[tuple[bytes, bytes]]) -> Any:
-    """The caller's `traceparent` as an OpenTelemetry context (None when absent or invalid);
-    a scan of the raw headers, the propagator only when there is one to parse."""
+class _Caller(NamedTuple):
+    """A caller's valid W3C `traceparent` (and `tracestate`, raw)."""
+
+    trace_id: int
+    span_id: int
+    flags: int
+    tracestate: str | None
+
+    def context(self) -> Any:
+        """As the OpenTelemetry context `propagate.extract` would make of it."""
+        span = NonRecordingSpan(
+            SpanContext(
+                self.trace_id,
+                self.span_id,
+                is_remote=True,
+                trace_flags=TraceFlags(self.flags),
+                trace_state=self.trace_state(),
+            )
+        )
+        return trace.set_span_in_context(span, otel_context.Context())
+
+    def trace_state(self) -> TraceState | None:
+        return TraceState.from_header([self.tracestate]) if self.tracestate else None
+
+
+# The W3C propagator's rules: version ff and a version-00 header with more fields are invalid.
+_TRACEPARENT_FORMAT = re.compile(
+    r"[ \t]*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(?:(-.*)|[ \t]*)$"
+)
+
+
+def _caller(headers: Sequence[tuple[bytes, bytes]]) -> _Caller | None:
+    """The caller's `traceparent` from the raw headers (None when absent or invalid); parsed
+    here rather than by `propagate.extract`, which builds contexts an unsampled request does
+    not need."""
+    traceparent = tracestate = None
     for name, value in headers:
         if name == _TRACEPARENT_HEADER:
-            carrier = {TRACEPARENT: value.decode("latin-1")}
-            for other, more in headers:
-                if other == b"tracestate":
-                    carrier[TRACESTATE] = more.decode("latin-1")
-            return extract(carrier)
-    return None
+            traceparent = value
+        elif name == _TRACESTATE_HEADER:
+            tracestate = value if tracestate is None else tracestate + b"," + value
+    if traceparent is None or len(traceparent) > 512:
+        return None
+    match = _TRACEPARENT_FORMAT.match(traceparent.decode("latin-1"))
+    if match is None:
+        return None
+    version, trace_hex, span_hex, flags, rest = match.groups()
+    if version == "ff" or (version == "00" and rest):
+        return None
+    trace_id, span_id = int(trace_hex, 16), int(span_hex, 16)
+    if not trace_id or not span_id:
+        return None
+    state = tracestate.decode("latin-1") if tracestate and len(tracestate) <= 512 else None
+    return _Caller(trace_id, span_id, int(flags, 16), state)
+
+
+def _unsampled(trace_id: int, caller: _Caller | None) -> Any:
+    """The context of a request the sampler declined: a non-recording span with a span id of
+    its own, the caller's trace (or a new one) and the sampled flag off, as the SDK would
+    make it, without the SDK (its sampler, metrics hook and span objects cost ~10 % of the
+    gateway's CPU per request; bench/tracing_overhead.py)."""
+    if caller is None:
+        flags, state = TraceFlags.RANDOM_TRACE_ID, None
+    else:
+        flags, state = caller.flags & TraceFlags.RANDOM_TRACE_ID, caller.trace_state()
+    span = NonRecordingSpan(
+        SpanContext(trace_id, _new_span_id(), False, TraceFlags(flags), trace_state=state)
+    )
+    return trace.set_span_in_context(span, otel_context.Context())
 
 
 class TracingMiddleware:
     """The SERVER span of each request, continuing the caller's `traceparent` (installed by
     `create_app` only when tracing is on).
 
-    Leaner than a generic ASGI instrumentation on purpose: the sampler decides first (the
-    provider's, ParentBased: a caller's decision is kept, so the gateway's decision holds for
-    the whole trace), and only a sampled request pays for attributes; an unsampled one gets a
-    non-recording span whose `traceparent` (flag 00) still travels downstream, so the services
-    behind follow the edge's decision instead of sampling again. Named `METHOD /route/{template}`
-    once the router has matched (bounded names, never raw paths)."""
+    Leaner than a generic ASGI instrumentation on purpose: the sampling decision comes first
+    and only a sampled request pays for a span and attributes. The decision is the
+    configured sampler's (ParentBased: a caller's decision is kept, so the gateway's holds
+    for the whole trace), taken here as arithmetic on the trace id for the standard samplers
+    (`_head_rule`), by the SDK for others. An unsampled request gets a non-recording span
+    whose `traceparent` (flag 00) still travels downstream, so the services behind follow
+    the edge's decision instead of sampling again. A recorded span is named
+    `METHOD /route/{template}` once the router has matched (bounded names, never raw
+    paths)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -201,14 +395,41 @@ class TracingMiddleware:
         if scope["type"] != "http" or scope["path"].startswith(_UNTRACED):
             await self.app(scope, receive, send)
             return
+        caller = _caller(scope["headers"])
+        head: _Head | None = _state["head"]
+        decided = 0
+        if head is not None:
+            trace_id = caller.trace_id if caller is not None else _new_trace_id()
+            if caller is not None and head.follows_parent:
+                sampled = bool(caller.flags & TraceFlags.SAMPLED)
+            else:
+                sampled = trace_id & _TRACE_ID_LIMIT < head.bound
+            if not sampled:
+                token = otel_context.attach(_unsampled(trace_id, caller))
+                try:
+                    await self.app(scope, receive, send)
+                finally:
+                    otel_context.detach(token)
+                return
+            decided = trace_id if caller is None else 0
+        await self._recorded(scope, receive, send, caller, decided)
+
+    async def _recorded(
+        self, scope: Any, receive: Any, send: Any, caller: _Caller | None, decided: int
+    ) -> None:
         method = scope["method"]
-        span = tracer.start_span(method, context=_incoming(scope["headers"]), kind=SpanKind.SERVER)
-        if not span.is_recording():
-            token = otel_context.attach(trace.set_span_in_context(span))
+        parent = caller.context() if caller is not None else None
+        token = _decided.set(decided)  # a new trace: the id the decision was taken on
+        try:
+            span = tracer.start_span(method, context=parent, kind=SpanKind.SERVER)
+        finally:
+            _decided.reset(token)
+        if not span.is_recording():  # a sampler `_head_rule` does not know said no
+            context_token = otel_context.attach(trace.set_span_in_context(span))
             try:
                 await self.app(scope, receive, send)
             finally:
-                otel_context.detach(token)
+                otel_context.detach(context_token)
             return
         status = 0
 
@@ -223,12 +444,13 @@ class TracingMiddleware:
                 await self.app(scope, receive, send_status)
             finally:
                 route = getattr(scope.get("route"), "path", None)
+                attributes: dict[str, str | int] = {"http.request.method": method}
                 if route is not None:
                     span.update_name(f"{method} {route}")
-                    span.set_attribute("http.route", route)
-                span.set_attribute("http.request.method", method)
+                    attributes["http.route"] = route
                 if status:
-                    span.set_attribute("http.response.status_code", status)
+                    attributes["http.response.status_code"] = status
+                span.set_attributes(attributes)  # one lock, not one per attribute
                 if not status or status >= 500:
                     span.set_status(trace.StatusCode.ERROR)
 
@@ -242,9 +464,23 @@ def shutdown() -> None:
 
 def current_carrier() -> dict[str, str]:
     """The current context as `traceparent`/`tracestate` entries (empty when off)."""
-    carrier: dict[str, str] = {}
-    if enabled():
+    if not enabled():
+        return {}
+    if not _state["w3c"]:  # OTEL_PROPAGATORS names others: theirs
+        carrier: dict[str, str] = {}
         inject(carrier)
+        return carrier
+    return _w3c(trace.get_current_span().get_span_context())
+
+
+def _w3c(span: SpanContext) -> dict[str, str]:
+    """What the W3C propagator would write for `span`, formatted here: `inject` goes through
+    the composite propagator (and baggage, which these services never set) on every call."""
+    if not span.is_valid:
+        return {}
+    carrier = {TRACEPARENT: f"00-{span.trace_id:032x}-{span.span_id:016x}-{span.trace_flags:02x}"}
+    if span.trace_state:
+        carrier[TRACESTATE] = span.trace_state.to_header()
     return carrier
 
 
@@ -278,8 +514,7 @@ def propagate(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     `traceparent` (unchanged when off: the caller's, if any, passes through)."""
     if not enabled():
         return headers
-    names = {TRACEPARENT.encode(), TRACESTATE.encode()}
-    kept = [(name, value) for name, value in headers if name not in names]
+    kept = [(n, v) for n, v in headers if n != _TRACEPARENT_HEADER and n != _TRACESTATE_HEADER]
     kept.extend(
         (name.encode(), value.encode("latin-1")) for name, value in current_carrier().items()
     )
