@@ -23,7 +23,7 @@ def listed_rooms() -> dict[str, set[str]]:
         if len(cells) != 3 or cells[0] not in PACKAGES:
             continue
         rooms = re.sub(r"\([^)]*\)", "", cells[1]).replace("`", "").split()
-        adapters = re.findall(r"`([a-z0-9_]+)\.py`", cells[2])
+        adapters = re.findall(r"`([a-z0-9_]+)(?:\.py|/)`", cells[2])  # a module or a folder
         rows[cells[0]] = {room.rstrip("/") for room in rooms} | set(adapters)
     return rows
 
