@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -36,3 +38,16 @@ def record(figure: str, goal: str, measured: str, note: str = "") -> None:
     line = {"figure": figure, "goal": goal, "measured": measured, "note": note, "load": load}
     with open(path, "a", encoding="utf-8") as out:
         out.write(json.dumps(line, ensure_ascii=False) + "\n")
+
+
+def stop_processes(processes: Iterable[subprocess.Popen[bytes]], timeout: float = 10) -> None:
+    """Terminate the benchmark's servers, then kill any that has not exited within `timeout`."""
+    processes = list(processes)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

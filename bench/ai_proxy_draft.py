@@ -34,7 +34,7 @@ from typing import Any
 
 import httpx
 import redis.asyncio as aioredis
-from _shared import free_port, percentile
+from _shared import free_port, percentile, stop_processes
 
 from quimbi_ai_proxy.domain import draft_key, intelligence_key
 from quimbi_common.enums import Role
@@ -98,13 +98,7 @@ class Suite:
         raise RuntimeError(f"{name} did not come up; see {self.logs}/{name}.log")
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(self.processes.values())
 
 
 async def create_tickets(base: str, headers: dict[str, str], count: int) -> list[dict[str, Any]]:

@@ -32,7 +32,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-from _shared import cpu_seconds, free_port
+from _shared import cpu_seconds, free_port, stop_processes
 
 ROOT = Path(__file__).resolve().parents[1]
 PATH = "/api/tickets?limit=50"
@@ -228,11 +228,7 @@ async def started_suite(
         pids = {"tickets": processes[0].pid, "gateway": processes[1].pid, "load": os.getpid()}
         yield Target(tickets_url, gateway_url, token, pids)
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=10)
+        stop_processes(processes)
         await drop_database(database)
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
-from _shared import cpu_seconds, free_port, percentile, record
+from _shared import cpu_seconds, free_port, percentile, record, stop_processes
 from gateway_overhead import Connection, build_request
 
 from quimbi_common.auth import Principal
@@ -415,13 +415,7 @@ async def main(args: argparse.Namespace) -> None:
             f"gateway p99 {gateway_p99:.1f} ms",
         )
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=10)
-            if process.poll() is None:
-                process.kill()
+        stop_processes(processes)
         if args.keep:
             print(f"kept database {name}")
         else:

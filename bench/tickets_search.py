@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import subprocess
@@ -26,7 +25,7 @@ import time
 from urllib.parse import urlencode
 
 import asyncpg
-from _shared import free_port, record
+from _shared import free_port, record, stop_processes
 from sqlalchemy.dialects import postgresql
 from tickets_inbox import (
     MIGRATIONS,
@@ -233,13 +232,7 @@ async def main(args: argparse.Namespace) -> None:
             "ranks every match: see services/tickets README",
         )
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=10)
-            if process.poll() is None:
-                process.kill()
+        stop_processes(processes)
         if args.keep:
             print(f"kept database {name}")
         else:
