@@ -14,11 +14,17 @@ agents' assignment for it arrives): `holder(...)`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .catchup import notify_applied
-from .events import AssignmentData
+from .events import AssignmentData, Event, EventType
+
+if TYPE_CHECKING:
+    from .consumer import EventConsumer
+    from .uow import UnitOfWork
 
 
 def assignees_table(metadata: sa.MetaData) -> sa.Table:
@@ -85,3 +91,17 @@ async def assigned_agent(session: AsyncSession, ticket_id: str) -> str | None:
 def holder(assigned: str | None, ticket_assignee: str | None) -> str | None:
     """Who holds the ticket: the assignment's agent, else the ticket's own field."""
     return assigned if assigned is not None else ticket_assignee
+
+
+def follow_assignments(events: EventConsumer) -> None:
+    """Register the two handlers that keep `ticket_assignees` from agents' events."""
+
+    @events.handle(EventType.TICKET_ASSIGNED)
+    async def on_ticket_assigned(unit: UnitOfWork, event: Event[AssignmentData]) -> None:
+        """A new assignee decides who sees the ticket."""
+        await apply_assignment(unit.session, event.data)
+
+    @events.handle(EventType.ASSIGNMENT_UPDATED)
+    async def on_assignment_updated(unit: UnitOfWork, event: Event[AssignmentData]) -> None:
+        """Accepted, transferred or completed: the same rule as ticket.assigned."""
+        await apply_assignment(unit.session, event.data)

@@ -6,7 +6,6 @@ from quimbi_common import assignees
 from quimbi_common.clock import utcnow
 from quimbi_common.consumer import TICKET_FIELDS_HELD
 from quimbi_common.events import (
-    AssignmentData,
     CustomerIntelligenceData,
     Event,
     EventType,
@@ -67,12 +66,4 @@ def register(runtime: Runtime, settings: Settings) -> None:
 
     # The assignee straight from agents (one hop): a follow-up to an assignment waits for
     # these events, not for the ticket.updated that tickets publishes after consuming them.
-    @events.handle(EventType.TICKET_ASSIGNED)
-    async def on_ticket_assigned(unit: UnitOfWork, event: Event[AssignmentData]) -> None:
-        """A new assignee decides who sees the ticket."""
-        await assignees.apply_assignment(unit.session, event.data)
-
-    @events.handle(EventType.ASSIGNMENT_UPDATED)
-    async def on_assignment_updated(unit: UnitOfWork, event: Event[AssignmentData]) -> None:
-        """Accepted, transferred or completed: the same rule as ticket.assigned."""
-        await assignees.apply_assignment(unit.session, event.data)
+    assignees.follow_assignments(events)

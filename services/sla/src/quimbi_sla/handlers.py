@@ -5,7 +5,6 @@ from __future__ import annotations
 from quimbi_common import assignees
 from quimbi_common.consumer import TICKET_FIELDS_HELD
 from quimbi_common.events import (
-    AssignmentData,
     Event,
     EventType,
     MessageData,
@@ -45,12 +44,4 @@ def register(runtime: Runtime, settings: Settings) -> None:
 
     # The assignee straight from agents (one hop): a follow-up to an assignment waits for
     # these events, not for the ticket.updated that tickets publishes after consuming them.
-    @runtime.events.handle(EventType.TICKET_ASSIGNED)
-    async def on_ticket_assigned(unit: UnitOfWork, event: Event[AssignmentData]) -> None:
-        """A new assignee decides who sees the ticket."""
-        await assignees.apply_assignment(unit.session, event.data)
-
-    @runtime.events.handle(EventType.ASSIGNMENT_UPDATED)
-    async def on_assignment_updated(unit: UnitOfWork, event: Event[AssignmentData]) -> None:
-        """Accepted, transferred or completed: the same rule as ticket.assigned."""
-        await assignees.apply_assignment(unit.session, event.data)
+    assignees.follow_assignments(runtime.events)
