@@ -20,14 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from quimbi_common.db import create_engine, create_sessionmaker
 from quimbi_common.enums import (
-    AssignmentReason,
-    AssignmentStatus,
     Channel,
     TicketPriority,
     TicketStatus,
 )
 from quimbi_common.events import (
-    AssignmentData,
     Contract,
     CustomerIntelligenceData,
     CustomerSnapshot,
@@ -46,6 +43,7 @@ from quimbi_common.testing import (
     TEST_ISSUER,
     EventProbe,
     SigningKeys,
+    assignment_data,
     eventually,
     migrated_database,
     running_app,
@@ -196,8 +194,8 @@ async def _warm_up(service: Scoring) -> None:
         await service.send("message.updated", MessageUpdatedData(**msg.model_dump())),
         await service.send("message.deleted", msg),
         await service.send("customer.intelligence_updated", intelligence),
-        await service.send("ticket.assigned", assignment(warm.id, unique("agent-"))),
-        await service.send("assignment.updated", assignment(warm.id, unique("agent-"))),
+        await service.send("ticket.assigned", assignment_data(warm.id, unique("agent-"))),
+        await service.send("assignment.updated", assignment_data(warm.id, unique("agent-"))),
     ]
     await service.handled(*ids, timeout=90)
 
@@ -263,26 +261,10 @@ def message(
     )
 
 
-def assignment(ticket_id: str, agent_id: str, **fields: Any) -> AssignmentData:
-    """An assignment as agents publishes it (ticket.assigned, assignment.updated)."""
-    values: dict[str, Any] = {
-        "id": unique("asg-"),
-        "ticket_id": ticket_id,
-        "agent_id": agent_id,
-        "reason": AssignmentReason.MANUAL,
-        "status": AssignmentStatus.PENDING,
-        "assigned_at": datetime.now(UTC),
-        "is_active": True,
-        "version": 1,
-        **fields,
-    }
-    return AssignmentData(**values)
-
-
 @pytest.fixture
 def new_assignment() -> Any:
-    """The `assignment` builder."""
-    return assignment
+    """The `assignment_data` builder (quimbi_common.testing)."""
+    return assignment_data
 
 
 @pytest.fixture

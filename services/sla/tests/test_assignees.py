@@ -4,17 +4,15 @@ token, before the tickets service has republished anything as ticket.updated."""
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 
 from quimbi_common.consistency import HEADER
-from quimbi_common.enums import AssignmentReason, AssignmentStatus, Role
+from quimbi_common.enums import AssignmentStatus, Role
 from quimbi_common.events import AssignmentData, build_event
-from quimbi_common.testing import SigningKeys, unique
+from quimbi_common.testing import SigningKeys, assignment_data, unique
 
 pytestmark = pytest.mark.service
 
@@ -28,21 +26,6 @@ async def _from_agents(tickets: Any, topic: str, data: AssignmentData) -> str:
     return f"{topic}/{event.id}"
 
 
-def _assignment(ticket_id: str, agent_id: str, **fields: Any) -> AssignmentData:
-    values: dict[str, Any] = {
-        "id": str(uuid.uuid4()),
-        "ticket_id": ticket_id,
-        "agent_id": agent_id,
-        "reason": AssignmentReason.MANUAL,
-        "status": AssignmentStatus.PENDING,
-        "assigned_at": datetime.now(UTC),
-        "is_active": True,
-        "version": 1,
-        **fields,
-    }
-    return AssignmentData(**values)
-
-
 async def test_a_transfer_is_seen_by_its_new_holder_before_tickets_republishes_it(
     tickets: Any, sla: Any, new_ticket: Any, client: httpx.AsyncClient, keys: SigningKeys
 ) -> None:
@@ -53,14 +36,14 @@ async def test_a_transfer_is_seen_by_its_new_holder_before_tickets_republishes_i
     path = f"/api/tickets/{ticket.id}/sla"
     assert (await client.get(path, headers=keys.headers(Role.AGENT, first))).status_code == 200
     # when agents transfers it to the second (its events only: tickets emits nothing)
-    held = _assignment(ticket.id, first, assigned_at=ticket.created_at)
+    held = assignment_data(ticket.id, first, assigned_at=ticket.created_at)
     ended = held.model_copy(
         update={"version": 2, "is_active": False, "status": AssignmentStatus.TRANSFERRED}
     )
     token = ",".join(
         [
             await _from_agents(tickets, "assignment.updated", ended),
-            await _from_agents(tickets, "ticket.assigned", _assignment(ticket.id, second)),
+            await _from_agents(tickets, "ticket.assigned", assignment_data(ticket.id, second)),
         ]
     )
     # then the new holder reads and pauses it at once with the transfer's token
@@ -81,7 +64,7 @@ async def test_an_assignment_that_overtakes_its_ticket_is_kept(
     # given an auto-assignment whose event arrives before the ticket's own
     agent = unique("agent-")
     ticket = new_ticket()
-    entry = await _from_agents(tickets, "ticket.assigned", _assignment(ticket.id, agent))
+    entry = await _from_agents(tickets, "ticket.assigned", assignment_data(ticket.id, agent))
     # when the ticket (no assignee of its own) arrives after it
     await tickets.created(ticket)
     await sla.updated(ticket.id)

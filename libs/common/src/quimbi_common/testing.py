@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,7 +24,8 @@ from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 
 from .auth import generate_rsa_private_key_pem, issue_token, public_jwk
-from .enums import Role
+from .enums import AssignmentReason, AssignmentStatus, Role
+from .events import AssignmentData
 from .migrations import upgrade
 
 ADMIN_DSN = os.environ.get(
@@ -33,6 +35,23 @@ KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 TEST_ISSUER = "quimbi-support"
 TEST_AUDIENCE = "quimbi-support-api"
+
+
+def assignment_data(ticket_id: str, agent_id: str, **fields: Any) -> AssignmentData:
+    """An assignment as agents publishes it (ticket.assigned, assignment.updated): a new,
+    active, pending manual assignment unless `fields` say otherwise."""
+    values: dict[str, Any] = {
+        "id": unique("asg-"),
+        "ticket_id": ticket_id,
+        "agent_id": agent_id,
+        "reason": AssignmentReason.MANUAL,
+        "status": AssignmentStatus.PENDING,
+        "assigned_at": datetime.now(UTC),
+        "is_active": True,
+        "version": 1,
+        **fields,
+    }
+    return AssignmentData(**values)
 
 
 def unique(prefix: str = "t") -> str:
