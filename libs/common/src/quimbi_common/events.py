@@ -168,6 +168,17 @@ class AgentUpdatedData(AgentData):
     changes: dict[str, FieldChange] = Field(default_factory=dict)
 
 
+class TicketRatedData(Contract):
+    """CSAT: the customer's 1-5 rating of a resolved ticket, recorded once per ticket."""
+
+    ticket_id: str
+    customer_id: str
+    rating: int = Field(ge=1, le=5)
+    comment: str | None = None
+    agent_id: str | None = None  # the ticket's assignee when it was rated
+    rated_at: datetime
+
+
 class CustomerIntelligenceData(Contract):
     customer_id: str
     churn_risk: float
@@ -219,6 +230,7 @@ class EventType(StrEnum):
     AGENT_UPDATED = "agent.updated"
     AGENT_DELETED = "agent.deleted"
     CUSTOMER_INTELLIGENCE_UPDATED = "customer.intelligence_updated"
+    TICKET_RATED = "ticket.rated"
 
 
 @dataclass(frozen=True)
@@ -274,6 +286,13 @@ TOPICS: dict[str, Topic] = {  # keyed by EventType (a str: a topic read off Kafk
             "customer_id",
             "customer_id",
             "Fresh customer intelligence (churn risk, lifetime value) from Quimbi.",
+        ),
+        Topic(
+            _E.TICKET_RATED,
+            TicketRatedData,
+            "ticket_id",
+            "ticket_id",
+            "A customer rated a resolved ticket (CSAT, 1-5, once per ticket).",
         ),
     )
 }
