@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from quimbi_common.consumer import TICKET_FIELDS_HELD
 from quimbi_common.events import (
     Event,
     EventType,
@@ -24,7 +23,7 @@ def register(runtime: Runtime, settings: Settings) -> None:
         """Project the ticket; record its assignee, or auto-assign it (AUTO_ASSIGN)."""
         await apply_ticket_event(unit, settings, event.data)
 
-    @runtime.events.handle(EventType.TICKET_UPDATED, when=TICKET_FIELDS_HELD)
+    @runtime.events.handle(EventType.TICKET_UPDATED)
     async def on_ticket_updated(unit: UnitOfWork, event: Event[TicketUpdatedData]) -> None:
         """Follow assignee and status; a resolved or closed ticket completes its assignment."""
         await apply_ticket_event(unit, settings, event.data)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from quimbi_common import assignees
 from quimbi_common.clock import utcnow
-from quimbi_common.consumer import TICKET_FIELDS_HELD
 from quimbi_common.events import (
     CustomerIntelligenceData,
     Event,
@@ -30,7 +29,7 @@ def register(runtime: Runtime, settings: Settings) -> None:
         """Project the ticket and its customer snapshot; publish its first score."""
         await projections.apply_ticket(unit, event.data, settings, utcnow())
 
-    @events.handle(EventType.TICKET_UPDATED, when=TICKET_FIELDS_HELD)
+    @events.handle(EventType.TICKET_UPDATED)
     async def on_ticket_updated(unit: UnitOfWork, event: Event[TicketUpdatedData]) -> None:
         """Priority, status, assignee or customer snapshot may have changed: rescore."""
         await projections.apply_ticket(unit, event.data, settings, utcnow())
