@@ -55,13 +55,14 @@ def register(runtime: Runtime, settings: Settings) -> None:
         now = utcnow()
         await projections.apply_message(unit, event.data, settings, now, deleted=True)
 
-    @events.handle(EventType.CUSTOMER_INTELLIGENCE_UPDATED)
+    @events.handle_many(EventType.CUSTOMER_INTELLIGENCE_UPDATED)
     async def on_customer_intelligence_updated(
-        unit: UnitOfWork, event: Event[CustomerIntelligenceData]
+        unit: UnitOfWork, batch: list[Event[CustomerIntelligenceData]]
     ) -> None:
-        """New lifetime value and churn risk rescore every ticket of the customer."""
-        now = utcnow()
-        await projections.apply_customer_intelligence(unit, event.data, settings, now)
+        """New lifetime value and churn risk rescore every ticket of the customer (a batch of
+        customers at once)."""
+        data = [event.data for event in batch]
+        await projections.apply_customer_intelligence(unit, data, settings, utcnow())
 
     # The assignee straight from agents (one hop): a follow-up to an assignment waits for
     # these events, not for the ticket.updated that tickets publishes after consuming them.

@@ -9,6 +9,7 @@ a lock and skips rows a handler holds or rewrote.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -34,7 +35,6 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 TICKETS = cast(sa.Table, Ticket.__table__)
 MESSAGES = cast(sa.Table, Message.__table__)
-CUSTOMERS = cast(sa.Table, Customer.__table__)
 
 # --- projections ----------------------------------------------------------------------------
 #
@@ -60,7 +60,7 @@ async def apply_ticket(
     conversation = domain.summarize_conversation(ticket.created_at, messages)
     inserted = await _upsert_ticket(session, ticket, conversation)
     if customer.changed:
-        tickets = await service.load_for_customer(session, ticket.customer_id)
+        tickets = await service.load_for_customers(session, [ticket.customer_id])
         await service.score_tickets(unit, settings, now, tickets)
     elif inserted is not None:
         scorable = service.Scorable(
@@ -123,29 +123,45 @@ async def apply_message(
         await service.score_tickets(unit, settings, now, [ticket])
 
 
+_APPLY_INTELLIGENCE = sa.text(
+    "INSERT INTO customers (id, lifetime_value, churn_risk, fetched_at) "
+    "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:lifetime_values AS float8[]), "
+    "CAST(:churn_risks AS float8[]), CAST(:fetched_at AS timestamptz[])) "
+    "ON CONFLICT (id) DO UPDATE SET lifetime_value = excluded.lifetime_value, "
+    "churn_risk = excluded.churn_risk, fetched_at = excluded.fetched_at "
+    "WHERE customers.fetched_at IS NULL OR customers.fetched_at < excluded.fetched_at "
+    "RETURNING id"
+)
+
+
 async def apply_customer_intelligence(
-    unit: UnitOfWork, intelligence: CustomerIntelligenceData, settings: Settings, now: datetime
+    unit: UnitOfWork,
+    batch: Sequence[CustomerIntelligenceData],
+    settings: Settings,
+    now: datetime,
 ) -> None:
-    """customer.intelligence_updated: the newest `fetched_at` wins; rescore their tickets."""
+    """customer.intelligence_updated, a batch at once: per customer the newest `fetched_at`
+    wins (one statement for all), then the tickets of the customers that changed are rescored
+    together (one read, one score write, one outbox insert)."""
+    newest: dict[str, CustomerIntelligenceData] = {}
+    for item in batch:
+        held = newest.get(item.customer_id)
+        if held is None or item.fetched_at >= held.fetched_at:
+            newest[item.customer_id] = item
+    rows = [newest[customer_id] for customer_id in sorted(newest)]  # row locks in id order
     session = unit.session
-    insert = pg_insert(CUSTOMERS).values(
-        id=intelligence.customer_id,
-        lifetime_value=intelligence.lifetime_value,
-        churn_risk=intelligence.churn_risk,
-        fetched_at=intelligence.fetched_at,
-    )
-    excluded = insert.excluded
-    upsert = insert.on_conflict_do_update(
-        index_elements=[CUSTOMERS.c.id],
-        set_={
-            "lifetime_value": excluded.lifetime_value,
-            "churn_risk": excluded.churn_risk,
-            "fetched_at": excluded.fetched_at,
+    changed = await session.scalars(
+        _APPLY_INTELLIGENCE,
+        {
+            "ids": [r.customer_id for r in rows],
+            "lifetime_values": [r.lifetime_value for r in rows],
+            "churn_risks": [r.churn_risk for r in rows],
+            "fetched_at": [r.fetched_at for r in rows],
         },
-        where=CUSTOMERS.c.fetched_at.is_(None) | (CUSTOMERS.c.fetched_at < excluded.fetched_at),
-    ).returning(CUSTOMERS.c.id)
-    if (await session.execute(upsert)).first() is not None:
-        tickets = await service.load_for_customer(session, intelligence.customer_id)
+    )
+    customer_ids = list(changed)
+    if customer_ids:
+        tickets = await service.load_for_customers(session, customer_ids)
         await service.score_tickets(unit, settings, now, tickets)
 
 

@@ -95,12 +95,13 @@ _LOCK_SCORES = sa.text(
 )
 
 
-async def load_for_customer(session: AsyncSession, customer_id: str) -> list[Scorable]:
-    """Every live ticket of a customer, their rows locked in id order."""
+async def load_for_customers(session: AsyncSession, customer_ids: Sequence[str]) -> list[Scorable]:
+    """Every live ticket of these customers, their rows locked in id order."""
     rows = await session.execute(
         sa.select(*SCORABLE_COLUMNS)
         .select_from(sa.outerjoin(Ticket, Customer, Customer.id == Ticket.customer_id))
-        .where(Ticket.customer_id == customer_id, ~Ticket.deleted)
+        .where(Ticket.customer_id.in_(customer_ids))
+        .where(~Ticket.deleted)
         .order_by(Ticket.id)
         .with_for_update(of=Ticket)
     )
