@@ -344,10 +344,11 @@ async def test_a_ticket_scored_twice_in_one_transaction_publishes_its_final_scor
     async with scoring.units.begin() as unit:
         await projections.apply_ticket(unit, created, settings, datetime.now(UTC))
         await projections.apply_message(unit, first, settings, datetime.now(UTC))
-    # then one ticket.scored, with the score after the message (1 + 3 + 2), version 2
+    # then one ticket.scored, with the score after the message (1 + 3 + 2): the ticket was
+    # scored once, when the unit ended, so it is its first version
     [published] = await scoring.published(created.id)
     assert published["smart_score"] == 6.0
-    assert published["version"] == 2
+    assert published["version"] == 1
 
 
 async def test_a_ticket_update_of_only_sentiment_is_not_consumed(

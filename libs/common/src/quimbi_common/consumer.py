@@ -506,6 +506,7 @@ class EventConsumer:
             CONSUMER_HANDLER_SECONDS.labels(items[0].subscription.topic, name).observe(
                 (time.perf_counter() - started) / len(items)
             )
+        await unit.finish()
         return outcomes
 
     async def _apply_one(self, item: Work) -> None:

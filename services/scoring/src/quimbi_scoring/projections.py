@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from quimbi_common import tracing
 from quimbi_common.catchup import notify_applied
 from quimbi_common.enums import TicketPriority, TicketStatus
 from quimbi_common.events import (
@@ -61,18 +62,9 @@ async def apply_ticket(
     inserted = await _upsert_ticket(session, ticket, conversation)
     if customer.changed:
         tickets = await service.load_for_customers(session, [ticket.customer_id])
-        await service.score_tickets(unit, settings, now, tickets)
+        rescore_at_the_end(unit, settings, now, [t.id for t in tickets])
     elif inserted is not None:
-        scorable = service.Scorable(
-            id=ticket.id,
-            priority=ticket.priority.value,
-            status=ticket.status.value,
-            waiting_since=conversation.waiting_since,
-            customer_sentiment=conversation.customer_sentiment,
-            lifetime_value=customer.lifetime_value,
-            churn_risk=customer.churn_risk,
-        )
-        await service.score_tickets(unit, settings, now, [scorable], first_time=inserted)
+        rescore_at_the_end(unit, settings, now, [ticket.id], inserted=inserted)
     await notify_applied(session, ticket.id)  # requests waiting for this ticket look again
 
 
@@ -118,9 +110,8 @@ async def apply_message(
     if not applied:
         return
     this = [] if deleted else [_conversation_message(message)]
-    ticket = await _refresh_conversation(session, message.ticket_id, [*others, *this])
-    if ticket is not None:
-        await service.score_tickets(unit, settings, now, [ticket])
+    if await _refresh_conversation(session, message.ticket_id, [*others, *this]):
+        rescore_at_the_end(unit, settings, now, [message.ticket_id])
 
 
 _APPLY_INTELLIGENCE = sa.text(
@@ -162,7 +153,57 @@ async def apply_customer_intelligence(
     customer_ids = list(changed)
     if customer_ids:
         tickets = await service.load_for_customers(session, customer_ids)
-        await service.score_tickets(unit, settings, now, tickets)
+        rescore_at_the_end(unit, settings, now, [t.id for t in tickets])
+
+
+@dataclass
+class _Rescore:
+    """The tickets a unit of work changed, rescored once when it ends."""
+
+    ticket_ids: set[str] = field(default_factory=set)
+    unscored: set[str] = field(default_factory=set)  # inserted in this unit: no stored score
+    causes: dict[str, Any] = field(default_factory=dict)  # per ticket, the span of its first cause
+    now: datetime | None = None  # the time of the last event's handling
+
+
+_RESCORE = "quimbi_scoring.rescore"
+
+
+def rescore_at_the_end(
+    unit: UnitOfWork,
+    settings: Settings,
+    now: datetime,
+    ticket_ids: Sequence[str],
+    *,
+    inserted: bool = False,
+) -> None:
+    """Rescore these tickets when the unit ends (its before-commit step): a consumer batch
+    touching a ticket several times (its ticket.created, first message, customer intelligence)
+    rescores it once, and all of the batch's tickets with one read, one score write and one
+    outbox insert, from the rows as they stand at the end (a ticket deleted meanwhile is not
+    scored). Each ticket.scored keeps the trace of the first event that touched the ticket."""
+    session = unit.session
+    transaction = session.sync_session.get_transaction()
+    owner, pending = session.info.get(_RESCORE, (None, _Rescore()))
+    if owner is not transaction:
+        pending = _Rescore()
+        session.info[_RESCORE] = (transaction, pending)
+    pending.now = now
+    for ticket_id in ticket_ids:
+        if ticket_id not in pending.ticket_ids and inserted:
+            pending.unscored.add(ticket_id)
+        pending.ticket_ids.add(ticket_id)
+        if (cause := tracing.cause(ticket_id)) is not None:
+            pending.causes.setdefault(ticket_id, cause)
+
+    async def rescore() -> None:
+        tickets = await service.load_tickets(session, sorted(pending.ticket_ids))
+        with tracing.causes(pending.causes):
+            await service.score_tickets(
+                unit, settings, pending.now or now, tickets, unscored=pending.unscored
+            )
+
+    unit.before_commit(_RESCORE, rescore)
 
 
 async def _lock_ticket(session: AsyncSession, ticket_id: str) -> None:
