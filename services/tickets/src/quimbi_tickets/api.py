@@ -17,7 +17,7 @@ from quimbi_common.pagination import Page, Pagination
 from quimbi_common.runtime import RuntimeDep, SessionDep, UnitsDep, provided
 from quimbi_common.topic_alerts import topic_alert_keywords
 
-from . import bulk, queries, search, service, templates
+from . import bulk, csat, queries, search, service, templates
 from .models import Message, Ticket
 from .schemas import (
     PAGE_SIZE_DEFAULT,
@@ -34,6 +34,8 @@ from .schemas import (
     MessageRead,
     MessageUpdate,
     MessageWithStatus,
+    RatingCreate,
+    RatingRead,
     SearchHighlight,
     SearchItem,
     SearchResults,
@@ -362,6 +364,48 @@ async def delete_message(
         lambda unit: service.delete_message(unit, settings, agent, ticket_id, message_id)
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# --- CSAT ---------------------------------------------------------------------------------------
+
+
+@router.post(
+    "/api/tickets/{ticket_id}/csat",
+    status_code=status.HTTP_201_CREATED,
+    tags=["csat"],
+    summary="Record the customer's rating of a resolved ticket",
+    responses={
+        200: {"model": RatingRead, "description": "The same rating was already recorded (a retry)"},
+        **problems(
+            **{
+                "403": "An agent's token: only the integration key rates, for the customer",
+                "409": "The ticket is not resolved or closed, or was already rated differently",
+            }
+        ),
+    },
+)
+async def rate_ticket(
+    ticket_id: str, body: RatingCreate, caller: Caller, units: UnitsDep, response: Response
+) -> RatingRead:
+    """CSAT, once per ticket, by the integration key on the customer's behalf: a rating 1-5
+    and an optional comment for a resolved or closed ticket, announced as `ticket.rated` with
+    the ticket's assignee. The identical request again answers 200 with the stored rating
+    (nothing new is recorded); a different one is a 409."""
+    rated = await units.run(lambda unit: csat.rate_ticket(unit, caller, ticket_id, body))
+    if not rated.created:
+        response.status_code = status.HTTP_200_OK
+    return RatingRead.model_validate(rated.rating, from_attributes=True)
+
+
+@router.get("/api/tickets/{ticket_id}/csat", tags=["csat"])
+async def get_rating(
+    ticket_id: str, agent: CurrentAgent, session: SessionDep, runtime: RuntimeDep
+) -> RatingRead:
+    """The customer's rating of a ticket the caller may see (404 when not rated)."""
+    rating = await runtime.projections.until_found(
+        ticket_id, lambda: csat.get_rating(session, agent, ticket_id), session, owner=True
+    )
+    return RatingRead.model_validate(rating, from_attributes=True)
 
 
 # --- customers ----------------------------------------------------------------------------------
