@@ -183,10 +183,15 @@ async def create_ticket(
     )
 
 
-@router.get("/api/tickets/search", summary="Full-text search over subjects and messages")
+@router.get(
+    "/api/tickets/search",
+    summary="Full-text search over subjects and messages",
+    responses=problems(**{"503": "The search ran past its time budget (or a dependency is out)"}),
+)
 async def search_tickets(
     agent: CurrentAgent,
     session: SessionDep,
+    settings: SettingsDep,
     filters: ListFilters,
     q: Annotated[
         str,
@@ -203,8 +208,18 @@ async def search_tickets(
     ] = "relevance",
 ) -> SearchResults:
     """Tickets whose subject or any message contains the words (English stemming), with the
-    list's filters and visibility, ranked, with HTML-safe highlighted snippets."""
-    found = await search.search(session, agent, filters, q, order)
+    list's filters and visibility, ranked, with HTML-safe highlighted snippets. A word in more
+    than SEARCH_CANDIDATES messages or subjects is ranked among its newest matches only
+    (`exhaustive: false`; `total` then counts the tickets ranked)."""
+    found = await search.search(
+        session,
+        agent,
+        filters,
+        q,
+        order,
+        candidates=settings.search_candidates,
+        timeout_ms=settings.search_timeout_ms,
+    )
     items = [
         SearchItem(
             **{name: row.get(name) for name in SearchItem.model_fields if name in row},
@@ -224,7 +239,7 @@ async def search_tickets(
         has_next=filters.page * filters.limit < found.total,
         has_prev=filters.page > 1,
     )
-    return SearchResults(tickets=items, pagination=pagination, query=q)
+    return SearchResults(tickets=items, pagination=pagination, query=q, exhaustive=found.exhaustive)
 
 
 @router.post(

@@ -373,6 +373,11 @@ class SearchResults(BaseModel):
     tickets: list[SearchItem]
     pagination: Pagination
     query: str
+    exhaustive: bool = Field(
+        description="True: every match was ranked and `total` counts them all. False: the "
+        "words are in more messages or subjects than the service ranks (SEARCH_CANDIDATES); "
+        "the results are the best of the newest matches and `total` counts those tickets"
+    )
 
 
 # --- canned responses ---------------------------------------------------------------------------

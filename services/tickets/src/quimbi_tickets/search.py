@@ -4,9 +4,11 @@ The query is read by `websearch_to_tsquery` (quotes, `or`, `-word`; never a synt
 the English configuration. A ticket matches when its subject or any of its messages does; its
 rank is the best of twice the subject's `ts_rank` and each matching message's. The list filters
 and visibility are the inbox's (`queries.list_filters`); the order is by rank (then oldest
-first, by the time-ordered id) or the inbox's smart order. Snippets (`ts_headline`) are
-computed for the page only and returned as HTML-safe text: everything escaped, the matched
-words in `<mark>…</mark>`.
+first, by the time-ordered id) or the inbox's smart order. Only a bounded set of the newest
+matches is ranked (`search_statements`): a word found in most tickets costs that bound, not the
+whole table. Snippets (`ts_headline`) are computed for the page only and returned as HTML-safe
+text: everything escaped, the matched words in `<mark>…</mark>`. A statement past its time
+budget is stopped and answered 503.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ import html
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import asyncpg
 import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from quimbi_common.auth import Principal
+from quimbi_common.errors import ServiceUnavailableError
 
 from .queries import LIST_COLUMNS, MESSAGES, TICKETS, InboxQuery, list_filters
 
@@ -35,6 +40,7 @@ _HEADLINE = f"StartSel={_START}, StopSel={_STOP}, MaxWords=30, MinWords=12, MaxF
 class SearchPage:
     rows: list[dict[str, Any]]
     total: int
+    exhaustive: bool  # False: more matches than the candidates ranked (see search_statements)
 
 
 def safe_snippet(headline: str | None) -> str | None:
@@ -49,34 +55,114 @@ def _config() -> Any:
     return sa.literal_column(f"'{CONFIG}'::regconfig")
 
 
+def _candidates(
+    name: str,
+    found: sa.Select[Any],
+    newest: sa.Select[Any],
+    tsquery: sa.ColumnElement[Any],
+    candidates: int,
+) -> tuple[sa.CTE, sa.CTE]:
+    """The matches to rank from one table: (any `candidates` + 1 matches, in the order
+    PostgreSQL finds them; the newest matches among the table's latest rows, read only when
+    the first set overflowed, i.e. the words are in more than `candidates` rows).
+
+    No ORDER BY bounds the first set: PostgreSQL stops after `candidates` + 1 matches (a
+    sequential scan for a word in most rows, a bitmap scan of a rarer word's index entries);
+    sorting every match (by date or rank) is what made a common word cost the whole table.
+    `newest` is the table's latest rows by `created_at`, limited, so it costs that many rows
+    whatever the words, and it is read only on overflow (a one-time filter)."""
+    first = found.limit(candidates + 1).cte(f"{name}_first").prefix_with("MATERIALIZED")
+    window = newest.subquery(f"{name}_window")
+    overflow = sa.select(sa.func.count()).select_from(first).scalar_subquery() > candidates
+    recent = (
+        sa.select(window.c.id, window.c.vector)
+        .where(window.c.vector.op("@@")(tsquery), overflow)
+        .order_by(window.c.created_at.desc())
+        .limit(candidates)
+        .cte(f"{name}_recent")
+        .prefix_with("MATERIALIZED")
+    )
+    return first, recent
+
+
 def search_statements(
-    query: InboxQuery, principal: Principal, text: str, order: SearchOrder
+    query: InboxQuery,
+    principal: Principal,
+    text: str,
+    order: SearchOrder,
+    candidates: int,
+    window: int | None = None,
 ) -> tuple[sa.Select[Any], sa.Select[Any]]:
-    """(the page with snippets, each row with the total count; the count alone, for a page
-    past the end) for one search."""
+    """(the page with snippets, each row with the total and whether it is exhaustive; those two
+    alone, for a page past the end) for one search.
+
+    Only a bounded set is ranked, per table (subjects, messages): when a table has at most
+    `candidates` matches (after the filters) every one is ranked and the answer is exact;
+    with more (a common word), the ranked set is `candidates` + 1 of them as PostgreSQL finds
+    them plus the newest matches among the latest `window` rows (twice `candidates` by
+    default), `exhaustive` is false and `total` counts the tickets ranked. A word found in
+    most tickets thus costs a bounded number of rows, never a read of every match."""
+    window = window or 2 * candidates
     tsquery = sa.func.websearch_to_tsquery(_config(), sa.bindparam("q", text, type_=sa.Text))
     tickets = TICKETS
     filters = list_filters(tickets, query, principal)
-    subject_hits = sa.select(
+    subject_columns = (
         tickets.c.id.label("id"),
-        (sa.func.ts_rank(tickets.c.search_vector, tsquery) * SUBJECT_WEIGHT).label("rank"),
-    ).where(tickets.c.search_vector.op("@@")(tsquery), *filters)
-    message_hits = sa.select(
+        tickets.c.search_vector.label("vector"),
+        tickets.c.created_at.label("created_at"),
+    )
+    subject_first, subject_recent = _candidates(
+        "subject",
+        sa.select(*subject_columns).where(tickets.c.search_vector.op("@@")(tsquery), *filters),
+        sa.select(*subject_columns)
+        .where(*filters)
+        .order_by(tickets.c.created_at.desc())
+        .limit(window),
+        tsquery,
+        candidates,
+    )
+    message_columns = (
         MESSAGES.c.ticket_id.label("id"),
-        sa.func.ts_rank(MESSAGES.c.search_vector, tsquery).label("rank"),
-    ).where(MESSAGES.c.search_vector.op("@@")(tsquery))
+        MESSAGES.c.search_vector.label("vector"),
+        MESSAGES.c.created_at.label("created_at"),
+    )
+    found = sa.select(*message_columns).where(MESSAGES.c.search_vector.op("@@")(tsquery))
+    newest = sa.select(*message_columns).order_by(MESSAGES.c.created_at.desc()).limit(window)
     if filters:  # without filters every message's ticket counts: no join needed
-        message_hits = message_hits.join(tickets, tickets.c.id == MESSAGES.c.ticket_id).where(
-            *filters
+        found = found.join(tickets, tickets.c.id == MESSAGES.c.ticket_id).where(*filters)
+        latest = newest.subquery("latest_messages")
+        newest = (
+            sa.select(latest)
+            .join(tickets, tickets.c.id == latest.c.id)
+            .where(*filters)
+            .order_by(latest.c.created_at.desc())
         )
-    hits = sa.union_all(subject_hits, message_hits).subquery("hits")
+    message_first, message_recent = _candidates("message", found, newest, tsquery, candidates)
+    ranked = (
+        (subject_first, SUBJECT_WEIGHT),
+        (subject_recent, SUBJECT_WEIGHT),
+        (message_first, 1.0),
+        (message_recent, 1.0),
+    )
+    hits = sa.union_all(
+        *(
+            sa.select(cte.c.id, (sa.func.ts_rank(cte.c.vector, tsquery) * weight).label("rank"))
+            for cte, weight in ranked
+        )
+    ).subquery("hits")
     best = (
         sa.select(hits.c.id, sa.func.max(hits.c.rank).label("rank"))
         .group_by(hits.c.id)
         .cte("best")
         .prefix_with("MATERIALIZED")
     )
-    total = sa.select(sa.func.count()).select_from(best)
+    total = sa.select(sa.func.count()).select_from(best).scalar_subquery()
+    exhaustive = sa.and_(
+        *(
+            sa.select(sa.func.count()).select_from(cte).scalar_subquery() <= candidates
+            for cte in (subject_first, message_first)
+        )
+    )
     columns = (*(tickets.c[name] for name in LIST_COLUMNS), tickets.c.smart_score)
     offset = (query.page - 1) * query.limit
     if order == "relevance":
@@ -118,7 +204,8 @@ def search_statements(
         sa.select(
             page,
             matched_subject.label("subject_headline"),
-            total.scalar_subquery().label("total"),
+            total.label("total"),
+            exhaustive.label("exhaustive"),
             best_message.c.id.label("message_id"),
             sa.func.ts_headline(_config(), best_message.c.content, tsquery, headline).label(
                 "message_headline"
@@ -127,16 +214,44 @@ def search_statements(
         .select_from(page.outerjoin(best_message, sa.true()))
         .order_by(*page_order)
     )
-    return rows, total
+    return rows, sa.select(total.label("total"), exhaustive.label("exhaustive"))
+
+
+def _timed_out(exc: DBAPIError) -> bool:
+    """PostgreSQL cancelled the statement (`statement_timeout`, SQLSTATE 57014)."""
+    return isinstance(exc.orig, Exception) and (
+        getattr(exc.orig, "sqlstate", None) == "57014"
+        or isinstance(exc.orig.__cause__, asyncpg.QueryCanceledError)
+    )
 
 
 async def search(
-    session: AsyncSession, principal: Principal, query: InboxQuery, text: str, order: SearchOrder
+    session: AsyncSession,
+    principal: Principal,
+    query: InboxQuery,
+    text: str,
+    order: SearchOrder,
+    *,
+    candidates: int,
+    timeout_ms: int,
 ) -> SearchPage:
-    rows_statement, total_statement = search_statements(query, principal, text, order)
-    rows = [dict(row) for row in (await session.execute(rows_statement)).mappings()]
-    if rows:  # each row carries the count (the matches are collected once, in one statement)
-        return SearchPage(rows, int(rows[0]["total"]))
-    if query.page == 1:
-        return SearchPage(rows, 0)
-    return SearchPage(rows, int(await session.scalar(total_statement) or 0))  # past the end
+    """One search, cut off after `timeout_ms` of PostgreSQL time (503: the machine is too busy
+    for it now) rather than left to run."""
+    rows_statement, total_statement = search_statements(query, principal, text, order, candidates)
+    await session.execute(sa.text(f"SET LOCAL statement_timeout = {int(timeout_ms)}"))
+    try:
+        rows = [dict(row) for row in (await session.execute(rows_statement)).mappings()]
+        if rows:  # each row carries the count (the matches are collected once)
+            return SearchPage(rows, int(rows[0]["total"]), bool(rows[0]["exhaustive"]))
+        if query.page == 1:
+            return SearchPage(rows, 0, True)
+        past_end = (await session.execute(total_statement)).one()  # a page past the end
+        return SearchPage(rows, int(past_end.total), bool(past_end.exhaustive))
+    except DBAPIError as exc:
+        if not _timed_out(exc):
+            raise
+        raise ServiceUnavailableError(
+            f"The search took longer than {timeout_ms} ms and was stopped; try again, or "
+            "narrow it (more words, filters)",
+            retry_after=1,
+        ) from None

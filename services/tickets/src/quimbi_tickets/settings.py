@@ -24,3 +24,9 @@ class Settings(CommonSettings):
     live_heartbeat_seconds: float = 15.0
     live_auth_check_seconds: float = 1.0
     live_queue_max: int = 2000
+
+    # Search: how many matching messages (and, apart, subjects) are ranked at most, plus the
+    # matches among the latest 2 x as many (a common word costs this, not the table), and
+    # PostgreSQL's time budget for one search.
+    search_candidates: int = 500
+    search_timeout_ms: int = 2000
