@@ -190,7 +190,7 @@ async def create_ticket(
 )
 async def search_tickets(
     agent: CurrentAgent,
-    session: SessionDep,
+    runtime: RuntimeDep,
     settings: SettingsDep,
     filters: ListFilters,
     q: Annotated[
@@ -211,8 +211,9 @@ async def search_tickets(
     list's filters and visibility, ranked, with HTML-safe highlighted snippets. A word in more
     than SEARCH_CANDIDATES messages or subjects is ranked among its newest matches only
     (`exhaustive: false`; `total` then counts the tickets ranked)."""
+    assert runtime.engine is not None
     found = await search.search(
-        session,
+        runtime.engine,
         agent,
         filters,
         q,

@@ -15,17 +15,27 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Literal
 
-import asyncpg
 import sqlalchemy as sa
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from quimbi_common.auth import Principal
+from quimbi_common.db import is_database_outage
 from quimbi_common.errors import ServiceUnavailableError
 
-from .queries import LIST_COLUMNS, MESSAGES, TICKETS, InboxQuery, list_filters
+from .queries import (
+    DIALECT,
+    LIST_COLUMNS,
+    MESSAGES,
+    TICKETS,
+    Compiled,
+    InboxQuery,
+    Shape,
+    filters_of,
+    shape_and_params,
+)
 
 SearchOrder = Literal["relevance", "smart"]
 CONFIG = "english"
@@ -85,27 +95,22 @@ def _candidates(
     return first, recent
 
 
-def search_statements(
-    query: InboxQuery,
-    principal: Principal,
-    text: str,
-    order: SearchOrder,
-    candidates: int,
-    window: int | None = None,
+def _statements(
+    shape: Shape, order: SearchOrder, candidates: int, window: int
 ) -> tuple[sa.Select[Any], sa.Select[Any]]:
     """(the page with snippets, each row with the total and whether it is exhaustive; those two
-    alone, for a page past the end) for one search.
+    alone, for a page past the end) for one shape of search, its values left as parameters
+    (`q`, the filters', `page_size`, `skip`).
 
     Only a bounded set is ranked, per table (subjects, messages): when a table has at most
     `candidates` matches (after the filters) every one is ranked and the answer is exact;
     with more (a common word), the ranked set is `candidates` + 1 of them as PostgreSQL finds
-    them plus the newest matches among the latest `window` rows (twice `candidates` by
-    default), `exhaustive` is false and `total` counts the tickets ranked. A word found in
-    most tickets thus costs a bounded number of rows, never a read of every match."""
-    window = window or 2 * candidates
-    tsquery = sa.func.websearch_to_tsquery(_config(), sa.bindparam("q", text, type_=sa.Text))
+    them plus the newest matches among the latest `window` rows, `exhaustive` is false and
+    `total` counts the tickets ranked. A word found in most tickets thus costs a bounded
+    number of rows, never a read of every match."""
+    tsquery = sa.func.websearch_to_tsquery(_config(), sa.bindparam("q", type_=sa.Text))
     tickets = TICKETS
-    filters = list_filters(tickets, query, principal)
+    filters = filters_of(tickets, shape)
     subject_columns = (
         tickets.c.id.label("id"),
         tickets.c.search_vector.label("vector"),
@@ -164,15 +169,18 @@ def search_statements(
         )
     )
     columns = (*(tickets.c[name] for name in LIST_COLUMNS), tickets.c.smart_score)
-    offset = (query.page - 1) * query.limit
+    page_size, skip = (
+        sa.bindparam("page_size", type_=sa.Integer),
+        sa.bindparam("skip", type_=sa.Integer),
+    )
     if order == "relevance":
         # the page is cut from the matches alone (rank, then id: ids are time-ordered, so
         # older first); only its rows are joined to their tickets
         top = (
             sa.select(best.c.id, best.c.rank)
             .order_by(best.c.rank.desc(), best.c.id)
-            .limit(query.limit)
-            .offset(offset)
+            .limit(page_size)
+            .offset(skip)
             .subquery("top")
         )
         page = sa.select(*columns, top.c.rank).join(top, top.c.id == tickets.c.id).subquery("page")
@@ -182,8 +190,8 @@ def search_statements(
             sa.select(*columns, best.c.rank)
             .join(best, best.c.id == tickets.c.id)
             .order_by(tickets.c.smart_score.desc(), tickets.c.created_at, tickets.c.id)
-            .limit(query.limit)
-            .offset(offset)
+            .limit(page_size)
+            .offset(skip)
             .subquery("page")
         )
         page_order = (page.c.smart_score.desc(), page.c.created_at, page.c.id)
@@ -217,16 +225,39 @@ def search_statements(
     return rows, sa.select(total.label("total"), exhaustive.label("exhaustive"))
 
 
-def _timed_out(exc: DBAPIError) -> bool:
-    """PostgreSQL cancelled the statement (`statement_timeout`, SQLSTATE 57014)."""
-    return isinstance(exc.orig, Exception) and (
-        getattr(exc.orig, "sqlstate", None) == "57014"
-        or isinstance(exc.orig.__cause__, asyncpg.QueryCanceledError)
+@lru_cache(maxsize=256)
+def _compiled(
+    shape: Shape, order: SearchOrder, candidates: int, window: int
+) -> tuple[Compiled, Compiled]:
+    """A search shape's two statements as asyncpg SQL, built and compiled once."""
+    rows, total = _statements(shape, order, candidates, window)
+    return tuple(  # type: ignore[return-value]
+        Compiled(c.string, tuple(c.positiontup or ()), dict(c.params))
+        for c in (rows.compile(dialect=DIALECT), total.compile(dialect=DIALECT))
     )
 
 
+def _params(query: InboxQuery, principal: Principal, text: str) -> tuple[Shape, dict[str, Any]]:
+    shape, params = shape_and_params(query, principal, 0.0)
+    return shape, {**params, "q": text}
+
+
+def search_statements(
+    query: InboxQuery,
+    principal: Principal,
+    text: str,
+    order: SearchOrder,
+    candidates: int,
+    window: int | None = None,
+) -> tuple[sa.Select[Any], sa.Select[Any]]:
+    """One search's statements with its values bound (for EXPLAIN in the benchmark)."""
+    shape, params = _params(query, principal, text)
+    rows, total = _statements(shape, order, candidates, window or 2 * candidates)
+    return rows.params(params), total.params(params)
+
+
 async def search(
-    session: AsyncSession,
+    engine: AsyncEngine,
     principal: Principal,
     query: InboxQuery,
     text: str,
@@ -235,23 +266,37 @@ async def search(
     candidates: int,
     timeout_ms: int,
 ) -> SearchPage:
-    """One search, cut off after `timeout_ms` of PostgreSQL time (503: the machine is too busy
-    for it now) rather than left to run."""
-    rows_statement, total_statement = search_statements(query, principal, text, order, candidates)
-    await session.execute(sa.text(f"SET LOCAL statement_timeout = {int(timeout_ms)}"))
-    try:
-        rows = [dict(row) for row in (await session.execute(rows_statement)).mappings()]
-        if rows:  # each row carries the count (the matches are collected once)
-            return SearchPage(rows, int(rows[0]["total"]), bool(rows[0]["exhaustive"]))
-        if query.page == 1:
-            return SearchPage(rows, 0, True)
-        past_end = (await session.execute(total_statement)).one()  # a page past the end
-        return SearchPage(rows, int(past_end.total), bool(past_end.exhaustive))
-    except DBAPIError as exc:
-        if not _timed_out(exc):
+    """One search, run as the inbox runs (the shape's SQL compiled once, prepared per
+    connection, on the pooled connection's driver, held for the statement only), cut off after
+    `timeout_ms` (503: too busy for it now) rather than left to run: asyncpg cancels it."""
+    shape, params = _params(query, principal, text)
+    rows_sql, total_sql = _compiled(shape, order, candidates, 2 * candidates)
+    timeout = timeout_ms / 1000
+    async with engine.connect() as connection:
+        driver = (await connection.get_raw_connection()).driver_connection
+        assert driver is not None
+        try:
+            rows = [
+                dict(r)
+                for r in await driver.fetch(rows_sql.sql, *rows_sql.args(params), timeout=timeout)
+            ]
+            if rows:  # each row carries the count (the matches are collected once)
+                return SearchPage(rows, int(rows[0]["total"]), bool(rows[0]["exhaustive"]))
+            if query.page == 1:
+                return SearchPage(rows, 0, True)
+            past_end = await driver.fetchrow(
+                total_sql.sql, *total_sql.args(params), timeout=timeout
+            )
+            assert past_end is not None
+            return SearchPage(rows, int(past_end["total"]), bool(past_end["exhaustive"]))
+        except TimeoutError:
+            await connection.invalidate()  # a cancelled statement's connection is not reused
+            raise ServiceUnavailableError(
+                f"The search took longer than {timeout_ms} ms and was stopped; try again, or "
+                "narrow it (more words, filters)",
+                retry_after=1,
+            ) from None
+        except BaseException as exc:
+            if is_database_outage(exc):  # SQLAlchemy did not see it: keep it out of the pool
+                await connection.invalidate(exc if isinstance(exc, Exception) else None)
             raise
-        raise ServiceUnavailableError(
-            f"The search took longer than {timeout_ms} ms and was stopped; try again, or "
-            "narrow it (more words, filters)",
-            retry_after=1,
-        ) from None
