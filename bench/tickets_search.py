@@ -12,6 +12,7 @@ support words, each in most tickets, and 3,000 synthetic words from common to ra
 
     uv run python bench/tickets_search.py [--tickets 100000] [--messages-per-ticket 5]
                                           [--requests 1000] [--keep] [--database NAME]
+                                          [--tickets-src DIR]
 """
 
 from __future__ import annotations
@@ -212,7 +213,8 @@ async def main(args: argparse.Namespace) -> None:
         )
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        processes.append(start("quimbi_tickets", port, keys, DATABASE_URL=url))
+        source = {"PYTHONPATH": args.tickets_src} if args.tickets_src else {}
+        processes.append(start("quimbi_tickets", port, keys, DATABASE_URL=url, **source))
         await wait_until_live(base, processes[0])
         pids = {"tickets": processes[0].pid}
         senior = keys.token(Role.SENIOR_AGENT, ttl_seconds=3600)
@@ -273,5 +275,8 @@ if __name__ == "__main__":
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     parser.add_argument(
         "--database", help="reuse a database an earlier --keep run filled (kept again)"
+    )
+    parser.add_argument(
+        "--tickets-src", help="run the tickets service from this src folder (a before/after run)"
     )
     asyncio.run(main(parser.parse_args()))

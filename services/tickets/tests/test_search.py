@@ -212,3 +212,27 @@ async def test_a_search_past_its_time_budget_is_stopped_with_a_503(
     assert stopped.value.status == 503
     assert stopped.value.headers == {"Retry-After": "1"}
     assert "200 ms" in stopped.value.detail
+
+
+async def test_a_phrase_finds_only_adjacent_words(world: World) -> None:
+    word = unique("sigma")
+    senior = world.agent(Role.SENIOR_AGENT)
+    adjacent = await world.create_ticket(
+        senior, message={"content": f"the {word} card charged twice, e-mail me"}
+    )
+    await world.create_ticket(senior, message={"content": f"my {word} card was not charged"})
+    for q in (f'{word} "card charged"', f"{word} e-mail"):
+        found = await _search(world, senior, q=q)
+        assert [t["id"] for t in found["tickets"]] == [adjacent["id"]], q
+        assert found["exhaustive"] is True
+    negated = await _search(world, senior, q=f'{word} -"card charged"')
+    assert [t["id"] for t in negated["tickets"]] != [adjacent["id"]]
+    assert len(negated["tickets"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "phrase"),
+    [('"card charged"', True), ("e-mail", True), ("refund", False), ('-"card charged"', False)],
+)
+def test_what_counts_as_a_phrase(text: str, phrase: bool) -> None:
+    assert search.is_phrase(text) is phrase

@@ -14,11 +14,13 @@ budget is stopped and answered 503.
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from quimbi_common.auth import Principal
@@ -71,7 +73,8 @@ def _candidates(
     newest: sa.Select[Any],
     tsquery: sa.ColumnElement[Any],
     candidates: int,
-) -> tuple[sa.CTE, sa.CTE]:
+    cut_short: sa.ColumnElement[bool] | None = None,
+) -> tuple[sa.CTE, sa.CTE, sa.ColumnElement[bool]]:
     """The matches to rank from one table: (any `candidates` + 1 matches, in the order
     PostgreSQL finds them; the newest matches among the table's latest rows, read only when
     the first set overflowed, i.e. the words are in more than `candidates` rows).
@@ -80,10 +83,14 @@ def _candidates(
     sequential scan for a word in most rows, a bitmap scan of a rarer word's index entries);
     sorting every match (by date or rank) is what made a common word cost the whole table.
     `newest` is the table's latest rows by `created_at`, limited, so it costs that many rows
-    whatever the words, and it is read only on overflow (a one-time filter)."""
+    whatever the words, and it is read only on overflow (a one-time filter). `cut_short`: the
+    first set may miss matches for another reason (a phrase's bounded pre-scan); the third
+    value is whether the first set is not every match."""
     first = found.limit(candidates + 1).cte(f"{name}_first").prefix_with("MATERIALIZED")
     window = newest.subquery(f"{name}_window")
     overflow = sa.select(sa.func.count()).select_from(first).scalar_subquery() > candidates
+    if cut_short is not None:
+        overflow = sa.or_(overflow, cut_short)
     recent = (
         sa.select(window.c.id, window.c.vector)
         .where(window.c.vector.op("@@")(tsquery), overflow)
@@ -92,11 +99,29 @@ def _candidates(
         .cte(f"{name}_recent")
         .prefix_with("MATERIALIZED")
     )
-    return first, recent
+    return first, recent, overflow
+
+
+def is_phrase(text: str) -> bool:
+    """Whether `websearch_to_tsquery` makes a phrase of the text (quotes, a hyphenated word)
+    without a negation (`-word`), i.e. whether the bounded pre-scan of `_all_words` applies.
+    A phrase it misses runs the plain way (exact, maybe slower, still under the budget)."""
+    return bool(_PHRASE.search(text)) and not _NEGATION.search(text)
+
+
+_PHRASE = re.compile(r'"|\w-\w')
+_NEGATION = re.compile(r"(^|\s)-")
+
+
+def _all_words(tsquery: Any) -> Any:
+    """The query with each phrase's "followed by" (`<->`, `<N>`) as "and": what the GIN index
+    can answer alone, a superset of the phrase's rows (negations excepted: see is_phrase)."""
+    loose = sa.func.regexp_replace(sa.cast(tsquery, sa.Text), r"<(-|\d+)>", "&", "g")
+    return sa.cast(loose, TSQUERY)
 
 
 def _statements(
-    shape: Shape, order: SearchOrder, candidates: int, window: int
+    shape: Shape, order: SearchOrder, candidates: int, window: int, phrase: bool = False
 ) -> tuple[sa.Select[Any], sa.Select[Any]]:
     """(the page with snippets, each row with the total and whether it is exhaustive; those two
     alone, for a page past the end) for one shape of search, its values left as parameters
@@ -116,7 +141,7 @@ def _statements(
         tickets.c.search_vector.label("vector"),
         tickets.c.created_at.label("created_at"),
     )
-    subject_first, subject_recent = _candidates(
+    subject_first, subject_recent, subject_overflow = _candidates(
         "subject",
         sa.select(*subject_columns).where(tickets.c.search_vector.op("@@")(tsquery), *filters),
         sa.select(*subject_columns)
@@ -131,10 +156,27 @@ def _statements(
         MESSAGES.c.search_vector.label("vector"),
         MESSAGES.c.created_at.label("created_at"),
     )
-    found = sa.select(*message_columns).where(MESSAGES.c.search_vector.op("@@")(tsquery))
     newest = sa.select(*message_columns).order_by(MESSAGES.c.created_at.desc()).limit(window)
-    if filters:  # without filters every message's ticket counts: no join needed
-        found = found.join(tickets, tickets.c.id == MESSAGES.c.ticket_id).where(*filters)
+    cut_short = None
+    if phrase:
+        # a phrase is checked on each row holding all its words (GIN does not know word
+        # positions): at most `window` such rows are examined, then the phrase and filters
+        examined = (
+            sa.select(*message_columns)
+            .where(MESSAGES.c.search_vector.op("@@")(_all_words(tsquery)))
+            .limit(window)
+            .cte("message_examined")
+            .prefix_with("MATERIALIZED")
+        )
+        cut_short = sa.select(sa.func.count()).select_from(examined).scalar_subquery() >= window
+        found = sa.select(examined).where(examined.c.vector.op("@@")(tsquery))
+        if filters:
+            found = found.join(tickets, tickets.c.id == examined.c.id).where(*filters)
+    else:
+        found = sa.select(*message_columns).where(MESSAGES.c.search_vector.op("@@")(tsquery))
+        if filters:  # without filters every message's ticket counts: no join needed
+            found = found.join(tickets, tickets.c.id == MESSAGES.c.ticket_id).where(*filters)
+    if filters:
         latest = newest.subquery("latest_messages")
         newest = (
             sa.select(latest)
@@ -142,7 +184,9 @@ def _statements(
             .where(*filters)
             .order_by(latest.c.created_at.desc())
         )
-    message_first, message_recent = _candidates("message", found, newest, tsquery, candidates)
+    message_first, message_recent, message_overflow = _candidates(
+        "message", found, newest, tsquery, candidates, cut_short
+    )
     ranked = (
         (subject_first, SUBJECT_WEIGHT),
         (subject_recent, SUBJECT_WEIGHT),
@@ -162,12 +206,7 @@ def _statements(
         .prefix_with("MATERIALIZED")
     )
     total = sa.select(sa.func.count()).select_from(best).scalar_subquery()
-    exhaustive = sa.and_(
-        *(
-            sa.select(sa.func.count()).select_from(cte).scalar_subquery() <= candidates
-            for cte in (subject_first, message_first)
-        )
-    )
+    exhaustive = sa.not_(sa.or_(subject_overflow, message_overflow))
     columns = (*(tickets.c[name] for name in LIST_COLUMNS), tickets.c.smart_score)
     page_size, skip = (
         sa.bindparam("page_size", type_=sa.Integer),
@@ -227,10 +266,10 @@ def _statements(
 
 @lru_cache(maxsize=256)
 def _compiled(
-    shape: Shape, order: SearchOrder, candidates: int, window: int
+    shape: Shape, order: SearchOrder, candidates: int, window: int, phrase: bool
 ) -> tuple[Compiled, Compiled]:
     """A search shape's two statements as asyncpg SQL, built and compiled once."""
-    rows, total = _statements(shape, order, candidates, window)
+    rows, total = _statements(shape, order, candidates, window, phrase)
     return tuple(  # type: ignore[return-value]
         Compiled(c.string, tuple(c.positiontup or ()), dict(c.params))
         for c in (rows.compile(dialect=DIALECT), total.compile(dialect=DIALECT))
@@ -252,7 +291,8 @@ def search_statements(
 ) -> tuple[sa.Select[Any], sa.Select[Any]]:
     """One search's statements with its values bound (for EXPLAIN in the benchmark)."""
     shape, params = _params(query, principal, text)
-    rows, total = _statements(shape, order, candidates, window or 2 * candidates)
+    window = window or 2 * candidates
+    rows, total = _statements(shape, order, candidates, window, is_phrase(text))
     return rows.params(params), total.params(params)
 
 
@@ -270,7 +310,7 @@ async def search(
     connection, on the pooled connection's driver, held for the statement only), cut off after
     `timeout_ms` (503: too busy for it now) rather than left to run: asyncpg cancels it."""
     shape, params = _params(query, principal, text)
-    rows_sql, total_sql = _compiled(shape, order, candidates, 2 * candidates)
+    rows_sql, total_sql = _compiled(shape, order, candidates, 2 * candidates, is_phrase(text))
     timeout = timeout_ms / 1000
     async with engine.connect() as connection:
         driver = (await connection.get_raw_connection()).driver_connection
