@@ -169,9 +169,12 @@ async def test_bad_ratings_are_a_422(world: World, body: dict[str, Any]) -> None
     assert await _rated_events(world, ticket["id"]) == 0
 
 
-async def test_a_blank_comment_is_no_comment_and_the_longest_is_kept(world: World) -> None:
+@pytest.mark.parametrize("comment", ["   ", None])
+async def test_a_blank_or_null_comment_is_no_comment_and_the_longest_is_kept(
+    world: World, comment: str | None
+) -> None:
     _, blank = await _ticket_in(world, "resolved")
-    response = await _rate(world, world.integration, blank["id"], rating=5, comment="   ")
+    response = await _rate(world, world.integration, blank["id"], rating=5, comment=comment)
     assert response.status_code == 201, response.text
     assert response.json()["comment"] is None
     _, longest = await _ticket_in(world, "resolved")

@@ -463,7 +463,7 @@ class MessagePost(MessageCreate):
 CSAT_COMMENT_MAX_CHARS = 2000
 
 
-def _blank_is_none(value: str | None) -> str | None:
+def _blank_is_none(value: str) -> str | None:
     return value or None
 
 
@@ -471,12 +471,15 @@ class RatingCreate(RequestModel):
     """The customer's rating of a resolved or closed ticket (sent by the integration key)."""
 
     rating: int = Field(strict=True, ge=1, le=5, description="1 (very unhappy) to 5 (very happy)")
-    comment: Annotated[
-        str | None,
-        StringConstraints(strip_whitespace=True, max_length=CSAT_COMMENT_MAX_CHARS),
-        NoNul,
-        AfterValidator(_blank_is_none),
-    ] = Field(None, description="Optional; trimmed, a blank one is stored as null")
+    comment: (
+        Annotated[
+            str,
+            StringConstraints(strip_whitespace=True, max_length=CSAT_COMMENT_MAX_CHARS),
+            NoNul,
+            AfterValidator(_blank_is_none),
+        ]
+        | None
+    ) = Field(None, description="Optional; trimmed, a blank one is stored as null")
 
 
 class RatingRead(BaseModel):
