@@ -50,8 +50,9 @@ async def test_ratings_replace_a_hand_set_score_with_their_mean_and_announce_it(
     # each change is announced as agent.updated, with a new version
     events = await probe.wait_for(
         "agent.updated",
-        lambda e: e["data"]["id"] == agent["id"]
-        and "customer_satisfaction_score" in e["data"]["changes"],
+        lambda e: (
+            e["data"]["id"] == agent["id"] and "customer_satisfaction_score" in e["data"]["changes"]
+        ),
         count=2,
         timeout=30,
     )
