@@ -13,6 +13,8 @@ import httpx
 import pytest
 
 from quimbi_agents.models import Agent
+from quimbi_agents.reports import projection
+from quimbi_agents.reports.models import ReportTicket
 from quimbi_common.enums import Role
 from quimbi_common.events import (
     EventType,
@@ -137,39 +139,44 @@ async def test_figures_per_agent_and_per_team_from_the_event_stream(h: Any, publ
             h.updated(ticket, status="resolved", updated_at=at + timedelta(seconds=res)),
         )
 
-    async def agents_settled() -> dict[str, Any]:
-        body = await report(h, "agents", team)
-        rows = {row["agent_id"]: row for row in body["agents"]}
-        assert set(rows) == {a["id"], b["id"]}
-        ra, rb = rows[a["id"]], rows[b["id"]]
-        assert ra["tickets_handled"] == 5
-        assert rb["tickets_handled"] == 1
-        assert ra["first_response"]["count"] == 5
-        assert rb["first_response"]["count"] == 1
-        assert ra["csat"]["count"] == 3
-        assert ra["backlog"]["total"] == 3
-        assert ra["sla"]["first_response"]["breached"] == 1
-        assert ra["sla"]["resolution"]["breached"] == 2
-        return rows
+    expected_a = {
+        "tickets_handled": 5,
+        "first_response": {"count": 5, "median_seconds": 180.0, "p90_seconds": 276.0},
+        "resolution": {"count": 5, "median_seconds": 1800.0, "p90_seconds": 2760.0},
+        "sla": {
+            "first_response": {"met": 3, "breached": 1, "attainment_percent": 75.0},
+            "resolution": {"met": 2, "breached": 2, "attainment_percent": 50.0},
+        },
+        "backlog": {"low": 1, "normal": 0, "high": 1, "urgent": 1, "total": 3},
+        "csat": {
+            "count": 3,
+            "mean": 4.33,
+            "distribution": {"1": 0, "2": 0, "3": 0, "4": 2, "5": 1},
+        },
+    }
+    expected_b = {
+        "tickets_handled": 1,
+        "first_response": {"count": 1, "median_seconds": 30.0, "p90_seconds": 30.0},
+        "resolution": {"count": 1, "median_seconds": 100.0, "p90_seconds": 100.0},
+        "sla": {
+            "first_response": {"met": 0, "breached": 0, "attainment_percent": None},
+            "resolution": {"met": 0, "breached": 0, "attainment_percent": None},
+        },
+        "backlog": {"low": 0, "normal": 0, "high": 0, "urgent": 0, "total": 0},
+        "csat": {"count": 0, "mean": None, "distribution": dict.fromkeys("12345", 0)},
+    }
 
-    rows = await eventually(agents_settled, timeout=90, interval=0.5)
-    ra, rb = rows[a["id"]], rows[b["id"]]
-    assert ra["first_response"] == {"count": 5, "median_seconds": 180.0, "p90_seconds": 276.0}
-    assert ra["resolution"] == {"count": 5, "median_seconds": 1800.0, "p90_seconds": 2760.0}
-    assert ra["sla"] == {
-        "first_response": {"met": 3, "breached": 1, "attainment_percent": 75.0},
-        "resolution": {"met": 2, "breached": 2, "attainment_percent": 50.0},
-    }
-    assert ra["backlog"] == {"low": 1, "normal": 0, "high": 1, "urgent": 1, "total": 3}
-    assert ra["csat"] == {
-        "count": 3,
-        "mean": 4.33,
-        "distribution": {"1": 0, "2": 0, "3": 0, "4": 2, "5": 1},
-    }
-    assert rb["first_response"] == {"count": 1, "median_seconds": 30.0, "p90_seconds": 30.0}
-    assert rb["resolution"] == {"count": 1, "median_seconds": 100.0, "p90_seconds": 100.0}
-    assert rb["sla"]["first_response"] == {"met": 0, "breached": 0, "attainment_percent": None}
-    assert rb["csat"]["mean"] is None
+    async def agents_settled() -> None:
+        # every figure at once: events of different tickets are applied in no fixed order,
+        # so the report is awaited until it shows them all (a wrong figure never settles)
+        body = await report(h, "agents", team)
+        rows = {row.pop("agent_id"): row for row in body["agents"]}
+        assert set(rows) == {a["id"], b["id"]}
+        for agent, expected in ((a, expected_a), (b, expected_b)):
+            figures = {k: v for k, v in rows[agent["id"]].items() if k in expected}
+            assert figures == expected
+
+    await eventually(agents_settled, timeout=90, interval=0.5)
 
     body = await report(h, "teams", team)
     assert body["from"] == "2031-03-02T00:00:00Z"
@@ -280,3 +287,40 @@ async def test_the_default_period_is_the_last_seven_days(
     end = datetime.fromisoformat(body["to"])
     assert end - start == timedelta(days=7)
     assert abs((datetime.now(UTC) - end).total_seconds()) < 60
+
+
+async def test_the_projection_takes_events_in_any_order_and_batch(h: Any) -> None:
+    """The projection's own rules, applied as consumer batches would (no Kafka)."""
+    (a,) = await h.agents_fast({})
+    ticket = h.ticket(assigned_agent_id=a["id"], created_at=BASE)
+    early, late = BASE + timedelta(seconds=90), BASE + timedelta(seconds=900)
+    first = h.updated(ticket, status="resolved", updated_at=BASE + timedelta(hours=1))
+    reopened = h.updated(first, status="open", updated_at=BASE + timedelta(hours=2))
+    again = h.updated(reopened, status="closed", updated_at=BASE + timedelta(hours=3))
+    batches: list[tuple[Any, list[Any]]] = [
+        # messages before the ticket is known, the later one first, in one batch and after
+        (projection.apply_messages, [message(ticket.id, late, a["id"])]),
+        (
+            projection.apply_messages,
+            [message(ticket.id, late, None), message(ticket.id, early, a["id"])],
+        ),
+        (projection.apply_tickets, [again, ticket]),  # the second resolution before the first
+        (projection.apply_tickets, [first, reopened]),
+        (projection.apply_slas, [sla(ticket, 4, "met", "breached", 90, 0)]),
+        (projection.apply_slas, [sla(ticket, 2, "pending", "pending", 0, 0)]),
+    ]
+    for apply, batch in batches:
+        async with h.units.begin() as unit:
+            await apply(unit.session, batch)
+    async with h.sessions() as session:
+        row = await session.get(ReportTicket, ticket.id)
+    assert row is not None
+    assert row.created_at == BASE
+    assert (row.first_response_at, row.first_response_by) == (early, a["id"])
+    assert (row.resolved_at, row.resolution_version) == (again.updated_at, again.version)
+    assert row.resolved_by == a["id"]
+    assert (row.sla_version, row.first_response_status, row.resolution_status) == (
+        4,
+        "met",
+        "breached",
+    )

@@ -23,33 +23,38 @@ from . import projection
 
 
 def register(runtime: Runtime) -> None:
-    handle = runtime.events.handle
+    """One call per topic per consumer batch (set-based: one upsert for the batch)."""
+    many = runtime.events.handle_many
 
-    @handle(EventType.TICKET_CREATED)
-    async def report_ticket_created(unit: UnitOfWork, event: Event[TicketData]) -> None:
-        await projection.apply_ticket(unit.session, event.data)
+    @many(EventType.TICKET_CREATED)
+    async def report_tickets_created(unit: UnitOfWork, batch: list[Event[TicketData]]) -> None:
+        await projection.apply_tickets(unit.session, [e.data for e in batch])
 
-    @handle(EventType.TICKET_UPDATED, when=TICKET_FIELDS_HELD)
-    async def report_ticket_updated(unit: UnitOfWork, event: Event[TicketUpdatedData]) -> None:
-        await projection.apply_ticket(unit.session, event.data)
+    @many(EventType.TICKET_UPDATED, when=TICKET_FIELDS_HELD)
+    async def report_tickets_updated(
+        unit: UnitOfWork, batch: list[Event[TicketUpdatedData]]
+    ) -> None:
+        await projection.apply_tickets(unit.session, [e.data for e in batch])
 
-    @handle(EventType.TICKET_DELETED)
-    async def report_ticket_deleted(unit: UnitOfWork, event: Event[TicketDeletedData]) -> None:
-        await projection.apply_ticket_deleted(unit.session, event.data)
+    @many(EventType.TICKET_DELETED)
+    async def report_tickets_deleted(
+        unit: UnitOfWork, batch: list[Event[TicketDeletedData]]
+    ) -> None:
+        await projection.apply_deletions(unit.session, [e.data for e in batch])
 
-    @handle(EventType.MESSAGE_ADDED)
-    async def report_message_added(unit: UnitOfWork, event: Event[MessageData]) -> None:
-        await projection.apply_message(unit.session, event.data)
+    @many(EventType.MESSAGE_ADDED)
+    async def report_messages_added(unit: UnitOfWork, batch: list[Event[MessageData]]) -> None:
+        await projection.apply_messages(unit.session, [e.data for e in batch])
 
-    @handle(EventType.SLA_UPDATED)
-    async def report_sla_updated(unit: UnitOfWork, event: Event[SlaTrackingData]) -> None:
-        await projection.apply_sla(unit.session, event.data)
+    @many(EventType.SLA_UPDATED)
+    async def report_slas_updated(unit: UnitOfWork, batch: list[Event[SlaTrackingData]]) -> None:
+        await projection.apply_slas(unit.session, [e.data for e in batch])
 
-    @handle(EventType.SLA_BREACHED)
-    async def report_sla_breached(unit: UnitOfWork, event: Event[SlaAlertData]) -> None:
-        await projection.apply_sla(unit.session, event.data)
+    @many(EventType.SLA_BREACHED)
+    async def report_slas_breached(unit: UnitOfWork, batch: list[Event[SlaAlertData]]) -> None:
+        await projection.apply_slas(unit.session, [e.data for e in batch])
 
-    @handle(EventType.TICKET_RATED)
+    @runtime.events.handle(EventType.TICKET_RATED)
     async def on_ticket_rated(unit: UnitOfWork, event: Event[TicketRatedData]) -> None:
         """CSAT: store the rating once, recompute the agent's satisfaction score."""
         await record_rating(unit, event.data)

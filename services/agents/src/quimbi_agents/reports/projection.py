@@ -1,11 +1,13 @@
-"""What events do to the report projection. Four topics write one row per ticket in any
-order, so each writes only its own columns, as an upsert, guarded by its own rule: the
-resolution and the SLA clock by their event's version, the first response by taking the
-earliest. Redelivery changes nothing (the consumer skips a seen event id; a repeat under a
-new id meets the same guards). Runs in the consumer's unit of work (never commits)."""
+"""What events do to the report projection, a consumer batch of one topic at a time. Four
+topics write one row per ticket in any order, so each writes only its own columns, in one
+multi-row upsert per batch (the batch first reduced to one row per ticket), guarded per
+column: the resolution and the SLA clock keep their highest version, the first response the
+earliest time. Redelivery changes nothing (the consumer skips a seen event id; a repeat under
+a new id meets the same guards). Runs in the consumer's unit of work (never commits)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, cast
 
@@ -28,6 +30,7 @@ from .models import ReportTicket
 _DONE = {TicketStatus.RESOLVED.value, TicketStatus.CLOSED.value}
 _T = cast(sa.Table, ReportTicket.__table__)
 _ROW = _T.c
+Guard = Callable[[Any], sa.ColumnElement[bool]]  # the incoming row (`excluded`) → set or keep
 
 
 def is_resolution(data: TicketData) -> bool:
@@ -40,18 +43,28 @@ def is_resolution(data: TicketData) -> bool:
 
 
 async def _upsert(
-    session: AsyncSession, ticket_id: str, values: dict[str, Any], **when: Any
+    session: AsyncSession,
+    rows: Iterable[dict[str, Any]],
+    guard: Guard,
+    always: frozenset[str] = frozenset(),
 ) -> None:
-    """Insert the row with `values`, or set them where `when` (per column: a SQL condition on
-    the stored row) holds."""
+    """Insert the rows (one per ticket, same keys), or, for tickets already there, set their
+    columns where `guard` holds (those in `always` whatever it says)."""
+    rows = list(rows)
+    if not rows:
+        return
+    statement = insert(_T).values(rows)
+    incoming = statement.excluded
+    condition = guard(incoming)
+    columns = [name for name in rows[0] if name != "ticket_id"]
     update = {
-        name: sa.case((when[name], value), else_=_ROW[name]) if name in when else value
-        for name, value in ((n, insert(_T).excluded[n]) for n in values)
+        name: incoming[name]
+        if name in always
+        else sa.case((condition, incoming[name]), else_=_ROW[name])
+        for name in columns
     }
     await session.execute(
-        insert(_T)
-        .values(ticket_id=ticket_id, **values)
-        .on_conflict_do_update(index_elements=[_ROW.ticket_id], set_=update)
+        statement.on_conflict_do_update(index_elements=[_ROW.ticket_id], set_=update)
     )
 
 
@@ -66,54 +79,86 @@ async def _holder(session: AsyncSession, ticket_id: str, at: datetime) -> str | 
     )
 
 
-async def apply_ticket(session: AsyncSession, data: TicketData) -> None:
-    """ticket.created / ticket.updated: when the ticket was made and, for the update that
+async def apply_tickets(session: AsyncSession, batch: list[TicketData]) -> None:
+    """ticket.created / ticket.updated: when each ticket was made and, for the update that
     resolved it, when and by whom (the assignee it names, else our assignment records); a
-    later resolution (after a reopening) replaces an earlier one."""
-    values: dict[str, Any] = {"created_at": data.created_at}
-    when: dict[str, Any] = {}
-    if is_resolution(data):
-        resolver = data.assigned_agent_id or await _holder(session, data.id, data.updated_at)
-        newer = sa.func.coalesce(_ROW.resolution_version, 0) < data.version
-        values |= {
-            "resolved_at": data.updated_at,
-            "resolved_by": resolver,
-            "resolution_version": data.version,
-        }
-        when = {"resolved_at": newer, "resolved_by": newer, "resolution_version": newer}
-    await _upsert(session, data.id, values, **when)
-
-
-async def apply_ticket_deleted(session: AsyncSession, data: TicketDeletedData) -> None:
-    """A deleted ticket leaves every report (its row stays, so late events find it gone)."""
-    await _upsert(session, data.id, {"deleted_at": data.deleted_at})
-
-
-async def apply_message(session: AsyncSession, data: MessageData) -> None:
-    """The earliest agent message is the first response, credited to its author."""
-    if not data.from_agent:
-        return
-    earlier = sa.or_(_ROW.first_response_at.is_(None), _ROW.first_response_at > data.created_at)
+    later resolution (after a reopening: a higher version) replaces an earlier one."""
+    rows: dict[str, dict[str, Any]] = {}
+    for data in batch:
+        row = rows.setdefault(
+            data.id,
+            {
+                "ticket_id": data.id,
+                "created_at": data.created_at,
+                "resolved_at": None,
+                "resolved_by": None,
+                "resolution_version": None,
+            },
+        )
+        if is_resolution(data) and (row["resolution_version"] or 0) < data.version:
+            resolver = data.assigned_agent_id or await _holder(session, data.id, data.updated_at)
+            row.update(resolved_at=data.updated_at, resolved_by=resolver)
+            row["resolution_version"] = data.version
     await _upsert(
         session,
-        data.ticket_id,
-        {"first_response_at": data.created_at, "first_response_by": data.author_agent_id},
-        first_response_at=earlier,
-        first_response_by=earlier,
+        rows.values(),
+        # a row without a resolution (NULL version) compares NULL: the stored one stays
+        lambda incoming: sa.func.coalesce(_ROW.resolution_version, 0) < incoming.resolution_version,
+        always=frozenset({"created_at"}),  # never changes
     )
 
 
-async def apply_sla(session: AsyncSession, data: SlaTrackingData) -> None:
+async def apply_deletions(session: AsyncSession, batch: list[TicketDeletedData]) -> None:
+    """A deleted ticket leaves every report (its row stays, so late events find it gone)."""
+    rows = {d.id: {"ticket_id": d.id, "deleted_at": d.deleted_at} for d in batch}
+    await _upsert(session, rows.values(), lambda incoming: sa.true())
+
+
+async def apply_messages(session: AsyncSession, batch: list[MessageData]) -> None:
+    """The earliest agent message is the first response, credited to its author."""
+    rows: dict[str, dict[str, Any]] = {}
+    for data in batch:
+        if not data.from_agent:
+            continue
+        known = rows.get(data.ticket_id)
+        if known is None or data.created_at < known["first_response_at"]:
+            rows[data.ticket_id] = {
+                "ticket_id": data.ticket_id,
+                "first_response_at": data.created_at,
+                "first_response_by": data.author_agent_id,
+            }
+    await _upsert(
+        session,
+        rows.values(),
+        lambda incoming: sa.or_(
+            _ROW.first_response_at.is_(None),
+            _ROW.first_response_at > incoming.first_response_at,
+        ),
+    )
+
+
+async def apply_slas(session: AsyncSession, batch: list[SlaTrackingData]) -> None:
     """sla.updated / sla.breached: the clock's statuses as of its highest version (a breach
     alert carries the same clock, so either may come first)."""
-    values = {
-        "sla_version": data.version,
-        "first_response_status": data.first_response_status.value,
-        "first_response_deadline": data.first_response_deadline,
-        "sla_first_response_at": data.first_response_at,
-        "resolution_status": data.resolution_status.value,
-        "resolution_deadline": data.resolution_deadline,
-        "sla_resolved_at": data.resolved_at,
-    }
-    newer = sa.func.coalesce(_ROW.sla_version, -1) <= data.version
-    await _upsert(session, data.ticket_id, values, **dict.fromkeys(values, newer))
+    newest: dict[str, SlaTrackingData] = {}
+    for data in batch:
+        if data.ticket_id not in newest or newest[data.ticket_id].version <= data.version:
+            newest[data.ticket_id] = data
+    rows = (
+        {
+            "ticket_id": data.ticket_id,
+            "sla_version": data.version,
+            "first_response_status": data.first_response_status.value,
+            "first_response_deadline": data.first_response_deadline,
+            "sla_first_response_at": data.first_response_at,
+            "resolution_status": data.resolution_status.value,
+            "resolution_deadline": data.resolution_deadline,
+            "sla_resolved_at": data.resolved_at,
+        }
+        for data in newest.values()
+    )
+    await _upsert(
+        session,
+        rows,
+        lambda incoming: sa.func.coalesce(_ROW.sla_version, -1) <= incoming.sla_version,
+    )
