@@ -32,14 +32,16 @@ def upgrade() -> None:
         sa.Column("first_response_by", ID),
         sa.Column("sla_version", sa.Integer),
         sa.Column("first_response_status", sa.String(20)),
-        sa.Column("first_response_deadline", TZ),
-        sa.Column("sla_first_response_at", TZ),
+        sa.Column("first_response_decided_at", TZ),
         sa.Column("resolution_status", sa.String(20)),
-        sa.Column("resolution_deadline", TZ),
-        sa.Column("sla_resolved_at", TZ),
+        sa.Column("resolution_decided_at", TZ),
     )
     op.create_index("ix_report_tickets_resolved", "report_tickets", ["resolved_at"])
     op.create_index("ix_report_tickets_first_response", "report_tickets", ["first_response_at"])
+    for metric in ("first_response", "resolution"):
+        op.create_index(
+            f"ix_report_tickets_{metric}_decided", "report_tickets", [f"{metric}_decided_at"]
+        )
     op.create_table(
         "ticket_ratings",
         sa.Column("ticket_id", ID, primary_key=True),

@@ -19,6 +19,8 @@ class ReportTicket(Base):
     __table_args__ = (
         sa.Index("ix_report_tickets_resolved", "resolved_at"),
         sa.Index("ix_report_tickets_first_response", "first_response_at"),
+        sa.Index("ix_report_tickets_first_response_decided", "first_response_decided_at"),
+        sa.Index("ix_report_tickets_resolution_decided", "resolution_decided_at"),
     )
 
     ticket_id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
@@ -31,14 +33,13 @@ class ReportTicket(Base):
     # the earliest agent message
     first_response_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     first_response_by: Mapped[str | None] = mapped_column(sa.String(255))
-    # the SLA clock as of its highest version
+    # the SLA clock as of its highest version: each metric's status and, once met or
+    # breached, when that was decided (met: when met; breached: at its deadline)
     sla_version: Mapped[int | None] = mapped_column(sa.Integer)
     first_response_status: Mapped[str | None] = mapped_column(sa.String(20))
-    first_response_deadline: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
-    sla_first_response_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    first_response_decided_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     resolution_status: Mapped[str | None] = mapped_column(sa.String(20))
-    resolution_deadline: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
-    sla_resolved_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    resolution_decided_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
 
 class TicketRating(Base):

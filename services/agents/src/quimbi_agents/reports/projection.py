@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from quimbi_common.enums import TicketStatus
+from quimbi_common.enums import SlaStatus, TicketStatus
 from quimbi_common.events import (
     MessageData,
     SlaTrackingData,
@@ -137,6 +137,14 @@ async def apply_messages(session: AsyncSession, batch: list[MessageData]) -> Non
     )
 
 
+def decided_at(status: SlaStatus, done_at: datetime | None, deadline: datetime) -> datetime | None:
+    """When an SLA metric's outcome was settled: met → when met (else, unknown, the deadline),
+    breached → at its deadline; pending or at risk → not yet."""
+    if status == SlaStatus.MET:
+        return done_at or deadline
+    return deadline if status == SlaStatus.BREACHED else None
+
+
 async def apply_slas(session: AsyncSession, batch: list[SlaTrackingData]) -> None:
     """sla.updated / sla.breached: the clock's statuses as of its highest version (a breach
     alert carries the same clock, so either may come first)."""
@@ -149,11 +157,13 @@ async def apply_slas(session: AsyncSession, batch: list[SlaTrackingData]) -> Non
             "ticket_id": data.ticket_id,
             "sla_version": data.version,
             "first_response_status": data.first_response_status.value,
-            "first_response_deadline": data.first_response_deadline,
-            "sla_first_response_at": data.first_response_at,
+            "first_response_decided_at": decided_at(
+                data.first_response_status, data.first_response_at, data.first_response_deadline
+            ),
             "resolution_status": data.resolution_status.value,
-            "resolution_deadline": data.resolution_deadline,
-            "sla_resolved_at": data.resolved_at,
+            "resolution_decided_at": decided_at(
+                data.resolution_status, data.resolved_at, data.resolution_deadline
+            ),
         }
         for data in newest.values()
     )

@@ -48,25 +48,29 @@ WHERE r.deleted_at IS NULL AND r.created_at IS NOT NULL
   AND r.first_response_at >= :start AND r.first_response_at < :end
 """
 
-# a met metric is decided when it was met, a breached one at its deadline
+# each metric counts when it was decided (met: when met; breached: at its deadline)
 _SLA = """
 SELECT {key} AS k, m.metric, m.status, count(*) AS n
-FROM report_tickets r
-LEFT JOIN ticket_assignments ta ON ta.ticket_id = r.ticket_id AND ta.is_active
-LEFT JOIN ticket_projection tp ON tp.id = r.ticket_id
-CROSS JOIN LATERAL (VALUES
-  ('first_response', r.first_response_status,
-   CASE WHEN r.first_response_status = 'met' THEN r.sla_first_response_at
-        ELSE r.first_response_deadline END,
-   coalesce(r.first_response_by, r.resolved_by, ta.agent_id, tp.assigned_agent_id)),
-  ('resolution', r.resolution_status,
-   CASE WHEN r.resolution_status = 'met' THEN r.sla_resolved_at
-        ELSE r.resolution_deadline END,
-   coalesce(r.resolved_by, ta.agent_id, tp.assigned_agent_id))
-) AS m(metric, status, decided_at, agent_id)
+FROM (
+  SELECT 'first_response' AS metric, r.first_response_status AS status,
+         coalesce(r.first_response_by, r.resolved_by, ta.agent_id, tp.assigned_agent_id)
+           AS agent_id
+  FROM report_tickets r
+  LEFT JOIN ticket_assignments ta ON ta.ticket_id = r.ticket_id AND ta.is_active
+  LEFT JOIN ticket_projection tp ON tp.id = r.ticket_id
+  WHERE r.deleted_at IS NULL
+    AND r.first_response_decided_at >= :start AND r.first_response_decided_at < :end
+  UNION ALL
+  SELECT 'resolution', r.resolution_status,
+         coalesce(r.resolved_by, ta.agent_id, tp.assigned_agent_id)
+  FROM report_tickets r
+  LEFT JOIN ticket_assignments ta ON ta.ticket_id = r.ticket_id AND ta.is_active
+  LEFT JOIN ticket_projection tp ON tp.id = r.ticket_id
+  WHERE r.deleted_at IS NULL
+    AND r.resolution_decided_at >= :start AND r.resolution_decided_at < :end
+) m
 JOIN agents a ON a.id = m.agent_id AND a.deleted_at IS NULL {department}
-WHERE r.deleted_at IS NULL AND m.status IN ('met', 'breached')
-  AND m.decided_at >= :start AND m.decided_at < :end
+WHERE m.status IN ('met', 'breached')
 GROUP BY 1, 2, 3
 """
 
