@@ -1,5 +1,6 @@
 """CSAT through the gateway (issue 19 item 6): an agent resolves a ticket, the integration key
-rates it on the customer's behalf, the agent reads the rating back."""
+rates it on the customer's behalf, the agent reads the rating back, and the agents service
+counts it in the agent's satisfaction score."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from support import Agent
 from test_journeys import create_ticket, get_ok
 
 pytestmark = pytest.mark.e2e
@@ -15,7 +17,7 @@ INTEGRATION = {"X-API-Key": "dev-integration-key"}
 
 
 async def test_a_resolved_ticket_is_rated_by_the_key_and_read_back(
-    gateway: httpx.AsyncClient, make_agent: Any
+    gateway: httpx.AsyncClient, make_agent: Any, admin: Agent
 ) -> None:
     agent = await make_agent("agent")
     ticket = await create_ticket(gateway, agent, message="My parcel is late")
@@ -39,3 +41,10 @@ async def test_a_resolved_ticket_is_rated_by_the_key_and_read_back(
     # and the agent reads it back
     read = await get_ok(gateway, path, agent)
     assert (read["rating"], read["comment"], read["agent_id"]) == (4, "Thanks!", agent.id)
+    # and the agents service, given the rating's token, shows it as the agent's CSAT score
+    scored = await gateway.get(
+        f"/api/agents/{agent.id}",
+        headers={**admin.headers, "X-Consistency-Token": rated.headers["x-consistency-token"]},
+    )
+    assert scored.status_code == 200, scored.text
+    assert scored.json()["customer_satisfaction_score"] == 4
