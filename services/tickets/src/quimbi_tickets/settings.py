@@ -35,4 +35,4 @@ class Settings(CommonSettings):
     # matches among the latest 2 x as many (a common word costs this, not the table), and
     # PostgreSQL's time budget for one search.
     search_candidates: int = Field(default=500, ge=1)
-    search_timeout_ms: int = Field(default=2000, ge=1)
+    search_timeout_ms: int = Field(default=5000, ge=1)
