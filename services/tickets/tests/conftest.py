@@ -44,6 +44,7 @@ OUTPUT_TOPICS = [
     "message.added",
     "message.updated",
     "message.deleted",
+    "ticket.rated",
 ]
 
 

@@ -198,3 +198,22 @@ class AgentName(Base):
     id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(255))
     version: Mapped[int] = mapped_column(sa.Integer)
+
+
+class TicketRating(Base):
+    """CSAT: the customer's rating of a resolved or closed ticket, at most one per ticket (the
+    primary key is the ticket's id: a concurrent second rating cannot be stored)."""
+
+    __tablename__ = "ticket_ratings"
+    __table_args__ = (
+        sa.CheckConstraint("rating BETWEEN 1 AND 5", name="ck_ticket_ratings_rating"),
+    )
+
+    ticket_id: Mapped[str] = mapped_column(
+        sa.String(255), sa.ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True
+    )
+    customer_id: Mapped[str] = mapped_column(sa.String(255))
+    rating: Mapped[int] = mapped_column(sa.SmallInteger)
+    comment: Mapped[str | None] = mapped_column(sa.Text)
+    agent_id: Mapped[str | None] = mapped_column(sa.String(255))  # the assignee when rated
+    rated_at: Mapped[datetime] = mapped_column(Timestamp)

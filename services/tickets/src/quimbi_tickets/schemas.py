@@ -373,6 +373,11 @@ class SearchResults(BaseModel):
     tickets: list[SearchItem]
     pagination: Pagination
     query: str
+    exhaustive: bool = Field(
+        description="True: every match was ranked and `total` counts them all. False: the "
+        "words are in more messages or subjects than the service ranks (SEARCH_CANDIDATES); "
+        "the results are the best of the newest matches and `total` counts those tickets"
+    )
 
 
 # --- canned responses ---------------------------------------------------------------------------
@@ -451,3 +456,36 @@ class MessagePost(MessageCreate):
         if (self.content is None) == (self.template_id is None):
             raise ValueError("give exactly one of content and template_id")
         return self
+
+
+# --- CSAT ---------------------------------------------------------------------------------------
+
+CSAT_COMMENT_MAX_CHARS = 2000
+
+
+def _blank_is_none(value: str) -> str | None:
+    return value or None
+
+
+class RatingCreate(RequestModel):
+    """The customer's rating of a resolved or closed ticket (sent by the integration key)."""
+
+    rating: int = Field(strict=True, ge=1, le=5, description="1 (very unhappy) to 5 (very happy)")
+    comment: (
+        Annotated[
+            str,
+            StringConstraints(strip_whitespace=True, max_length=CSAT_COMMENT_MAX_CHARS),
+            NoNul,
+            AfterValidator(_blank_is_none),
+        ]
+        | None
+    ) = Field(None, description="Optional; trimmed, a blank one is stored as null")
+
+
+class RatingRead(BaseModel):
+    ticket_id: str
+    customer_id: str
+    rating: int
+    comment: str | None
+    agent_id: str | None = Field(description="Who the ticket was assigned to when it was rated")
+    rated_at: datetime

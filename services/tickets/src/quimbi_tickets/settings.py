@@ -30,3 +30,9 @@ class Settings(CommonSettings):
     # agent (429 past it: a leaked tab or a reconnect loop cannot hold a process's connections).
     live_max_streams: int = Field(default=2000, ge=1)
     live_max_streams_per_agent: int = Field(default=5, ge=1)
+
+    # Search: how many matching messages (and, apart, subjects) are ranked at most, plus the
+    # matches among the latest 2 x as many (a common word costs this, not the table), and
+    # PostgreSQL's time budget for one search.
+    search_candidates: int = Field(default=500, ge=1)
+    search_timeout_ms: int = Field(default=5000, ge=1)
