@@ -6,6 +6,8 @@ Limits that are part of the API contract (subject 500 characters, content 64 KiB
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from quimbi_common.settings import CommonSettings
 
 
@@ -24,3 +26,7 @@ class Settings(CommonSettings):
     live_heartbeat_seconds: float = 15.0
     live_auth_check_seconds: float = 1.0
     live_queue_max: int = 2000
+    # Open streams this process serves at most (503 past it: another replica or a retry), and per
+    # agent (429 past it: a leaked tab or a reconnect loop cannot hold a process's connections).
+    live_max_streams: int = Field(default=2000, ge=1)
+    live_max_streams_per_agent: int = Field(default=5, ge=1)
