@@ -118,7 +118,7 @@ async def profile(name: str, target: Any, args: argparse.Namespace) -> None:
     out = Path(args.py_spy)
     out.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
     spy = shutil.which("py-spy") or "py-spy"
-    options = ["--rate", "200", "--gil", "--format", "raw"]
+    options = ["--rate", str(args.py_spy_rate), "--gil", "--format", "raw"]
     spies = {
         process: subprocess.Popen(  # noqa: ASYNC220
             [spy, "record", "--pid", str(pid), *options, "--output", f"{out}/{name}-{process}.txt"],
@@ -310,6 +310,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
         help="idle CPU measured before each round and subtracted (0: not subtracted)",
     )
     parser.add_argument("--py-spy", help="a directory: profile each variant afterwards (py-spy)")
+    parser.add_argument("--py-spy-rate", type=int, default=200, help="py-spy samples per second")
     return parser.parse_args(argv)
 
 
