@@ -242,7 +242,7 @@ class _SampledOnlyTracer(trace.Tracer):
         self._tracer = tracer
 
     def start_span(self, name: str, context: Any = None, *args: Any, **kwargs: Any) -> Span:
-        if context is None and not _in_sampled_trace():
+        if context is None and _passing.get() is not None:  # an unsampled request
             return trace.INVALID_SPAN
         parent = trace.get_current_span(context)
         if not parent.get_span_context().trace_flags.sampled:
@@ -253,7 +253,7 @@ class _SampledOnlyTracer(trace.Tracer):
     def start_as_current_span(  # type: ignore[override]
         self, name: str, context: Any = None, *args: Any, **kwargs: Any
     ) -> Iterator[Span]:
-        if context is None and not _in_sampled_trace():
+        if context is None and _passing.get() is not None:  # an unsampled request
             yield trace.INVALID_SPAN
             return
         parent = trace.get_current_span(context)
