@@ -20,7 +20,7 @@ from quimbi_common.openapi import problems
 from quimbi_common.runtime import RuntimeDep, SessionDep, UnitsDep, provided
 
 from ..schemas import AttachmentList, AttachmentRead
-from ..settings import Settings
+from ..settings import ALLOWED_ATTACHMENT_TYPES, Settings
 from . import files, service
 from .storage import StorageError
 
@@ -137,7 +137,8 @@ async def list_attachments(
         200: {
             "description": "The file's bytes, as a download (`Content-Disposition: attachment`)",
             "content": {
-                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+                media_type: {"schema": {"type": "string", "format": "binary"}}
+                for media_type in [*ALLOWED_ATTACHMENT_TYPES, "application/octet-stream"]
             },
         }
     },
