@@ -12,9 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from quimbi_common.auth import Principal
+from quimbi_common.db import create_engine, create_sessionmaker
 from quimbi_common.enums import Role
 from quimbi_common.testing import eventually
-from quimbi_tickets.attachments.service import storage_from
+from quimbi_common.uow import UnitsOfWork
+from quimbi_tickets import service as tickets_service
+from quimbi_tickets.attachments.service import Sweeper, storage_from
 from quimbi_tickets.attachments.storage import (
     FileStorage,
     LocalStorage,
@@ -409,3 +413,57 @@ async def test_a_failed_put_leaves_no_file(storage: FileStorage) -> None:
         await storage.put(key, broken())
     with pytest.raises(FileNotFoundError):
         await storage.get(key)
+
+
+class _StoreThatCannotDelete:
+    """The S3 store, whose deletes fail (an outage after the commit)."""
+
+    def __init__(self, inner: FileStorage) -> None:
+        self.inner = inner
+        self.attempts = 0
+
+    async def put(self, key: str, chunks: AsyncIterator[bytes]) -> None:
+        await self.inner.put(key, chunks)
+
+    async def get(self, key: str) -> Any:
+        return await self.inner.get(key)
+
+    async def delete(self, key: str) -> None:
+        self.attempts += 1
+        raise StorageError("the store is down")
+
+
+async def test_a_failed_file_delete_keeps_the_deletion_and_is_retried(world: World) -> None:
+    # given a message with a file
+    agent = world.agent()
+    ticket = await world.create_ticket(agent)
+    uploaded = await _uploaded(world, agent, ticket["id"])
+    posted = await world.client.post(
+        f"/api/tickets/{ticket['id']}/messages",
+        json={"content": "file", "attachment_ids": [uploaded["id"]]},
+        headers=agent.headers,
+    )
+    message_id = posted.json()["id"]
+    key = await _key(world, uploaded["id"])
+    # when the message is deleted while the store refuses deletes (its own unit of work,
+    # with a sweeper over a failing store: the app's sweeper is the one that retries)
+    engine = create_engine(world.settings)
+    units = UnitsOfWork(create_sessionmaker(engine), "tickets-test")
+    failing = Sweeper(units, _StoreThatCannotDelete(_storage(world)), world.settings)
+    principal = Principal("agent", agent.agent_id, f"{agent.agent_id}@example.com", Role.AGENT)
+    try:
+        await units.run(
+            lambda unit: tickets_service.delete_message(
+                unit, world.settings, principal, ticket["id"], message_id, failing.delete_now
+            )
+        )
+    finally:
+        await engine.dispose()
+    # then the deletion stands (the message and its attachment row are gone) ...
+    assert failing.storage.attempts == 1  # type: ignore[attr-defined]
+    assert not await world.db.fetchval("SELECT count(*) FROM messages WHERE id = $1", message_id)
+    assert not await world.db.fetchval(
+        "SELECT count(*) FROM attachments WHERE id = $1", uploaded["id"]
+    )
+    # ... and the file is removed by the sweeper's retry
+    await _gone(world, key)
