@@ -2,7 +2,7 @@
 # Installs (when missing) and starts PostgreSQL, Redis and a single-node KRaft Kafka on loopback,
 # and an S3-compatible server (gofakes3, built from the Go module proxy) for attachments,
 # with all data under .local/. Idempotent: what already runs is left alone.
-#   deploy/local/infra.sh start|stop|status|build-s3
+#   deploy/local/infra.sh start|stop|status|build-s3|start-s3
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -273,6 +273,7 @@ case "${1:-start}" in
     log "ready: postgres :$PG_PORT, redis :$REDIS_PORT, kafka :$KAFKA_PORT, s3 :$S3_PORT"
     ;;
   build-s3) build_s3 ;;
+  start-s3) start_s3 ;;
   stop) stop_all ;;
   stop-kafka) # used by tests that prove nothing is lost while the broker is down
     pid="$(cat "$KAFKA_DIR/kafka.pid" 2>/dev/null || true)"; [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
