@@ -24,7 +24,7 @@ run: setup infra ## start the whole suite with demo data (gateway on :8001); TRA
 	@$(UV) run python -m deploy.local.launcher $(if $(TRACING),--tracing)
 
 test: setup infra ## run unit, service and end-to-end tests
-	@$(UV) run pytest
+	@$(UV) run pytest --durations=25
 
 test-unit: setup ## fast loop: pure logic only
 	@$(UV) run pytest -m unit -q

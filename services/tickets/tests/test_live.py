@@ -207,3 +207,41 @@ async def test_bad_resume_points_and_missing_credentials_are_4xx(
         )
         world.problem(await http.get("/api/tickets/live"), 401)
         world.problem(await http.get("/api/tickets/live", headers=world.integration.headers), 403)
+
+
+async def test_streams_are_bounded_per_agent_and_per_process(
+    world: World, live_app: FastAPI, live_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = live_app.state.runtime.provided(Settings)
+    per_agent = settings.live_max_streams_per_agent
+    alice, bob = world.agent(), world.agent()
+    async with httpx.AsyncClient(base_url=live_url) as http:
+        streams = [LiveStream(http, "/api/tickets/live", alice.headers) for _ in range(per_agent)]
+        for stream in streams:
+            await stream.__aenter__()
+        try:
+            one_more = await http.get("/api/tickets/live", headers=alice.headers)
+            assert one_more.status_code == 429, one_more.text
+            assert one_more.headers["content-type"] == "application/problem+json"
+            assert one_more.headers["retry-after"] == "5"
+            async with LiveStream(http, "/api/tickets/live", bob.headers):
+                pass  # another agent is not held back by Alice's streams
+
+            monkeypatch.setattr(settings, "live_max_streams", per_agent)
+            full = await http.get("/api/tickets/live", headers=bob.headers)
+            assert full.status_code == 503, full.text
+            assert full.headers["retry-after"] == "5"
+            monkeypatch.undo()
+        finally:
+            await streams.pop().close()
+        # one of Alice's closed: once the server lets it go, she may open another
+        hub = live_app.state.runtime.provided(LiveHub)
+
+        def room_again() -> None:
+            assert hub.streams_of(alice.agent_id) == per_agent - 1
+
+        await eventually(room_again, timeout=10)
+        async with LiveStream(http, "/api/tickets/live", alice.headers) as again:
+            assert again.status == 200
+        for stream in streams:
+            await stream.close()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
+
 from quimbi_common.settings import CommonSettings
 
 ALLOWED_ATTACHMENT_TYPES = [
@@ -35,6 +37,10 @@ class Settings(CommonSettings):
     live_heartbeat_seconds: float = 15.0
     live_auth_check_seconds: float = 1.0
     live_queue_max: int = 2000
+    # Open streams this process serves at most (503 past it: another replica or a retry), and per
+    # agent (429 past it: a leaked tab or a reconnect loop cannot hold a process's connections).
+    live_max_streams: int = Field(default=2000, ge=1)
+    live_max_streams_per_agent: int = Field(default=5, ge=1)
 
     # Attachments (attachments/): the largest file (413 above it), the types accepted as
     # sniffed from the bytes (415 otherwise), where files live, and how long an uploaded file

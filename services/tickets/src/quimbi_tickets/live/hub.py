@@ -11,6 +11,7 @@ second for all connections in one Redis round trip; a revoked one ends its strea
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,15 +77,26 @@ class LiveHub:
             settings.redis_url, socket_timeout=_BLOCK_MS / 1000 + 5, socket_connect_timeout=1.0
         )
         self.subscribers: set[Subscriber] = set()
+        self._per_agent: collections.Counter[str] = collections.Counter()
+
+    def streams_of(self, agent_id: str) -> int:
+        """How many streams this process serves `agent_id` now."""
+        return self._per_agent[agent_id]
 
     def subscribe(self, principal: Principal) -> Subscriber:
         subscriber = Subscriber(principal, asyncio.Queue(self.settings.live_queue_max))
         self.subscribers.add(subscriber)
+        self._per_agent[principal.agent_id or ""] += 1
         LIVE_CONNECTIONS.set(len(self.subscribers))
         return subscriber
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
-        self.subscribers.discard(subscriber)
+        if subscriber in self.subscribers:
+            self.subscribers.discard(subscriber)
+            agent_id = subscriber.principal.agent_id or ""
+            self._per_agent[agent_id] -= 1
+            if self._per_agent[agent_id] <= 0:
+                del self._per_agent[agent_id]
         LIVE_CONNECTIONS.set(len(self.subscribers))
 
     async def tail(self) -> str:

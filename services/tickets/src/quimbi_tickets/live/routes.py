@@ -12,6 +12,8 @@ from fastapi.responses import StreamingResponse
 from redis.exceptions import RedisError
 
 from quimbi_common.auth import CurrentAgent, Principal
+from quimbi_common.errors import ServiceUnavailableError, TooManyRequestsError
+from quimbi_common.openapi import problems
 from quimbi_common.runtime import provided
 
 from ..settings import Settings
@@ -42,7 +44,15 @@ keeps proxies from closing an idle stream."""
     summary="The live inbox (Server-Sent Events)",
     description=DESCRIPTION,
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+    responses={
+        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
+        **problems(
+            **{
+                "429": "The agent has `LIVE_MAX_STREAMS_PER_AGENT` streams open here already",
+                "503": "This process serves `LIVE_MAX_STREAMS` streams already: retry",
+            }
+        ),
+    },
 )
 async def live_inbox(
     agent: CurrentAgent,
@@ -53,11 +63,27 @@ async def live_inbox(
         str | None, Header(alias="Last-Event-ID", pattern=_ID_PATTERN, max_length=41)
     ] = None,
 ) -> StreamingResponse:
+    _admit(hub, agent, settings)
     return StreamingResponse(
         _stream(hub, agent, last_event_id or since, settings),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+def _admit(hub: LiveHub, agent: Principal, settings: Settings) -> None:
+    """Bound what one process holds open: in all, and per agent (a leaked tab, a reconnect loop).
+    Counted when a stream opens; two opened at the same instant may both pass."""
+    if len(hub.subscribers) >= settings.live_max_streams:
+        raise ServiceUnavailableError(
+            "This service holds as many live streams as it may; retry shortly", retry_after=5
+        )
+    if hub.streams_of(agent.agent_id or "") >= settings.live_max_streams_per_agent:
+        raise TooManyRequestsError(
+            f"At most {settings.live_max_streams_per_agent} live streams per agent are open "
+            "at a time; close one first",
+            headers={"Retry-After": "5"},
+        )
 
 
 async def _stream(
