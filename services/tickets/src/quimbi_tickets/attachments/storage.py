@@ -17,6 +17,10 @@ from obstore.exceptions import BaseError as ObjectStoreError
 from obstore.store import S3Store
 
 CHUNK_BYTES = 256 * 1024
+# S3 multipart: 5 MiB parts (S3's minimum), at most 2 in flight, so an upload holds ~10 MiB
+# of a file in memory at most (obstore's default of 12 could hold a whole 25 MiB file).
+S3_PART_BYTES = 5 * 1024 * 1024
+S3_PARTS_IN_FLIGHT = 2
 
 
 class StorageError(Exception):
@@ -140,7 +144,13 @@ class S3Storage:
 
     async def put(self, key: str, chunks: AsyncIterator[bytes]) -> None:
         try:
-            await obstore.put_async(self._store, _checked(key), chunks, chunk_size=5 * 1024 * 1024)
+            await obstore.put_async(
+                self._store,
+                _checked(key),
+                chunks,
+                chunk_size=S3_PART_BYTES,
+                max_concurrency=S3_PARTS_IN_FLIGHT,
+            )
         except (OSError, RuntimeError, ObjectStoreError) as exc:
             raise StorageError(f"cannot store {key}: {exc}") from exc
 
