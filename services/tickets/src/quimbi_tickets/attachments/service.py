@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Protocol
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from quimbi_common import ids
@@ -170,7 +171,10 @@ async def upload(
         await unit.session.flush()
         return attachment
 
-    return await units.run(record)
+    try:
+        return await units.run(record)
+    except IntegrityError:  # the ticket was deleted meanwhile; its file is swept when due
+        raise NotFoundError(f"Ticket {ticket_id} not found") from None
 
 
 def _readable(principal: Principal) -> sa.ColumnElement[bool]:
