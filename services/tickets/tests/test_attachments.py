@@ -467,3 +467,17 @@ async def test_a_failed_file_delete_keeps_the_deletion_and_is_retried(world: Wor
     )
     # ... and the file is removed by the sweeper's retry
     await _gone(world, key)
+
+
+async def test_the_openapi_documents_the_multipart_body_and_its_problems(world: World) -> None:
+    spec = (await world.client.get("/openapi.json")).json()
+    upload = spec["paths"]["/api/tickets/{ticket_id}/attachments"]["post"]
+    body = upload["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert body["required"] == ["file"]
+    assert body["properties"]["file"]["format"] == "binary"
+    for status in ("400", "404", "409", "413", "415", "422"):
+        assert "application/problem+json" in upload["responses"][status]["content"], status
+    download = spec["paths"]["/api/tickets/{ticket_id}/attachments/{attachment_id}"]["get"]
+    assert "image/png" in download["responses"]["200"]["content"]
+    message = spec["components"]["schemas"]["MessagePost"]["properties"]["attachment_ids"]
+    assert message["maxItems"] == 10
