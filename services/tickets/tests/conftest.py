@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaProducer
 from quimbi_common.db import asyncpg_dsn
 from quimbi_common.enums import Role
 from quimbi_common.events import Contract, build_event
+from quimbi_common.kafka import ensure_topics
 from quimbi_common.testing import (
     KAFKA,
     REDIS_URL,
@@ -102,6 +103,9 @@ def settings(database_url: str, keys: SigningKeys, s3_endpoint: str) -> Settings
 
 @pytest.fixture(scope="session")
 async def probe(settings: Settings) -> AsyncIterator[EventProbe]:
+    # Topics first: a probe subscribed to topics that do not exist yet sees them only at a later
+    # metadata refresh, which the session's first event-waiting test could outwait under load.
+    await ensure_topics(settings)
     async with EventProbe(OUTPUT_TOPICS, prefix=settings.kafka_topic_prefix) as probe:
         yield probe
 
