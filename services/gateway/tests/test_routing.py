@@ -14,6 +14,8 @@ pytestmark = pytest.mark.unit
         ("/api/agents/login", Upstream.AGENTS),
         ("/api/agents/me/status", Upstream.AGENTS),
         ("/.well-known/jwks.json", Upstream.AGENTS),
+        ("/api/reports/agents", Upstream.AGENTS),
+        ("/api/reports/teams", Upstream.AGENTS),
         ("/api/tickets/t-1/assign", Upstream.AGENTS),
         ("/api/tickets/t-1/assignment/accept", Upstream.AGENTS),
         ("/api/tickets/t-1/assignments", Upstream.AGENTS),
@@ -58,7 +60,16 @@ def test_lookalike_ticket_paths_stay_with_tickets(path: str) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["/", "/api", "/api/", "/api/unknown", "/api/ticketsx", "/apix/tickets", "/health/ready"],
+    [
+        "/",
+        "/api",
+        "/api/",
+        "/api/unknown",
+        "/api/ticketsx",
+        "/apix/tickets",
+        "/api/reportsx",
+        "/health/ready",
+    ],
 )
 def test_paths_no_service_serves_have_no_route(path: str) -> None:
     assert route(path) is None

@@ -25,6 +25,7 @@ _REST = r"(?:/.*)?"
 ROUTING_TABLE: tuple[tuple[str, Upstream], ...] = (
     (r"/\.well-known/jwks\.json", Upstream.AGENTS),
     (rf"/api/agents{_REST}", Upstream.AGENTS),
+    (rf"/api/reports{_REST}", Upstream.AGENTS),
     (rf"/api/tickets/{_ID}/assign/?", Upstream.AGENTS),
     (rf"/api/tickets/{_ID}/assignment[^/]*{_REST}", Upstream.AGENTS),
     (rf"/api/tickets/{_ID}/sla[^/]*{_REST}", Upstream.SLA),
