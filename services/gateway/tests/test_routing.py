@@ -2,7 +2,7 @@
 
 import pytest
 
-from quimbi_gateway.domain import Upstream, bearer, is_open, route
+from quimbi_gateway.domain import Upstream, bearer, is_open, is_upload, route
 
 pytestmark = pytest.mark.unit
 
@@ -100,3 +100,10 @@ def test_bearer_token_is_read_from_the_authorization_header(
     header: str | None, token: str | None
 ) -> None:
     assert bearer(header) == token
+
+
+def test_only_posting_an_attachment_is_an_upload() -> None:
+    assert is_upload("POST", "/api/tickets/ticket_1/attachments")
+    assert not is_upload("GET", "/api/tickets/ticket_1/attachments")
+    assert not is_upload("POST", "/api/tickets/ticket_1/messages")
+    assert not is_upload("POST", "/api/tickets/ticket_1/attachments/att_1")

@@ -48,6 +48,14 @@ OPEN_ROUTES = frozenset(
 )
 
 
+# File uploads, whose bodies may be up to MAX_UPLOAD_BODY_BYTES instead of the usual limit.
+_UPLOADS = re.compile(rf"/api/tickets/{_ID}/attachments/?")
+
+
+def is_upload(method: str, path: str) -> bool:
+    return method == "POST" and _UPLOADS.fullmatch(path) is not None
+
+
 def route(path: str) -> Upstream | None:
     """The service that serves `path`, or None when no service does."""
     for pattern, upstream in _COMPILED:

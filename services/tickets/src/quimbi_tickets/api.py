@@ -18,6 +18,7 @@ from quimbi_common.runtime import RuntimeDep, SessionDep, UnitsDep, provided
 from quimbi_common.topic_alerts import topic_alert_keywords
 
 from . import bulk, csat, queries, search, service, templates
+from .attachments.service import Sweeper
 from .models import Message, Ticket
 from .schemas import (
     PAGE_SIZE_DEFAULT,
@@ -58,6 +59,7 @@ router = APIRouter(tags=["tickets"])
 
 
 SettingsDep = Annotated[Settings, Depends(provided(Settings))]
+SweeperDep = Annotated[Sweeper, Depends(provided(Sweeper))]
 
 
 async def _list_filters(
@@ -294,9 +296,11 @@ async def update_ticket(
 
 
 @router.delete("/api/tickets/{ticket_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_ticket(ticket_id: str, admin: Admin, units: UnitsDep) -> Response:
-    """Delete a ticket and its messages (admin only)."""
-    await units.run(lambda unit: service.delete_ticket(unit, admin, ticket_id))
+async def delete_ticket(
+    ticket_id: str, admin: Admin, units: UnitsDep, sweeper: SweeperDep
+) -> Response:
+    """Delete a ticket, its messages and their attachments (admin only)."""
+    await units.run(lambda unit: service.delete_ticket(unit, admin, ticket_id, sweeper.delete_now))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -374,10 +378,13 @@ async def delete_message(
     agent: CurrentAgent,
     units: UnitsDep,
     settings: SettingsDep,
+    sweeper: SweeperDep,
 ) -> Response:
-    """Delete a message: an agent their own messages, an admin any message."""
+    """Delete a message (and its attachments): an agent their own messages, an admin any."""
     await units.run(
-        lambda unit: service.delete_message(unit, settings, agent, ticket_id, message_id)
+        lambda unit: service.delete_message(
+            unit, settings, agent, ticket_id, message_id, sweeper.delete_now
+        )
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

@@ -29,6 +29,7 @@ NAME_MAX_CHARS = 255
 CATEGORY_MAX_CHARS = 100
 PAGE_SIZE_DEFAULT = 50
 PAGE_SIZE_MAX = 100
+ATTACHMENTS_PER_MESSAGE_MAX = 10  # files named by one message
 TOPIC_ALERTS_MAX = MAX_KEYWORDS
 TOPIC_ALERT_MAX_CHARS = MAX_KEYWORD_LENGTH
 
@@ -204,6 +205,21 @@ class TicketList(BaseModel):
     matches: int
 
 
+class AttachmentRead(BaseModel):
+    id: str
+    filename: str = Field(description="The client's name without paths or control characters")
+    content_type: str = Field(description="Sniffed from the bytes, never the client's word")
+    size_bytes: int
+    sha256: str = Field(description="Hex SHA-256 of the bytes")
+    message_id: str | None = Field(description="The message it is attached to; null until then")
+    created_at: datetime
+
+
+class AttachmentList(BaseModel):
+    ticket_id: str
+    attachments: list[AttachmentRead]
+
+
 class MessageRead(BaseModel):
     id: str
     ticket_id: str
@@ -217,6 +233,9 @@ class MessageRead(BaseModel):
     sentiment_score: float | None
     detected_intent: Intent | None
     version: int
+    attachments: list[AttachmentRead] = Field(
+        default_factory=list, description="Files attached to the message (additive)"
+    )
 
 
 class MessageWithStatus(MessageRead):
@@ -449,6 +468,12 @@ class MessagePost(MessageCreate):
     content: Content | None = None  # type: ignore[assignment]
     template_id: Identifier | None = Field(
         None, description="A canned response the caller may use, rendered for this ticket"
+    )
+    attachment_ids: list[Identifier] = Field(
+        default_factory=list,
+        max_length=ATTACHMENTS_PER_MESSAGE_MAX,
+        description="Files the caller uploaded to this ticket (`POST .../attachments`) and "
+        "has not attached yet",
     )
 
     @model_validator(mode="after")
