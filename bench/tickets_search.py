@@ -11,7 +11,8 @@ support words, each in most tickets, and 3,000 synthetic words from common to ra
 "chargeback" in 1 % of the messages. CPU per request is from /proc, idle CPU subtracted.
 
     uv run python bench/tickets_search.py [--tickets 100000] [--messages-per-ticket 5]
-                                          [--requests 1000] [--keep]
+                                          [--requests 1000] [--keep] [--database NAME]
+                                          [--tickets-src DIR]
 """
 
 from __future__ import annotations
@@ -41,11 +42,19 @@ from quimbi_common.auth import Principal
 from quimbi_common.db import asyncpg_dsn
 from quimbi_common.enums import Role, TicketStatus
 from quimbi_common.migrations import upgrade
-from quimbi_common.testing import SigningKeys, create_database, drop_database, unique
+from quimbi_common.testing import (
+    ADMIN_DSN,
+    SigningKeys,
+    create_database,
+    drop_database,
+    unique,
+)
 from quimbi_tickets.queries import InboxQuery
-from quimbi_tickets.search import search_statements
+from quimbi_tickets.search import SearchOrder, search_statements
+from quimbi_tickets.settings import Settings
 
 CONCURRENCY = 8
+CANDIDATES = Settings().search_candidates  # what the service ranks at most per table
 SYNTHETIC_WORDS = 3000
 
 FILL = """
@@ -142,9 +151,12 @@ async def selectivity(dsn: str, word: str) -> float:
         await conn.close()
 
 
-async def explain(dsn: str, query: InboxQuery, principal: Principal, text: str) -> float:
-    """EXPLAIN ANALYZE's execution time of the route's page statement, ms."""
-    statement, _ = search_statements(query, principal, text, "relevance")
+async def explain(
+    dsn: str, query: InboxQuery, principal: Principal, text: str, order: SearchOrder
+) -> tuple[float, int, bool]:
+    """EXPLAIN ANALYZE's execution time of the route's page statement (ms), and the answer's
+    total and whether it ranked every match."""
+    statement, _ = search_statements(query, principal, text, order, CANDIDATES)
     compiled = statement.compile(
         dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}
     )
@@ -152,11 +164,12 @@ async def explain(dsn: str, query: InboxQuery, principal: Principal, text: str) 
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute("SET jit = off")
-        await conn.fetch(sql)
+        rows = await conn.fetch(sql)
         plan = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}")
     finally:
         await conn.close()
-    return float(json.loads(plan)[0]["Execution Time"])
+    total, exhaustive = (rows[0]["total"], rows[0]["exhaustive"]) if rows else (0, True)
+    return float(json.loads(plan)[0]["Execution Time"]), total, exhaustive
 
 
 SEARCHES = [
@@ -175,24 +188,33 @@ SEARCHES = [
 ]
 
 
+def database_url(name: str) -> str:
+    """The SQLAlchemy URL of an existing database on the benchmark's server."""
+    base = ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    return f"{base}/{name}"
+
+
 async def main(args: argparse.Namespace) -> None:
-    name = unique("bench_search_")
-    url = await create_database(name)
+    reuse = args.database is not None
+    name = args.database or unique("bench_search_")
+    url = database_url(name) if reuse else await create_database(name)
     dsn = asyncpg_dsn(url)
     keys = SigningKeys()
     processes: list[subprocess.Popen[bytes]] = []
     try:
         started = time.perf_counter()
         await asyncio.to_thread(upgrade, MIGRATIONS, url)
-        await fill(dsn, args.tickets, args.messages_per_ticket)
+        if not reuse:
+            await fill(dsn, args.tickets, args.messages_per_ticket)
         messages = args.tickets * args.messages_per_ticket
         print(
             f"setup: {args.tickets} tickets, {messages} messages in "
-            f"{time.perf_counter() - started:.1f} s"
+            f"{time.perf_counter() - started:.1f} s{' (kept database reused)' if reuse else ''}"
         )
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        processes.append(start("quimbi_tickets", port, keys, DATABASE_URL=url))
+        source = {"PYTHONPATH": args.tickets_src} if args.tickets_src else {}
+        processes.append(start("quimbi_tickets", port, keys, DATABASE_URL=url, **source))
         await wait_until_live(base, processes[0])
         pids = {"tickets": processes[0].pid}
         senior = keys.token(Role.SENIOR_AGENT, ttl_seconds=3600)
@@ -211,8 +233,14 @@ async def main(args: argparse.Namespace) -> None:
             role = Role.AGENT if as_agent else Role.SENIOR_AGENT
             principal = Principal(kind="agent", agent_id="agent_7", role=role)
             status = TicketStatus(params["status"]) if "status" in params else None
-            server = await explain(dsn, InboxQuery(limit=50, status=status), principal, params["q"])
-            print(f"{'':<4}EXPLAIN ANALYZE of its statement: {server:.1f} ms")
+            order: SearchOrder = "smart" if params.get("order") == "smart" else "relevance"
+            server, total, exhaustive = await explain(
+                dsn, InboxQuery(limit=50, status=status), principal, params["q"], order
+            )
+            print(
+                f"{'':<4}EXPLAIN ANALYZE of its statement: {server:.1f} ms; total {total}"
+                f"{'' if exhaustive else ' (not exhaustive: ranked among bounded candidates)'}"
+            )
         selective = [p for label, p in p99s.items() if "common" not in label]
         common = next(p for label, p in p99s.items() if "common" in label)
         print(f"load average at the end {os.getloadavg()[0]:.1f} (1 min)")
@@ -233,8 +261,8 @@ async def main(args: argparse.Namespace) -> None:
         )
     finally:
         stop_processes(processes)
-        if args.keep:
-            print(f"kept database {name}")
+        if args.keep or reuse:
+            print(f"kept database {name} (reuse it: --database {name})")
         else:
             await drop_database(name)
 
@@ -245,4 +273,10 @@ if __name__ == "__main__":
     parser.add_argument("--messages-per-ticket", type=int, default=5)
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    parser.add_argument(
+        "--database", help="reuse a database an earlier --keep run filled (kept again)"
+    )
+    parser.add_argument(
+        "--tickets-src", help="run the tickets service from this src folder (a before/after run)"
+    )
     asyncio.run(main(parser.parse_args()))

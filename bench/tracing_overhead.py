@@ -4,6 +4,8 @@ gateway to tickets, against three pairs of processes running side by side:
 - `before`: the code before tracing (a commit given by `--baseline`, extracted with
   `git archive` and put first on PYTHONPATH), to show that tracing off costs ~0;
 - `off`: this code, no exporter configured (the default);
+- `off-again`: the same as `off` in another pair of processes: an A/A control, how far apart
+  two identical variants read on this machine (the bench's resolution);
 - `on`: this code exporting over OTLP/HTTP to a small sink in this script (it answers 200 and
   counts bytes; its CPU is the load generator's, not the services'), with the default
   sampler (a tenth of new traces, see libs/common `tracing`);
@@ -16,7 +18,9 @@ Rounds alternate between the variants (each round starting one further along), s
 background noise on the shared machine falls on all alike. The figure that matters is CPU
 per request of the gateway and tickets processes (from /proc, less what they burn idle:
 measured for `--idle-seconds` before each round and subtracted for the round's duration),
-with latency beside it. Goal: on ≤ +10 % CPU per request; off ≈ before.
+with latency beside it, and the median over rounds of each round's ratio to `off` (paired
+in time, steadier than the totals on a shared machine). Goal: on ≤ +10 % CPU per request;
+off ≈ before.
 
     uv run python bench/tracing_overhead.py [--requests 3000] [--rounds 5] [--baseline REV]
 
@@ -32,6 +36,7 @@ import argparse
 import asyncio
 import contextlib
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -113,7 +118,7 @@ async def profile(name: str, target: Any, args: argparse.Namespace) -> None:
     out = Path(args.py_spy)
     out.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
     spy = shutil.which("py-spy") or "py-spy"
-    options = ["--rate", "200", "--gil", "--format", "raw"]
+    options = ["--rate", str(args.py_spy_rate), "--gil", "--format", "raw"]
     spies = {
         process: subprocess.Popen(  # noqa: ASYNC220
             [spy, "record", "--pid", str(pid), *options, "--output", f"{out}/{name}-{process}.txt"],
@@ -157,6 +162,7 @@ async def main(args: argparse.Namespace) -> None:
         variants = {
             "before": {"PYTHONPATH": old_code},
             "off": {},
+            "off-again": {},  # the same as off: an A/A control, what the bench cannot resolve
             "on": {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint},  # default: 10 % of new traces
             "on-all": {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_TRACES_SAMPLER": "always_on"},
             # on, nothing sampled: what every unsampled request pays
@@ -187,6 +193,8 @@ async def main(args: argparse.Namespace) -> None:
                 target.pids.pop("load", None)
                 await load(target.gateway_url, target.token, 300, args.concurrency, Result("warm"))
             results = {name: Result(name) for name in targets}
+            # per round: each process's CPU ms per request (idle subtracted)
+            rounds: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
             per_round = max(1, args.requests // args.rounds)
             order = list(targets.items())
             for round_number in range(args.rounds):
@@ -194,6 +202,8 @@ async def main(args: argparse.Namespace) -> None:
                 for name, target in order[shift:] + order[:shift]:
                     idle = await idle_rates(target.pids, args.idle_seconds)
                     seconds = results[name].seconds
+                    cpu_before = dict(results[name].cpu)
+                    count = len(results[name].latencies)
                     await load(
                         target.gateway_url,
                         target.token,
@@ -205,6 +215,13 @@ async def main(args: argparse.Namespace) -> None:
                     took = results[name].seconds - seconds
                     for process, rate in idle.items():  # background work is not per request
                         results[name].cpu[process] -= rate * took
+                    served = len(results[name].latencies) - count
+                    rounds[name].append(
+                        {
+                            process: (used - cpu_before.get(process, 0.0)) / served * 1000
+                            for process, used in results[name].cpu.items()
+                        }
+                    )
             if args.py_spy:
                 for name, target in targets.items():
                     await profile(name, target, args)
@@ -246,6 +263,30 @@ async def main(args: argparse.Namespace) -> None:
             f"every request traced: {cpu['on-all'] / cpu['off'] - 1:+.1%} CPU per request "
             f"(gateway {gateway['on-all'] / gateway['off'] - 1:+.1%})"
         )
+    if "off" not in rounds:
+        return
+    print(
+        "median over rounds of each round's ratio to off (rounds are paired in time, so a "
+        "busier minute of the shared machine weighs on both sides of a ratio):"
+    )
+    for name in results:
+        if name == "off":
+            continue
+        ratios = {
+            process: statistics.median(
+                mine[process] / theirs[process] - 1
+                for mine, theirs in zip(rounds[name], rounds["off"], strict=True)
+            )
+            for process in ("gateway", "tickets")
+        }
+        both = statistics.median(
+            sum(mine.values()) / sum(theirs.values()) - 1
+            for mine, theirs in zip(rounds[name], rounds["off"], strict=True)
+        )
+        print(
+            f"  {name:15} gateway {ratios['gateway']:+.1%}, tickets {ratios['tickets']:+.1%}, "
+            f"both {both:+.1%}"
+        )
     if any(r.failures for r in results.values()):
         print("WARNING: some requests did not answer 200")
 
@@ -269,6 +310,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
         help="idle CPU measured before each round and subtracted (0: not subtracted)",
     )
     parser.add_argument("--py-spy", help="a directory: profile each variant afterwards (py-spy)")
+    parser.add_argument("--py-spy-rate", type=int, default=200, help="py-spy samples per second")
     return parser.parse_args(argv)
 
 

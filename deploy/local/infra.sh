@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs (when missing) and starts PostgreSQL, Redis and a single-node KRaft Kafka on loopback,
+# and an S3-compatible server (gofakes3, built from the Go module proxy) for attachments,
 # with all data under .local/. Idempotent: what already runs is left alone.
-#   deploy/local/infra.sh start|stop|status
+#   deploy/local/infra.sh start|stop|status|build-s3|start-s3
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -10,6 +11,10 @@ PG_PORT="${PG_PORT:-5432}"
 REDIS_PORT="${REDIS_PORT:-6379}"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+S3_PORT="${S3_PORT:-9400}"
+S3_BUCKET="${S3_BUCKET:-quimbi-attachments}"
+GOFAKES3_VERSION=v1.2.0
+GOFAKES3="$LOCAL/bin/gofakes3"
 KAFKA_ADVERTISED_PORT="${KAFKA_ADVERTISED_PORT:-$KAFKA_PORT}"  # the fault tests put a proxy there
 PG_USER="${PG_USER:-quimbi}"
 PG_PASSWORD="${PG_PASSWORD:-quimbi}"
@@ -55,6 +60,7 @@ install_packages() {
   command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
   command -v mvn >/dev/null || missing+=(maven)
   command -v chromium >/dev/null || missing+=(chromium)  # the e2e test that renders /docs
+  command -v go >/dev/null || missing+=(golang-go)  # builds the S3 server (gofakes3)
   [ ${#missing[@]} -eq 0 ] && return 0
   log "installing ${missing[*]} from Debian's packages (full output: $LOCAL/logs/apt.log)"
   : >"$LOCAL/logs/apt.log"
@@ -208,7 +214,33 @@ CONF
   fi
 }
 
+# The S3-compatible server for attachments' S3 store (tests, `ATTACHMENTS_STORAGE=s3`):
+# gofakes3 (MIT) built once with `go install` (~16 s with downloads, 12 MB), files under
+# .local/s3. Local runs store attachments in a directory; this is the S3 path's real peer.
+build_s3() {
+  [ -x "$GOFAKES3" ] && return 0
+  command -v go >/dev/null || install_packages
+  log "building gofakes3 $GOFAKES3_VERSION (once; log: $LOCAL/logs/gofakes3-build.log)"
+  mkdir -p "$LOCAL/bin"
+  GOBIN="$LOCAL/bin" GOFLAGS=-mod=mod go install "github.com/johannesboyne/gofakes3/cmd/gofakes3@$GOFAKES3_VERSION" \
+    >"$LOCAL/logs/gofakes3-build.log" 2>&1 || die "building gofakes3 failed (see $LOCAL/logs/gofakes3-build.log)"
+}
+
+start_s3() { # optional for the suite (attachments default to a directory): never fatal when taken
+  [ "${INFRA_S3:-1}" = 0 ] && return 0
+  if pid_alive "$LOCAL/s3.pid"; then log "s3 (gofakes3) already running"; return; fi
+  if port_open "$S3_PORT"; then log "port $S3_PORT is taken by another process: s3 not started (set S3_PORT)"; return; fi
+  build_s3
+  mkdir -p "$LOCAL/s3"
+  log "starting s3 (gofakes3) on 127.0.0.1:$S3_PORT, bucket $S3_BUCKET"
+  nohup "$GOFAKES3" -backend fs -fs.path "$LOCAL/s3" -fs.create -host "127.0.0.1:$S3_PORT" \
+    -initialbucket "$S3_BUCKET" >"$LOCAL/logs/s3.log" 2>&1 &
+  echo $! >"$LOCAL/s3.pid"
+  wait_port "$S3_PORT" s3 20
+}
+
 stop_all() {
+  if pid_alive "$LOCAL/s3.pid"; then log "stopping s3"; kill "$(cat "$LOCAL/s3.pid")"; fi
   if [ -f "$KAFKA_DIR/kafka.pid" ]; then
     local pid; pid="$(cat "$KAFKA_DIR/kafka.pid")"
     if kill "$pid" 2>/dev/null; then
@@ -225,7 +257,7 @@ stop_all() {
 
 status() {
   local name port
-  for name in postgres:$PG_PORT redis:$REDIS_PORT kafka:$KAFKA_PORT; do
+  for name in postgres:$PG_PORT redis:$REDIS_PORT kafka:$KAFKA_PORT s3:$S3_PORT; do
     port="${name#*:}"; if port_open "$port"; then echo "${name%%:*}: up ($port)"; else echo "${name%%:*}: down"; fi
   done
 }
@@ -237,8 +269,11 @@ case "${1:-start}" in
     start_postgres
     start_redis
     start_kafka
-    log "ready: postgres :$PG_PORT, redis :$REDIS_PORT, kafka :$KAFKA_PORT"
+    start_s3
+    log "ready: postgres :$PG_PORT, redis :$REDIS_PORT, kafka :$KAFKA_PORT, s3 :$S3_PORT"
     ;;
+  build-s3) build_s3 ;;
+  start-s3) start_s3 ;;
   stop) stop_all ;;
   stop-kafka) # used by tests that prove nothing is lost while the broker is down
     pid="$(cat "$KAFKA_DIR/kafka.pid" 2>/dev/null || true)"; [ -n "$pid" ] && kill "$pid" 2>/dev/null || true

@@ -212,6 +212,8 @@ def build_services(opts: Options) -> list[Service]:
             service.env.update({"STANDIN_PORT": str(service.port), "STANDIN_HOST": "127.0.0.1"})
         if service.database:
             service.env["DATABASE_URL"] = f"{pg_base}/{service.database}"
+        if service.service == "tickets":  # attachments on disk, per suite, shared by replicas
+            service.env.setdefault("ATTACHMENTS_DIR", str(ROOT / ".local" / f"attachments{ns}"))
         if service.name == "gateway":
             for name in ("tickets", "agents", "sla", "scoring", "ai-proxy"):
                 service.env[f"{name.upper().replace('-', '_')}_URL"] = urls(name)

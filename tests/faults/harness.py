@@ -57,6 +57,7 @@ class PrivateInfra:
             "KAFKA_ADVERTISED_PORT": str(self.kafka_advertised_port),
             "KAFKA_CONTROLLER_PORT": str(self.kafka_controller_port),
             "DATABASES": "",
+            "INFRA_S3": "0",  # attachments stay in a directory here
         }
         if (shared_libs / ".complete").exists():  # reuse the jars `make infra` fetched
             env["KAFKA_LIBS"] = str(shared_libs)

@@ -82,7 +82,8 @@ def test_on_log_lines_carry_the_span_and_spans_reach_the_file(tmp_path: Path) ->
 
 MIDDLEWARE = """
 import asyncio, json, httpx
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from opentelemetry.propagate import inject
 from quimbi_common import tracing
 tracing.configure_tracing("probe")
 app = FastAPI(telemetry=tracing.fastapi_telemetry())
@@ -90,8 +91,14 @@ app.add_middleware(tracing.TracingMiddleware)
 seen = {}
 
 @app.get("/items/{item}")
-async def item(item: str) -> dict:
+async def item(item: str, request: Request) -> dict:
     seen[item] = tracing.current_carrier().get("traceparent")
+    injected = {}
+    inject(injected)  # what a client instrumentation (httpx) sends on
+    seen[item + " injected"] = injected.get("traceparent")
+    forwarded = tracing.propagate([(b"accept", b"*/*"), *request.scope["headers"]])
+    seen[item + " forwarded"] = [v.decode() for n, v in forwarded if n == b"traceparent"]
+    seen[item + " log"] = list(tracing.log_ids() or ())
     return {}
 
 @app.get("/broken")
@@ -138,13 +145,15 @@ def test_the_middleware_records_sampled_requests_and_forwards_the_decision(tmp_p
     assert (sampled["name"], sampled["kind"]) == ("GET /items/{item}", "SERVER")
     assert (sampled["trace_id"], sampled["parent_span_id"]) == ("1" * 32, "2" * 16)
     assert seen["a1"] == f"00-{'1' * 32}-{sampled['span_id']}-01"
-    # not sampled by the caller: nothing recorded, the caller's trace and decision go on
-    assert seen["a2"].startswith(f"00-{'1' * 32}-")
-    assert not sampled_flag(seen["a2"])
-    assert seen["a2"] != f"00-{'1' * 32}-{'2' * 16}-00"
+    # not sampled by the caller: nothing recorded, the caller's traceparent goes on as it came
+    assert seen["a2"] == f"00-{'1' * 32}-{'2' * 16}-00"
     # no caller, and the sampler says no here: a new trace, not sampled, still forwarded
     assert not sampled_flag(seen["a3"])
     assert "1" * 32 not in seen["a3"]
+    for item in ("a1", "a2", "a3"):  # httpx, the gateway's proxy and log lines agree
+        assert seen[f"{item} injected"] == seen[item]
+        assert seen[f"{item} forwarded"] == [seen[item]]
+        assert seen[f"{item} log"] == [seen[item][3:35], seen[item][36:52]]
     # a request that fails is a recorded error, still named by its route
     assert failed["name"] == "GET /broken"
     assert failed["status"] == "ERROR"

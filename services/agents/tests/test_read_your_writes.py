@@ -73,7 +73,8 @@ async def test_an_unknown_ticket_is_still_a_404_within_the_bound(h: Any) -> None
         # then it is a 404 problem
         assert response.status_code == 404, response.text
         assert response.headers["content-type"] == "application/problem+json"
-    # and only the new id waited, never past the bound; the others answered at once
-    assert took["new"] <= bound + 1.5
-    assert took["old"] < 1.0
-    assert took["not an id"] < 1.0
+    # and only the new id waited, about the bound (the slack is a loaded machine's, not the
+    # service's); the others did not wait for it
+    assert bound * 0.9 <= took["new"] <= bound + 3.0
+    assert took["old"] < bound * 0.9
+    assert took["not an id"] < bound * 0.9

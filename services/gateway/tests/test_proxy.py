@@ -301,6 +301,32 @@ async def test_body_over_the_limit_by_content_length_is_a_413(start_gateway, age
     assert at_limit.status_code == 200
 
 
+async def test_attachment_uploads_have_a_limit_of_their_own(start_gateway, agent_headers):
+    upload = "/api/tickets/ticket_1/attachments"
+
+    async def streamed(size: int) -> AsyncIterator[bytes]:
+        for _ in range(size // 512):
+            yield b"x" * 512
+
+    async with start_gateway(max_request_body_bytes=1024, max_upload_body_bytes=4096) as gw:
+        big_upload = await gw.client.post(upload, headers=agent_headers, content=b"x" * 4096)
+        streamed_upload = await gw.client.post(
+            upload, headers=agent_headers, content=streamed(4096)
+        )
+        too_big = await gw.client.post(upload, headers=agent_headers, content=b"x" * 4097)
+        cut_off = await gw.client.post(upload, headers=agent_headers, content=streamed(8192))
+        elsewhere = await gw.client.post(
+            "/api/tickets/ticket_1/messages", headers=agent_headers, content=b"x" * 4096
+        )
+    assert big_upload.status_code == 200
+    assert streamed_upload.status_code == 200
+    assert too_big.status_code == 413
+    assert too_big.json()["max_bytes"] == 4096
+    assert cut_off.status_code == 413
+    assert elsewhere.status_code == 413
+    assert elsewhere.json()["max_bytes"] == 1024
+
+
 async def test_streamed_body_over_the_limit_is_cut_off_with_a_413(start_gateway, agent_headers):
     async def body() -> AsyncIterator[bytes]:
         for _ in range(10):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from quimbi_gateway.domain import Upstream, bearer, is_open, route
+from quimbi_gateway.domain import Upstream, bearer, is_open, is_upload, route
 
 pytestmark = pytest.mark.unit
 
@@ -14,6 +14,8 @@ pytestmark = pytest.mark.unit
         ("/api/agents/login", Upstream.AGENTS),
         ("/api/agents/me/status", Upstream.AGENTS),
         ("/.well-known/jwks.json", Upstream.AGENTS),
+        ("/api/reports/agents", Upstream.AGENTS),
+        ("/api/reports/teams", Upstream.AGENTS),
         ("/api/tickets/t-1/assign", Upstream.AGENTS),
         ("/api/tickets/t-1/assignment/accept", Upstream.AGENTS),
         ("/api/tickets/t-1/assignments", Upstream.AGENTS),
@@ -58,7 +60,16 @@ def test_lookalike_ticket_paths_stay_with_tickets(path: str) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["/", "/api", "/api/", "/api/unknown", "/api/ticketsx", "/apix/tickets", "/health/ready"],
+    [
+        "/",
+        "/api",
+        "/api/",
+        "/api/unknown",
+        "/api/ticketsx",
+        "/apix/tickets",
+        "/api/reportsx",
+        "/health/ready",
+    ],
 )
 def test_paths_no_service_serves_have_no_route(path: str) -> None:
     assert route(path) is None
@@ -89,3 +100,10 @@ def test_bearer_token_is_read_from_the_authorization_header(
     header: str | None, token: str | None
 ) -> None:
     assert bearer(header) == token
+
+
+def test_only_posting_an_attachment_is_an_upload() -> None:
+    assert is_upload("POST", "/api/tickets/ticket_1/attachments")
+    assert not is_upload("GET", "/api/tickets/ticket_1/attachments")
+    assert not is_upload("POST", "/api/tickets/ticket_1/messages")
+    assert not is_upload("POST", "/api/tickets/ticket_1/attachments/att_1")

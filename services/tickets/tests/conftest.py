@@ -7,7 +7,8 @@ any order; inbox tests filter by their own customer to see only their tickets.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+import sys
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from aiokafka import AIOKafkaProducer
 from quimbi_common.db import asyncpg_dsn
 from quimbi_common.enums import Role
 from quimbi_common.events import Contract, build_event
+from quimbi_common.kafka import ensure_topics
 from quimbi_common.testing import (
     KAFKA,
     REDIS_URL,
@@ -35,7 +37,12 @@ from quimbi_common.testing import (
 from quimbi_tickets.main import build_app
 from quimbi_tickets.settings import Settings
 
+sys.path.insert(0, str(Path(__file__).parent))  # the helpers beside the tests (s3server)
+from s3server import BUCKET as S3_BUCKET
+from s3server import s3_server
+
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
+ATTACHMENT_MAX_BYTES = 2 * 1024 * 1024  # small, so the 413 test sends little
 API_KEY = "tickets-test-integration-key"
 OUTPUT_TOPICS = [
     "ticket.created",
@@ -44,6 +51,7 @@ OUTPUT_TOPICS = [
     "message.added",
     "message.updated",
     "message.deleted",
+    "ticket.rated",
 ]
 
 
@@ -59,8 +67,23 @@ async def database_url() -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str, keys: SigningKeys) -> Settings:
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real S3-compatible server (gofakes3): the session's app stores attachments there."""
+    with s3_server(tmp_path_factory.mktemp("s3")) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, keys: SigningKeys, s3_endpoint: str) -> Settings:
     return Settings(
+        attachments_storage="s3",
+        attachments_s3_endpoint=s3_endpoint,
+        attachments_s3_bucket=S3_BUCKET,
+        attachments_s3_region="us-east-1",
+        attachments_s3_access_key_id="test",
+        attachments_s3_secret_access_key="test",
+        attachments_max_bytes=ATTACHMENT_MAX_BYTES,
+        attachments_sweep_interval_seconds=0.5,
         service_name=unique("tickets-test-"),  # its own consumer group on the shared broker
         environment="test",
         database_url=database_url,
@@ -81,6 +104,9 @@ def settings(database_url: str, keys: SigningKeys) -> Settings:
 
 @pytest.fixture(scope="session")
 async def probe(settings: Settings) -> AsyncIterator[EventProbe]:
+    # Topics first: a probe subscribed to topics that do not exist yet sees them only at a later
+    # metadata refresh, which the session's first event-waiting test could outwait under load.
+    await ensure_topics(settings)
     async with EventProbe(OUTPUT_TOPICS, prefix=settings.kafka_topic_prefix) as probe:
         yield probe
 

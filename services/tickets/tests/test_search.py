@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
+from quimbi_common.auth import Principal
 from quimbi_common.enums import Role
+from quimbi_common.errors import ServiceUnavailableError
 from quimbi_common.testing import unique
+from quimbi_tickets import search
+from quimbi_tickets.queries import InboxQuery
 
 if TYPE_CHECKING:
     from conftest import Actor, World
@@ -132,3 +139,100 @@ async def test_search_needs_an_agent(world: World) -> None:
         "/api/tickets/search", params={"q": "a"}, headers=world.integration.headers
     )
     world.problem(response, 403)
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(database_url, poolclass=NullPool)
+    yield engine
+    await engine.dispose()
+
+
+async def _tickets_mentioning(world: World, word: str, count: int) -> tuple[str, list[str]]:
+    """`count` tickets of one new customer, each with a message naming `word`, oldest first."""
+    senior = world.agent(Role.SENIOR_AGENT)
+    first = await world.create_ticket(senior, message={"content": f"about {word} again"})
+    customer_id = first["customer"]["id"]
+    ids = [first["id"]]
+    for _ in range(count - 1):
+        ticket = await world.create_ticket(
+            senior, customer_id=customer_id, customer=None, message={"content": f"{word} too"}
+        )
+        ids.append(ticket["id"])
+    return customer_id, ids
+
+
+async def test_a_word_within_the_bound_is_ranked_exhaustively_and_beyond_it_among_the_newest(
+    world: World, engine: AsyncEngine
+) -> None:
+    word = unique("kappa")
+    customer_id, ids = await _tickets_mentioning(world, word, 7)
+    principal = Principal(kind="agent", agent_id="a-senior", role=Role.SENIOR_AGENT)
+    query = InboxQuery(limit=50, customer_id=customer_id)
+
+    async def found(candidates: int) -> search.SearchPage:
+        page = await search.search(
+            engine, principal, query, word, "relevance", candidates=candidates, timeout_ms=5000
+        )
+        return page
+
+    # at the bound (7 matches, 7 candidates): every match, exhaustive
+    exact = await found(7)
+    assert (exact.total, exact.exhaustive) == (7, True)
+    assert sorted(row["id"] for row in exact.rows) == sorted(ids)
+    # one past it: not exhaustive, and what is ranked is bounded: the first 3 + 1 PostgreSQL
+    # found and the 3 newest matches, at most 7 tickets here, the newest always among them
+    for candidates in (6, 3, 1):
+        bounded = await found(candidates)
+        assert bounded.exhaustive is False
+        assert bounded.total == len(bounded.rows) <= 2 * candidates + 1
+        assert set(ids[-candidates:]) <= {row["id"] for row in bounded.rows}
+    # and through the route, the flag is in the answer
+    senior = world.agent(Role.SENIOR_AGENT)
+    answer = await _search(world, senior, q=word, customer_id=customer_id)
+    assert (answer["exhaustive"], answer["pagination"]["total"]) == (True, 7)
+
+
+async def test_a_search_past_its_time_budget_is_stopped_with_a_503(
+    world: World, engine: AsyncEngine
+) -> None:
+    principal = Principal(kind="agent", agent_id="a-senior", role=Role.SENIOR_AGENT)
+    async with world.db.transaction():  # the search now waits for this lock, past its budget
+        await world.db.execute("LOCK TABLE messages IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(ServiceUnavailableError) as stopped:
+            await search.search(
+                engine,
+                principal,
+                InboxQuery(),
+                "parcel",
+                "relevance",
+                candidates=10,
+                timeout_ms=200,
+            )
+    assert stopped.value.status == 503
+    assert stopped.value.headers == {"Retry-After": "1"}
+    assert "200 ms" in stopped.value.detail
+
+
+async def test_a_phrase_finds_only_adjacent_words(world: World) -> None:
+    word = unique("sigma")
+    senior = world.agent(Role.SENIOR_AGENT)
+    adjacent = await world.create_ticket(
+        senior, message={"content": f"the {word} card charged twice, e-mail me"}
+    )
+    await world.create_ticket(senior, message={"content": f"my {word} card was not charged"})
+    for q in (f'{word} "card charged"', f"{word} e-mail"):
+        found = await _search(world, senior, q=q)
+        assert [t["id"] for t in found["tickets"]] == [adjacent["id"]], q
+        assert found["exhaustive"] is True
+    negated = await _search(world, senior, q=f'{word} -"card charged"')
+    assert [t["id"] for t in negated["tickets"]] != [adjacent["id"]]
+    assert len(negated["tickets"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "phrase"),
+    [('"card charged"', True), ("e-mail", True), ("refund", False), ('-"card charged"', False)],
+)
+def test_what_counts_as_a_phrase(text: str, phrase: bool) -> None:
+    assert search.is_phrase(text) is phrase

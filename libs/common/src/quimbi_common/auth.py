@@ -403,7 +403,7 @@ async def current_caller(request: Request) -> Principal:
 async def current_agent(caller: Annotated[Principal, Depends(current_caller)]) -> Principal:
     if not caller.is_agent:
         raise ForbiddenError(
-            "The integration key may only create tickets and post customer messages"
+            "The integration key may only create tickets, post customer messages and rate tickets"
         )
     return caller
 

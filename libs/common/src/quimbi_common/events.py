@@ -78,6 +78,16 @@ class TicketDeletedData(Contract):
     deleted_by: str | None = None
 
 
+class AttachmentData(Contract):
+    """A file attached to a message: what it is, never where it is stored."""
+
+    id: str
+    filename: str
+    content_type: str = Field(description="Sniffed from the bytes, never the client's word")
+    size_bytes: int
+    sha256: str = Field(description="Hex SHA-256 of the stored bytes")
+
+
 class MessageData(Contract):
     """A message after the change, with the ticket's status after it."""
 
@@ -93,6 +103,9 @@ class MessageData(Contract):
     detected_intent: Intent | None = None
     version: int
     ticket_status: TicketStatus
+    attachments: list[AttachmentData] = Field(
+        default_factory=list, description="Files attached to the message (additive, optional)"
+    )
 
 
 class MessageUpdatedData(MessageData):

@@ -28,7 +28,15 @@ from typing import Any, NamedTuple
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.propagate import extract, inject
+from opentelemetry.propagate import extract, get_global_textmap, inject, set_global_textmap
+from opentelemetry.propagators.textmap import (
+    CarrierT,
+    Getter,
+    Setter,
+    TextMapPropagator,
+    default_getter,
+    default_setter,
+)
 from opentelemetry.trace import (
     Link,
     NonRecordingSpan,
@@ -84,6 +92,7 @@ def configure_tracing(service: str) -> bool:
             where = path.replace("{service}", service).replace("{pid}", str(os.getpid()))
             provider.add_span_processor(BatchSpanProcessor(JsonLinesExporter(where)))
         trace.set_tracer_provider(provider)
+        set_global_textmap(_PassingPropagator(get_global_textmap()))
         _instrument_clients()
         propagators = os.environ.get("OTEL_PROPAGATORS", "tracecontext,baggage").replace(" ", "")
         _state.update(
@@ -191,6 +200,14 @@ def _instrument_clients() -> None:
         _sampled_only(module.Pipeline, "immediate_execute_command")
 
 
+def _in_sampled_trace() -> bool:
+    """Whether the current context is a sampled trace's: never inside an unsampled request
+    (`_passing`, one context-variable read), else the current span's flag."""
+    if _passing.get() is not None:
+        return False
+    return bool(trace.get_current_span().get_span_context().trace_flags.sampled)
+
+
 def _sampled_only(owner: type, method: str) -> None:
     """Outside a sampled trace, a call to `owner.method` goes straight to the original method,
     past the instrumentation's wrapper: the Redis one formats the command's arguments and its
@@ -205,7 +222,7 @@ def _sampled_only(owner: type, method: str) -> None:
     plain = instrumented.__wrapped__
 
     def gate(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        if trace.get_current_span().get_span_context().trace_flags.sampled:
+        if _in_sampled_trace():
             return wrapped(*args, **kwargs)
         return plain(instance, *args, **kwargs)
 
@@ -225,6 +242,8 @@ class _SampledOnlyTracer(trace.Tracer):
         self._tracer = tracer
 
     def start_span(self, name: str, context: Any = None, *args: Any, **kwargs: Any) -> Span:
+        if context is None and _passing.get() is not None:  # an unsampled request
+            return trace.INVALID_SPAN
         parent = trace.get_current_span(context)
         if not parent.get_span_context().trace_flags.sampled:
             return trace.INVALID_SPAN
@@ -234,6 +253,9 @@ class _SampledOnlyTracer(trace.Tracer):
     def start_as_current_span(  # type: ignore[override]
         self, name: str, context: Any = None, *args: Any, **kwargs: Any
     ) -> Iterator[Span]:
+        if context is None and _passing.get() is not None:  # an unsampled request
+            yield trace.INVALID_SPAN
+            return
         parent = trace.get_current_span(context)
         if not parent.get_span_context().trace_flags.sampled:
             yield trace.INVALID_SPAN
@@ -275,7 +297,7 @@ def instrument_engine(engine: Any) -> None:
         from sqlalchemy import event
 
         def gated(conn: Any, cursor: Any, statement: Any, params: Any, *rest: Any) -> Any:
-            if trace.get_current_span().get_span_context().trace_flags.sampled:
+            if _in_sampled_trace():
                 return before(conn, cursor, statement, params, *rest)
             return statement, params
 
@@ -310,6 +332,7 @@ class _Caller(NamedTuple):
     span_id: int
     flags: int
     tracestate: str | None
+    canonical: str | None  # the header as received, when it is what we would write (00-...)
 
     def context(self) -> Any:
         """As the OpenTelemetry context `propagate.extract` would make of it."""
@@ -334,19 +357,24 @@ _TRACEPARENT_FORMAT = re.compile(
 )
 
 
-def _caller(headers: Sequence[tuple[bytes, bytes]]) -> _Caller | None:
-    """The caller's `traceparent` from the raw headers (None when absent or invalid); parsed
-    here rather than by `propagate.extract`, which builds contexts an unsampled request does
-    not need."""
+def _scan(headers: Sequence[tuple[bytes, bytes]]) -> tuple[bytes | None, bytes | None]:
+    """The raw `traceparent` and `tracestate` (several joined) of a request, if any."""
     traceparent = tracestate = None
     for name, value in headers:
         if name == _TRACEPARENT_HEADER:
             traceparent = value
         elif name == _TRACESTATE_HEADER:
             tracestate = value if tracestate is None else tracestate + b"," + value
+    return traceparent, tracestate
+
+
+def _parse(traceparent: bytes | None, tracestate: bytes | None) -> _Caller | None:
+    """A caller's context (None when absent or invalid); parsed here rather than by
+    `propagate.extract`, which builds contexts an unsampled request does not need."""
     if traceparent is None or len(traceparent) > 512:
         return None
-    match = _TRACEPARENT_FORMAT.match(traceparent.decode("latin-1"))
+    text = traceparent.decode("latin-1")
+    match = _TRACEPARENT_FORMAT.match(text)
     if match is None:
         return None
     version, trace_hex, span_hex, flags, rest = match.groups()
@@ -356,22 +384,78 @@ def _caller(headers: Sequence[tuple[bytes, bytes]]) -> _Caller | None:
     if not trace_id or not span_id:
         return None
     state = tracestate.decode("latin-1") if tracestate and len(tracestate) <= 512 else None
-    return _Caller(trace_id, span_id, int(flags, 16), state)
+    canonical = text if version == "00" and len(text) == 55 else None
+    return _Caller(trace_id, span_id, int(flags, 16), state, canonical)
 
 
-def _unsampled(trace_id: int, caller: _Caller | None) -> Any:
-    """The context of a request the sampler declined: a non-recording span with a span id of
-    its own, the caller's trace (or a new one) and the sampled flag off, as the SDK would
-    make it, without the SDK (its sampler, metrics hook and span objects cost ~10 % of the
-    gateway's CPU per request; bench/tracing_overhead.py)."""
+def _caller(headers: Sequence[tuple[bytes, bytes]]) -> _Caller | None:
+    """The caller's `traceparent` from the raw headers (None when absent or invalid)."""
+    return _parse(*_scan(headers))
+
+
+class _Passing(NamedTuple):
+    """The context of a request the sampler declined, kept as the W3C strings it travels as:
+    no OpenTelemetry object is built for it (its context, span and ids cost the gateway
+    ~3 µs a request, ~1 % of its CPU; bench/tracing_overhead.py)."""
+
+    traceparent: str  # the caller's trace (or a new one), the sampled flag off
+    tracestate: str | None
+    # How the request's own headers relate to it, for `propagate`: "as is" (the caller's
+    # traceparent is this one: forward the headers unchanged), "none" (no traceparent or
+    # tracestate: add ours), "other" (an invalid or changed one: replace it).
+    headers: str
+
+    def carrier(self) -> dict[str, str]:
+        carrier = {TRACEPARENT: self.traceparent}
+        if self.tracestate:
+            carrier[TRACESTATE] = self.tracestate
+        return carrier
+
+
+# Set by `TracingMiddleware` for the length of an unsampled request.
+_passing: ContextVar[_Passing | None] = ContextVar("quimbi_trace_passing", default=None)
+
+
+class _PassingPropagator(TextMapPropagator):
+    """The configured propagator, except that inside an unsampled request (which has no
+    OpenTelemetry context, see `_Passing`) `inject` writes that request's W3C strings: a
+    client instrumentation's call (httpx) still forwards the edge's decision."""
+
+    def __init__(self, inner: TextMapPropagator) -> None:
+        self._inner = inner
+
+    def extract(
+        self, carrier: CarrierT, context: Any = None, getter: Getter[CarrierT] = default_getter
+    ) -> Any:
+        return self._inner.extract(carrier, context, getter)
+
+    def inject(
+        self, carrier: CarrierT, context: Any = None, setter: Setter[CarrierT] = default_setter
+    ) -> None:
+        passing = _passing.get()
+        if passing is None or context is not None:
+            self._inner.inject(carrier, context, setter)
+            return
+        for name, value in passing.carrier().items():
+            setter.set(carrier, name, value)
+
+    @property
+    def fields(self) -> set[str]:
+        return self._inner.fields
+
+
+def _unsampled(trace_id: int, caller: _Caller | None, clean: bool) -> _Passing:
+    """What an unsampled request forwards: the caller's `traceparent` as it came when it is
+    canonical and says "not sampled" (W3C lets a participant that records nothing pass it on
+    unchanged), else the same trace with the sampled flag off and a span id of our own."""
     if caller is None:
         flags, state = TraceFlags.RANDOM_TRACE_ID, None
     else:
-        flags, state = caller.flags & TraceFlags.RANDOM_TRACE_ID, caller.trace_state()
-    span = NonRecordingSpan(
-        SpanContext(trace_id, _new_span_id(), False, TraceFlags(flags), trace_state=state)
-    )
-    return trace.set_span_in_context(span, otel_context.Context())
+        if caller.canonical is not None and not caller.flags & TraceFlags.SAMPLED:
+            return _Passing(caller.canonical, caller.tracestate, "as is")
+        flags, state = caller.flags & TraceFlags.RANDOM_TRACE_ID, caller.tracestate
+    traceparent = f"00-{trace_id:032x}-{_new_span_id():016x}-{flags:02x}"
+    return _Passing(traceparent, state, "none" if clean else "other")
 
 
 class TracingMiddleware:
@@ -382,11 +466,11 @@ class TracingMiddleware:
     and only a sampled request pays for a span and attributes. The decision is the
     configured sampler's (ParentBased: a caller's decision is kept, so the gateway's holds
     for the whole trace), taken here as arithmetic on the trace id for the standard samplers
-    (`_head_rule`), by the SDK for others. An unsampled request gets a non-recording span
-    whose `traceparent` (flag 00) still travels downstream, so the services behind follow
-    the edge's decision instead of sampling again. A recorded span is named
-    `METHOD /route/{template}` once the router has matched (bounded names, never raw
-    paths)."""
+    (`_head_rule`), by the SDK for others. An unsampled request costs a header scan and a
+    context variable (`_Passing`): its `traceparent` (flag 00) still travels downstream as a
+    string, so the services behind follow the edge's decision instead of sampling again. A
+    recorded span is named `METHOD /route/{template}` once the router has matched (bounded
+    names, never raw paths)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -395,7 +479,8 @@ class TracingMiddleware:
         if scope["type"] != "http" or scope["path"].startswith(_UNTRACED):
             await self.app(scope, receive, send)
             return
-        caller = _caller(scope["headers"])
+        traceparent, tracestate = _scan(scope["headers"])
+        caller = None if traceparent is None else _parse(traceparent, tracestate)
         head: _Head | None = _state["head"]
         decided = 0
         if head is not None:
@@ -405,11 +490,12 @@ class TracingMiddleware:
             else:
                 sampled = trace_id & _TRACE_ID_LIMIT < head.bound
             if not sampled:
-                token = otel_context.attach(_unsampled(trace_id, caller))
+                clean = traceparent is None and tracestate is None
+                token = _passing.set(_unsampled(trace_id, caller, clean))
                 try:
                     await self.app(scope, receive, send)
                 finally:
-                    otel_context.detach(token)
+                    _passing.reset(token)
                 return
             decided = trace_id if caller is None else 0
         await self._recorded(scope, receive, send, caller, decided)
@@ -466,6 +552,9 @@ def current_carrier() -> dict[str, str]:
     """The current context as `traceparent`/`tracestate` entries (empty when off)."""
     if not enabled():
         return {}
+    passing = _passing.get()
+    if passing is not None:
+        return passing.carrier()
     if not _state["w3c"]:  # OTEL_PROPAGATORS names others: theirs
         carrier: dict[str, str] = {}
         inject(carrier)
@@ -520,9 +609,16 @@ def carrier_for(key: str, default: dict[str, str]) -> dict[str, str]:
 
 def propagate(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """Raw HTTP headers to forward with the current context in place of the caller's
-    `traceparent` (unchanged when off: the caller's, if any, passes through)."""
+    `traceparent` (unchanged when off: the caller's, if any, passes through; unchanged too
+    when an unsampled request passes the caller's on as it came)."""
     if not enabled():
         return headers
+    passing = _passing.get()
+    if passing is not None:
+        if passing.headers == "as is":
+            return headers
+        if passing.headers == "none":
+            return [*headers, (_TRACEPARENT_HEADER, passing.traceparent.encode())]
     kept = [(n, v) for n, v in headers if n != _TRACEPARENT_HEADER and n != _TRACESTATE_HEADER]
     kept.extend(
         (name.encode(), value.encode("latin-1")) for name, value in current_carrier().items()
@@ -531,9 +627,13 @@ def propagate(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
 
 
 def log_ids() -> tuple[str, str] | None:
-    """The current trace and span ids as hex, for log lines (None outside a recorded span)."""
+    """The current trace and span ids as hex, for log lines (None outside a trace; an
+    unsampled request's are those it forwards, so its lines still join up across services)."""
     if not enabled():
         return None
+    passing = _passing.get()
+    if passing is not None:
+        return passing.traceparent[3:35], passing.traceparent[36:52]
     ctx = trace.get_current_span().get_span_context()
     if not ctx.is_valid:
         return None

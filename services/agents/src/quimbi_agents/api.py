@@ -13,6 +13,7 @@ from quimbi_common.pagination import Page
 from quimbi_common.runtime import SessionDep, UnitsDep, provided
 
 from . import queries
+from .reports.api import router as reports_router
 from .schemas import (
     AgentCreate,
     AgentList,
@@ -233,4 +234,4 @@ async def bulk_assign(
     return await units.run(lambda unit: assignments.bulk_assign(unit, actor, body))
 
 
-routers = (keys_router, agents_router, bulk_router, assignments_router)
+routers = (keys_router, agents_router, bulk_router, assignments_router, reports_router)

@@ -12,6 +12,7 @@ from .api import routers
 from .keys import KeyRing, load_keyring
 from .passwords import Passwords
 from .ratelimit import LoginThrottle
+from .reports import handlers as reports_handlers
 from .safety import production_problems
 from .service.agents import Context, bootstrap_admin
 from .settings import Settings
@@ -34,6 +35,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     )
     runtime.provide(context)
     handlers.register(runtime, settings)
+    reports_handlers.register(runtime)  # the report projection and CSAT (reports/)
     runtime.watch_projections()  # assignment routes wait for a ticket that was just created
 
     async def create_first_admin() -> None:

@@ -25,6 +25,7 @@ _REST = r"(?:/.*)?"
 ROUTING_TABLE: tuple[tuple[str, Upstream], ...] = (
     (r"/\.well-known/jwks\.json", Upstream.AGENTS),
     (rf"/api/agents{_REST}", Upstream.AGENTS),
+    (rf"/api/reports{_REST}", Upstream.AGENTS),
     (rf"/api/tickets/{_ID}/assign/?", Upstream.AGENTS),
     (rf"/api/tickets/{_ID}/assignment[^/]*{_REST}", Upstream.AGENTS),
     (rf"/api/tickets/{_ID}/sla[^/]*{_REST}", Upstream.SLA),
@@ -45,6 +46,14 @@ OPEN_ROUTES = frozenset(
         ("HEAD", "/.well-known/jwks.json"),
     }
 )
+
+
+# File uploads, whose bodies may be up to MAX_UPLOAD_BODY_BYTES instead of the usual limit.
+_UPLOADS = re.compile(rf"/api/tickets/{_ID}/attachments/?")
+
+
+def is_upload(method: str, path: str) -> bool:
+    return method == "POST" and _UPLOADS.fullmatch(path) is not None
 
 
 def route(path: str) -> Upstream | None:

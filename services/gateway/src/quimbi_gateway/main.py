@@ -38,6 +38,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         guard,
         settings.max_request_body_bytes,
         stream_idle_seconds=settings.upstream_stream_idle_seconds,
+        max_upload_body_bytes=settings.max_upload_body_bytes,
     )
 
     app = create_app(

@@ -16,7 +16,7 @@ from quimbi_common import tracing
 from quimbi_common.errors import NotFoundError, PayloadTooLargeError, ProblemError
 from quimbi_common.observability import correlation_id
 
-from .domain import Quota, read_request, response_headers, route
+from .domain import Quota, is_upload, read_request, response_headers, route
 from .edge import REJECTED, EdgeGuard
 from .http1 import CallerTooSlow, UpstreamError, UpstreamResponse, UpstreamTimeout
 from .upstreams import Upstreams
@@ -66,10 +66,12 @@ class Proxy:
         guard: EdgeGuard,
         max_body_bytes: int,
         stream_idle_seconds: float = 60.0,
+        max_upload_body_bytes: int | None = None,
     ) -> None:
         self.upstreams = upstreams
         self.guard = guard
         self.max_body_bytes = max_body_bytes
+        self.max_upload_body_bytes = max_upload_body_bytes or max_body_bytes
         self.stream_idle_seconds = stream_idle_seconds
         self._latency = {name: UPSTREAM_LATENCY.labels(name) for name in upstreams.urls}
 
@@ -87,8 +89,9 @@ class Proxy:
             scheme=scope.get("scheme", "http"),
             request_id=correlation_id.get() or uuid.uuid4().hex,
         )
-        if request.content_length is not None and request.content_length > self.max_body_bytes:
-            raise self._too_large()
+        limit = self.max_upload_body_bytes if is_upload(method, path) else self.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise self._too_large(limit)
         quota = await self.guard.admit(method, path, request, client_ip)
 
         query: bytes = scope.get("query_string", b"")
@@ -100,11 +103,11 @@ class Proxy:
                 method,
                 target,
                 tracing.propagate(request.forward_headers),
-                self._body(receive) if request.has_body else None,
+                self._body(receive, limit) if request.has_body else None,
                 chunked=request.chunked,
             )
         except _BodyTooLarge:
-            raise self._too_large() from None
+            raise self._too_large(limit) from None
         except _ClientGone:
             return
         except CallerTooSlow as exc:
@@ -192,7 +195,7 @@ class Proxy:
             caller_gone.cancel()
             await response.aclose()
 
-    async def _body(self, receive: Receive) -> AsyncIterator[bytes]:
+    async def _body(self, receive: Receive, limit: int) -> AsyncIterator[bytes]:
         """The request body as it arrives, cut off once it passes the limit."""
         received = 0
         while True:
@@ -201,16 +204,13 @@ class Proxy:
                 raise _ClientGone
             chunk: bytes = message.get("body", b"")
             received += len(chunk)
-            if received > self.max_body_bytes:
+            if received > limit:
                 raise _BodyTooLarge
             if chunk:
                 yield chunk
             if not message.get("more_body", False):
                 return
 
-    def _too_large(self) -> ProblemError:
+    def _too_large(self, limit: int) -> ProblemError:
         REJECTED.labels("too_large").inc()
-        return PayloadTooLargeError(
-            f"Request bodies are limited to {self.max_body_bytes} bytes",
-            max_bytes=self.max_body_bytes,
-        )
+        return PayloadTooLargeError(f"Request bodies are limited to {limit} bytes", max_bytes=limit)

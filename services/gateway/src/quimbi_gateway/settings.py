@@ -29,6 +29,9 @@ class Settings(CommonSettings):
     upstream_keepalive_expiry_seconds: float = 4.0
 
     max_request_body_bytes: int = 1024 * 1024
+    # Attachment uploads (POST /api/tickets/{id}/attachments) only: tickets' ATTACHMENTS_MAX_BYTES
+    # (25 MiB) plus room for the multipart framing; tickets judges the file itself.
+    max_upload_body_bytes: int = 26 * 1024 * 1024
 
     # Requests per window: per agent (token), per integration key, per client IP (no token).
     rate_limit_per_agent: int = 1000

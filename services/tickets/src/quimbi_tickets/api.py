@@ -17,7 +17,8 @@ from quimbi_common.pagination import Page, Pagination
 from quimbi_common.runtime import RuntimeDep, SessionDep, UnitsDep, provided
 from quimbi_common.topic_alerts import topic_alert_keywords
 
-from . import bulk, queries, search, service, templates
+from . import bulk, csat, queries, search, service, templates
+from .attachments.service import Sweeper
 from .models import Message, Ticket
 from .schemas import (
     PAGE_SIZE_DEFAULT,
@@ -34,6 +35,8 @@ from .schemas import (
     MessageRead,
     MessageUpdate,
     MessageWithStatus,
+    RatingCreate,
+    RatingRead,
     SearchHighlight,
     SearchItem,
     SearchResults,
@@ -56,6 +59,7 @@ router = APIRouter(tags=["tickets"])
 
 
 SettingsDep = Annotated[Settings, Depends(provided(Settings))]
+SweeperDep = Annotated[Sweeper, Depends(provided(Sweeper))]
 
 
 async def _list_filters(
@@ -181,10 +185,15 @@ async def create_ticket(
     )
 
 
-@router.get("/api/tickets/search", summary="Full-text search over subjects and messages")
+@router.get(
+    "/api/tickets/search",
+    summary="Full-text search over subjects and messages",
+    responses=problems(**{"503": "The search ran past its time budget (or a dependency is out)"}),
+)
 async def search_tickets(
     agent: CurrentAgent,
-    session: SessionDep,
+    runtime: RuntimeDep,
+    settings: SettingsDep,
     filters: ListFilters,
     q: Annotated[
         str,
@@ -201,8 +210,19 @@ async def search_tickets(
     ] = "relevance",
 ) -> SearchResults:
     """Tickets whose subject or any message contains the words (English stemming), with the
-    list's filters and visibility, ranked, with HTML-safe highlighted snippets."""
-    found = await search.search(session, agent, filters, q, order)
+    list's filters and visibility, ranked, with HTML-safe highlighted snippets. A word in more
+    than SEARCH_CANDIDATES messages or subjects is ranked among its newest matches only
+    (`exhaustive: false`; `total` then counts the tickets ranked)."""
+    assert runtime.engine is not None
+    found = await search.search(
+        runtime.engine,
+        agent,
+        filters,
+        q,
+        order,
+        candidates=settings.search_candidates,
+        timeout_ms=settings.search_timeout_ms,
+    )
     items = [
         SearchItem(
             **{name: row.get(name) for name in SearchItem.model_fields if name in row},
@@ -222,7 +242,7 @@ async def search_tickets(
         has_next=filters.page * filters.limit < found.total,
         has_prev=filters.page > 1,
     )
-    return SearchResults(tickets=items, pagination=pagination, query=q)
+    return SearchResults(tickets=items, pagination=pagination, query=q, exhaustive=found.exhaustive)
 
 
 @router.post(
@@ -276,9 +296,11 @@ async def update_ticket(
 
 
 @router.delete("/api/tickets/{ticket_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_ticket(ticket_id: str, admin: Admin, units: UnitsDep) -> Response:
-    """Delete a ticket and its messages (admin only)."""
-    await units.run(lambda unit: service.delete_ticket(unit, admin, ticket_id))
+async def delete_ticket(
+    ticket_id: str, admin: Admin, units: UnitsDep, sweeper: SweeperDep
+) -> Response:
+    """Delete a ticket, its messages and their attachments (admin only)."""
+    await units.run(lambda unit: service.delete_ticket(unit, admin, ticket_id, sweeper.delete_now))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -356,12 +378,57 @@ async def delete_message(
     agent: CurrentAgent,
     units: UnitsDep,
     settings: SettingsDep,
+    sweeper: SweeperDep,
 ) -> Response:
-    """Delete a message: an agent their own messages, an admin any message."""
+    """Delete a message (and its attachments): an agent their own messages, an admin any."""
     await units.run(
-        lambda unit: service.delete_message(unit, settings, agent, ticket_id, message_id)
+        lambda unit: service.delete_message(
+            unit, settings, agent, ticket_id, message_id, sweeper.delete_now
+        )
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# --- CSAT ---------------------------------------------------------------------------------------
+
+
+@router.post(
+    "/api/tickets/{ticket_id}/csat",
+    status_code=status.HTTP_201_CREATED,
+    tags=["csat"],
+    summary="Record the customer's rating of a resolved ticket",
+    responses={
+        200: {"model": RatingRead, "description": "The same rating was already recorded (a retry)"},
+        **problems(
+            **{
+                "403": "An agent's token: only the integration key rates, for the customer",
+                "409": "The ticket is not resolved or closed, or was already rated differently",
+            }
+        ),
+    },
+)
+async def rate_ticket(
+    ticket_id: str, body: RatingCreate, caller: Caller, units: UnitsDep, response: Response
+) -> RatingRead:
+    """CSAT, once per ticket, by the integration key on the customer's behalf: a rating 1-5
+    and an optional comment for a resolved or closed ticket, announced as `ticket.rated` with
+    the ticket's assignee. The identical request again answers 200 with the stored rating
+    (nothing new is recorded); a different one is a 409."""
+    rated = await units.run(lambda unit: csat.rate_ticket(unit, caller, ticket_id, body))
+    if not rated.created:
+        response.status_code = status.HTTP_200_OK
+    return RatingRead.model_validate(rated.rating, from_attributes=True)
+
+
+@router.get("/api/tickets/{ticket_id}/csat", tags=["csat"])
+async def get_rating(
+    ticket_id: str, agent: CurrentAgent, session: SessionDep, runtime: RuntimeDep
+) -> RatingRead:
+    """The customer's rating of a ticket the caller may see (404 when not rated)."""
+    rating = await runtime.projections.until_found(
+        ticket_id, lambda: csat.get_rating(session, agent, ticket_id), session, owner=True
+    )
+    return RatingRead.model_validate(rating, from_attributes=True)
 
 
 # --- customers ----------------------------------------------------------------------------------

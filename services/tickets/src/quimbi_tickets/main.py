@@ -9,6 +9,8 @@ from fastapi import FastAPI
 from quimbi_common.runtime import Runtime, create_app
 
 from . import api, handlers
+from .attachments import routes as attachment_routes
+from .attachments.service import Sweeper, storage_from
 from .live import feed, hub, routes
 from .settings import Settings
 
@@ -21,11 +23,19 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     handlers.register(runtime)
     runtime.watch_projections()  # a ticket just assigned to the caller waits for ticket.assigned
     _live_inbox(runtime, settings)
+    assert runtime.units is not None
+    sweeper = Sweeper(runtime.units, storage_from(settings), settings)
+    runtime.provide(sweeper)
+    runtime.background.append(sweeper.run)
     return create_app(
         runtime,
         title="Quimbi tickets",
         description="Customers, tickets and messages; the smart inbox list.",
-        routers=[routes.router, api.router],  # /api/tickets/live before /api/tickets/{id}
+        routers=[
+            routes.router,
+            api.router,
+            attachment_routes.router,
+        ],  # /api/tickets/live before /api/tickets/{id}
     )
 
 

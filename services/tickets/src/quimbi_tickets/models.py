@@ -170,6 +170,53 @@ class Message(Base):
     version: Mapped[int] = mapped_column(sa.Integer)
     search_vector: Mapped[str] = _search_vector("content")
 
+    # Loaded with every message (one IN query per load): the API and the events show them.
+    attachments: Mapped[list[Attachment]] = relationship(
+        lazy="selectin",
+        order_by="(Attachment.created_at, Attachment.id)",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+
+
+class Attachment(Base):
+    """A file uploaded to a ticket: pending (`message_id` null) until a message names it. The
+    bytes are in the file storage under `storage_key`; the type is what the bytes said."""
+
+    __tablename__ = "attachments"
+    __table_args__ = (
+        sa.Index("ix_attachments_ticket", "ticket_id", "created_at"),
+        sa.Index("ix_attachments_message", "message_id"),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    ticket_id: Mapped[str] = mapped_column(
+        sa.String(255), sa.ForeignKey("tickets.id", ondelete="CASCADE")
+    )
+    message_id: Mapped[str | None] = mapped_column(
+        sa.String(255), sa.ForeignKey("messages.id", ondelete="CASCADE")
+    )
+    filename: Mapped[str] = mapped_column(sa.String(255))
+    content_type: Mapped[str] = mapped_column(sa.String(100))
+    size_bytes: Mapped[int] = mapped_column(sa.BigInteger)
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    storage_key: Mapped[str] = mapped_column(sa.String(512), unique=True)
+    uploaded_by_agent_id: Mapped[str | None] = mapped_column(sa.String(255))  # null: the key
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class FileToDelete(Base):
+    """A stored file to remove once `due_at` passes: written in the transaction that deletes
+    its message or ticket (due at once), or before an upload (due when an unattached upload
+    expires; attaching it removes the row). The sweeper deletes the file, then the row, so a
+    failed or crashed deletion is retried and an upload whose transaction failed is no orphan."""
+
+    __tablename__ = "files_to_delete"
+    __table_args__ = (sa.Index("ix_files_to_delete_due", "due_at"),)
+
+    storage_key: Mapped[str] = mapped_column(sa.String(512), primary_key=True)
+    due_at: Mapped[datetime] = mapped_column(Timestamp)
+
 
 class ReplyTemplate(Base):
     """A canned response: personal (its owner's only) or shared (every agent's)."""
@@ -198,3 +245,22 @@ class AgentName(Base):
     id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(255))
     version: Mapped[int] = mapped_column(sa.Integer)
+
+
+class TicketRating(Base):
+    """CSAT: the customer's rating of a resolved or closed ticket, at most one per ticket (the
+    primary key is the ticket's id: a concurrent second rating cannot be stored)."""
+
+    __tablename__ = "ticket_ratings"
+    __table_args__ = (
+        sa.CheckConstraint("rating BETWEEN 1 AND 5", name="ck_ticket_ratings_rating"),
+    )
+
+    ticket_id: Mapped[str] = mapped_column(
+        sa.String(255), sa.ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True
+    )
+    customer_id: Mapped[str] = mapped_column(sa.String(255))
+    rating: Mapped[int] = mapped_column(sa.SmallInteger)
+    comment: Mapped[str | None] = mapped_column(sa.Text)
+    agent_id: Mapped[str | None] = mapped_column(sa.String(255))  # the assignee when rated
+    rated_at: Mapped[datetime] = mapped_column(Timestamp)

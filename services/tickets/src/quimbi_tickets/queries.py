@@ -68,7 +68,7 @@ class Shape:
     keywords: int
 
 
-def _shape_and_params(
+def shape_and_params(
     query: InboxQuery, principal: Principal, boost: float
 ) -> tuple[Shape, dict[str, Any]]:
     values = {name: getattr(query, name) for name in EQUALITY_FILTERS}
@@ -94,7 +94,9 @@ def _shape_and_params(
     return shape, params
 
 
-def _filters(table: sa.FromClause, shape: Shape, params: dict[str, Any] | None = None) -> list[Any]:
+def filters_of(
+    table: sa.FromClause, shape: Shape, params: dict[str, Any] | None = None
+) -> list[Any]:
     """The request's filters, plus visibility: an agent sees only tickets assigned to them.
     Parameters are left unbound (bound at execution) unless `params` gives their values."""
 
@@ -113,7 +115,7 @@ def _matched(shape: Shape) -> sa.CTE:
     """Ids of the filtered tickets whose subject or any message contains a keyword."""
     patterns = [sa.bindparam(f"keyword_{i}", type_=sa.String) for i in range(shape.keywords)]
     tickets = TICKETS.alias("alerted")
-    conditions = _filters(tickets, shape)
+    conditions = filters_of(tickets, shape)
     by_subject = sa.select(tickets.c.id).where(
         *conditions, sa.or_(*(tickets.c.subject.ilike(p, escape="\\") for p in patterns))
     )
@@ -139,7 +141,7 @@ def _ranked(shape: Shape) -> Ranked:
     """With topic alerts the ranking is the best of two streams, both read in index order: the
     matched tickets with their boosted score, and the first `page * limit + matches` tickets
     by stored score with the matched ones taken out."""
-    conditions = _filters(TICKETS, shape)
+    conditions = filters_of(TICKETS, shape)
     total = sa.select(sa.func.count()).select_from(TICKETS).where(*conditions).scalar_subquery()
     columns = [TICKETS.c[name] for name in LIST_COLUMNS]
     by_score = (TICKETS.c.smart_score.desc(), TICKETS.c.created_at, TICKETS.c.id)
@@ -252,12 +254,13 @@ class Compiled:
 
     sql: str
     names: tuple[str, ...]
+    defaults: dict[str, Any] = field(default_factory=dict)  # constants the statement holds
 
     def args(self, params: dict[str, Any]) -> list[Any]:
-        return [params.get(name) for name in self.names]
+        return [params.get(name, self.defaults.get(name)) for name in self.names]
 
 
-_DIALECT = asyncpg_dialect()
+DIALECT = asyncpg_dialect()
 
 
 @lru_cache(maxsize=256)
@@ -276,15 +279,15 @@ def _json_statement(shape: Shape) -> Compiled:
         ranked.total.label("total"),
         ranked.matches.label("matches"),
     )
-    compiled = statement.compile(dialect=_DIALECT)
+    compiled = statement.compile(dialect=DIALECT)
     return Compiled(compiled.string, tuple(compiled.positiontup or ()))
 
 
 def list_filters(table: sa.FromClause, query: InboxQuery, principal: Principal) -> list[Any]:
     """The list filters and visibility as conditions on `table`, values bound: the one reading
     of the list filters, shared by the inbox, bulk changes and search."""
-    shape, params = _shape_and_params(query, principal, 0.0)
-    return _filters(table, shape, params)
+    shape, params = shape_and_params(query, principal, 0.0)
+    return filters_of(table, shape, params)
 
 
 def matching_ids(query: InboxQuery, principal: Principal) -> sa.Select[Any]:
@@ -294,13 +297,13 @@ def matching_ids(query: InboxQuery, principal: Principal) -> sa.Select[Any]:
 
 def inbox_statement(query: InboxQuery, principal: Principal, boost: float) -> sa.Select[Any]:
     """The page rows of one inbox request, values bound (for EXPLAIN: the index-order test)."""
-    shape, params = _shape_and_params(query, principal, boost)
+    shape, params = shape_and_params(query, principal, boost)
     return _page(shape).params(params)
 
 
 def inbox_sql(query: InboxQuery, principal: Principal, boost: float) -> tuple[str, list[Any]]:
     """The statement the route runs, as SQL text and asyncpg arguments (for benchmarks)."""
-    shape, params = _shape_and_params(query, principal, boost)
+    shape, params = shape_and_params(query, principal, boost)
     statement = _json_statement(shape)
     return statement.sql, statement.args(params)
 
@@ -314,7 +317,7 @@ async def inbox_page(
     the whole request, so concurrent requests do not outgrow the pool and churn connections):
     outside a transaction (one statement reads one snapshot anyway), prepared once per
     connection by asyncpg's statement cache, the JSON text passed through untouched."""
-    shape, params = _shape_and_params(query, principal, boost)
+    shape, params = shape_and_params(query, principal, boost)
     statement = _json_statement(shape)
     async with engine.connect() as connection:
         driver = (await connection.get_raw_connection()).driver_connection

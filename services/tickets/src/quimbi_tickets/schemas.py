@@ -29,6 +29,7 @@ NAME_MAX_CHARS = 255
 CATEGORY_MAX_CHARS = 100
 PAGE_SIZE_DEFAULT = 50
 PAGE_SIZE_MAX = 100
+ATTACHMENTS_PER_MESSAGE_MAX = 10  # files named by one message
 TOPIC_ALERTS_MAX = MAX_KEYWORDS
 TOPIC_ALERT_MAX_CHARS = MAX_KEYWORD_LENGTH
 
@@ -204,6 +205,21 @@ class TicketList(BaseModel):
     matches: int
 
 
+class AttachmentRead(BaseModel):
+    id: str
+    filename: str = Field(description="The client's name without paths or control characters")
+    content_type: str = Field(description="Sniffed from the bytes, never the client's word")
+    size_bytes: int
+    sha256: str = Field(description="Hex SHA-256 of the bytes")
+    message_id: str | None = Field(description="The message it is attached to; null until then")
+    created_at: datetime
+
+
+class AttachmentList(BaseModel):
+    ticket_id: str
+    attachments: list[AttachmentRead]
+
+
 class MessageRead(BaseModel):
     id: str
     ticket_id: str
@@ -217,6 +233,9 @@ class MessageRead(BaseModel):
     sentiment_score: float | None
     detected_intent: Intent | None
     version: int
+    attachments: list[AttachmentRead] = Field(
+        default_factory=list, description="Files attached to the message (additive)"
+    )
 
 
 class MessageWithStatus(MessageRead):
@@ -373,6 +392,11 @@ class SearchResults(BaseModel):
     tickets: list[SearchItem]
     pagination: Pagination
     query: str
+    exhaustive: bool = Field(
+        description="True: every match was ranked and `total` counts them all. False: the "
+        "words are in more messages or subjects than the service ranks (SEARCH_CANDIDATES); "
+        "the results are the best of the newest matches and `total` counts those tickets"
+    )
 
 
 # --- canned responses ---------------------------------------------------------------------------
@@ -445,9 +469,48 @@ class MessagePost(MessageCreate):
     template_id: Identifier | None = Field(
         None, description="A canned response the caller may use, rendered for this ticket"
     )
+    attachment_ids: list[Identifier] = Field(
+        default_factory=list,
+        max_length=ATTACHMENTS_PER_MESSAGE_MAX,
+        description="Files the caller uploaded to this ticket (`POST .../attachments`) and "
+        "has not attached yet",
+    )
 
     @model_validator(mode="after")
     def _content_or_template(self) -> MessagePost:
         if (self.content is None) == (self.template_id is None):
             raise ValueError("give exactly one of content and template_id")
         return self
+
+
+# --- CSAT ---------------------------------------------------------------------------------------
+
+CSAT_COMMENT_MAX_CHARS = 2000
+
+
+def _blank_is_none(value: str) -> str | None:
+    return value or None
+
+
+class RatingCreate(RequestModel):
+    """The customer's rating of a resolved or closed ticket (sent by the integration key)."""
+
+    rating: int = Field(strict=True, ge=1, le=5, description="1 (very unhappy) to 5 (very happy)")
+    comment: (
+        Annotated[
+            str,
+            StringConstraints(strip_whitespace=True, max_length=CSAT_COMMENT_MAX_CHARS),
+            NoNul,
+            AfterValidator(_blank_is_none),
+        ]
+        | None
+    ) = Field(None, description="Optional; trimmed, a blank one is stored as null")
+
+
+class RatingRead(BaseModel):
+    ticket_id: str
+    customer_id: str
+    rating: int
+    comment: str | None
+    agent_id: str | None = Field(description="Who the ticket was assigned to when it was rated")
+    rated_at: datetime

@@ -5,6 +5,7 @@ services' events maintain is in projections.py.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -34,6 +35,7 @@ from quimbi_common.runtime import json_safe
 from quimbi_common.uow import UnitOfWork
 
 from . import domain, templates
+from .attachments import records as attachment_records
 from .models import Customer, Message, Ticket
 from .schemas import (
     CustomerIn,
@@ -306,6 +308,7 @@ def _new_message(
         sentiment_score=sentiment,
         detected_intent=domain.detect_intent(body.content, sentiment).value,
         version=1,
+        attachments=[],
     )
 
 
@@ -388,10 +391,30 @@ async def change_ticket(
     return await bump_and_publish(unit, ticket, before, utcnow())
 
 
-async def delete_ticket(unit: UnitOfWork, principal: Principal, ticket_id: str) -> None:
-    """Hard delete (messages go with it); consumers learn it from ticket.deleted."""
+FilesRemover = Callable[[list[str]], Awaitable[object]]
+
+
+async def _remove_files_after_commit(
+    unit: UnitOfWork, keys: list[str], remove: FilesRemover | None
+) -> None:
+    """The stored files of what this unit deletes: recorded as due in the same transaction,
+    removed once it commits (and by the sweeper, should that fail)."""
+    if not keys:
+        return
+    await attachment_records.schedule_deletion(unit.session, keys, utcnow())
+    if remove is not None:
+        unit.after_commit(lambda: remove(keys))
+
+
+async def delete_ticket(
+    unit: UnitOfWork, principal: Principal, ticket_id: str, remove_files: FilesRemover | None = None
+) -> None:
+    """Hard delete (messages and attachments go with it; their files after the commit);
+    consumers learn it from ticket.deleted."""
     session = unit.session
     ticket = await load_ticket(session, principal, ticket_id, lock=True)
+    keys = await attachment_records.ticket_file_keys(session, ticket_id)
+    await _remove_files_after_commit(unit, keys, remove_files)
     await session.execute(sa.delete(Ticket).where(Ticket.id == ticket_id))
     data = TicketDeletedData(
         id=ticket_id, version=ticket.version + 1, deleted_at=utcnow(), deleted_by=principal.agent_id
@@ -422,6 +445,10 @@ async def add_message(
         raise ConflictError("The ticket is closed; open a new ticket instead") from None
     at = utcnow()
     message = _new_message(ticket, body, principal, from_agent, at)
+    if isinstance(body, MessagePost) and body.attachment_ids:
+        message.attachments = await attachment_records.claim(
+            session, principal, ticket.id, body.attachment_ids
+        )
     session.add(message)
     before = snapshot(ticket, TRACKED_FIELDS)
     ticket.status = status.value
@@ -502,10 +529,18 @@ async def edit_message(
 
 
 async def delete_message(
-    unit: UnitOfWork, settings: Settings, principal: Principal, ticket_id: str, message_id: str
+    unit: UnitOfWork,
+    settings: Settings,
+    principal: Principal,
+    ticket_id: str,
+    message_id: str,
+    remove_files: FilesRemover | None = None,
 ) -> None:
+    """Delete a message, its attachments with it (their files after the commit)."""
     session = unit.session
     ticket, message = await _editable_message(session, principal, ticket_id, message_id)
+    keys = [a.storage_key for a in message.attachments]
+    await _remove_files_after_commit(unit, keys, remove_files)
     await session.delete(message)
     message.version += 1
     before = snapshot(ticket, TRACKED_FIELDS)
