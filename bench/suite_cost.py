@@ -356,7 +356,7 @@ async def main(rate: float, seconds: float, clients: int, warmup: int, profile: 
         counts = await consumed_counts(databases, since)
         report(rate, clients, load, count, took, span, net, idle, counts)
         await report_pipeline(databases, list(load.created))
-        await report_batches(suite)
+        await report_batches(suite, len(load.done) + warmup)
     finally:
         await suite.stop()
         conn = await asyncpg.connect(ADMIN_DSN)
@@ -377,9 +377,12 @@ async def main(rate: float, seconds: float, clients: int, warmup: int, profile: 
             await admin.close()
 
 
-async def report_batches(suite: Suite) -> None:
-    """Batches each consumer applied (since start), from its /metrics."""
+async def report_batches(suite: Suite, tickets: int) -> None:
+    """Batches each consumer applied (since start), from its /metrics; and the deliveries it
+    dropped unread as news for their producer alone (`events.for_others`), which leave no
+    processed_events row and so are not in "events consumed"."""
     print("  consumer batches since start (count, mean records, mean / max-bucket seconds):")
+    dropped: dict[str, float] = {}
     async with httpx.AsyncClient(timeout=5.0) as client:
         for service in suite.services:
             if service.name not in CONSUMERS:
@@ -388,6 +391,11 @@ async def report_batches(suite: Suite) -> None:
             found: dict[str, float] = {}
             for family in text_string_to_metric_families(text):
                 for sample in family.samples:
+                    if (
+                        sample.name == "events_consumed_total"
+                        and sample.labels.get("outcome") == "producer_only"
+                    ):
+                        dropped[service.name] = dropped.get(service.name, 0.0) + sample.value
                     if sample.name in (
                         "consumer_batch_records_count",
                         "consumer_batch_records_sum",
@@ -401,6 +409,12 @@ async def report_batches(suite: Suite) -> None:
                     f"{found['consumer_batch_records_sum'] / count:.1f} records, "
                     f"{found['consumer_batch_seconds_sum'] / count * 1000:.1f} ms each"
                 )
+    if dropped:
+        text = ", ".join(f"{name} {n / tickets:.2f}" for name, n in sorted(dropped.items()))
+        print(
+            f"  dropped unread, news for the producer alone, per ticket+message (warm-up "
+            f"included): {sum(dropped.values()) / tickets:.2f} ({text})"
+        )
 
 
 async def report_pipeline(databases: dict[str, str], ids: list[str]) -> None:

@@ -19,7 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from quimbi_common.consumer import EventConsumer, Handler
 from quimbi_common.db import create_engine, create_sessionmaker
-from quimbi_common.events import Event, TicketDeletedData, build_event
+from quimbi_common.events import (
+    PRODUCER_ONLY_HEADER,
+    Event,
+    TicketDeletedData,
+    TicketUpdatedData,
+    build_event,
+)
 from quimbi_common.kafka import create_broker, ensure_topics
 from quimbi_common.settings import CommonSettings
 from quimbi_common.testing import EventProbe, eventually, unique
@@ -395,6 +401,67 @@ async def test_events_a_handler_does_not_want_are_recorded_but_not_handled(
             assert {str(r) for r in recorded} == {_event_id(wanted), _event_id(unwanted)}
     finally:
         await engine.dispose()
+
+
+async def test_news_for_the_producer_alone_is_dropped_unrecorded_with_or_without_its_mark(
+    settings: CommonSettings,
+) -> None:
+    """A ticket.updated changing only tickets' own estimates reaches no handler and leaves no
+    processed_events row (no token names it), marked by the relay or not; others apply."""
+    topic = "ticket.updated"
+    applied: list[int] = []
+
+    async def on_updated(unit: UnitOfWork, event: Event[Any]) -> None:
+        applied.append(event.data.version)
+
+    def updated(version: int, **changes: Any) -> bytes:
+        data = TicketUpdatedData.model_validate(
+            {
+                **json.loads(_ticket_json(version)),
+                "changes": {k: {"old": None, "new": v} for k, v in changes.items()},
+            }
+        )
+        return build_event(topic, data, source="test")[1].model_dump_json().encode()
+
+    mark = [(PRODUCER_ONLY_HEADER, b"1")]
+    bodies = [
+        (updated(2, customer_sentiment=0.1), mark),
+        (updated(3, estimated_difficulty=0.9, customer_sentiment=0.2), []),  # an older relay
+        (updated(4, status="pending", customer_sentiment=0.3), []),
+    ]
+    records = [
+        ConsumerRecord(settings.topic(topic), 0, i, 0, 0, b"tk", body, None, 0, 0, headers)
+        for i, (body, headers) in enumerate(bodies)
+    ]
+    engine = create_engine(settings)
+    consumer = EventConsumer(create_broker(settings), create_sessionmaker(engine), settings)
+    consumer.subscribe(topic, on_updated)
+    try:
+        await consumer.handle_batch(records)
+        assert applied == [4]
+        async with engine.connect() as conn:
+            recorded = await conn.scalar(sa.text("SELECT count(*) FROM processed_events"))
+        assert recorded == 1
+    finally:
+        await engine.dispose()
+
+
+def _ticket_json(version: int) -> str:
+    now = datetime.now(UTC).isoformat()
+    return json.dumps(
+        {
+            "id": "tk",
+            "customer_id": "c",
+            "subject": "Help",
+            "status": "open",
+            "priority": "normal",
+            "channel": "email",
+            "created_at": now,
+            "updated_at": now,
+            "version": version,
+            "customer": {"id": "c", "email": "c@example.com"},
+        }
+    )
 
 
 async def test_a_batch_handler_gets_the_new_events_of_a_batch_at_once(

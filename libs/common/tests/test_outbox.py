@@ -14,8 +14,15 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
+from quimbi_common import consistency
 from quimbi_common.db import create_engine, create_sessionmaker
-from quimbi_common.events import EventType, TicketDeletedData
+from quimbi_common.events import (
+    PRODUCER_ONLY_HEADER,
+    CustomerSnapshot,
+    EventType,
+    TicketDeletedData,
+    TicketUpdatedData,
+)
 from quimbi_common.outbox import OutboxRelay, add_events
 from quimbi_common.settings import CommonSettings
 from quimbi_common.testing import EventProbe, eventually, unique
@@ -77,6 +84,59 @@ async def test_committed_event_reaches_its_topic_once_with_envelope_and_key(
     assert event["source"] == "/services/test"
     assert event["data"]["id"] == ticket_id
     assert headers["ce_type"] == b"ticket.deleted"
+
+
+def _updated(ticket_id: str, version: int, **changes: Any) -> TicketUpdatedData:
+    now = datetime.now(UTC)
+    return TicketUpdatedData(
+        id=ticket_id,
+        customer_id="c",
+        subject="Help",
+        status="open",
+        priority="normal",
+        channel="email",
+        created_at=now,
+        updated_at=now,
+        version=version,
+        customer=CustomerSnapshot(id="c", email="c@example.com"),
+        changes={name: {"old": None, "new": value} for name, value in changes.items()},
+    )
+
+
+async def test_an_update_of_fields_only_its_producer_holds_is_marked_and_named_in_no_token(
+    settings: CommonSettings,
+) -> None:
+    """A sentiment-only ticket.updated is still published (whole stream readers), with the
+    header consumers drop it by; a write's token names only the events others apply."""
+    ticket_id = unique("tk-")
+    estimate = _updated(ticket_id, 2, customer_sentiment=0.2, estimated_difficulty=0.7)
+    status = _updated(ticket_id, 3, status="pending")
+    engine = create_engine(settings)
+    written: list[str] = []
+    reset = consistency._written.set(written)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            ids = await add_events(
+                session,
+                [(EventType.TICKET_UPDATED, estimate), (EventType.TICKET_UPDATED, status)],
+                source="test",
+            )
+            await session.commit()
+    finally:
+        consistency._written.reset(reset)
+        await engine.dispose()
+    assert written == [f"ticket.updated/{ids[1]}"]
+    async with (
+        EventProbe(["ticket.updated"], settings.kafka_topic_prefix) as probe,
+        _relay(settings),
+    ):
+        await probe.wait_for("ticket.updated", lambda e: e["data"]["version"] == 3)
+    marks = {
+        event["id"]: headers.get(PRODUCER_ONLY_HEADER)
+        for _, key, event, headers in probe.received
+        if key == ticket_id
+    }
+    assert marks == {ids[0]: b"1", ids[1]: None}
 
 
 async def test_rolled_back_event_is_never_published(settings: CommonSettings) -> None:

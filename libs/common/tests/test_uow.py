@@ -164,3 +164,31 @@ async def test_after_commit_steps_run_once_the_change_is_durable_and_never_on_ro
     await units.run(lambda unit: use_case(unit, fail=False))
 
     assert seen == [["kept"]]
+
+
+async def test_before_commit_steps_run_once_per_key_inside_the_transaction(
+    units: UnitsOfWork,
+) -> None:
+    """What several changes of a unit share (scoring's rescoring of a consumer batch) is done
+    once, at the end, and commits or rolls back with the unit."""
+    ran: list[str] = []
+
+    async def use_case(unit: UnitOfWork, fail: bool) -> None:
+        for note_id in ("a", "b"):  # two changes register the same shared step
+            await _note(unit, f"{note_id}-{fail}")
+
+            async def shared() -> None:
+                ran.append("shared")
+                await _note(unit, f"shared-{fail}")
+
+            unit.before_commit("shared", shared)
+        assert ran == []  # not before the unit ends
+        if fail:
+            raise ValueError("refused")
+
+    with pytest.raises(ValueError, match="refused"):
+        await units.run(lambda unit: use_case(unit, fail=True))
+    await units.run(lambda unit: use_case(unit, fail=False))
+
+    assert ran == ["shared"]
+    assert (await _stored(units))[0] == ["a-False", "b-False", "shared-False"]

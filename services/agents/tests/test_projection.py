@@ -11,7 +11,11 @@ import pytest
 import sqlalchemy as sa
 
 from quimbi_agents.models import Agent, TicketAssignment, TicketProjection
-from quimbi_agents.projections import apply_message_added, apply_ticket_deleted
+from quimbi_agents.projections import (
+    apply_message_added,
+    apply_messages_added,
+    apply_ticket_deleted,
+)
 from quimbi_common.enums import Role
 from quimbi_common.events import MessageData, TicketDeletedData
 from quimbi_common.testing import EventProbe, eventually
@@ -217,7 +221,10 @@ async def test_a_deleted_ticket_ends_its_assignment_and_disappears(h: Any) -> No
     assert history_response.status_code == 404
 
 
-async def test_response_time_runs_from_the_customer_to_the_next_agent_message(h: Any) -> None:
+@pytest.mark.parametrize("batched", [False, True], ids=["one_by_one", "one_batch"])
+async def test_response_time_runs_from_the_customer_to_the_next_agent_message(
+    h: Any, batched: bool
+) -> None:
     # given an agent and a ticket
     (agent,) = await h.agents_fast({})
     ticket_id = f"ticket-{uuid.uuid4()}"
@@ -230,8 +237,11 @@ async def test_response_time_runs_from_the_customer_to_the_next_agent_message(h:
         message(ticket_id, t0 + timedelta(seconds=200), from_agent=False),
         message(ticket_id, t0 + timedelta(seconds=320), from_agent=True, author=agent["id"]),
     ]
-    # when the messages arrive
-    for item in thread:
+    # when the messages arrive, each alone or all in one consumer batch
+    if batched:
+        async with h.units.begin() as unit:
+            await apply_messages_added(unit, thread)
+    for item in [] if batched else thread:
         async with h.units.begin() as unit:
             await apply_message_added(unit, item)
     # then the mean of 60 s and 120 s is kept

@@ -221,6 +221,42 @@ async def test_intelligence_rescores_every_ticket_of_the_customer(
     assert (await scoring.wait_scored(third.id))["smart_score"] == 9.0
 
 
+async def test_a_batch_of_intelligence_keeps_each_customers_newest_and_rescores_once(
+    scoring: Any, new_ticket: Any
+) -> None:
+    # given a scored ticket of each of two customers (1 + wait 3)
+    customers = [unique("cust-"), unique("cust-")]
+    tickets = [new_ticket(customer_id=c, hours_ago=200) for c in customers]
+    for created in tickets:
+        await scoring.send("ticket.created", created)
+        await scoring.wait_scored(created.id)
+    at = datetime.now(UTC)
+
+    def intelligence(customer: str, churn: float, ltv: float, hours_ago: float) -> Any:
+        return CustomerIntelligenceData(
+            customer_id=customer,
+            churn_risk=churn,
+            churn_risk_level="high",
+            lifetime_value=ltv,
+            fetched_at=at - timedelta(hours=hours_ago),
+        )
+
+    # when one consumer batch brings, out of order, three fetches of the first customer and
+    # one of the second
+    batch = [
+        intelligence(customers[0], 0.0, 0.0, 2),
+        intelligence(customers[0], 1.0, 2000.0, 0),  # the newest
+        intelligence(customers[1], 1.0, 0.0, 0),
+        intelligence(customers[0], 0.0, 10.0, 1),
+    ]
+    async with scoring.units.begin() as unit:
+        await projections.apply_customer_intelligence(unit, batch, scoring.settings, at)
+    # then each ticket is rescored once, from its customer's newest values
+    first, second = [await scoring.published(t.id) for t in tickets]
+    assert [d["smart_score"] for d in first] == [4.0, 9.0]  # + LTV 2 + churn 3
+    assert [d["smart_score"] for d in second] == [4.0, 7.0]  # + churn 3
+
+
 async def test_a_newer_snapshot_rescores_the_customers_other_tickets(
     scoring: Any, new_ticket: Any
 ) -> None:
@@ -308,10 +344,11 @@ async def test_a_ticket_scored_twice_in_one_transaction_publishes_its_final_scor
     async with scoring.units.begin() as unit:
         await projections.apply_ticket(unit, created, settings, datetime.now(UTC))
         await projections.apply_message(unit, first, settings, datetime.now(UTC))
-    # then one ticket.scored, with the score after the message (1 + 3 + 2), version 2
+    # then one ticket.scored, with the score after the message (1 + 3 + 2): the ticket was
+    # scored once, when the unit ended, so it is its first version
     [published] = await scoring.published(created.id)
     assert published["smart_score"] == 6.0
-    assert published["version"] == 2
+    assert published["version"] == 1
 
 
 async def test_a_ticket_update_of_only_sentiment_is_not_consumed(
@@ -345,12 +382,12 @@ async def test_a_ticket_update_of_only_sentiment_is_not_consumed(
         ),
     )
     await scoring.handled(urgent)
-    # then the sentiment-only update was recorded (a consistency token naming it counts it as
-    # applied) without rescoring
+    # then the sentiment-only update was dropped before any work, unrecorded (news for the
+    # tickets service alone: no consistency token names it), without rescoring
     async with scoring.engine.connect() as conn:
         recorded = await conn.scalar(
             sa.text("SELECT count(*) FROM processed_events WHERE event_id = CAST(:id AS uuid)"),
             {"id": sentiment_only},
         )
-    assert recorded == 1
+    assert recorded == 0
     assert [d["version"] for d in await scoring.published(created.id)] == [1, 2]

@@ -102,26 +102,44 @@ async def test_a_token_for_an_event_never_applied_is_a_503_within_the_bound(
         assert time.monotonic() - started < 1.0
 
 
-async def test_a_token_naming_an_update_this_service_ignores_counts_as_applied(
+def _dropped() -> float:
+    """ticket.updated events this process's consumer dropped as news for tickets alone."""
+    return sum(
+        sample.value
+        for metric in REGISTRY.collect()
+        if metric.name == "events_consumed"
+        for sample in metric.samples
+        if sample.name == "events_consumed_total"
+        and sample.labels.get("topic") == "ticket.updated"
+        and sample.labels.get("outcome") == "producer_only"
+    )
+
+
+async def test_an_update_of_fields_only_tickets_holds_is_dropped_and_the_next_one_applies(
     tickets: Any, sla: Any, new_ticket: Any, client: httpx.AsyncClient, senior: dict[str, str]
 ) -> None:
+    """No write's token names such an update (the outbox leaves it out), so nothing waits
+    for it: the consumer drops it unrecorded, and the stream moves on behind it."""
     # given a tracked ticket and an update of fields the SLA service does not hold
-    ticket = await tickets.created(new_ticket())
+    ticket = await tickets.created(new_ticket(priority=TicketPriority.LOW))
     await sla.updated(ticket.id)
+    dropped = _dropped()
     ticket.version += 1
     estimate = TicketUpdatedData(
         **ticket.data(),
         customer_sentiment=0.1,
         changes={"customer_sentiment": {"old": 0.5, "new": 0.1}},
     )
-    entry = await _send(tickets, "ticket.updated", estimate)
-    # when it is read with that update's token
+    await _send(tickets, "ticket.updated", estimate)
+    # when a priority change follows it (same key: behind it) and is read with its token
+    entry = await _send(tickets, "ticket.updated", _update(ticket, priority=TicketPriority.HIGH))
     response = await client.get(
         f"/api/tickets/{ticket.id}/sla", headers={**senior, HEADER: f"junk,{entry}"}
     )
-    # then it is answered once the consumer has passed the event, not after a 503
+    # then the change is shown, and the estimate was dropped, not applied
     assert response.status_code == 200, response.text
-    assert response.json()["ticket_id"] == ticket.id
+    assert response.json()["priority"] == "high"
+    assert _dropped() == dropped + 1
 
 
 def _waits() -> float:

@@ -88,6 +88,12 @@ def index_markdown() -> str:
         "consumer of several topics orders one ticket's `ticket.created`/`ticket.updated` by "
         "`data.version` (and skips an event `id` it has seen: delivery is at least once).",
         "",
+        "News for the producer alone: a `ticket.updated` whose `changes` name only "
+        "`customer_sentiment` and `estimated_difficulty` (tickets' own estimates, which a "
+        "customer message moves) is still published, unchanged, but carries the Kafka header "
+        "`x-producer-only: 1`; the services drop it unread and unrecorded, and no consistency "
+        "token names it. A reader of the whole stream (analytics) sees every version as before.",
+        "",
         "| topic | published by | Kafka key | dataversion | schema | meaning |",
         "|---|---|---|---|---|---|",
     ]

@@ -20,6 +20,9 @@ dependency is back.
 A handler may declare `when=`: a cheap test of the event; events it rejects change nothing
 the service holds and run no handler, but are recorded like the others (one more row in the
 batch's statement), so a consistency token naming one is seen as applied (`consistency`).
+An event that is news for its producer alone (`events.for_others`; the relay marks it with
+the `x-producer-only` header) is dropped before it is even parsed, unrecorded: no token
+names it (the outbox leaves it out), so no request waits for it.
 Every transaction that records events sends `pg_notify('quimbi_projection', '*')` (collapsed
 to one per transaction) to wake the requests waiting for a token.
 """
@@ -46,7 +49,15 @@ from . import tracing
 from .backoff import nth_delay
 from .catchup import CHANNEL, CONSUMED_KEY
 from .db import is_database_outage
-from .events import TOPICS, Event, EventType, dead_letter_topic, parse_event
+from .events import (
+    PRODUCER_ONLY_HEADER,
+    TOPICS,
+    Event,
+    EventType,
+    dead_letter_topic,
+    for_others,
+    parse_event,
+)
 from .observability import (
     CONSUMER_BATCH_RECORDS,
     CONSUMER_BATCH_SECONDS,
@@ -86,25 +97,6 @@ def _transient(exc: BaseException) -> str | None:
     if is_retryable_conflict(exc):
         return "conflict"
     return None
-
-
-def changes_beyond(*ignored: str) -> Wants:
-    """`when=` for a `*.updated` event: wanted unless its `changes` name only `ignored` fields
-    (fields the service does not hold). An event without `changes` is always wanted; the data
-    carries the whole entity, so the next wanted version brings what was skipped."""
-    skip = frozenset(ignored)
-
-    def wants(event: Event[Any]) -> bool:
-        changes = getattr(event.data, "changes", None)
-        return not changes or not changes.keys() <= skip
-
-    wants.__name__ = f"changes_beyond({', '.join(sorted(skip))})"
-    return wants
-
-
-# Sentiment and difficulty are the tickets service's own estimates, held by no other service:
-# a ticket.updated that changes only those is not for a ticket copy elsewhere.
-TICKET_FIELDS_HELD = changes_beyond("customer_sentiment", "estimated_difficulty")
 
 
 @dataclass(frozen=True)
@@ -414,12 +406,17 @@ class EventConsumer:
         work: list[Work] = []
         for record in records:
             subscriptions = self.subscriptions[record.topic]
+            if _producer_only(record):
+                _count(subscriptions, "producer_only")
+                continue
             try:
                 event = parse_event(subscriptions[0].topic, record.value or b"")
             except ValidationError as exc:
                 await self._dead_letter(record, f"invalid event: {exc}", "invalid")
-                for subscription in subscriptions:
-                    EVENTS_CONSUMED.labels(subscription.topic, subscription.name, "invalid").inc()
+                _count(subscriptions, "invalid")
+                continue
+            if not for_others(subscriptions[0].topic, event.data):  # published without the mark
+                _count(subscriptions, "producer_only")
                 continue
             for subscription in subscriptions:
                 wanted = subscription.wants is None or subscription.wants(event)
@@ -509,6 +506,7 @@ class EventConsumer:
             CONSUMER_HANDLER_SECONDS.labels(items[0].subscription.topic, name).observe(
                 (time.perf_counter() - started) / len(items)
             )
+        await unit.finish()
         return outcomes
 
     async def _apply_one(self, item: Work) -> None:
@@ -567,6 +565,16 @@ class EventConsumer:
             except Exception as exc:
                 log.warning("dead letter not stored (%s); retrying in %.1fs", exc, backoff.delay)
                 await backoff.sleep()
+
+
+def _producer_only(record: ConsumerRecord[bytes, bytes]) -> bool:
+    """The relay's mark on news for the producer alone (`events.for_others`): dropped unread."""
+    return any(name == PRODUCER_ONLY_HEADER for name, _ in record.headers or ())
+
+
+def _count(subscriptions: list[Subscription], outcome: str) -> None:
+    for subscription in subscriptions:
+        EVENTS_CONSUMED.labels(subscription.topic, subscription.name, outcome).inc()
 
 
 def _span(item: Work, *, current: bool = True) -> contextlib.AbstractContextManager[Any]:

@@ -256,6 +256,9 @@ class Topic:
     subject_field: str
     summary: str
     dataversion: int = 1
+    # Fields of `data` no other service holds (the producer's own estimates): an update that
+    # changes only these is news for the producer alone (`for_others`).
+    producer_only: frozenset[str] = frozenset()
 
     def key(self, data: Contract) -> str:
         return str(getattr(data, self.key_field))
@@ -279,7 +282,14 @@ TOPICS: dict[str, Topic] = {  # keyed by EventType (a str: a topic read off Kafk
     t.name: t
     for t in (
         Topic(_E.TICKET_CREATED, TicketData, "id", "id", "A ticket was created."),
-        Topic(_E.TICKET_UPDATED, TicketUpdatedData, "id", "id", "A ticket changed."),
+        Topic(
+            _E.TICKET_UPDATED,
+            TicketUpdatedData,
+            "id",
+            "id",
+            "A ticket changed.",
+            producer_only=frozenset({"customer_sentiment", "estimated_difficulty"}),
+        ),
         Topic(_E.TICKET_DELETED, TicketDeletedData, "id", "id", "A ticket was deleted."),
         Topic(_E.MESSAGE_ADDED, MessageData, "ticket_id", "id", "A message was added."),
         Topic(_E.MESSAGE_UPDATED, MessageUpdatedData, "ticket_id", "id", "A message was edited."),
@@ -338,6 +348,22 @@ def build_event(
         data=data,
     )
     return spec.key(data), event
+
+
+PRODUCER_ONLY_HEADER = "x-producer-only"
+"""Kafka header (value `1`) on an event `for_others` rejects: consumers drop it unread."""
+
+
+def for_others(topic: str, data: Contract) -> bool:
+    """Whether an event carries news for other services: not an update whose `changes` name
+    only its topic's `producer_only` fields (a customer message moves the ticket's sentiment
+    estimate, which only tickets shows). Services drop the others before any work and without
+    recording them, and a write's consistency token does not name them: nobody applies them.
+    They are still published, unchanged, for readers of the whole stream (analytics, the live
+    inbox)."""
+    only = TOPICS[topic].producer_only
+    changes = getattr(data, "changes", None)
+    return not (only and changes and changes.keys() <= only)
 
 
 def parse_event(topic: str, raw: bytes | str) -> Event[Any]:

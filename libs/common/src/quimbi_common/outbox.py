@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from . import consistency, tracing
 from .db import asyncpg_dsn
-from .events import TOPICS, Contract, EventType, build_event
+from .events import PRODUCER_ONLY_HEADER, TOPICS, Contract, EventType, build_event, for_others
 from .kafka import create_producer
 from .observability import (
     EVENTS_PUBLISHED,
@@ -93,6 +93,7 @@ async def add_events(
     }
     current = tracing.current_carrier()  # {} when tracing is off
     correlation = correlation_id.get()
+    applied_elsewhere: list[tuple[str, str]] = []  # what a consistency token names
     for topic, data in events:
         key = TOPICS[topic].key(data)
         trace = tracing.carrier_for(key, current)  # the cause's, in a set-based handler
@@ -107,9 +108,16 @@ async def add_events(
         columns["topics"].append(topic)
         columns["keys"].append(key)
         columns["payloads"].append(event.model_dump_json())
-        columns["headers"].append(json.dumps({"correlation_id": correlation or "", **trace}))
+        headers = {"correlation_id": correlation or "", **trace}
+        if for_others(topic, data):
+            applied_elsewhere.append((topic, str(event.id)))
+        else:  # consumers drop it unread, and no service ever records it as applied
+            headers[PRODUCER_ONLY_HEADER] = "1"
+        columns["headers"].append(json.dumps(headers))
     await session.execute(_INSERT_MANY, {**columns, "channel": NOTIFY_CHANNEL})
-    consistency.note_written(session, columns["topics"], columns["event_ids"])
+    consistency.note_written(
+        session, [t for t, _ in applied_elsewhere], [e for _, e in applied_elsewhere]
+    )
     return columns["event_ids"]
 
 
@@ -312,6 +320,8 @@ def _kafka_headers(
     ]
     if values.get("correlation_id"):
         result.append(("correlation_id", values["correlation_id"].encode()))
+    if values.get(PRODUCER_ONLY_HEADER):
+        result.append((PRODUCER_ONLY_HEADER, b"1"))
     for name in (tracing.TRACEPARENT, tracing.TRACESTATE):
         value = trace.get(name) or values.get(name)
         if value:

@@ -585,6 +585,15 @@ def causes(spans: Mapping[str, Span]) -> Iterator[None]:
         _causes.reset(token)
 
 
+def cause(key: str) -> Span | None:
+    """The span an event written now for `key` would descend from (`carrier_for`), kept to
+    hand to `causes` when the write is deferred to the end of the unit (None when off)."""
+    if not enabled():
+        return None
+    spans = _causes.get()
+    return (spans.get(key) if spans else None) or trace.get_current_span()
+
+
 def carrier_for(key: str, default: dict[str, str]) -> dict[str, str]:
     """The context to store with an outbox event keyed `key`: the span of the consumed event
     of the same key when a set-based handler writes it (see `causes`), else `default` (the

@@ -51,6 +51,20 @@ class UnitOfWork:
         self.session = session
         self.source = source  # the `source` of every event: the service's name, from settings
         self._after_commit: list[Callable[[], Awaitable[object]]] = []
+        self._before_commit: dict[str, Callable[[], Awaitable[object]]] = {}
+
+    def before_commit(self, key: str, step: Callable[[], Awaitable[object]]) -> None:
+        """Do `step` once at the end of this unit, inside its transaction: work that several
+        changes of one unit share is done once (scoring rescores the tickets a consumer batch
+        touched with one statement, not per event). One step per `key` (the first kept)."""
+        self._before_commit.setdefault(key, step)
+
+    async def finish(self) -> None:
+        """Run the before-commit steps (called by whoever commits, before the commit)."""
+        while self._before_commit:
+            steps, self._before_commit = self._before_commit, {}
+            for step in steps.values():
+                await step()
 
     def after_commit(self, step: Callable[[], Awaitable[object]]) -> None:
         """Do `step` once the change is durable (e.g. void tokens issued meanwhile, or start
@@ -97,7 +111,9 @@ class UnitsOfWork:
     async def begin(self) -> AsyncIterator[UnitOfWork]:
         """One transaction: committed when the block ends, rolled back if it raises."""
         async with self.sessions() as session, session.begin():
-            yield UnitOfWork(session, self.source)
+            unit = UnitOfWork(session, self.source)
+            yield unit
+            await unit.finish()
 
     async def run(self, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
         """`work` in a unit of work, committed; run again from the start (new transaction,

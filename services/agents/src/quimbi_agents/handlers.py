@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from quimbi_common.consumer import TICKET_FIELDS_HELD
 from quimbi_common.events import (
     Event,
     EventType,
@@ -14,7 +13,7 @@ from quimbi_common.events import (
 from quimbi_common.runtime import Runtime
 from quimbi_common.uow import UnitOfWork
 
-from .projections import apply_message_added, apply_ticket_deleted, apply_ticket_event
+from .projections import apply_messages_added, apply_ticket_deleted, apply_ticket_event
 from .settings import Settings
 
 
@@ -24,7 +23,7 @@ def register(runtime: Runtime, settings: Settings) -> None:
         """Project the ticket; record its assignee, or auto-assign it (AUTO_ASSIGN)."""
         await apply_ticket_event(unit, settings, event.data)
 
-    @runtime.events.handle(EventType.TICKET_UPDATED, when=TICKET_FIELDS_HELD)
+    @runtime.events.handle(EventType.TICKET_UPDATED)
     async def on_ticket_updated(unit: UnitOfWork, event: Event[TicketUpdatedData]) -> None:
         """Follow assignee and status; a resolved or closed ticket completes its assignment."""
         await apply_ticket_event(unit, settings, event.data)
@@ -34,7 +33,7 @@ def register(runtime: Runtime, settings: Settings) -> None:
         """Tombstone the ticket and end its active assignment."""
         await apply_ticket_deleted(unit, settings, event.data)
 
-    @runtime.events.handle(EventType.MESSAGE_ADDED)
-    async def on_message_added(unit: UnitOfWork, event: Event[MessageData]) -> None:
-        """Response-time metric: customer message → next agent message."""
-        await apply_message_added(unit, event.data)
+    @runtime.events.handle_many(EventType.MESSAGE_ADDED)
+    async def on_message_added(unit: UnitOfWork, batch: list[Event[MessageData]]) -> None:
+        """Response-time metric: customer message → next agent message (a batch at once)."""
+        await apply_messages_added(unit, [event.data for event in batch])

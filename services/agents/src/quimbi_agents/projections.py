@@ -212,6 +212,38 @@ async def apply_ticket_deleted(
             await assign_waiting_tickets(unit, settings)
 
 
+_CUSTOMERS_WAITING = sa.text(
+    "INSERT INTO response_clocks (ticket_id, awaiting_since) "
+    "SELECT * FROM unnest(CAST(:ticket_ids AS text[]), CAST(:sent_at AS timestamptz[])) "
+    "ON CONFLICT (ticket_id) DO UPDATE SET awaiting_since = excluded.awaiting_since "
+    "WHERE response_clocks.awaiting_since IS NULL"
+)
+
+
+async def apply_messages_added(unit: UnitOfWork, messages: list[MessageData]) -> None:
+    """A batch of message.added in order: customer messages (most of them) start their
+    tickets' clocks with one statement; an agent message first applies the customer messages
+    before it, then is measured alone (`apply_message_added`)."""
+    waiting: dict[str, datetime] = {}  # per ticket, its first customer message in the run
+
+    async def start_clocks() -> None:
+        if waiting:
+            ticket_ids = sorted(waiting)  # the row locks in one order
+            await unit.session.execute(
+                _CUSTOMERS_WAITING,
+                {"ticket_ids": ticket_ids, "sent_at": [waiting[t] for t in ticket_ids]},
+            )
+            waiting.clear()
+
+    for data in messages:
+        if data.from_agent:
+            await start_clocks()
+            await apply_message_added(unit, data)
+        else:
+            waiting.setdefault(data.ticket_id, data.created_at)
+    await start_clocks()
+
+
 async def apply_message_added(unit: UnitOfWork, data: MessageData) -> None:
     """Response time: from a customer's message (the first not yet answered) to the next agent
     message, credited to that message's author (else the ticket's assignee)."""

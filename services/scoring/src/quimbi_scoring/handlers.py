@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from quimbi_common import assignees
 from quimbi_common.clock import utcnow
-from quimbi_common.consumer import TICKET_FIELDS_HELD
 from quimbi_common.events import (
     CustomerIntelligenceData,
     Event,
@@ -30,7 +29,7 @@ def register(runtime: Runtime, settings: Settings) -> None:
         """Project the ticket and its customer snapshot; publish its first score."""
         await projections.apply_ticket(unit, event.data, settings, utcnow())
 
-    @events.handle(EventType.TICKET_UPDATED, when=TICKET_FIELDS_HELD)
+    @events.handle(EventType.TICKET_UPDATED)
     async def on_ticket_updated(unit: UnitOfWork, event: Event[TicketUpdatedData]) -> None:
         """Priority, status, assignee or customer snapshot may have changed: rescore."""
         await projections.apply_ticket(unit, event.data, settings, utcnow())
@@ -56,13 +55,14 @@ def register(runtime: Runtime, settings: Settings) -> None:
         now = utcnow()
         await projections.apply_message(unit, event.data, settings, now, deleted=True)
 
-    @events.handle(EventType.CUSTOMER_INTELLIGENCE_UPDATED)
+    @events.handle_many(EventType.CUSTOMER_INTELLIGENCE_UPDATED)
     async def on_customer_intelligence_updated(
-        unit: UnitOfWork, event: Event[CustomerIntelligenceData]
+        unit: UnitOfWork, batch: list[Event[CustomerIntelligenceData]]
     ) -> None:
-        """New lifetime value and churn risk rescore every ticket of the customer."""
-        now = utcnow()
-        await projections.apply_customer_intelligence(unit, event.data, settings, now)
+        """New lifetime value and churn risk rescore every ticket of the customer (a batch of
+        customers at once)."""
+        data = [event.data for event in batch]
+        await projections.apply_customer_intelligence(unit, data, settings, utcnow())
 
     # The assignee straight from agents (one hop): a follow-up to an assignment waits for
     # these events, not for the ticket.updated that tickets publishes after consuming them.

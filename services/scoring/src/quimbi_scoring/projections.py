@@ -9,7 +9,8 @@ a lock and skips rows a handler holds or rewrote.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
@@ -17,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from quimbi_common import tracing
 from quimbi_common.catchup import notify_applied
 from quimbi_common.enums import TicketPriority, TicketStatus
 from quimbi_common.events import (
@@ -34,7 +36,6 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 TICKETS = cast(sa.Table, Ticket.__table__)
 MESSAGES = cast(sa.Table, Message.__table__)
-CUSTOMERS = cast(sa.Table, Customer.__table__)
 
 # --- projections ----------------------------------------------------------------------------
 #
@@ -60,19 +61,10 @@ async def apply_ticket(
     conversation = domain.summarize_conversation(ticket.created_at, messages)
     inserted = await _upsert_ticket(session, ticket, conversation)
     if customer.changed:
-        tickets = await service.load_for_customer(session, ticket.customer_id)
-        await service.score_tickets(unit, settings, now, tickets)
+        tickets = await service.load_for_customers(session, [ticket.customer_id])
+        rescore_at_the_end(unit, settings, now, [t.id for t in tickets])
     elif inserted is not None:
-        scorable = service.Scorable(
-            id=ticket.id,
-            priority=ticket.priority.value,
-            status=ticket.status.value,
-            waiting_since=conversation.waiting_since,
-            customer_sentiment=conversation.customer_sentiment,
-            lifetime_value=customer.lifetime_value,
-            churn_risk=customer.churn_risk,
-        )
-        await service.score_tickets(unit, settings, now, [scorable], first_time=inserted)
+        rescore_at_the_end(unit, settings, now, [ticket.id], inserted=inserted)
     await notify_applied(session, ticket.id)  # requests waiting for this ticket look again
 
 
@@ -118,35 +110,100 @@ async def apply_message(
     if not applied:
         return
     this = [] if deleted else [_conversation_message(message)]
-    ticket = await _refresh_conversation(session, message.ticket_id, [*others, *this])
-    if ticket is not None:
-        await service.score_tickets(unit, settings, now, [ticket])
+    if await _refresh_conversation(session, message.ticket_id, [*others, *this]):
+        rescore_at_the_end(unit, settings, now, [message.ticket_id])
+
+
+_APPLY_INTELLIGENCE = sa.text(
+    "INSERT INTO customers (id, lifetime_value, churn_risk, fetched_at) "
+    "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:lifetime_values AS float8[]), "
+    "CAST(:churn_risks AS float8[]), CAST(:fetched_at AS timestamptz[])) "
+    "ON CONFLICT (id) DO UPDATE SET lifetime_value = excluded.lifetime_value, "
+    "churn_risk = excluded.churn_risk, fetched_at = excluded.fetched_at "
+    "WHERE customers.fetched_at IS NULL OR customers.fetched_at < excluded.fetched_at "
+    "RETURNING id"
+)
 
 
 async def apply_customer_intelligence(
-    unit: UnitOfWork, intelligence: CustomerIntelligenceData, settings: Settings, now: datetime
+    unit: UnitOfWork,
+    batch: Sequence[CustomerIntelligenceData],
+    settings: Settings,
+    now: datetime,
 ) -> None:
-    """customer.intelligence_updated: the newest `fetched_at` wins; rescore their tickets."""
+    """customer.intelligence_updated, a batch at once: per customer the newest `fetched_at`
+    wins (one statement for all), then the tickets of the customers that changed are rescored
+    together (one read, one score write, one outbox insert)."""
+    newest: dict[str, CustomerIntelligenceData] = {}
+    for item in batch:
+        held = newest.get(item.customer_id)
+        if held is None or item.fetched_at >= held.fetched_at:
+            newest[item.customer_id] = item
+    rows = [newest[customer_id] for customer_id in sorted(newest)]  # row locks in id order
     session = unit.session
-    insert = pg_insert(CUSTOMERS).values(
-        id=intelligence.customer_id,
-        lifetime_value=intelligence.lifetime_value,
-        churn_risk=intelligence.churn_risk,
-        fetched_at=intelligence.fetched_at,
-    )
-    excluded = insert.excluded
-    upsert = insert.on_conflict_do_update(
-        index_elements=[CUSTOMERS.c.id],
-        set_={
-            "lifetime_value": excluded.lifetime_value,
-            "churn_risk": excluded.churn_risk,
-            "fetched_at": excluded.fetched_at,
+    changed = await session.scalars(
+        _APPLY_INTELLIGENCE,
+        {
+            "ids": [r.customer_id for r in rows],
+            "lifetime_values": [r.lifetime_value for r in rows],
+            "churn_risks": [r.churn_risk for r in rows],
+            "fetched_at": [r.fetched_at for r in rows],
         },
-        where=CUSTOMERS.c.fetched_at.is_(None) | (CUSTOMERS.c.fetched_at < excluded.fetched_at),
-    ).returning(CUSTOMERS.c.id)
-    if (await session.execute(upsert)).first() is not None:
-        tickets = await service.load_for_customer(session, intelligence.customer_id)
-        await service.score_tickets(unit, settings, now, tickets)
+    )
+    customer_ids = list(changed)
+    if customer_ids:
+        tickets = await service.load_for_customers(session, customer_ids)
+        rescore_at_the_end(unit, settings, now, [t.id for t in tickets])
+
+
+@dataclass
+class _Rescore:
+    """The tickets a unit of work changed, rescored once when it ends."""
+
+    ticket_ids: set[str] = field(default_factory=set)
+    unscored: set[str] = field(default_factory=set)  # inserted in this unit: no stored score
+    causes: dict[str, Any] = field(default_factory=dict)  # per ticket, the span of its first cause
+    now: datetime | None = None  # the time of the last event's handling
+
+
+_RESCORE = "quimbi_scoring.rescore"
+
+
+def rescore_at_the_end(
+    unit: UnitOfWork,
+    settings: Settings,
+    now: datetime,
+    ticket_ids: Sequence[str],
+    *,
+    inserted: bool = False,
+) -> None:
+    """Rescore these tickets when the unit ends (its before-commit step): a consumer batch
+    touching a ticket several times (its ticket.created, first message, customer intelligence)
+    rescores it once, and all of the batch's tickets with one read, one score write and one
+    outbox insert, from the rows as they stand at the end (a ticket deleted meanwhile is not
+    scored). Each ticket.scored keeps the trace of the first event that touched the ticket."""
+    session = unit.session
+    transaction = session.sync_session.get_transaction()
+    owner, pending = session.info.get(_RESCORE, (None, _Rescore()))
+    if owner is not transaction:
+        pending = _Rescore()
+        session.info[_RESCORE] = (transaction, pending)
+    pending.now = now
+    for ticket_id in ticket_ids:
+        if ticket_id not in pending.ticket_ids and inserted:
+            pending.unscored.add(ticket_id)
+        pending.ticket_ids.add(ticket_id)
+        if (cause := tracing.cause(ticket_id)) is not None:
+            pending.causes.setdefault(ticket_id, cause)
+
+    async def rescore() -> None:
+        tickets = await service.load_tickets(session, sorted(pending.ticket_ids))
+        with tracing.causes(pending.causes):
+            await service.score_tickets(
+                unit, settings, pending.now or now, tickets, unscored=pending.unscored
+            )
+
+    unit.before_commit(_RESCORE, rescore)
 
 
 async def _lock_ticket(session: AsyncSession, ticket_id: str) -> None:

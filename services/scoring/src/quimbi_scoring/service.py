@@ -2,11 +2,12 @@
 and recompute the due tickets periodically (what the job calls).
 
 Scoring a few tickets: compute in Python (domain.py), store the result, and publish
-ticket.scored when the total changed at 2 decimals, once per unit of work: a consumer batch
-that scores a ticket twice (ticket.created and its first message arrive together) publishes
-only the final score, by rewriting the event it added. Called with the ticket rows already
-locked (the handler holds them); the score rows are locked here before they are read, so the
-periodic recalculation either finished first or skips them (it never waits).
+ticket.scored when the total changed at 2 decimals. The projections call it once per unit of
+work, at its end, for every ticket the unit touched (`projections.rescore_at_the_end`), so a
+consumer batch holding a ticket's ticket.created and first message publishes one score.
+Called with the ticket rows already locked (the handler holds them); the score rows are
+locked here before they are read, so the periodic recalculation either finished first or
+skips them (it never waits).
 
 The periodic recomputation: every open ticket at least every SCORING_RECALCULATION_INTERVAL.
 
@@ -29,7 +30,7 @@ handler's result stands.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -95,12 +96,21 @@ _LOCK_SCORES = sa.text(
 )
 
 
-async def load_for_customer(session: AsyncSession, customer_id: str) -> list[Scorable]:
-    """Every live ticket of a customer, their rows locked in id order."""
+async def load_for_customers(session: AsyncSession, customer_ids: Sequence[str]) -> list[Scorable]:
+    """Every live ticket of these customers, their rows locked in id order."""
+    return await _load(session, Ticket.customer_id.in_(customer_ids))
+
+
+async def load_tickets(session: AsyncSession, ticket_ids: Sequence[str]) -> list[Scorable]:
+    """These tickets as they stand (the live ones), their rows locked in id order."""
+    return await _load(session, Ticket.id.in_(ticket_ids))
+
+
+async def _load(session: AsyncSession, which: sa.ColumnElement[bool]) -> list[Scorable]:
     rows = await session.execute(
         sa.select(*SCORABLE_COLUMNS)
         .select_from(sa.outerjoin(Ticket, Customer, Customer.id == Ticket.customer_id))
-        .where(Ticket.customer_id == customer_id, ~Ticket.deleted)
+        .where(which, ~Ticket.deleted)
         .order_by(Ticket.id)
         .with_for_update(of=Ticket)
     )
@@ -113,16 +123,17 @@ async def score_tickets(
     now: datetime,
     tickets: Sequence[Scorable],
     *,
-    first_time: bool = False,
+    unscored: Collection[str] = (),
 ) -> ScoredBatch:
-    """Compute, store, and publish the changed totals. `first_time`: these tickets were just
-    inserted in this transaction, so they have no stored score to read."""
+    """Compute, store, and publish the changed totals. `unscored`: tickets just inserted in
+    this transaction, so they have no stored score to read."""
     if not tickets:
         return ScoredBatch(0, 0)
     session = unit.session
     stored: dict[str, Any] = {}
-    if not first_time:
-        result = await session.execute(_LOCK_SCORES, {"ids": [t.id for t in tickets]})
+    scored_before = [t.id for t in tickets if t.id not in unscored]
+    if scored_before:
+        result = await session.execute(_LOCK_SCORES, {"ids": scored_before})
         stored = {row.ticket_id: row for row in result}
     weights = settings.weights
     names = ("ids", "scores", "parts", "inputs", "versions")
@@ -160,28 +171,8 @@ async def score_tickets(
         columns["inputs"].append(json.dumps(document))
         columns["versions"].append(version)
     await session.execute(_WRITE_SCORES, {"computed_at": now, **columns})
-    await _publish(unit, changed)
+    await unit.emit_many([(EventType.TICKET_SCORED, event) for event in changed])
     return ScoredBatch(len(tickets), len(changed))
-
-
-_UNSENT = "quimbi_scoring.unsent_scores"
-
-
-async def _publish(unit: UnitOfWork, changed: list[TicketScoredData]) -> None:
-    """Add ticket.scored for each change, or rewrite the one this transaction already added."""
-    session = unit.session
-    transaction = session.sync_session.get_transaction()
-    owner, unsent = session.info.get(_UNSENT, (None, {}))
-    if owner is not transaction:
-        unsent = {}
-        session.info[_UNSENT] = (transaction, unsent)
-    again = [
-        (unsent[e.ticket_id], EventType.TICKET_SCORED, e) for e in changed if e.ticket_id in unsent
-    ]
-    fresh = [e for e in changed if e.ticket_id not in unsent]
-    await unit.replace(again)
-    ids = await unit.emit_many([(EventType.TICKET_SCORED, event) for event in fresh])
-    unsent.update(zip((e.ticket_id for e in fresh), ids, strict=True))
 
 
 def inputs_document(inputs: domain.ScoreInputs, waiting_since: datetime | None) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from quimbi_common import assignees
-from quimbi_common.consumer import TICKET_FIELDS_HELD
 from quimbi_common.events import (
     Event,
     EventType,
@@ -27,7 +26,7 @@ def register(runtime: Runtime, settings: Settings) -> None:
         """Start the ticket's SLA clock under its priority's policy."""
         await projections.apply_ticket(unit, event.data, calendar)
 
-    @runtime.events.handle(EventType.TICKET_UPDATED, when=TICKET_FIELDS_HELD)
+    @runtime.events.handle(EventType.TICKET_UPDATED)
     async def on_ticket_updated(unit: UnitOfWork, event: Event[TicketUpdatedData]) -> None:
         """Pause, resume, resolve, reopen, re-prioritize; follow the assignee."""
         await projections.apply_ticket(unit, event.data, calendar)

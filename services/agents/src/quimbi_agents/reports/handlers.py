@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from quimbi_common.consumer import TICKET_FIELDS_HELD
 from quimbi_common.events import (
     Event,
     EventType,
@@ -30,7 +29,7 @@ def register(runtime: Runtime) -> None:
     async def report_tickets_created(unit: UnitOfWork, batch: list[Event[TicketData]]) -> None:
         await projection.apply_tickets(unit.session, [e.data for e in batch])
 
-    @many(EventType.TICKET_UPDATED, when=TICKET_FIELDS_HELD)
+    @many(EventType.TICKET_UPDATED)  # sentiment-only updates never get here (producer-only)
     async def report_tickets_updated(
         unit: UnitOfWork, batch: list[Event[TicketUpdatedData]]
     ) -> None:
