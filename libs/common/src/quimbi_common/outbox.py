@@ -13,7 +13,6 @@ import contextlib
 import json
 import logging
 import time
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -119,32 +118,6 @@ async def add_events(
         session, [t for t, _ in applied_elsewhere], [e for _, e in applied_elsewhere]
     )
     return columns["event_ids"]
-
-
-_REPLACE_MANY = sa.text(
-    "UPDATE outbox SET payload = jsonb_set(r.payload, '{traceparent}', "
-    "COALESCE(outbox.payload -> 'traceparent', 'null'::jsonb)) "
-    "FROM unnest(CAST(:event_ids AS uuid[]), CAST(:payloads AS jsonb[])) AS r(event_id, payload) "
-    "WHERE outbox.event_id = r.event_id AND outbox.published_at IS NULL"
-)
-
-
-async def replace_events(
-    session: AsyncSession, events: Sequence[tuple[str, EventType, Contract]], *, source: str
-) -> None:
-    """Give events added earlier in this transaction newer data, `(event id, topic, data)`:
-    a thing that changed twice before the commit is published once, in its final state. Its
-    trace context stays the first writer's: the event that caused it (a later event of the
-    same batch only refreshed it), so its trace does not depend on how a batch was cut."""
-    if not events:
-        return
-    ids: list[str] = []
-    payloads: list[str] = []
-    for event_id, topic, data in events:
-        _, event = build_event(topic, data, source=source, correlation_id=correlation_id.get())
-        ids.append(event_id)
-        payloads.append(event.model_copy(update={"id": uuid.UUID(event_id)}).model_dump_json())
-    await session.execute(_REPLACE_MANY, {"event_ids": ids, "payloads": payloads})
 
 
 class OutboxRelay:

@@ -18,7 +18,7 @@ from typing import TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from .events import Contract, EventType
-from .outbox import add_events, replace_events
+from .outbox import add_events
 
 T = TypeVar("T")
 
@@ -85,10 +85,6 @@ class UnitOfWork:
     async def emit_many(self, events: Sequence[tuple[EventType, Contract]]) -> list[str]:
         """Raise events with this change, in order (one statement); returns their ids."""
         return await add_events(self.session, events, source=self.source)
-
-    async def replace(self, events: Sequence[tuple[str, EventType, Contract]]) -> None:
-        """Give events raised earlier in this unit newer data, `(event id, topic, data)`."""
-        await replace_events(self.session, events, source=self.source)
 
 
 class UnitsOfWork:
