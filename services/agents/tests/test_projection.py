@@ -17,25 +17,10 @@ from quimbi_agents.projections import (
     apply_ticket_deleted,
 )
 from quimbi_common.enums import Role
-from quimbi_common.events import MessageData, TicketDeletedData
-from quimbi_common.testing import EventProbe, eventually
+from quimbi_common.events import TicketDeletedData
+from quimbi_common.testing import EventProbe, eventually, message_data
 
 pytestmark = pytest.mark.service
-
-
-def message(
-    ticket_id: str, at: datetime, *, from_agent: bool, author: str | None = None
-) -> MessageData:
-    return MessageData(
-        id=f"msg-{uuid.uuid4()}",
-        ticket_id=ticket_id,
-        from_agent=from_agent,
-        author_agent_id=author,
-        content="hello",
-        created_at=at,
-        version=1,
-        ticket_status="open",  # type: ignore[arg-type]
-    )
 
 
 async def history(h: Any, ticket_id: str) -> list[TicketAssignment]:
@@ -230,12 +215,12 @@ async def test_response_time_runs_from_the_customer_to_the_next_agent_message(
     ticket_id = f"ticket-{uuid.uuid4()}"
     t0 = datetime(2025, 12, 1, 9, 0, tzinfo=UTC)
     thread = [
-        message(ticket_id, t0, from_agent=False),
-        message(ticket_id, t0 + timedelta(seconds=30), from_agent=False),  # still waiting
-        message(ticket_id, t0 + timedelta(seconds=60), from_agent=True, author=agent["id"]),
-        message(ticket_id, t0 + timedelta(seconds=90), from_agent=True, author=agent["id"]),
-        message(ticket_id, t0 + timedelta(seconds=200), from_agent=False),
-        message(ticket_id, t0 + timedelta(seconds=320), from_agent=True, author=agent["id"]),
+        message_data(ticket_id, t0, from_agent=False),
+        message_data(ticket_id, t0 + timedelta(seconds=30), from_agent=False),  # still waiting
+        message_data(ticket_id, t0 + timedelta(seconds=60), from_agent=True, author=agent["id"]),
+        message_data(ticket_id, t0 + timedelta(seconds=90), from_agent=True, author=agent["id"]),
+        message_data(ticket_id, t0 + timedelta(seconds=200), from_agent=False),
+        message_data(ticket_id, t0 + timedelta(seconds=320), from_agent=True, author=agent["id"]),
     ]
     # when the messages arrive, each alone or all in one consumer batch
     if batched:
@@ -255,8 +240,8 @@ async def test_an_unsigned_agent_reply_counts_for_the_assignee(h: Any) -> None:
     await h.apply(ticket)
     t0 = datetime.now(UTC)
     for item in (
-        message(ticket.id, t0, from_agent=False),
-        message(ticket.id, t0 + timedelta(seconds=40), from_agent=True),
+        message_data(ticket.id, t0, from_agent=False),
+        message_data(ticket.id, t0 + timedelta(seconds=40), from_agent=True),
     ):
         async with h.units.begin() as unit:
             await apply_message_added(unit, item)
@@ -286,10 +271,10 @@ async def test_events_from_kafka_reach_the_projection_and_assignments_go_out(
     )
     # and a customer message followed by the agent's reply feeds its response time
     t0 = datetime.now(UTC)
-    await publish("message.added", message(ticket.id, t0, from_agent=False))
+    await publish("message.added", message_data(ticket.id, t0, from_agent=False))
     await publish(
         "message.added",
-        message(ticket.id, t0 + timedelta(seconds=75), from_agent=True, author=agent["id"]),
+        message_data(ticket.id, t0 + timedelta(seconds=75), from_agent=True, author=agent["id"]),
     )
 
     async def measured() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,13 +17,12 @@ from quimbi_agents.reports.models import ReportTicket
 from quimbi_common.enums import Role
 from quimbi_common.events import (
     EventType,
-    MessageData,
     SlaAlertData,
     SlaTrackingData,
     TicketDeletedData,
     TicketRatedData,
 )
-from quimbi_common.testing import SigningKeys, eventually, unique
+from quimbi_common.testing import SigningKeys, eventually, message_data, unique
 
 pytestmark = pytest.mark.service
 
@@ -35,19 +33,6 @@ PERIOD = {"from": "2031-03-02T00:00:00Z", "to": "2031-03-09T00:00:00Z"}
 @pytest.fixture
 def manager(keys: SigningKeys) -> dict[str, str]:
     return keys.headers(Role.MANAGER)
-
-
-def message(ticket_id: str, at: datetime, author: str | None, *, from_agent: bool = True) -> Any:
-    return MessageData(
-        id=f"msg-{uuid.uuid4()}",
-        ticket_id=ticket_id,
-        from_agent=from_agent,
-        author_agent_id=author,
-        content="hello",
-        created_at=at,
-        version=1,
-        ticket_status="open",  # type: ignore[arg-type]
-    )
 
 
 def sla(ticket: Any, version: int, fr: str, res: str, fr_after: int, res_after: int) -> Any:
@@ -86,11 +71,15 @@ async def test_figures_per_agent_and_per_team_from_the_event_stream(h: Any, publ
         tickets.append(ticket)
         at = ticket.created_at
         await publish(EventType.TICKET_CREATED, ticket)
-        await publish(EventType.MESSAGE_ADDED, message(ticket.id, at, None, from_agent=False))
+        await publish(EventType.MESSAGE_ADDED, message_data(ticket.id, at, from_agent=False))
         # a later agent message first: the earliest one is the first response, whatever order
-        await publish(EventType.MESSAGE_ADDED, message(ticket.id, at + timedelta(hours=3), b["id"]))
         await publish(
-            EventType.MESSAGE_ADDED, message(ticket.id, at + timedelta(seconds=fr), a["id"])
+            EventType.MESSAGE_ADDED,
+            message_data(ticket.id, at + timedelta(hours=3), author=b["id"]),
+        )
+        await publish(
+            EventType.MESSAGE_ADDED,
+            message_data(ticket.id, at + timedelta(seconds=fr), author=a["id"]),
         )
         resolved = h.updated(ticket, status="resolved", updated_at=at + timedelta(seconds=res))
         await publish(EventType.TICKET_UPDATED, resolved)
@@ -133,7 +122,7 @@ async def test_figures_per_agent_and_per_team_from_the_event_stream(h: Any, publ
     for ticket, res in ((inside, 100), (outside, 100), (theirs, 50)):
         await publish(EventType.TICKET_CREATED, ticket)
         at = ticket.created_at
-        await publish(EventType.MESSAGE_ADDED, message(ticket.id, at + timedelta(seconds=30), None))
+        await publish(EventType.MESSAGE_ADDED, message_data(ticket.id, at + timedelta(seconds=30)))
         await publish(
             EventType.TICKET_UPDATED,
             h.updated(ticket, status="resolved", updated_at=at + timedelta(seconds=res)),
@@ -299,10 +288,10 @@ async def test_the_projection_takes_events_in_any_order_and_batch(h: Any) -> Non
     again = h.updated(reopened, status="closed", updated_at=BASE + timedelta(hours=3))
     batches: list[tuple[Any, list[Any]]] = [
         # messages before the ticket is known, the later one first, in one batch and after
-        (projection.apply_messages, [message(ticket.id, late, a["id"])]),
+        (projection.apply_messages, [message_data(ticket.id, late, author=a["id"])]),
         (
             projection.apply_messages,
-            [message(ticket.id, late, None), message(ticket.id, early, a["id"])],
+            [message_data(ticket.id, late), message_data(ticket.id, early, author=a["id"])],
         ),
         (projection.apply_tickets, [again, ticket]),  # the second resolution before the first
         (projection.apply_tickets, [first, reopened]),

@@ -24,8 +24,8 @@ from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 
 from .auth import generate_rsa_private_key_pem, issue_token, public_jwk
-from .enums import AssignmentReason, AssignmentStatus, Role
-from .events import AssignmentData
+from .enums import AssignmentReason, AssignmentStatus, Role, TicketStatus
+from .events import AssignmentData, MessageData
 from .migrations import upgrade
 
 ADMIN_DSN = os.environ.get(
@@ -52,6 +52,22 @@ def assignment_data(ticket_id: str, agent_id: str, **fields: Any) -> AssignmentD
         **fields,
     }
     return AssignmentData(**values)
+
+
+def message_data(
+    ticket_id: str, at: datetime, *, from_agent: bool = True, author: str | None = None
+) -> MessageData:
+    """A message as tickets publishes it (message.added) on an open ticket, written `at`."""
+    return MessageData(
+        id=f"msg-{uuid.uuid4()}",
+        ticket_id=ticket_id,
+        from_agent=from_agent,
+        author_agent_id=author,
+        content="hello",
+        created_at=at,
+        version=1,
+        ticket_status=TicketStatus.OPEN,
+    )
 
 
 def unique(prefix: str = "t") -> str:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import StreamingResponse
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
@@ -17,17 +17,16 @@ from quimbi_common.errors import (
     UnprocessableError,
 )
 from quimbi_common.openapi import problems
-from quimbi_common.runtime import RuntimeDep, SessionDep, UnitsDep, provided
+from quimbi_common.runtime import RuntimeDep, SessionDep, UnitsDep
 
+from ..api import SettingsDep, SweeperDep
 from ..schemas import AttachmentList, AttachmentRead
-from ..settings import ALLOWED_ATTACHMENT_TYPES, Settings
+from ..settings import ALLOWED_ATTACHMENT_TYPES
 from . import files, service
 from .storage import StorageError
 
 router = APIRouter(tags=["attachments"])
 
-SettingsDep = Annotated[Settings, Depends(provided(Settings))]
-SweeperDep = Annotated[service.Sweeper, Depends(provided(service.Sweeper))]
 
 # What a multipart body adds around the file (boundaries, part headers) before we call it
 # too large without reading it.

@@ -16,6 +16,7 @@ from quimbi_common.errors import ServiceUnavailableError, TooManyRequestsError
 from quimbi_common.openapi import problems
 from quimbi_common.runtime import provided
 
+from ..api import SettingsDep
 from ..settings import Settings
 from .hub import LiveHub, Subscriber
 from .items import HEARTBEAT, STREAM_ID, control, frame, may_see, stream_key
@@ -23,7 +24,6 @@ from .items import HEARTBEAT, STREAM_ID, control, frame, may_see, stream_key
 router = APIRouter(tags=["live"])
 
 HubDep = Annotated[LiveHub, Depends(provided(LiveHub))]
-SettingsDep = Annotated[Settings, Depends(provided(Settings))]
 _ID_PATTERN = STREAM_ID.pattern
 _REPLAY_PAGE = 500
 
