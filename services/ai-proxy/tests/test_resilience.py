@@ -3,6 +3,7 @@ retries on 5xx and timeouts only, the circuit breaker, stale answers, and Redis 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -11,6 +12,8 @@ import redis.asyncio as aioredis
 
 from quimbi_ai_proxy import domain
 from quimbi_ai_proxy.service import AiProxy
+from quimbi_ai_proxy.settings import Settings
+from quimbi_ai_proxy.tickets import HttpTicketReader
 from quimbi_common.enums import Role
 from quimbi_common.testing import eventually
 
@@ -277,3 +280,38 @@ async def test_the_agents_token_never_reaches_quimbi(proxy_app, tickets, standin
         assert "authorization" not in request_headers
         assert token not in " ".join(request_headers.values())
         assert request_headers["x-api-key"] == proxy.settings.quimbi_api_key.get_secret_value()
+
+
+async def test_a_read_on_a_connection_the_tickets_service_dropped_is_sent_again() -> None:
+    """uvicorn closes an idle keep-alive connection after 5 s; a read that goes out on it as it
+    closes fails in transport (ReadError, or a disconnect without an answer). That is not the
+    service being down: the reader sends the read once more on a fresh connection."""
+    answered = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal answered
+        while await reader.readuntil(b"\r\n\r\n"):
+            if answered % 2 == 1:  # every second request: drop the connection unanswered
+                answered += 1
+                writer.close()
+                return
+            answered += 1
+            body = b'{"id": "c1"}'
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
+                + str(len(body)).encode()
+                + b"\r\n\r\n"
+                + body
+            )
+            await writer.drain()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reader = HttpTicketReader(Settings(tickets_url=f"http://127.0.0.1:{port}"))
+    try:
+        await reader.check_customer("c1", "Bearer x")  # opens the pooled connection
+        await reader.check_customer("c1", "Bearer x")  # dropped on the reused one, then sent again
+        assert answered == 3
+    finally:
+        await reader.aclose()
+        server.close()

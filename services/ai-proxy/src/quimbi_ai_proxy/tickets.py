@@ -34,12 +34,22 @@ class TicketReader(Protocol):
     async def aclose(self) -> None: ...
 
 
+# A pooled keep-alive connection the service closed while this request went out on it: the
+# read never reached a handler, or reached it and is safe to repeat (a GET).
+_DROPPED = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
+
+
 class HttpTicketReader:
-    """`GET {TICKETS_URL}/api/tickets/{id}` and `/api/customers/{id}` over one pooled client."""
+    """`GET {TICKETS_URL}/api/tickets/{id}` and `/api/customers/{id}` over one pooled client.
+
+    Idle connections are let go after 2 s, before uvicorn's 5 s keep-alive closes them from
+    the other side; a read on a connection closed under it anyway is sent once more."""
 
     def __init__(self, settings: Settings) -> None:
         self._http = httpx.AsyncClient(
-            base_url=settings.tickets_url, timeout=httpx.Timeout(settings.tickets_timeout)
+            base_url=settings.tickets_url,
+            timeout=httpx.Timeout(settings.tickets_timeout),
+            limits=httpx.Limits(keepalive_expiry=2.0),
         )
 
     async def aclose(self) -> None:
@@ -51,7 +61,10 @@ class HttpTicketReader:
         if request_id := correlation_id.get():
             headers[REQUEST_ID_HEADER] = request_id
         try:
-            response = await self._http.get(path, headers=headers)
+            try:
+                response = await self._http.get(path, headers=headers)
+            except _DROPPED:
+                response = await self._http.get(path, headers=headers)
         except httpx.HTTPError as exc:
             raise ServiceUnavailableError(
                 f"The tickets service is unavailable ({type(exc).__name__})"
