@@ -159,9 +159,8 @@ def test_the_middleware_records_sampled_requests_and_forwards_the_decision(tmp_p
     assert failed["status"] == "ERROR"
 
 
-CLIENT_SPANS = """
-import asyncio, json
-import redis.asyncio as aioredis
+# The probes' shared start: tracing configured, and a remote parent span, sampled or not.
+PROBE_PRELUDE = """
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from quimbi_common import tracing
@@ -169,8 +168,15 @@ tracing.configure_tracing("probe")
 
 def parent(sampled):
     flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
-    context = SpanContext(int("1" * 32, 16), int("2" * 16, 16), True, trace_flags=flags)
-    return trace.set_span_in_context(NonRecordingSpan(context))
+    span_context = SpanContext(int("1" * 32, 16), int("2" * 16, 16), True, trace_flags=flags)
+    return trace.set_span_in_context(NonRecordingSpan(span_context))
+"""
+
+CLIENT_SPANS = (
+    PROBE_PRELUDE
+    + """
+import asyncio, json
+import redis.asyncio as aioredis
 
 async def main():
     client = aioredis.from_url(REDIS_URL)
@@ -186,6 +192,7 @@ async def main():
 asyncio.run(main())
 tracing.shutdown()
 """
+)
 
 
 def test_client_spans_only_inside_a_sampled_trace(tmp_path: Path) -> None:
@@ -319,19 +326,13 @@ def test_the_standard_samplers_are_decided_without_the_sdk() -> None:
     assert _head_rule(sampling.AlwaysRecordSampler(sampling.ALWAYS_OFF)) is None
 
 
-SQL_SPANS = """
+SQL_SPANS = (
+    PROBE_PRELUDE
+    + """
 import asyncio
-from opentelemetry import context, trace
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from opentelemetry import context
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
-from quimbi_common import tracing
-tracing.configure_tracing("probe")
-
-def parent(sampled):
-    flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
-    span_context = SpanContext(int("1" * 32, 16), int("2" * 16, 16), True, trace_flags=flags)
-    return trace.set_span_in_context(NonRecordingSpan(span_context))
 
 async def main():
     engine = create_async_engine(DATABASE_URL)
@@ -349,6 +350,7 @@ async def main():
 asyncio.run(main())
 tracing.shutdown()
 """
+)
 
 
 def test_sql_spans_only_inside_a_sampled_trace_and_no_connect_span(tmp_path: Path) -> None:
