@@ -1,9 +1,10 @@
 """Cost per ticket: the whole suite, N clients creating a ticket + one customer message each.
 
 Needs the local infrastructure (`make infra`). Starts the suite as `make run` does (the
-launcher in deploy/local), on ports offset by 15000, with scratch databases, a private topic
-prefix and consumer groups, Redis database 7; drives `--clients` clients through the gateway
-at `--rate` tickets/s for `--seconds`, waits until everything settled (outboxes published,
+launcher in deploy/local), on ports offset by 15000 (`--port-offset`), with scratch
+databases, a private topic prefix and consumer groups, Redis database 7 (`--redis-db`,
+flushed); drives `--clients` clients through the gateway at `--rate` tickets/s for
+`--seconds`, waits until everything settled (outboxes published,
 consumer lag 0, processed_events still), then prints:
 
 - CPU per ticket+message summed over every suite process, Kafka and the PostgreSQL backends
@@ -296,15 +297,23 @@ async def start_profiler(suite: Suite, name: str, seconds: float) -> asyncio.sub
     )
 
 
-async def main(rate: float, seconds: float, clients: int, warmup: int, profile: str | None) -> None:
+async def main(
+    rate: float,
+    seconds: float,
+    clients: int,
+    warmup: int,
+    profile: str | None,
+    port_offset: int = 15000,
+    redis_db: int = 7,
+) -> None:
     namespace = unique("_cost")
     prefix = f"{namespace}."
-    redis_url = "redis://127.0.0.1:6379/7"
+    redis_url = f"redis://127.0.0.1:6379/{redis_db}"
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
     client.close()
     opts = Options(
-        port_offset=15000,
+        port_offset=port_offset,
         namespace=namespace,
         redis_url=redis_url,
         log_dir=ROOT / ".local" / "logs" / namespace.strip("_"),
@@ -582,5 +591,17 @@ if __name__ == "__main__":
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients at most")
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--profile", choices=(*CONSUMERS, "gateway"), help="py-spy a service")
+    parser.add_argument("--port-offset", type=int, default=15000, help="so runs can coexist")
+    parser.add_argument("--redis-db", type=int, default=7, help="flushed at the start")
     args = parser.parse_args()
-    asyncio.run(main(args.rate, args.seconds, args.clients, args.warmup, args.profile))
+    asyncio.run(
+        main(
+            args.rate,
+            args.seconds,
+            args.clients,
+            args.warmup,
+            args.profile,
+            args.port_offset,
+            args.redis_db,
+        )
+    )
