@@ -1,4 +1,4 @@
-"""The Redis cache: JSON values with TTLs, and the per-ticket set of keys a new message drops.
+"""The Redis cache: JSON values with TTLs.
 
 Every operation swallows RedisError (logged, counted): with Redis down the proxy answers
 uncached instead of failing.
@@ -15,17 +15,7 @@ import redis.asyncio as aioredis
 from prometheus_client import Counter
 from redis.exceptions import RedisError
 
-from .domain import ticket_keys_key
-
 log = logging.getLogger(__name__)
-
-# Atomic, so a key added while dropping is either dropped too or still indexed.
-_DROP_INDEXED = """
-local keys = redis.call('SMEMBERS', KEYS[1])
-for _, key in ipairs(keys) do redis.call('DEL', key) end
-redis.call('DEL', KEYS[1])
-return #keys
-"""
 
 CACHE_LOOKUPS = Counter("ai_cache_lookups_total", "ai-proxy cache lookups", ["kind", "outcome"])
 
@@ -53,31 +43,14 @@ class Cache:
             return None
         return value if isinstance(value, dict) else None
 
-    async def put(
-        self, entries: Mapping[str, tuple[dict[str, Any], int]], *, ticket_id: str | None = None
-    ) -> None:
-        """Store `{key: (value, ttl)}` in one round trip; with `ticket_id`, remember the keys so
-        `drop_ticket` can find them (the set lives as long as the longest entry)."""
+    async def put(self, entries: Mapping[str, tuple[dict[str, Any], int]]) -> None:
+        """Store `{key: (value, ttl)}` in one round trip."""
         if not entries:
             return
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for key, (value, ttl) in entries.items():
                     pipe.set(key, json.dumps(value, default=str), ex=ttl)
-                if ticket_id is not None:
-                    index = ticket_keys_key(ticket_id)
-                    pipe.sadd(index, *entries)
-                    pipe.expire(index, max(ttl for _, ttl in entries.values()))
                 await pipe.execute()
         except RedisError as exc:
             log.warning("cache write of %s failed: %s", ", ".join(entries), exc)
-
-    async def drop_ticket(self, ticket_id: str) -> int:
-        """Forget every answer built from this ticket's conversation; how many keys went."""
-        index = ticket_keys_key(ticket_id)
-        try:
-            dropped = await self.redis.eval(_DROP_INDEXED, 1, index)
-        except RedisError as exc:
-            log.warning("dropping cached answers of ticket %s failed: %s", ticket_id, exc)
-            return 0
-        return int(dropped)

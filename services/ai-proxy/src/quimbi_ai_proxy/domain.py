@@ -45,17 +45,12 @@ def stale_key(key: str) -> str:
     return f"stale:{key}"
 
 
-def ticket_keys_key(ticket_id: str) -> str:
-    """The set of every cache key built from this ticket's conversation (dropped on a message)."""
-    return f"ai:ticket-keys:{ticket_id}"
-
-
 # --- conversation ---------------------------------------------------------------------------
 
 
 def conversation_fingerprint(messages: Iterable[Mapping[str, Any]]) -> str:
     """A digest of the messages (ids and contents): an answer cached for one conversation is
-    never served for another, even when a `message.added` event has not arrived yet."""
+    never served for another (what keeps drafts current: no event drops them)."""
     parts = [[str(m.get("id", "")), str(m.get("content", ""))] for m in messages]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
 

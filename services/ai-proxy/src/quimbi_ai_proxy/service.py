@@ -3,7 +3,8 @@
 Each answer is looked up in Redis first, then asked of Quimbi (through QuimbiClient), stored
 with its TTL plus a long-lived stale copy, and served from that stale copy (marked) when Quimbi
 is unavailable. Answers built from a conversation carry its fingerprint and are never served
-for a different conversation.
+for a different conversation (so no event needs to drop them: a new message changes the
+fingerprint, and an outdated answer is overwritten or expires with its TTL).
 """
 
 from __future__ import annotations
@@ -255,8 +256,7 @@ async def draft_response(
             {
                 key: (value, settings.draft_cache_ttl),
                 domain.stale_key(key): (value, settings.quimbi_stale_ttl),
-            },
-            ticket_id=ticket.id,
+            }
         )
     return draft
 
@@ -337,8 +337,7 @@ async def recommendation(proxy: AiProxy, ticket: TicketContext) -> Recommendatio
         return stale
     if not answer.stale:
         await proxy.cache.put(
-            {key: (_entry(answer, conversation), proxy.settings.quimbi_stale_ttl)},
-            ticket_id=ticket.id,
+            {key: (_entry(answer, conversation), proxy.settings.quimbi_stale_ttl)}
         )
     return answer
 
@@ -379,11 +378,6 @@ async def _recommend(proxy: AiProxy, ticket: TicketContext) -> RecommendationRes
 
 
 # --- events ---------------------------------------------------------------------------------
-
-
-async def forget_ticket_answers(proxy: AiProxy, ticket_id: str) -> int:
-    """A new message makes every draft (and stale recommendation) of the ticket outdated."""
-    return await proxy.cache.drop_ticket(ticket_id)
 
 
 class IntelligenceWarmer:

@@ -3,11 +3,15 @@ topics write one row per ticket in any order, so each writes only its own column
 multi-row upsert per batch (the batch first reduced to one row per ticket), guarded per
 column: the resolution and the SLA clock keep their highest version, the first response the
 earliest time. Redelivery changes nothing (the consumer skips a seen event id; a repeat under
-a new id meets the same guards). Runs in the consumer's unit of work (never commits)."""
+a new id meets the same guards). Runs in the consumer's unit of work (never commits).
+
+The ticket topics are consumed by the service's own handlers (`handlers.py`), which `stage`
+their events here: one consumption of an event per service (issue 15), and still one upsert
+per batch, run at the end of the unit (its before-commit step)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import Any, cast
 
@@ -23,6 +27,7 @@ from quimbi_common.events import (
     TicketDeletedData,
     TicketUpdatedData,
 )
+from quimbi_common.uow import UnitOfWork
 
 from ..models import TicketAssignment
 from .models import ReportTicket
@@ -172,3 +177,30 @@ async def apply_slas(session: AsyncSession, batch: list[SlaTrackingData]) -> Non
         rows,
         lambda incoming: sa.func.coalesce(_ROW.sla_version, -1) <= incoming.sla_version,
     )
+
+
+_STAGED = "reports.staged"
+
+
+def stage(
+    unit: UnitOfWork,
+    apply: Callable[[AsyncSession, list[Any]], Awaitable[None]],
+    data: Any,
+) -> None:
+    """Apply `data` with `apply` (`apply_tickets`, `apply_deletions`) at the end of the unit,
+    together with what the unit's other events staged for it: one upsert for the batch."""
+    session = unit.session
+    transaction = session.sync_session.get_transaction()
+    owner, staged = session.info.get(_STAGED, (None, None))
+    if owner is not transaction or staged is None:
+        staged = {}
+        session.info[_STAGED] = (transaction, staged)
+    if apply not in staged:
+        batch: list[Any] = []
+        staged[apply] = batch
+
+        async def run() -> None:
+            await apply(session, batch)
+
+        unit.before_commit(f"{_STAGED}.{apply.__name__}", run)
+    staged[apply].append(data)
