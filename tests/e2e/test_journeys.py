@@ -221,7 +221,7 @@ async def test_ai_draft_is_cached_and_a_new_message_drops_it(
     assert not first.get("cached")
 
     async def served_from_cache() -> None:
-        # The ticket's first message.added may still drop that first draft; the next one stays.
+        # The draft is cached for this conversation; a new message makes the next one new.
         assert (await get_ok(gateway, path, agent)).get("cached") is True
 
     await eventually(served_from_cache)
