@@ -10,8 +10,9 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
-from quimbi_agents.models import Agent
+from quimbi_agents.models import Agent, TicketAssignment
 from quimbi_agents.reports import projection
 from quimbi_agents.reports.models import ReportTicket
 from quimbi_common.enums import Role
@@ -313,3 +314,38 @@ async def test_the_projection_takes_events_in_any_order_and_batch(h: Any) -> Non
         "met",
         "breached",
     )
+
+
+async def test_a_ticket_and_its_messages_are_recorded_once_and_feed_both_projections(
+    h: Any, publish: Any
+) -> None:
+    """Issue 15: the service's own handlers feed the report projection, so an event is one
+    `processed_events` row here (the report's own handlers made it two)."""
+    agent = (await h.agents_fast({}))[0]
+    ticket = h.ticket(assigned_agent_id=agent["id"], created_at=BASE)
+    # when a ticket, a customer message and the agent's reply arrive
+    await publish(EventType.TICKET_CREATED, ticket)
+    await publish(EventType.MESSAGE_ADDED, message_data(ticket.id, BASE, from_agent=False))
+    reply_at = BASE + timedelta(minutes=5)
+    await publish(EventType.MESSAGE_ADDED, message_data(ticket.id, reply_at, author=agent["id"]))
+
+    async def applied() -> tuple[Any, list[Any]]:
+        async with h.sessions() as session:
+            row = await session.get(ReportTicket, ticket.id, populate_existing=True)
+            assert row is not None
+            assert row.first_response_at == reply_at
+            assignment = await session.scalar(
+                sa.select(TicketAssignment).where(TicketAssignment.ticket_id == ticket.id)
+            )
+            assert assignment is not None  # the service's own projection has it too
+            everything = sa.text("SELECT consumer, event_id FROM processed_events")
+            recorded = await session.execute(everything)
+            return row, list(recorded)
+
+    _, recorded = await eventually(applied, timeout=30)
+    # then each event is one row: these three, and every other event this app consumed
+    per_event: dict[Any, list[str]] = {}
+    for consumer, event_id in recorded:
+        per_event.setdefault(event_id, []).append(consumer)
+    assert per_event
+    assert {e: c for e, c in per_event.items() if len(c) > 1} == {}
