@@ -103,7 +103,9 @@ async def test_timeouts_on_every_attempt_give_503(proxy_app, tickets, standin) -
         )
         elapsed = time.monotonic() - started
     assert response.status_code == 503
-    assert 0.6 <= elapsed < 2.5
+    # two attempts of 0.3 s and a back-off; the upper bound only tells QUIMBI_TIMEOUT (30 s by
+    # default) was applied, with room for a loaded machine (2.5 s failed at load average 20)
+    assert 0.6 <= elapsed < 10
     assert (await standin.calls())["analyze"] == 2
 
 
