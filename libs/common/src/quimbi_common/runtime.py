@@ -466,7 +466,7 @@ def main(
         )
         raise SystemExit(
             f"{settings.service_name}: unknown command {command[0]!r} (one of: "
-            f"{', '.join(offered)}; none: serve and consume in one process)"
+            f"{', '.join(offered)}{'; none: both in one process' if consumes else ''})"
         )
     if command:
         settings = settings.model_copy(update={"process_role": command[0]})
