@@ -28,7 +28,7 @@ from quimbi_sla.settings import Settings
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 
-pytestmark = pytest.mark.service
+pytestmark = [pytest.mark.service, pytest.mark.timeout(600)]  # two processes start, under load
 
 
 def _free_port() -> int:
@@ -80,7 +80,7 @@ async def _ready(client: httpx.AsyncClient, url: str) -> None:
                 return
         raise AssertionError(f"{url} not ready")
 
-    await eventually(check, timeout=90, interval=0.3)
+    await eventually(check, timeout=180, interval=0.3)
 
 
 async def test_serve_answers_the_api_only_and_consume_consumes_only(
@@ -140,7 +140,7 @@ async def _run_both_roles(settings: Settings, keys: SigningKeys, tmp_path: Path)
         "JWKS_JSON": keys.jwks_json,
         "PORT": str(serve_port),
         "CONSUME_PORT": str(consume_port),
-        "LOG_LEVEL": "WARNING",
+        "LOG_LEVEL": "INFO",  # the logs stay in tmp_path for a failure's post-mortem
     }
     serve_url, consume_url = f"http://127.0.0.1:{serve_port}", f"http://127.0.0.1:{consume_port}"
     owner = unique("agent-")
@@ -166,9 +166,9 @@ async def _run_both_roles(settings: Settings, keys: SigningKeys, tmp_path: Path)
                         await client.get(serve_url + sla_path, headers=agent)
                     ).status_code == 200
 
-                await eventually(shown, timeout=60, interval=0.2)
+                await eventually(shown, timeout=120, interval=0.2)
                 # the group has one member: the consume process (serve joined no group)
-                await eventually(lambda: _assert_members(settings, 1), timeout=30, interval=0.5)
+                await eventually(lambda: _assert_members(settings, 1), timeout=90, interval=0.5)
                 # the consume process answers health and metrics, no API and no docs
                 assert (await client.get(consume_url + sla_path, headers=agent)).status_code == 404
                 assert (await client.get(f"{consume_url}/docs")).status_code == 404
@@ -178,11 +178,11 @@ async def _run_both_roles(settings: Settings, keys: SigningKeys, tmp_path: Path)
                 paused = await client.post(f"{serve_url}{sla_path}/pause", headers=agent)
                 assert paused.status_code == 200
                 await eventually(
-                    lambda: _assert_unpublished(settings, ticket_id, 0), timeout=30, interval=0.2
+                    lambda: _assert_unpublished(settings, ticket_id, 0), timeout=90, interval=0.2
                 )
 
             # when the consume process is gone, the serve process goes on answering
-            await eventually(lambda: _assert_members(settings, 0), timeout=60, interval=0.5)
+            await eventually(lambda: _assert_members(settings, 0), timeout=120, interval=0.5)
             resumed = await client.post(f"{serve_url}{sla_path}/resume", headers=agent)
             assert resumed.status_code == 200
             # then its write waits in the outbox: serve publishes nothing and joins no group
