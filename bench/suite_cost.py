@@ -17,9 +17,13 @@ Kafka and PostgreSQL are shared: their CPU includes whatever else runs on them m
 
     uv run python bench/suite_cost.py [--rate 10] [--seconds 30] [--clients 8]
                                       [--profile scoring]   # py-spy on one service (PyPI)
+                                      [--baseline main]     # that revision's service code
 
 `--profile` records that service with py-spy during the load (collapsed stacks, for a flame
-graph or `sort | uniq` by frame) and prints the file's path.
+graph or `sort | uniq` by frame) and prints the file's path. `--baseline REV` runs the
+services' code of that revision (`git archive`, first on PYTHONPATH; this checkout's
+environment, launcher and migrations), for before/after runs taken in turn; its figures are
+not handed to `make bench`'s table.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import redis
-from _shared import cpu_seconds, percentile, record
+from _shared import baseline_tree, cpu_seconds, percentile, record
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -296,7 +300,14 @@ async def start_profiler(suite: Suite, name: str, seconds: float) -> asyncio.sub
     )
 
 
-async def main(rate: float, seconds: float, clients: int, warmup: int, profile: str | None) -> None:
+async def main(
+    rate: float,
+    seconds: float,
+    clients: int,
+    warmup: int,
+    profile: str | None,
+    code: str | None = None,
+) -> None:
     namespace = unique("_cost")
     prefix = f"{namespace}."
     redis_url = "redis://127.0.0.1:6379/7"
@@ -316,6 +327,7 @@ async def main(rate: float, seconds: float, clients: int, warmup: int, profile: 
             "RATE_LIMIT_PER_AGENT": "1000000",
             "RATE_LIMIT_PER_API_KEY": "1000000",
             "RATE_LIMIT_PER_IP": "1000000",
+            **({"PYTHONPATH": code} if code else {}),
         },
     )
     suite = Suite(opts)
@@ -354,7 +366,7 @@ async def main(rate: float, seconds: float, clients: int, warmup: int, profile: 
         # the settle check's own quiet wait is idle time too: subtract idle over the whole span
         net = {g: used[g] - idle.get(g, 0.0) * (after.at - before.at) for g in used}
         counts = await consumed_counts(databases, since)
-        report(rate, clients, load, count, took, span, net, idle, counts)
+        report(rate, clients, load, count, took, span, net, idle, counts, to_table=code is None)
         await report_pipeline(databases, list(load.created))
         await report_batches(suite, len(load.done) + warmup)
     finally:
@@ -495,6 +507,8 @@ def report(
     net: dict[str, float],
     idle: dict[str, float],
     counts: dict[str, dict[str, int]],
+    *,
+    to_table: bool = True,
 ) -> None:
     done = len(load.done)
     print(
@@ -542,7 +556,8 @@ def report(
             f"  {name:<10} {net[name]:7.2f} {idle.get(name, 0.0) * 100:7.1f} "
             f"{net[name] / done * 1000:10.1f} {n or '':>7} {per_ticket_events} {per_event}"
         )
-    record_figures(rate, done, span, own, net, events, to_visible)
+    if to_table:
+        record_figures(rate, done, span, own, net, events, to_visible)
     print("  consumed per handler (per ticket+message):")
     for name, per_handler in counts.items():
         text = ", ".join(f"{h} {n / done:.2f}" for h, n in sorted(per_handler.items()))
@@ -582,5 +597,10 @@ if __name__ == "__main__":
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients at most")
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--profile", choices=(*CONSUMERS, "gateway"), help="py-spy a service")
+    parser.add_argument("--baseline", help="run the services' code of this git revision")
     args = parser.parse_args()
-    asyncio.run(main(args.rate, args.seconds, args.clients, args.warmup, args.profile))
+    with contextlib.ExitStack() as stack:
+        code = stack.enter_context(baseline_tree(args.baseline)) if args.baseline else None
+        if code:
+            print(f"services' code of {args.baseline}")
+        asyncio.run(main(args.rate, args.seconds, args.clients, args.warmup, args.profile, code))
