@@ -9,9 +9,11 @@ are collected once; the ordering score adds TOPIC_ALERT_BOOST to them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import types
 import typing
+import weakref
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -21,6 +23,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from quimbi_common.auth import Principal
@@ -421,11 +424,27 @@ def _detail_statement(own_tickets_only: bool) -> Compiled:
     return Compiled(compiled.string, tuple(compiled.positiontup or ()))
 
 
+_READ_SLOTS: weakref.WeakKeyDictionary[Engine, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+def _read_slots(engine: AsyncEngine) -> asyncio.Semaphore:
+    """As many concurrent reads as the pool keeps connections: past that, a read waits for a
+    pooled connection here instead of opening an overflow one that is closed again when
+    returned (connect, SSL probe, start-up and close cost this process about as much CPU as
+    the statement itself under the inbox benchmark's load: issue #15's profile)."""
+    slots = _READ_SLOTS.get(engine.sync_engine)
+    if slots is None:
+        size = getattr(engine.pool, "size", None)
+        slots = asyncio.Semaphore(size() if callable(size) else 10)
+        _READ_SLOTS[engine.sync_engine] = slots
+    return slots
+
+
 async def _fetchrow(engine: AsyncEngine, statement: Compiled, params: dict[str, Any]) -> Any:
     """One row of a compiled statement, run as-is on a pooled connection's asyncpg driver,
     held only for that statement: outside a transaction (one statement reads one snapshot),
     prepared once per connection by asyncpg's statement cache."""
-    async with engine.connect() as connection:
+    async with _read_slots(engine), engine.connect() as connection:
         driver = (await connection.get_raw_connection()).driver_connection
         assert driver is not None
         try:
