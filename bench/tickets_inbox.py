@@ -282,17 +282,17 @@ async def measure(
     latencies, wall = await load(base, token, path, n, concurrency)
     elapsed = time.perf_counter() - began
     warm = (WARM_UP // concurrency + 1) * concurrency
-    cpu = {
-        name: (cpu_seconds(pid) - before[name] - IDLE.get(name, 0.0) * elapsed) / (n + warm) * 1000
-        for name, pid in pids.items()
-    }
+    used = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+    cpu = {name: (used[name] - IDLE.get(name, 0.0) * elapsed) / (n + warm) * 1000 for name in pids}
     cpu["client"] = (time.process_time() - client_before) / (n + warm) * 1000
     p99 = percentile(latencies, 99)
     PER_REQUEST[label] = cpu
+    raw = ", ".join(f"{name} {used[name] / (n + warm) * 1000:.2f}" for name in pids)
     print(
         f"{label:<46} p50 {statistics.median(latencies):6.2f} ms   p99 {p99:6.2f} ms   "
         f"{len(latencies) / wall:5.0f} req/s   CPU ms/request: "
         + ", ".join(f"{name} {ms:.2f}" for name, ms in cpu.items())
+        + f"   (idle not subtracted: {raw})"
     )
     return p99
 
