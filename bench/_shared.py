@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import subprocess
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -51,3 +55,20 @@ def stop_processes(processes: Iterable[subprocess.Popen[bytes]], timeout: float 
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextlib.contextmanager
+def baseline_tree(revision: str) -> Iterator[str]:
+    """PYTHONPATH entries for every service's code of `revision` and its libs/common (put
+    first, they run that revision's code in this checkout's environment and schema)."""
+    with tempfile.TemporaryDirectory(prefix="bench-baseline-") as where:
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", revision, "libs/common/src", "services"],
+            check=True,
+            capture_output=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", where], input=archive, check=True)
+        paths = [f"{where}/libs/common/src"] + [
+            str(p) for p in sorted(Path(where, "services").glob("*/src"))
+        ]
+        yield ":".join(paths)

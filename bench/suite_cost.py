@@ -18,9 +18,13 @@ Kafka and PostgreSQL are shared: their CPU includes whatever else runs on them m
 
     uv run python bench/suite_cost.py [--rate 10] [--seconds 30] [--clients 8]
                                       [--profile scoring]   # py-spy on one service (PyPI)
+                                      [--baseline main]     # that revision's service code
 
 `--profile` records that service with py-spy during the load (collapsed stacks, for a flame
-graph or `sort | uniq` by frame) and prints the file's path.
+graph or `sort | uniq` by frame) and prints the file's path. `--baseline REV` runs the
+services' code of that revision (`git archive`, first on PYTHONPATH; this checkout's
+environment, launcher and migrations), for before/after runs taken in turn; its figures are
+not handed to `make bench`'s table.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import redis
-from _shared import cpu_seconds, percentile, record
+from _shared import baseline_tree, cpu_seconds, percentile, record
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -303,6 +307,7 @@ async def main(
     clients: int,
     warmup: int,
     profile: str | None,
+    code: str | None = None,
     port_offset: int = 15000,
     redis_db: int = 7,
 ) -> None:
@@ -325,6 +330,7 @@ async def main(
             "RATE_LIMIT_PER_AGENT": "1000000",
             "RATE_LIMIT_PER_API_KEY": "1000000",
             "RATE_LIMIT_PER_IP": "1000000",
+            **({"PYTHONPATH": code} if code else {}),
         },
     )
     suite = Suite(opts)
@@ -363,7 +369,7 @@ async def main(
         # the settle check's own quiet wait is idle time too: subtract idle over the whole span
         net = {g: used[g] - idle.get(g, 0.0) * (after.at - before.at) for g in used}
         counts = await consumed_counts(databases, since)
-        report(rate, clients, load, count, took, span, net, idle, counts)
+        report(rate, clients, load, count, took, span, net, idle, counts, to_table=code is None)
         await report_pipeline(databases, list(load.created))
         await report_batches(suite, len(load.done) + warmup)
     finally:
@@ -504,6 +510,8 @@ def report(
     net: dict[str, float],
     idle: dict[str, float],
     counts: dict[str, dict[str, int]],
+    *,
+    to_table: bool = True,
 ) -> None:
     done = len(load.done)
     print(
@@ -551,7 +559,8 @@ def report(
             f"  {name:<10} {net[name]:7.2f} {idle.get(name, 0.0) * 100:7.1f} "
             f"{net[name] / done * 1000:10.1f} {n or '':>7} {per_ticket_events} {per_event}"
         )
-    record_figures(rate, done, span, own, net, events, to_visible)
+    if to_table:
+        record_figures(rate, done, span, own, net, events, to_visible)
     print("  consumed per handler (per ticket+message):")
     for name, per_handler in counts.items():
         text = ", ".join(f"{h} {n / done:.2f}" for h, n in sorted(per_handler.items()))
@@ -591,17 +600,23 @@ if __name__ == "__main__":
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients at most")
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--profile", choices=(*CONSUMERS, "gateway"), help="py-spy a service")
+    parser.add_argument("--baseline", help="run the services' code of this git revision")
     parser.add_argument("--port-offset", type=int, default=15000, help="so runs can coexist")
     parser.add_argument("--redis-db", type=int, default=7, help="flushed at the start")
     args = parser.parse_args()
-    asyncio.run(
-        main(
-            args.rate,
-            args.seconds,
-            args.clients,
-            args.warmup,
-            args.profile,
-            args.port_offset,
-            args.redis_db,
+    with contextlib.ExitStack() as stack:
+        code = stack.enter_context(baseline_tree(args.baseline)) if args.baseline else None
+        if code:
+            print(f"services' code of {args.baseline}")
+        asyncio.run(
+            main(
+                args.rate,
+                args.seconds,
+                args.clients,
+                args.warmup,
+                args.profile,
+                code,
+                args.port_offset,
+                args.redis_db,
+            )
         )
-    )

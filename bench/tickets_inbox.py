@@ -12,7 +12,11 @@ The load generator is gateway_overhead's pre-built keep-alive HTTP/1.1 client, s
 costs little of the CPU it shares with the services. CPU per request is from /proc.
 
     uv run python bench/tickets_inbox.py [--tickets 100000] [--open 10000] [--requests 2000]
-                                         [--profile]   # py-spy on tickets, direct run
+                                         [--profile]   # py-spy on tickets and the gateway
+                                         [--keep | --database NAME]  # keep / reuse the data
+                                         [--src /work/main]  # serve another checkout's code
+
+Also measures ticket detail (`GET /api/tickets/{id}`, one message) direct to tickets.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from quimbi_common.testing import (
     TEST_ISSUER,
     SigningKeys,
     create_database,
+    database_url,
     drop_database,
     unique,
 )
@@ -59,6 +64,7 @@ PER_REQUEST: dict[str, dict[str, float]] = {}  # run label -> process -> CPU ms 
 IDLE: dict[str, float] = {}  # process name -> CPU seconds per second when not serving
 RARE_WORD, RARE_SHARE = "chargeback", 0.01
 WARM_UP = 50
+DETAIL_TICKET = "ticket_000001"  # open, one message
 WORDS = [
     *("order", "parcel", "refund", "payment", "card", "charged", "twice", "delivery", "late"),
     *("broken", "missing", "login", "password", "account", "address", "invoice", "discount"),
@@ -276,17 +282,17 @@ async def measure(
     latencies, wall = await load(base, token, path, n, concurrency)
     elapsed = time.perf_counter() - began
     warm = (WARM_UP // concurrency + 1) * concurrency
-    cpu = {
-        name: (cpu_seconds(pid) - before[name] - IDLE.get(name, 0.0) * elapsed) / (n + warm) * 1000
-        for name, pid in pids.items()
-    }
+    used = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+    cpu = {name: (used[name] - IDLE.get(name, 0.0) * elapsed) / (n + warm) * 1000 for name in pids}
     cpu["client"] = (time.process_time() - client_before) / (n + warm) * 1000
     p99 = percentile(latencies, 99)
     PER_REQUEST[label] = cpu
+    raw = ", ".join(f"{name} {used[name] / (n + warm) * 1000:.2f}" for name in pids)
     print(
         f"{label:<46} p50 {statistics.median(latencies):6.2f} ms   p99 {p99:6.2f} ms   "
         f"{len(latencies) / wall:5.0f} req/s   CPU ms/request: "
         + ", ".join(f"{name} {ms:.2f}" for name, ms in cpu.items())
+        + f"   (idle not subtracted: {raw})"
     )
     return p99
 
@@ -302,7 +308,7 @@ async def measure_idle(pids: dict[str, int], seconds: float = 8.0) -> None:
 
 
 async def profile(pid: int, seconds: float, output: Path) -> asyncio.subprocess.Process:
-    """py-spy (from PyPI, through uv) on the tickets process while it serves the load."""
+    """py-spy (from PyPI, through uv) on a service process while it serves the load."""
     return await asyncio.create_subprocess_exec(
         *["uv", "tool", "run", "py-spy", "record", "--pid", str(pid), "--rate", "250"],
         *["--duration", str(round(seconds)), "--format", "raw", "--output", str(output)],
@@ -311,30 +317,69 @@ async def profile(pid: int, seconds: float, output: Path) -> asyncio.subprocess.
     )
 
 
+def source_path(args: argparse.Namespace, service: str) -> dict[str, str]:
+    """PYTHONPATH for a before/after run: another checkout's service and common library
+    shadow this worktree's editable installs."""
+    if args.src:
+        root = Path(args.src)
+        paths = [root / "services" / service / "src", root / "libs" / "common" / "src"]
+        return {"PYTHONPATH": os.pathsep.join(str(path) for path in paths)}
+    if service == "tickets" and args.tickets_src:
+        return {"PYTHONPATH": args.tickets_src}
+    return {}
+
+
+async def spy_on(
+    args: argparse.Namespace, pid: int, name: str
+) -> asyncio.subprocess.Process | None:
+    """With --profile: py-spy on a process for the next 10 s of load (`name`: the file)."""
+    if not args.profile:
+        return None
+    output = ROOT / ".local" / f"tickets_inbox.{name}.pyspy.txt"
+    output.parent.mkdir(exist_ok=True)
+    print(f"  (py-spy on {name} for 10 s -> {output})")
+    return await profile(pid, 10, output)
+
+
 async def main(args: argparse.Namespace) -> None:
-    name = unique("bench_tickets_")
-    url = await create_database(name)
+    name = args.database or unique("bench_tickets_")
+    url = database_url(name) if args.database else await create_database(name)
     dsn = asyncpg_dsn(url)
     keys = SigningKeys()
-    agents = [unique("agent-") for _ in range(100)]
     processes: list[subprocess.Popen[bytes]] = []
     requests = args.requests
     try:
         started = time.perf_counter()
-        await asyncio.to_thread(upgrade, MIGRATIONS, url)
-        await fill(dsn, args.tickets, args.open, agents)
-        elapsed = time.perf_counter() - started
-        print(f"setup: {args.tickets} tickets ({args.open} open) in {elapsed:.1f} s")
+        if args.database:  # a kept database: its agents are the tickets' assignees
+            conn = await asyncpg.connect(dsn)
+            try:
+                agents = [
+                    row["assigned_agent_id"]
+                    for row in await conn.fetch(
+                        "SELECT DISTINCT assigned_agent_id FROM tickets"
+                        " WHERE assigned_agent_id IS NOT NULL ORDER BY 1"
+                    )
+                ]
+            finally:
+                await conn.close()
+            print(f"setup: reusing database {name}")
+        else:
+            agents = [unique("agent-") for _ in range(100)]
+            await asyncio.to_thread(upgrade, MIGRATIONS, url)
+            await fill(dsn, args.tickets, args.open, agents)
+            elapsed = time.perf_counter() - started
+            print(f"setup: {args.tickets} tickets ({args.open} open) in {elapsed:.1f} s")
 
         ports = [args.port_offset + p if args.port_offset else free_port() for p in (8002, 8001)]
         tickets, gateway = (f"http://127.0.0.1:{port}" for port in ports)
-        source = {"PYTHONPATH": args.tickets_src} if args.tickets_src else {}
+        source = source_path(args, "tickets")
         processes.append(start("quimbi_tickets", ports[0], keys, DATABASE_URL=url, **source))
         processes.append(
             start(
                 "quimbi_gateway",
                 ports[1],
                 keys,
+                **source_path(args, "gateway"),
                 TICKETS_URL=tickets,
                 RATE_LIMIT_PER_AGENT=str(10**9),
                 RATE_LIMIT_PREFIX=unique("bench-inbox-rl:"),
@@ -352,20 +397,23 @@ async def main(args: argparse.Namespace) -> None:
         print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (1 min)")
         await measure_idle(both)
         print(f"HTTP, {requests} requests each:")
-        spy = None
-        if args.profile:
-            output = ROOT / ".local" / "tickets_inbox.pyspy.txt"
-            output.parent.mkdir(exist_ok=True)
-            spy = await profile(processes[0].pid, 10, output)
-            print(f"  (py-spy on tickets for 10 s -> {output})")
+        spy = await spy_on(args, processes[0].pid, "tickets")
         direct = f"direct to tickets, concurrency {CONCURRENCY}"
         await measure(direct, service, tickets, senior, path, requests)
         if spy is not None:
             await spy.wait()
+        spy = await spy_on(args, processes[1].pid, "gateway")
         label = f"via the gateway, concurrency {GATEWAY_CONCURRENCY}"
         gateway_p99 = await measure(
             label, both, gateway, senior, path, requests, GATEWAY_CONCURRENCY
         )
+        if spy is not None:
+            await spy.wait()
+        spy = await spy_on(args, processes[0].pid, "detail")
+        detail = f"detail (GET /api/tickets/{DETAIL_TICKET}), direct, concurrency {CONCURRENCY}"
+        await measure(detail, service, tickets, senior, f"/api/tickets/{DETAIL_TICKET}", requests)
+        if spy is not None:
+            await spy.wait()
         label = f"  direct + topic_alerts={RARE_WORD} (1%)"
         await measure(
             label, service, tickets, senior, f"{path}&topic_alerts={RARE_WORD}", requests // 4
@@ -408,6 +456,12 @@ async def main(args: argparse.Namespace) -> None:
             f"direct, concurrency {CONCURRENCY}, idle subtracted",
         )
         record(
+            "ticket detail (one message): tickets CPU per request",
+            "≤ 0.5 ms",
+            f"{PER_REQUEST[detail]['tickets']:.2f} ms",
+            f"direct, concurrency {CONCURRENCY}, idle subtracted",
+        )
+        record(
             f"inbox via the gateway at concurrency {GATEWAY_CONCURRENCY}: p99 / raw SQL p99",
             "≤ 5x",
             f"{gateway_p99 / raw_p99[GATEWAY_CONCURRENCY]:.1f}x (SQL at the same concurrency), "
@@ -416,7 +470,7 @@ async def main(args: argparse.Namespace) -> None:
         )
     finally:
         stop_processes(processes)
-        if args.keep:
+        if args.keep or args.database:
             print(f"kept database {name}")
         else:
             await drop_database(name)
@@ -433,4 +487,8 @@ if __name__ == "__main__":
         "--tickets-src", help="run the tickets service from this src folder (a before/after run)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    parser.add_argument("--database", help="reuse a database kept by --keep (not dropped)")
+    parser.add_argument(
+        "--src", help="serve tickets and the gateway from this checkout (e.g. /work/main)"
+    )
     asyncio.run(main(parser.parse_args()))

@@ -39,14 +39,13 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from _shared import cpu_seconds, free_port
+from _shared import baseline_tree, cpu_seconds, free_port
 from gateway_overhead import Result, load, started_suite
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,22 +77,6 @@ def otlp_sink() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.shutdown()
-
-
-@contextlib.contextmanager
-def baseline_tree(revision: str) -> Iterator[str]:
-    """PYTHONPATH entries for the gateway and tickets code of `revision` (and libs/common)."""
-    with tempfile.TemporaryDirectory(prefix="bench-baseline-") as where:
-        archive = subprocess.run(
-            ["git", "-C", str(ROOT), "archive", revision, "libs/common/src", "services"],
-            check=True,
-            capture_output=True,
-        ).stdout
-        subprocess.run(["tar", "-x", "-C", where], input=archive, check=True)
-        paths = [f"{where}/libs/common/src"] + [
-            str(p) for p in sorted(Path(where, "services").glob("*/src"))
-        ]
-        yield ":".join(paths)
 
 
 TRACING_FRAMES = ("opentelemetry/", "quimbi_common/tracing.py", "quimbi_common/trace_file.py")

@@ -88,6 +88,38 @@ async def test_the_latest_assignment_holds_the_ticket_whatever_the_order(
     assert await _apply(engine, third) == "agent-c"
 
 
+async def test_a_batch_gives_what_its_events_give_one_by_one(engine: AsyncEngine) -> None:
+    """The same events for two tickets, one by one and as one batch: the same rows."""
+    rows = []
+    for batched in (False, True):
+        ticket, other = f"ticket-{uuid.uuid4()}", f"ticket-{uuid.uuid4()}"
+        first = _assignment(ticket, "agent-a", seconds=0)
+        second = _assignment(ticket, "agent-b", seconds=5)
+        first_ended = first.model_copy(update={"version": 2, "is_active": False})
+        accepted = second.model_copy(update={"version": 2, "status": AssignmentStatus.ACCEPTED})
+        completed = second.model_copy(update={"version": 3, "is_active": False})
+        elsewhere = _assignment(other, "agent-x", seconds=1)
+        later = _assignment(other, "agent-y", seconds=2)
+        events = [second, elsewhere, first, first_ended, accepted, later, second, completed]
+        async with engine.begin() as connection:
+            session = AsyncSession(bind=connection)
+            if batched:
+                await assignees.apply_assignments(session, events)
+            else:
+                for data in events:
+                    await assignees.apply_assignment(session, data)
+            found = await session.execute(
+                sa.text(
+                    "SELECT agent_id, version FROM ticket_assignees WHERE ticket_id = ANY(:ids) "
+                    "ORDER BY ticket_id = :ticket DESC"
+                ),
+                {"ids": [ticket, other], "ticket": ticket},
+            )
+            rows.append([tuple(row) for row in found])
+    assert rows[0] == [("agent-b", 3), ("agent-y", 1)]
+    assert rows[1] == rows[0]
+
+
 async def test_an_assignment_that_changes_the_holder_wakes_its_waiters(
     engine: AsyncEngine,
 ) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
+from fastapi import FastAPI
 
 from quimbi_common.enums import Role, TicketPriority, TicketStatus
 from quimbi_common.events import (
@@ -64,9 +65,15 @@ async def sla_settings(keys: SigningKeys) -> AsyncIterator[Settings]:
 
 
 @pytest.fixture(scope="session")
-async def client(sla_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+def sla_app(sla_settings: Settings) -> FastAPI:
+    """The one app of the session (its runtime applies batches handed to it directly, too)."""
+    return build_app(sla_settings)
+
+
+@pytest.fixture(scope="session")
+async def client(sla_settings: Settings, sla_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     await ensure_topics(sla_settings)
-    async with running_app(build_app(sla_settings)) as client:
+    async with running_app(sla_app) as client:
         yield client
 
 

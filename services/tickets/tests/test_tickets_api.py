@@ -6,8 +6,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from quimbi_common.auth import Principal
+from quimbi_common.db import create_engine, create_sessionmaker
 from quimbi_common.enums import Role
 from quimbi_common.testing import unique
+from quimbi_tickets import api, service
 
 if TYPE_CHECKING:
     from conftest import World
@@ -362,3 +365,64 @@ async def test_customer_shows_value_churn_and_recent_visible_tickets(world: Worl
         f"/api/customers/{customer_id}", headers=world.agent().headers
     )
     world.problem(stranger, 404)
+
+
+async def test_detail_is_written_as_pydantic_writes_it(world: World) -> None:
+    """PostgreSQL writes the detail's JSON: it must read exactly as pydantic writes the
+    `TicketDetail` of the same rows (timestamps with and without microseconds, numbers, nulls,
+    the SLA summary, messages oldest first with their attachments, characters JSON escapes)."""
+    # given a ticket with a customer and an agent message, an attachment, a score and SLA clocks
+    senior = world.agent(Role.SENIOR_AGENT)
+    subject = 'Quote " backslash \\ tab \t émoji 🚀 </script>'
+    ticket = await world.create_ticket(
+        senior, subject=subject, message={"content": "Still waiting 😞", "from_agent": False}
+    )
+    ticket_id = ticket["id"]
+    reply = await world.client.post(
+        f"/api/tickets/{ticket_id}/messages",
+        json={"content": "On its way\nline two"},
+        headers=senior.headers,
+    )
+    assert reply.status_code == 201, reply.text
+    first_message = ticket["messages"][0]["id"]
+    await world.db.execute(
+        "INSERT INTO attachments (id, ticket_id, message_id, filename, content_type,"
+        " size_bytes, sha256, storage_key, created_at)"
+        " VALUES ($1, $2, $3, 'receipt.pdf', 'application/pdf', 1234, repeat('a', 64), $1,"
+        " date_trunc('second', now()))",
+        unique("att_"),
+        ticket_id,
+        first_message,
+    )
+    await world.db.execute(
+        "UPDATE tickets SET smart_score = 3.14, score_version = 1, sla_version = 2,"
+        " sla_first_response_status = 'met', sla_resolution_status = 'pending',"
+        " sla_first_response_deadline = date_trunc('second', now()),"
+        " sla_first_response_at = now(), sla_resolution_deadline = now() + interval '1 day',"
+        " sla_total_paused_seconds = 90 WHERE id = $1",
+        ticket_id,
+    )
+    await world.db.execute(
+        "UPDATE customers SET lifetime_value = 12.5, churn_risk_score = 0.37 WHERE id = $1",
+        ticket["customer_id"],
+    )
+    # when the detail is read
+    response = await world.client.get(f"/api/tickets/{ticket_id}", headers=senior.headers)
+    # then it is what pydantic writes from the ORM rows
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
+    engine = create_engine(world.settings)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            caller = Principal(kind="agent", agent_id=senior.agent_id, role=Role.SENIOR_AGENT)
+            row = await service.load_ticket(session, caller, ticket_id)
+            messages = await service.ticket_messages(session, ticket_id)
+            expected = api._detail(service.TicketView(row, messages)).model_dump(mode="json")
+    finally:
+        await engine.dispose()
+    detail = response.json()
+    assert detail == expected
+    assert len(detail["messages"]) == 2
+    assert detail["messages"][0]["attachments"][0]["filename"] == "receipt.pdf"
+    assert detail["sla"]["first_response_status"] == "met"
+    assert detail["subject"] == subject

@@ -14,12 +14,13 @@ agents' assignment for it arrives): `holder(...)`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .catchup import notify_applied
+from .catchup import CHANNEL, notify_applied
 from .events import AssignmentData, Event, EventType
 
 if TYPE_CHECKING:
@@ -82,6 +83,67 @@ async def apply_assignment(session: AsyncSession, data: AssignmentData) -> bool:
     return True
 
 
+# The same two rules for many tickets at once (each ticket at most once per statement).
+_APPLY_ACTIVE_MANY = sa.text(
+    "INSERT INTO ticket_assignees AS a (ticket_id, assignment_id, agent_id, version, assigned_at) "
+    "SELECT * FROM unnest(CAST(:ticket_ids AS text[]), CAST(:assignment_ids AS text[]),"
+    "  CAST(:agent_ids AS text[]), CAST(:versions AS int[]), CAST(:assigned_at AS timestamptz[])) "
+    "ON CONFLICT (ticket_id) DO UPDATE SET assignment_id = excluded.assignment_id,"
+    "  agent_id = excluded.agent_id, version = excluded.version,"
+    "  assigned_at = excluded.assigned_at "
+    "WHERE CASE WHEN a.assignment_id = excluded.assignment_id THEN excluded.version > a.version"
+    "  ELSE excluded.assigned_at >= a.assigned_at END "
+    "RETURNING pg_notify(:channel, a.ticket_id)"
+)
+_APPLY_ENDED_MANY = sa.text(
+    "UPDATE ticket_assignees AS a SET version = e.version "
+    "FROM unnest(CAST(:ticket_ids AS text[]), CAST(:assignment_ids AS text[]),"
+    "  CAST(:versions AS int[])) AS e(ticket_id, assignment_id, version) "
+    "WHERE a.ticket_id = e.ticket_id AND a.assignment_id = e.assignment_id"
+    "  AND a.version < e.version"
+)
+
+
+async def apply_assignments(session: AsyncSession, batch: Sequence[AssignmentData]) -> None:
+    """Many ticket.assigned / assignment.updated events (a consumer batch), as if applied one
+    by one in the order given: the n-th event of every ticket goes in the n-th round, each
+    round one statement for the active assignments and one for the ended ones; requests
+    waiting for a ticket whose assignee may have changed look again after the commit."""
+    rounds: list[dict[str, AssignmentData]] = []
+    seen: dict[str, int] = {}
+    for data in batch:
+        n = seen.get(data.ticket_id, 0)
+        seen[data.ticket_id] = n + 1
+        if n == len(rounds):
+            rounds.append({})
+        rounds[n][data.ticket_id] = data
+    for events in rounds:
+        ordered = [events[ticket_id] for ticket_id in sorted(events)]  # row locks in id order
+        active = [d for d in ordered if d.is_active]
+        ended = [d for d in ordered if not d.is_active]
+        if active:
+            await session.execute(
+                _APPLY_ACTIVE_MANY,
+                {
+                    "ticket_ids": [d.ticket_id for d in active],
+                    "assignment_ids": [d.id for d in active],
+                    "agent_ids": [d.agent_id for d in active],
+                    "versions": [d.version for d in active],
+                    "assigned_at": [d.assigned_at for d in active],
+                    "channel": CHANNEL,
+                },
+            )
+        if ended:
+            await session.execute(
+                _APPLY_ENDED_MANY,
+                {
+                    "ticket_ids": [d.ticket_id for d in ended],
+                    "assignment_ids": [d.id for d in ended],
+                    "versions": [d.version for d in ended],
+                },
+            )
+
+
 async def assigned_agent(session: AsyncSession, ticket_id: str) -> str | None:
     """The agent of the ticket's current assignment, None when none has arrived."""
     agent: str | None = await session.scalar(_HOLDER, {"ticket_id": ticket_id})
@@ -94,14 +156,15 @@ def holder(assigned: str | None, ticket_assignee: str | None) -> str | None:
 
 
 def follow_assignments(events: EventConsumer) -> None:
-    """Register the two handlers that keep `ticket_assignees` from agents' events."""
+    """Register the two handlers that keep `ticket_assignees` from agents' events (a
+    consumer batch's events of each topic at once)."""
 
-    @events.handle(EventType.TICKET_ASSIGNED)
-    async def on_ticket_assigned(unit: UnitOfWork, event: Event[AssignmentData]) -> None:
+    @events.handle_many(EventType.TICKET_ASSIGNED)
+    async def on_ticket_assigned(unit: UnitOfWork, batch: list[Event[AssignmentData]]) -> None:
         """A new assignee decides who sees the ticket."""
-        await apply_assignment(unit.session, event.data)
+        await apply_assignments(unit.session, [event.data for event in batch])
 
-    @events.handle(EventType.ASSIGNMENT_UPDATED)
-    async def on_assignment_updated(unit: UnitOfWork, event: Event[AssignmentData]) -> None:
+    @events.handle_many(EventType.ASSIGNMENT_UPDATED)
+    async def on_assignment_updated(unit: UnitOfWork, batch: list[Event[AssignmentData]]) -> None:
         """Accepted, transferred or completed: the same rule as ticket.assigned."""
-        await apply_assignment(unit.session, event.data)
+        await apply_assignments(unit.session, [event.data for event in batch])

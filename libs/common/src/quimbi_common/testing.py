@@ -74,6 +74,12 @@ def unique(prefix: str = "t") -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"
 
 
+def database_url(name: str) -> str:
+    """The SQLAlchemy URL of a database on the test server."""
+    base = ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    return f"{base}/{name}"
+
+
 async def create_database(name: str) -> str:
     """Create an empty database; returns its SQLAlchemy URL."""
     conn = await asyncpg.connect(ADMIN_DSN)
@@ -81,8 +87,7 @@ async def create_database(name: str) -> str:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
-    base = ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-    return f"{base}/{name}"
+    return database_url(name)
 
 
 async def drop_database(name: str) -> None:

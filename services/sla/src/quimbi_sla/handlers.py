@@ -1,4 +1,4 @@
-"""Kafka subscribers: decode the ticket and message events, call the projections."""
+"""Kafka subscribers: the ticket and message events of a batch go to the projection together."""
 
 from __future__ import annotations
 
@@ -20,27 +20,30 @@ from .settings import Settings
 
 def register(runtime: Runtime, settings: Settings) -> None:
     calendar = settings.business_calendar
+    events = runtime.events
 
-    @runtime.events.handle(EventType.TICKET_CREATED)
-    async def on_ticket_created(unit: UnitOfWork, event: Event[TicketData]) -> None:
+    # Each handler queues its events; the batch's clocks are locked, read, moved and written
+    # once, at the end of its unit of work (projections.queue).
+    @events.handle_many(EventType.TICKET_CREATED)
+    async def on_ticket_created(unit: UnitOfWork, batch: list[Event[TicketData]]) -> None:
         """Start the ticket's SLA clock under its priority's policy."""
-        await projections.apply_ticket(unit, event.data, calendar)
+        projections.queue(unit, [event.data for event in batch], calendar)
 
-    @runtime.events.handle(EventType.TICKET_UPDATED)
-    async def on_ticket_updated(unit: UnitOfWork, event: Event[TicketUpdatedData]) -> None:
+    @events.handle_many(EventType.TICKET_UPDATED)
+    async def on_ticket_updated(unit: UnitOfWork, batch: list[Event[TicketUpdatedData]]) -> None:
         """Pause, resume, resolve, reopen, re-prioritize; follow the assignee."""
-        await projections.apply_ticket(unit, event.data, calendar)
+        projections.queue(unit, [event.data for event in batch], calendar)
 
-    @runtime.events.handle(EventType.TICKET_DELETED)
-    async def on_ticket_deleted(unit: UnitOfWork, event: Event[TicketDeletedData]) -> None:
+    @events.handle_many(EventType.TICKET_DELETED)
+    async def on_ticket_deleted(unit: UnitOfWork, batch: list[Event[TicketDeletedData]]) -> None:
         """Stop the clock for good."""
-        await projections.apply_ticket_deleted(unit, event.data)
+        projections.queue(unit, [event.data for event in batch], calendar)
 
-    @runtime.events.handle(EventType.MESSAGE_ADDED)
-    async def on_message_added(unit: UnitOfWork, event: Event[MessageData]) -> None:
+    @events.handle_many(EventType.MESSAGE_ADDED)
+    async def on_message_added(unit: UnitOfWork, batch: list[Event[MessageData]]) -> None:
         """An agent's first message answers; a customer's resumes a paused clock."""
-        await projections.apply_message(unit, event.data, calendar)
+        projections.queue(unit, [event.data for event in batch], calendar)
 
     # The assignee straight from agents (one hop): a follow-up to an assignment waits for
     # these events, not for the ticket.updated that tickets publishes after consuming them.
-    assignees.follow_assignments(runtime.events)
+    assignees.follow_assignments(events)

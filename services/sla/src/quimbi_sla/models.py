@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -119,3 +120,43 @@ class TicketFacts(Base):
     ticket_id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
     first_agent_message_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     deleted_version: Mapped[int | None]
+
+
+@dataclass(slots=True)
+class ClockRow:
+    """An `sla_tracking` row as a plain value (its columns but the timestamps of the row
+    itself): the consumer reads and writes a batch's clocks with set statements, without the
+    ORM's per-row bookkeeping (issue 15). The clock functions of `service` take either."""
+
+    id: str
+    ticket_id: str
+    ticket_version: int
+    ticket_created_at: datetime
+    ticket_status: str
+    priority: str
+    assigned_agent_id: str | None
+    deleted_at: datetime | None
+    first_response_target_seconds: int
+    resolution_target_seconds: int
+    warning_threshold_percent: int
+    business_hours_only: bool
+    first_response_status: str
+    first_response_deadline: datetime
+    first_response_at: datetime | None
+    first_response_paused_seconds: float
+    first_response_warning_sent: bool
+    first_response_breach_sent: bool
+    resolution_status: str
+    resolution_deadline: datetime
+    resolved_at: datetime | None
+    resolution_paused_seconds: float
+    resolution_warning_sent: bool
+    resolution_breach_sent: bool
+    is_paused: bool
+    paused_at: datetime | None
+    total_paused_seconds: int
+    next_check_at: datetime | None
+    version: int
+
+
+Clock = SlaTracking | ClockRow  # what the clock functions work on

@@ -34,7 +34,7 @@ from quimbi_common.uow import UnitOfWork, UnitsOfWork
 
 from . import domain
 from .calendar import WALL_CLOCK, BusinessCalendar, TimeCounter
-from .models import SlaPolicy, SlaTracking
+from .models import Clock, SlaPolicy, SlaTracking
 from .schemas import PolicyUpdate
 
 PRIORITY_ORDER = [p.value for p in TicketPriority]
@@ -82,7 +82,7 @@ async def update_policy(
     return policy
 
 
-def apply_policy(row: SlaTracking, policy: SlaPolicy) -> None:
+def apply_policy(row: Clock, policy: SlaPolicy) -> None:
     """Snapshot the policy into the clock, so later edits only affect new tickets."""
     row.first_response_target_seconds = policy.first_response_target_seconds
     row.resolution_target_seconds = policy.resolution_target_seconds
@@ -93,17 +93,17 @@ def apply_policy(row: SlaTracking, policy: SlaPolicy) -> None:
 # --- rows and domain clocks ---------------------------------------------------------------------
 
 
-def _counter(row: SlaTracking, calendar: BusinessCalendar) -> TimeCounter:
+def _counter(row: Clock, calendar: BusinessCalendar) -> TimeCounter:
     return calendar if row.business_hours_only else WALL_CLOCK
 
 
-def _first_response_done_at(row: SlaTracking) -> datetime | None:
+def _first_response_done_at(row: Clock) -> datetime | None:
     """An agent's first message; a ticket resolved without one settles the clock too."""
     done = [t for t in (row.first_response_at, row.resolved_at) if t is not None]
     return min(done) if done else None
 
 
-def to_clock(row: SlaTracking, calendar: BusinessCalendar) -> domain.SlaClock:
+def to_clock(row: Clock, calendar: BusinessCalendar) -> domain.SlaClock:
     return domain.SlaClock(
         started_at=row.ticket_created_at,
         warning_percent=row.warning_threshold_percent,
@@ -123,7 +123,7 @@ def to_clock(row: SlaTracking, calendar: BusinessCalendar) -> domain.SlaClock:
     )
 
 
-def _store_pause_state(row: SlaTracking, clock: domain.SlaClock) -> None:
+def _store_pause_state(row: Clock, clock: domain.SlaClock) -> None:
     row.first_response_paused_seconds = clock.first_response.paused_credit.total_seconds()
     row.resolution_paused_seconds = clock.resolution.paused_credit.total_seconds()
     row.is_paused = clock.is_paused
@@ -131,15 +131,15 @@ def _store_pause_state(row: SlaTracking, clock: domain.SlaClock) -> None:
     row.total_paused_seconds = round(clock.total_paused.total_seconds())
 
 
-def pause_clock(row: SlaTracking, at: datetime, calendar: BusinessCalendar) -> None:
+def pause_clock(row: Clock, at: datetime, calendar: BusinessCalendar) -> None:
     _store_pause_state(row, domain.pause(to_clock(row, calendar), at))
 
 
-def resume_clock(row: SlaTracking, at: datetime, calendar: BusinessCalendar) -> None:
+def resume_clock(row: Clock, at: datetime, calendar: BusinessCalendar) -> None:
     _store_pause_state(row, domain.resume(to_clock(row, calendar), at))
 
 
-def tracking_data(row: SlaTracking) -> SlaTrackingData:
+def tracking_data(row: Clock) -> SlaTrackingData:
     """The row as the event carries it (the contract's fields are the row's columns)."""
     return SlaTrackingData.model_validate(row, from_attributes=True)
 
@@ -150,14 +150,14 @@ _PUBLISHED_FIELDS = tuple(
 )
 
 
-def published_state(row: SlaTracking) -> tuple[Any, ...] | None:
+def published_state(row: Clock) -> tuple[Any, ...] | None:
     """What subscribers see of a clock, without its version (None before it exists)."""
     if row.version is None:
         return None
     return tuple(getattr(row, name) for name in _PUBLISHED_FIELDS)
 
 
-def _set(row: SlaTracking, name: str, value: Any) -> None:
+def _set(row: Clock, name: str, value: Any) -> None:
     """Assign only real changes (the scheduler's batches stay small and cheap to flush)."""
     if getattr(row, name) != value:
         setattr(row, name, value)
@@ -175,7 +175,7 @@ class Alert:
     metric: SlaMetric
 
 
-def _evaluate(row: SlaTracking, calendar: BusinessCalendar, now: datetime) -> list[Alert]:
+def _evaluate(row: Clock, calendar: BusinessCalendar, now: datetime) -> list[Alert]:
     """Store deadlines, statuses and next check at `now`; the alerts due for new entries."""
     evaluation = domain.evaluate(to_clock(row, calendar), now)
     alerts: list[Alert] = []
@@ -194,8 +194,8 @@ def _evaluate(row: SlaTracking, calendar: BusinessCalendar, now: datetime) -> li
     return alerts
 
 
-def _settled_events(
-    row: SlaTracking,
+def settled_events(
+    row: Clock,
     before: tuple[Any, ...] | None,
     calendar: BusinessCalendar,
     now: datetime,
@@ -215,13 +215,13 @@ def _settled_events(
 
 async def settle(
     unit: UnitOfWork,
-    row: SlaTracking,
+    row: Clock,
     before: tuple[Any, ...] | None,
     calendar: BusinessCalendar,
     now: datetime,
 ) -> None:
     """Re-evaluate a changed clock and publish what subscribers must learn about it."""
-    for topic, data in _settled_events(row, before, calendar, now):
+    for topic, data in settled_events(row, before, calendar, now):
         await unit.emit(topic, data)
 
 
@@ -317,7 +317,7 @@ async def run_scheduler_tick(
                 events = [
                     event
                     for row in rows
-                    for event in _settled_events(row, published_state(row), calendar, at)
+                    for event in settled_events(row, published_state(row), calendar, at)
                 ]
             await session.flush()
             await unit.emit_many(events)

@@ -261,15 +261,15 @@ async def bulk_update_tickets(
     return await units.run(lambda unit: bulk.bulk_update(unit, settings, agent, body))
 
 
-@router.get("/api/tickets/{ticket_id}")
-async def get_ticket(
-    ticket_id: str, agent: CurrentAgent, session: SessionDep, runtime: RuntimeDep
-) -> TicketDetail:
+@router.get("/api/tickets/{ticket_id}", response_model=TicketDetail)
+async def get_ticket(ticket_id: str, agent: CurrentAgent, runtime: RuntimeDep) -> Response:
     """The ticket with its customer, SLA summary and messages."""
-    view = await runtime.projections.until_found(
-        ticket_id, lambda: service.get_ticket(session, agent, ticket_id), session, owner=True
+    engine = runtime.engine
+    assert engine is not None
+    body = await runtime.projections.until_found(
+        ticket_id, lambda: queries.ticket_detail(engine, agent, ticket_id), owner=True
     )
-    return _detail(view)
+    return Response(body, media_type="application/json")
 
 
 @router.patch(

@@ -9,27 +9,44 @@ are collected once; the ordering score adds TOPIC_ALERT_BOOST to them.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import types
+import typing
+import weakref
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic import BaseModel
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from quimbi_common.auth import Principal
+from quimbi_common.catchup import NotVisibleYet
 from quimbi_common.db import is_database_outage
 from quimbi_common.enums import Channel, TicketPriority, TicketStatus
+from quimbi_common.errors import NotFoundError
 
 from . import domain
-from .models import Message, Ticket
-from .schemas import TicketListItem
+from .models import Attachment, Customer, Message, Ticket
+from .schemas import (
+    AttachmentRead,
+    CustomerSummary,
+    MessageRead,
+    SlaSummary,
+    TicketDetail,
+    TicketListItem,
+)
 
 TICKETS = Ticket.__table__
 MESSAGES = Message.__table__
+CUSTOMERS = Customer.__table__
+ATTACHMENTS = Attachment.__table__
 # The inbox item's fields (Appendix B `TicketListItem`) that are not ticket columns as they are.
 COMPUTED = ("smart_score", "score_status", "sla_status", "matches_topic_alert")
 ITEM_COLUMNS = tuple(name for name in TicketListItem.model_fields if name not in COMPUTED)
@@ -220,32 +237,50 @@ def _as_float(column: Any) -> Any:
 
 
 def _as_json(column: Any, annotation: Any) -> Any:
-    """A column as pydantic would write the field: datetimes in ISO UTC, numerics as floats."""
+    """A column as pydantic would write the field: datetimes in ISO UTC, numerics as floats
+    (an optional field's NULL stays null)."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
     if annotation is datetime:
         return _iso_utc(column)
     return _as_float(column) if annotation is float else column
+
+
+def _object(model: type[BaseModel], column: Any, **computed: Any) -> Any:
+    """A response model as a JSON object built by PostgreSQL, its fields in the model's order:
+    each field is `computed[name]` or the column `column(name)` written as pydantic would."""
+    fields = {
+        name: computed[name] if name in computed else _as_json(column(name), info.annotation)
+        for name, info in model.model_fields.items()
+    }
+    return sa.func.json_build_object(
+        *(part for name, value in fields.items() for part in (_constant(name), value))
+    )
 
 
 def _status(version: Any, reported: str) -> Any:
     return sa.case((version == _constant(0), _constant("pending")), else_=_constant(reported))
 
 
+def _reported(c: Any) -> dict[str, Any]:
+    """`score_status` / `sla_status`: pending until scoring / the SLA service have reported
+    (read-your-writes, README)."""
+    return {
+        "score_status": _status(c.score_version, "scored"),
+        "sla_status": _status(c.sla_version, "tracked"),
+    }
+
+
 def _item(row: sa.FromClause) -> Any:
     """One inbox item (Appendix B `TicketListItem`) as a JSON object, its fields in order."""
     c = row.c
-    computed: dict[str, Any] = {
-        "smart_score": _as_float(sa.func.round(sa.cast(c.smart_score, sa.Numeric), _constant(2))),
-        # pending until scoring / the SLA service have reported (read-your-writes, README)
-        "score_status": _status(c.score_version, "scored"),
-        "sla_status": _status(c.sla_version, "tracked"),
-        "matches_topic_alert": c.matches_topic_alert,
-    }
-    fields = {
-        name: computed[name] if name in computed else _as_json(c[name], info.annotation)
-        for name, info in TicketListItem.model_fields.items()
-    }
-    pairs = [part for name, value in fields.items() for part in (_constant(name), value)]
-    return sa.func.json_build_object(*pairs)
+    return _object(
+        TicketListItem,
+        c.__getitem__,
+        smart_score=_as_float(sa.func.round(sa.cast(c.smart_score, sa.Numeric), _constant(2))),
+        matches_topic_alert=c.matches_topic_alert,
+        **_reported(c),
+    )
 
 
 @dataclass(frozen=True)
@@ -311,23 +346,11 @@ def inbox_sql(query: InboxQuery, principal: Principal, boost: float) -> tuple[st
 async def inbox_page(
     engine: AsyncEngine, principal: Principal, query: InboxQuery, *, boost: float
 ) -> bytes:
-    """The inbox response body (Appendix B `TicketList`), built in one statement.
-
-    Run as-is on a pooled connection's asyncpg driver, held only for that statement (not for
-    the whole request, so concurrent requests do not outgrow the pool and churn connections):
-    outside a transaction (one statement reads one snapshot anyway), prepared once per
-    connection by asyncpg's statement cache, the JSON text passed through untouched."""
+    """The inbox response body (Appendix B `TicketList`), built in one statement (`_fetchrow`:
+    on the driver, the connection held only for it, so concurrent requests do not outgrow the
+    pool), the JSON text passed through untouched."""
     shape, params = shape_and_params(query, principal, boost)
-    statement = _json_statement(shape)
-    async with engine.connect() as connection:
-        driver = (await connection.get_raw_connection()).driver_connection
-        assert driver is not None
-        try:
-            row = await driver.fetchrow(statement.sql, *statement.args(params))
-        except BaseException as exc:
-            if is_database_outage(exc):  # SQLAlchemy did not see it: keep it out of the pool
-                await connection.invalidate(exc if isinstance(exc, Exception) else None)
-            raise
+    row = await _fetchrow(engine, _json_statement(shape), params)
     items, total, matches = row["items"], row["total"], row["matches"]
     pagination = {
         "page": query.page,
@@ -342,3 +365,103 @@ async def inbox_page(
         ensure_ascii=False,
     )
     return f'{{"tickets":{items},{tail[1:]}'.encode()
+
+
+# --- ticket detail ------------------------------------------------------------------------------
+
+
+def _json_list(select: sa.Select[Any], item: Any, *order: Any) -> Any:
+    """A correlated JSON array of `item` over `select`'s rows, in `order` (`[]` when none)."""
+    aggregated = select.with_only_columns(sa.func.json_agg(aggregate_order_by(item, *order)))
+    return sa.func.coalesce(aggregated.scalar_subquery(), sa.text("'[]'::json"))
+
+
+def _message_object() -> Any:
+    """One message (`MessageRead`) with its attachments, oldest first."""
+    m, a = MESSAGES.c, ATTACHMENTS.c
+    attachments = _json_list(
+        sa.select().select_from(ATTACHMENTS).where(a.message_id == m.id),
+        _object(AttachmentRead, a.__getitem__),
+        a.created_at,
+        a.id,
+    )
+    return _object(MessageRead, m.__getitem__, attachments=attachments)
+
+
+@lru_cache(maxsize=2)
+def _detail_statement(own_tickets_only: bool) -> Compiled:
+    """One row per existing ticket id: the detail (`TicketDetail`) as JSON text, or NULL when
+    the caller may not see it (agents see the tickets assigned to them)."""
+    t, c = TICKETS.c, CUSTOMERS.c
+    sla = sa.case(
+        (sa.or_(t.sla_version == _constant(0), t.sla_first_response_status.is_(None)), sa.null()),
+        else_=_object(SlaSummary, lambda name: t[f"sla_{name}"]),
+    )
+    customer = _object(
+        CustomerSummary, lambda name: c["churn_risk_score" if name == "churn_risk" else name]
+    )
+    messages = _json_list(
+        sa.select().select_from(MESSAGES).where(MESSAGES.c.ticket_id == t.id),
+        _message_object(),
+        MESSAGES.c.created_at,
+        MESSAGES.c.id,
+    )
+    detail = _object(
+        TicketDetail,
+        t.__getitem__,
+        customer=customer,
+        sla=sla,
+        messages=messages,
+        **_reported(t),
+    )
+    visible = t.assigned_agent_id == sa.bindparam("viewer") if own_tickets_only else sa.true()
+    statement = (
+        sa.select(sa.case((visible, sa.cast(detail, sa.Text)), else_=sa.null()).label("body"))
+        .select_from(TICKETS.join(CUSTOMERS, CUSTOMERS.c.id == t.customer_id))
+        .where(t.id == sa.bindparam("ticket_id"))
+    )
+    compiled = statement.compile(dialect=DIALECT)
+    return Compiled(compiled.string, tuple(compiled.positiontup or ()))
+
+
+_READ_SLOTS: weakref.WeakKeyDictionary[Engine, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+def _read_slots(engine: AsyncEngine) -> asyncio.Semaphore:
+    """As many concurrent reads as the pool keeps connections: past that, a read waits for a
+    pooled connection here instead of opening an overflow one that is closed again when
+    returned (connect, SSL probe, start-up and close cost this process about as much CPU as
+    the statement itself under the inbox benchmark's load: issue #15's profile)."""
+    slots = _READ_SLOTS.get(engine.sync_engine)
+    if slots is None:
+        size = getattr(engine.pool, "size", None)
+        slots = asyncio.Semaphore(size() if callable(size) else 10)
+        _READ_SLOTS[engine.sync_engine] = slots
+    return slots
+
+
+async def _fetchrow(engine: AsyncEngine, statement: Compiled, params: dict[str, Any]) -> Any:
+    """One row of a compiled statement, run as-is on a pooled connection's asyncpg driver,
+    held only for that statement: outside a transaction (one statement reads one snapshot),
+    prepared once per connection by asyncpg's statement cache."""
+    async with _read_slots(engine), engine.connect() as connection:
+        driver = (await connection.get_raw_connection()).driver_connection
+        assert driver is not None
+        try:
+            return await driver.fetchrow(statement.sql, *statement.args(params))
+        except BaseException as exc:
+            if is_database_outage(exc):  # SQLAlchemy did not see it: keep it out of the pool
+                await connection.invalidate(exc if isinstance(exc, Exception) else None)
+            raise
+
+
+async def ticket_detail(engine: AsyncEngine, principal: Principal, ticket_id: str) -> bytes:
+    """The ticket detail response body (Appendix B `TicketDetail`), written by PostgreSQL in
+    one statement; 404 (`NotVisibleYet` when it exists but the caller may not see it yet)."""
+    own_only = not principal.sees_all_tickets
+    params = {"ticket_id": ticket_id, "viewer": principal.agent_id}
+    row = await _fetchrow(engine, _detail_statement(own_only), params)
+    if row is None or row["body"] is None:
+        raise (NotFoundError if row is None else NotVisibleYet)(f"Ticket {ticket_id} not found")
+    body: str = row["body"]
+    return body.encode()

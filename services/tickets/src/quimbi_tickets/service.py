@@ -146,11 +146,6 @@ class TicketView:
     messages: list[Message]
 
 
-async def get_ticket(session: AsyncSession, principal: Principal, ticket_id: str) -> TicketView:
-    ticket = await load_ticket(session, principal, ticket_id)
-    return TicketView(ticket, await ticket_messages(session, ticket_id))
-
-
 async def list_messages(
     session: AsyncSession, principal: Principal, ticket_id: str
 ) -> list[Message]:
