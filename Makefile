@@ -21,7 +21,7 @@ infra-stop: ## stop PostgreSQL, Redis and Kafka
 	@$(INFRA) stop
 
 run: setup infra ## start the whole suite with demo data (gateway on :8001); TRACING=1: and Jaeger
-	@$(UV) run python -m deploy.local.launcher $(if $(TRACING),--tracing)
+	@$(UV) run python -m deploy.local.launcher --split $(if $(TRACING),--tracing)
 
 test: setup infra ## run unit, service and end-to-end tests
 	@$(UV) run pytest --durations=25

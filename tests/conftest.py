@@ -57,7 +57,8 @@ def infra() -> Iterator[Servers]:
 
 @pytest.fixture(scope="session")
 def launch_suite(infra: Servers) -> LaunchSuite:
-    """Start a whole suite: `async with launch_suite(name, port_offset=, redis_db=, env=)`.
+    """Start a whole suite: `async with launch_suite(name, port_offset=, redis_db=, env=)`
+    (`split=True`: each service as a serve and a consume process, as `make run` runs it).
 
     Its Redis database is emptied first (login limits, caches, revocations); its PostgreSQL
     databases are dropped after it stops; its service logs stay under `.local/logs/<name>...`.
@@ -71,6 +72,7 @@ def launch_suite(infra: Servers) -> LaunchSuite:
         redis_db: int,
         env: dict[str, str],
         replicas: dict[str, int] | None = None,
+        split: bool = False,
     ) -> AsyncIterator[Suite]:
         if not infra.postgres_dsn:
             raise RuntimeError(f"the {name} suite needs its own servers, not E2E_GATEWAY_URL's")
@@ -96,6 +98,7 @@ def launch_suite(infra: Servers) -> LaunchSuite:
                 **env,
             },
             replicas=replicas or {},
+            split=split,
         )
         suite = Suite(opts)
         await suite.prepare_databases()

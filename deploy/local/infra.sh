@@ -149,11 +149,28 @@ fetch_kafka() {
   touch "$libs/.complete"
 }
 
+# Every test run leaves its prefixed topics (~100 partitions each) in the development broker;
+# the broker holds a file open per partition and stops ("Too many open files") when they near
+# the open-files limit. Warn past half of it; past 80 % start with empty storage instead.
+check_kafka_partitions() {
+  local data="$1" limit count
+  [ -d "$data" ] || return 0
+  limit="$(ulimit -n)"; [ "$limit" = unlimited ] && return 0
+  count="$(find "$data" -mindepth 1 -maxdepth 1 -type d | wc -l)"
+  if [ "$count" -gt $((limit * 8 / 10)) ]; then
+    log "kafka: $count partitions in $data, near the open-files limit ($limit): starting with empty storage (test topics are disposable; KAFKA_FRESH=1 does this on demand)"
+    rm -rf "$data"
+  elif [ "$count" -gt $((limit / 2)) ]; then
+    log "kafka: $count partitions in $data (mostly old test topics); the broker stops near the open-files limit ($limit): KAFKA_FRESH=1 make infra-stop infra empties it"
+  fi
+}
+
 start_kafka() {
   local dir="$KAFKA_DIR"
   mkdir -p "$dir"
   if pid_alive "$dir/kafka.pid"; then log "kafka already running"; return; fi
   [ "${KAFKA_FRESH:-0}" = 1 ] && rm -rf "$dir/data"
+  check_kafka_partitions "$dir/data"
   port_open "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by another process; set KAFKA_PORT"
   fetch_kafka
   cat >"$dir/server.properties" <<CONF

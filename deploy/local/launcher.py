@@ -4,6 +4,11 @@ stand-in, demo data, and one clean stop on Ctrl-C.
     uv run python deploy/local/launcher.py              # what `make run` does
     uv run python deploy/local/launcher.py --no-seed --port-offset 10000 --namespace e2e1
     uv run python deploy/local/launcher.py --replicas agents=2 --replicas sla=2
+    uv run python deploy/local/launcher.py --split --replicas scoring-consume=2
+
+`--split` (`make run`) runs each service that has consumers as two processes,
+`python -m quimbi_<name> serve` on its port and `... consume` (named `<name>-consume`, health
+and metrics on its port + 1000); without it one process does both (the test suites).
 
 Each service runs as `python -m quimbi_<name>` with its own environment; a process that exits
 is restarted (with back-off); one that keeps crashing is reported with its last log lines and
@@ -94,6 +99,7 @@ class Service:
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
     replica: int = 1  # 2, 3, …: another process of the same service (its database migrated once)
+    role: str = ""  # "serve" or "consume" (`python -m <module> <role>`); "": both in one process
 
     @property
     def url(self) -> str:
@@ -106,7 +112,7 @@ class Service:
 
     @property
     def service(self) -> str:
-        return self.name.split("#", 1)[0]
+        return self.name.split("#", 1)[0].removesuffix(CONSUME_SUFFIX)
 
 
 @dataclass
@@ -124,10 +130,14 @@ class Options:
     tracing: bool = False  # start Jaeger and export every service's traces to it
     watch_infra: bool = False  # `make run`: restart a crashed PostgreSQL, Redis or Kafka
     replicas: dict[str, int] = field(default_factory=dict)
+    split: bool = False  # serve and consume as separate processes (`make run`)
     pycache: Path | None = field(default_factory=lambda: bytecode_cache(os.environ))
 
 
 REPLICA_PORT_STEP = 50
+CONSUME_SUFFIX = "-consume"
+CONSUME_PORT_STEP = 1000  # the services' own default CONSUME_PORT: PORT + 1000
+WITH_CONSUMERS = ("tickets", "agents", "sla", "scoring", "ai-proxy")
 
 
 def bytecode_cache(env: Mapping[str, str]) -> Path | None:
@@ -170,8 +180,23 @@ def build_services(opts: Options) -> list[Service]:
         Service("ai-proxy", "quimbi_ai_proxy", 8105 + off, f"ai_proxy{ns}"),
         Service("gateway", "quimbi_gateway", 8001 + off, None),
     ]
+    if opts.split:
+        for service in [s for s in services if s.name in WITH_CONSUMERS]:
+            service.role = "serve"
+            services.append(
+                Service(
+                    service.name + CONSUME_SUFFIX,
+                    service.module,
+                    service.port + CONSUME_PORT_STEP,
+                    service.database,
+                    role="consume",
+                )
+            )
     for name, count in opts.replicas.items():
-        first = next(s for s in services if s.name == name)
+        found = [s for s in services if s.name == name]
+        if not found:
+            raise SystemExit(f"--replicas {name}: no such process (with --split: <name>-consume)")
+        first = found[0]
         services += [
             Service(
                 f"{name}#{n}",
@@ -179,6 +204,7 @@ def build_services(opts: Options) -> list[Service]:
                 first.port + REPLICA_PORT_STEP * (n - 1),
                 first.database,
                 replica=n,
+                role=first.role,
             )
             for n in range(2, count + 1)
         ]
@@ -186,7 +212,7 @@ def build_services(opts: Options) -> list[Service]:
 
     def urls(name: str) -> str:
         """The service's replicas, comma-separated (the gateway takes turns)."""
-        return ",".join(s.url for s in services if s.service == name)
+        return ",".join(s.url for s in services if s.service == name and s.role != "consume")
 
     pg_base = opts.postgres_dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
     shared = {
@@ -208,6 +234,9 @@ def build_services(opts: Options) -> list[Service]:
     }
     for service in services:
         service.env = {**shared, "PORT": str(service.port), "HOST": "127.0.0.1"}
+        if service.role == "consume":  # its health and metrics; PORT stays its API's
+            service.env["PORT"] = str(service.port - CONSUME_PORT_STEP)
+            service.env["CONSUME_PORT"] = str(service.port)
         if service.name == "standin":
             service.env.update({"STANDIN_PORT": str(service.port), "STANDIN_HOST": "127.0.0.1"})
         if service.database:
@@ -275,6 +304,7 @@ class Suite:
             sys.executable,
             "-m",
             service.module,
+            *([service.role] if service.role else []),
             env=env,
             cwd=ROOT,
             stdout=asyncio.subprocess.PIPE,
@@ -589,6 +619,11 @@ def main() -> None:
         "--replicas", action="append", default=[], help="SERVICE=N processes of a service"
     )
     parser.add_argument(
+        "--split",
+        action="store_true",
+        help="each service with consumers as a serve and a consume process (make run)",
+    )
+    parser.add_argument(
         "--no-infra-watch",
         dest="watch_infra",
         action="store_false",
@@ -613,6 +648,7 @@ def main() -> None:
         extra_env=extra,
         tracing=args.tracing,
         replicas=replicas,
+        split=args.split,
         watch_infra=args.watch_infra,
     )
     sys.exit(asyncio.run(run(opts)))

@@ -22,6 +22,9 @@ PORTS = {
     "standin": 8199,
 }
 
+# each service with a database also runs as `<name>-consume`: its consumers, relay and jobs
+CONSUMERS = {"tickets", "agents", "sla", "scoring", "ai-proxy"}
+
 pytestmark = pytest.mark.unit
 
 
@@ -57,8 +60,23 @@ def kafka_version() -> str:
 def test_every_service_and_server_is_in_the_compose_file(services) -> None:
     # given the services in the repository
     expected = service_directories() | INFRASTRUCTURE
-    # then each has exactly one compose service of the same name
-    assert set(services) == expected
+    # then each has exactly one compose service of the same name, and its consumers another
+    assert set(services) == expected | {f"{name}-consume" for name in CONSUMERS}
+
+
+def test_consumers_run_apart_from_the_api_in_the_same_image(services) -> None:
+    for name in CONSUMERS:
+        consume, serve = services[f"{name}-consume"], services[name]
+        assert consume["image"] == serve["image"]
+        assert consume["environment"]["PROCESS_ROLE"] == "consume"
+        assert serve["environment"]["PROCESS_ROLE"] == "serve"
+        # the healthcheck asks PORT: a consume container answers health there
+        assert consume["environment"]["CONSUME_PORT"] == consume["environment"]["PORT"]
+        assert consume["environment"]["DATABASE_URL"] == serve["environment"]["DATABASE_URL"]
+        assert "ports" not in consume  # no API to publish
+        assert "build" not in consume  # the image its API's container builds
+    # the gateway reaches the APIs only
+    assert not any(target.endswith("-consume") for target in services["gateway"]["depends_on"])
 
 
 def test_servers_are_the_public_images_the_tests_name(services) -> None:

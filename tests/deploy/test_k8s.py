@@ -29,6 +29,8 @@ SERVICES = {
     "ai-proxy": 8105,
 }
 WITH_DATABASE = {"tickets", "agents", "sla", "scoring", "ai-proxy"}
+# `<service>-consume`: the consumers, outbox relay and jobs of each service with a database
+CONSUMERS = {f"{name}-consume": name for name in WITH_DATABASE}
 
 pytestmark = pytest.mark.unit
 
@@ -75,10 +77,22 @@ def test_base_runs_every_service_with_a_service_and_an_autoscaler(base) -> None:
     deployments, services, hpas = (
         by_kind(base, k) for k in ("Deployment", "Service", "HorizontalPodAutoscaler")
     )
-    # then each service has all three, the HPA scaling its Deployment, the Service its port
-    assert set(deployments) == set(SERVICES)
+    # then each service has all three, the HPA scaling its Deployment, the Service its port;
+    # its consumers a Deployment and an HPA of their own, no Service (they answer no API)
+    assert set(deployments) == set(SERVICES) | set(CONSUMERS)
     assert set(services) == set(SERVICES)
-    assert set(hpas) == set(SERVICES)
+    assert set(hpas) == set(SERVICES) | set(CONSUMERS)
+    for name, service in CONSUMERS.items():
+        target = hpas[name]["spec"]["scaleTargetRef"]
+        assert (target["kind"], target["name"]) == ("Deployment", name)
+        # at most one member per partition does work (KAFKA_TOPIC_PARTITIONS, 3)
+        assert 1 <= hpas[name]["spec"]["minReplicas"] <= hpas[name]["spec"]["maxReplicas"] <= 3
+        (container,) = pod_spec(deployments[name])["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["PROCESS_ROLE"] == "consume"
+        assert env["CONSUME_PORT"] == str(SERVICES[service])
+        (serving,) = pod_spec(deployments[service])["containers"]
+        assert {"name": "PROCESS_ROLE", "value": "serve"} in serving["env"]
     for name, port in SERVICES.items():
         target = hpas[name]["spec"]["scaleTargetRef"]
         assert (target["kind"], target["name"]) == ("Deployment", name)
@@ -98,7 +112,7 @@ def test_every_deployment_has_probes_requests_and_runs_as_non_root(base, develop
             assert "readinessProbe" in container, name
             assert {"cpu", "memory"} <= set(container["resources"]["requests"]), name
             assert "memory" in container["resources"].get("limits", {}), name
-        if name in SERVICES or name == "standin":
+        if name in SERVICES or name in CONSUMERS or name == "standin":
             assert spec["securityContext"]["runAsNonRoot"] is True, name
             assert spec["securityContext"]["runAsUser"] != 0, name
 
@@ -111,15 +125,17 @@ def test_service_probes_use_the_health_endpoints_on_the_service_port(base) -> No
         # then liveness asks /health/live, readiness /health/ready, on the port the service binds
         assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
         assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
-        assert ports[container["readinessProbe"]["httpGet"]["port"]] == SERVICES[name]
-        assert env["PORT"] == str(SERVICES[name])
-        assert container["image"].startswith(f"quimbi/{name}:")
+        service = CONSUMERS.get(name, name)
+        assert ports[container["readinessProbe"]["httpGet"]["port"]] == SERVICES[service]
+        assert env["PORT"] == str(SERVICES[service])
+        assert container["image"].startswith(f"quimbi/{service}:")
 
 
 def test_services_with_a_database_migrate_in_an_init_container_before_they_start(base) -> None:
     for name, deployment in by_kind(base, "Deployment").items():
         spec = pod_spec(deployment)
         init = spec.get("initContainers", [])
+        name = CONSUMERS.get(name, name)
         if name not in WITH_DATABASE:
             assert not init, name
             continue
@@ -178,8 +194,8 @@ def test_development_overlay_is_one_namespace_with_infrastructure_and_the_stand_
     namespaces = {r["metadata"].get("namespace") for r in development if r["kind"] != "Namespace"}
     assert namespaces == {"quimbi-dev"}
     workloads = {**by_kind(development, "Deployment"), **by_kind(development, "StatefulSet")}
-    assert {"postgres", "redis", "kafka", "standin", *SERVICES} == set(workloads)
-    for name in SERVICES:
+    assert {"postgres", "redis", "kafka", "standin", *SERVICES, *CONSUMERS} == set(workloads)
+    for name in [*SERVICES, *CONSUMERS]:
         assert workloads[name]["spec"]["replicas"] == 1
     config = by_kind(development, "ConfigMap")["quimbi-config"]["data"]
     assert config["QUIMBI_BASE_URL"] == "http://standin:8199"

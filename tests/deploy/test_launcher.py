@@ -235,3 +235,29 @@ async def test_a_database_at_head_is_not_migrated_again() -> None:
         assert await launcher._at_head(migrations, url)
     finally:
         await drop_database(name)
+
+
+@pytest.mark.unit
+def test_split_runs_serve_and_consume_processes_and_the_gateway_reaches_only_serve() -> None:
+    services = {
+        s.name: s
+        for s in launcher.build_services(
+            launcher.Options(split=True, replicas={"scoring": 2, "scoring-consume": 2})
+        )
+    }
+    for name, port in [("tickets", 8101), ("agents", 8102), ("sla", 8103), ("ai-proxy", 8105)]:
+        assert (services[name].role, services[name].port) == ("serve", port)
+        consume = services[f"{name}-consume"]
+        assert (consume.role, consume.port, consume.service) == ("consume", port + 1000, name)
+        assert consume.env["CONSUME_PORT"] == str(port + 1000)
+        assert consume.database == services[name].database
+    assert services["scoring#2"].role == "serve"
+    assert services["scoring-consume#2"].role == "consume"
+    assert services["scoring-consume#2"].port == 9104 + launcher.REPLICA_PORT_STEP
+    gateway = services["gateway"].env
+    assert gateway["SCORING_URL"] == "http://127.0.0.1:8104,http://127.0.0.1:8154"
+    assert gateway["TICKETS_URL"] == "http://127.0.0.1:8101"
+    assert services["gateway"].role == services["standin"].role == ""
+    together = launcher.build_services(launcher.Options())
+    assert all(s.role == "" for s in together)
+    assert not any(s.name.endswith("-consume") for s in together)

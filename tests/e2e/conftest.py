@@ -2,7 +2,8 @@
 
 The suite is started by `tests/conftest.py`'s `launch_suite`, on ports offset by 10000 and
 Redis database 2 (E2E_PORT_OFFSET and E2E_REDIS_DB let two e2e runs share one machine), or is
-the running stack at `E2E_GATEWAY_URL` (`make test-e2e-up`).
+the running stack at `E2E_GATEWAY_URL` (`make test-e2e-up`). `E2E_SPLIT=1` runs each service
+as a serve and a consume process (consume ports: the offset + 9101…9105), as `make run` does.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ async def suite(launch_suite) -> AsyncIterator[Suite | ExternalStack]:  # type: 
         "e2e",
         port_offset=int(os.environ.get("E2E_PORT_OFFSET", "10000")),
         redis_db=int(os.environ.get("E2E_REDIS_DB", "2")),
+        split=os.environ.get("E2E_SPLIT") == "1",  # serve and consume apart, as `make run`
         # Tracing on, each process exporting its spans as JSON lines (test_tracing.py).
         env={
             **RYW_ENV,

@@ -66,6 +66,49 @@ async def test_search_finds_subjects_and_messages_ranked_with_safe_snippets(worl
     assert [t["id"] for t in excluded["tickets"]] == [by_subject["id"]]
 
 
+async def test_a_ticket_is_one_document_kept_as_its_subject_and_messages_change(
+    world: World,
+) -> None:
+    # given a ticket with one word in its subject and another in its message
+    first, second, added, renamed = (unique(w) for w in ("alpha", "beta", "gamma", "delta"))
+    agent = world.agent()
+    ticket = await world.create_ticket(
+        agent, subject=f"Order {first} stuck", message={"content": f"it says {second} again"}
+    )
+    url = f"/api/tickets/{ticket['id']}"
+    message_url = f"{url}/messages/{ticket['messages'][0]['id']}"
+
+    async def found(q: str) -> list[str]:
+        return [t["id"] for t in (await _search(world, agent, q=q))["tickets"]]
+
+    # then both words together find it (spread over subject and message), each one marked
+    [hit] = (await _search(world, agent, q=f"{first} {second}"))["tickets"]
+    assert hit["highlight"]["subject"] == f"Order <mark>{first}</mark> stuck"
+    assert f"<mark>{second}</mark>" in hit["highlight"]["message"]
+    # and the document follows every change: an edited message
+    edited = await world.client.patch(
+        message_url, json={"content": "nothing to see"}, headers=agent.headers
+    )
+    assert edited.status_code == 200, edited.text
+    assert await found(second) == []
+    # an added message
+    reply = await world.client.post(
+        f"{url}/messages", json={"content": f"now {added}"}, headers=agent.headers
+    )
+    assert reply.status_code == 201, reply.text
+    assert await found(added) == [ticket["id"]]
+    # a deleted message
+    deleted = await world.client.delete(
+        f"{url}/messages/{reply.json()['id']}", headers=agent.headers
+    )
+    assert deleted.status_code == 204, deleted.text
+    assert await found(added) == []
+    # and a new subject
+    patched = await world.client.patch(url, json={"subject": renamed}, headers=agent.headers)
+    assert patched.status_code == 200, patched.text
+    assert (await found(renamed), await found(first)) == ([ticket["id"]], [])
+
+
 async def test_search_applies_visibility_filters_order_and_pages(world: World) -> None:
     # given three tickets mentioning our word: two of one agent's, one of another's
     word = unique("kappa")
@@ -198,7 +241,7 @@ async def test_a_search_past_its_time_budget_is_stopped_with_a_503(
 ) -> None:
     principal = Principal(kind="agent", agent_id="a-senior", role=Role.SENIOR_AGENT)
     async with world.db.transaction():  # the search now waits for this lock, past its budget
-        await world.db.execute("LOCK TABLE messages IN ACCESS EXCLUSIVE MODE")
+        await world.db.execute("LOCK TABLE tickets IN ACCESS EXCLUSIVE MODE")
         with pytest.raises(ServiceUnavailableError) as stopped:
             await search.search(
                 engine,

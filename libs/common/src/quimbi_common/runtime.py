@@ -2,6 +2,11 @@
 
 `main.py` of every service builds one `Runtime`, registers handlers and background tasks on
 it, and calls `create_app`. The app's lifespan starts and stops everything in one place.
+
+A process has a role (`settings.process_role`, from `python -m quimbi_<service> serve|consume`):
+"serve" answers the API and holds no Kafka connection (its writes wait in the outbox), "consume"
+runs the consumer, the outbox relay and the jobs and answers only health and metrics, "all"
+does both. So HTTP and consumers scale apart and a burst of one never starves the other.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ log = logging.getLogger(__name__)
 BackgroundTask = Callable[[], Awaitable[None]]
 _KAFKA_FRESH_SECONDS = 2.0  # a readiness check trusts a ping this recent; also its timeout
 T = TypeVar("T")
+SettingsT = TypeVar("SettingsT", bound=CommonSettings)
 
 
 class Runtime:
@@ -84,9 +90,12 @@ class Runtime:
             else None
         )
         self.relay = OutboxRelay(self.engine, settings) if self.engine and kafka else None
-        self.background: list[BackgroundTask] = []
+        self.role = settings.process_role
+        self.background: list[BackgroundTask] = []  # run in every role
+        self._with_api: list[BackgroundTask] = []
+        self._with_consumers: list[BackgroundTask] = []
         if self.broker is not None:
-            self.background.append(self.watch_kafka)
+            self._with_consumers.append(self.watch_kafka)
         self.on_startup: list[BackgroundTask] = []
         self.on_shutdown: list[BackgroundTask] = []
         self.checks: dict[str, Check] = {}
@@ -99,6 +108,27 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._provided: list[object] = [settings]
+
+    @property
+    def serves(self) -> bool:
+        """Whether this process answers the API (roles "serve" and "all")."""
+        return self.role != "consume"
+
+    @property
+    def consumes(self) -> bool:
+        """Whether this process connects to Kafka: consumer, outbox relay, jobs ("consume",
+        "all")."""
+        return self.role != "serve"
+
+    def alongside_api(self, task: BackgroundTask) -> None:
+        """A loop that serves the API's requests (a per-process hub, a LISTEN for waits):
+        run only where the API is served."""
+        self._with_api.append(task)
+
+    def alongside_consumers(self, task: BackgroundTask) -> None:
+        """A job (timers, sweeps, a Kafka feed): run only where the consumers run, so as many
+        run as consume replicas, however many HTTP replicas serve."""
+        self._with_consumers.append(task)
 
     def provide(self, value: object) -> None:
         """Make `value` (a service's state: its keys, clients, ...) reachable from routes as
@@ -126,7 +156,7 @@ class Runtime:
                 bound_seconds=self.settings.read_your_writes_wait_seconds,
                 new_id_seconds=self.settings.read_your_writes_new_id_seconds,
             )
-            self.background.append(self._projections.run)
+            self.alongside_api(self._projections.run)
         return self._projections
 
     @property
@@ -199,7 +229,7 @@ class Runtime:
         checks: dict[str, Check] = {"redis": self._check_redis}
         if self.engine is not None:
             checks["database"] = self._check_database
-        if self.broker is not None:
+        if self.broker is not None and self.consumes:
             checks["kafka"] = self._check_kafka
         return {**checks, **self.checks}
 
@@ -228,11 +258,17 @@ class Runtime:
     async def start(self) -> None:
         for hook in self.on_startup:
             await _retrying(hook, self.settings.backoff(), give_up_after=60.0)
-        if self.broker is not None:
-            self._tasks.append(asyncio.create_task(self._connect_kafka(), name="kafka-connect"))
-        if self.relay is not None:
-            self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
-        for task in self.background:
+        tasks = list(self.background)
+        if self.serves:
+            tasks += self._with_api
+        if self.consumes:
+            tasks += self._with_consumers
+            if self.broker is not None:
+                connect = asyncio.create_task(self._connect_kafka(), name="kafka-connect")
+                self._tasks.append(connect)
+            if self.relay is not None:  # one publishes at a time, however many run (its lock)
+                self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
+        for task in tasks:
             self._tasks.append(asyncio.create_task(_supervised(task), name=task.__name__))
 
     async def stop(self) -> None:
@@ -344,11 +380,12 @@ def create_app(
         )
     if tracing_enabled():  # outermost: the span covers the request's whole handling
         app.add_middleware(TracingMiddleware)
-    install_docs(app, title=title)
     app.include_router(health_router(settings.service_name, runtime.readiness_checks()))
     app.include_router(metrics_router)
-    for router in routers:
-        app.include_router(router)
+    if runtime.serves:  # a consume process answers health and metrics only
+        install_docs(app, title=title)
+        for router in routers:
+            app.include_router(router)
     return app
 
 
@@ -414,20 +451,43 @@ def serve(factory: Callable[[], FastAPI], settings: CommonSettings) -> None:
         factory,
         factory=True,
         host=settings.host,
-        port=settings.port,
+        port=settings.listen_port,
         log_config=None,
         access_log=False,
         **forwarded_header_options(settings),
     )
 
 
-def main(factory: Callable[[], FastAPI], settings: CommonSettings, migrations: Path | None) -> None:
-    """What `python -m quimbi_<service>` does: serve, or with `migrate`, upgrade the database."""
-    if sys.argv[1:2] == ["migrate"]:
+ROLES = ("serve", "consume")
+
+
+def main(
+    factory: Callable[[SettingsT], FastAPI],
+    settings: SettingsT,
+    migrations: Path | None,
+    *,
+    consumes: bool = True,
+) -> None:
+    """What `python -m quimbi_<service> [serve|consume|migrate]` does: with no argument the
+    API and the consumers in one process; `serve` the API only, `consume` the consumers, the
+    outbox relay and the jobs only (health and metrics on `settings.listen_port`); `migrate`
+    upgrades the database."""
+    command = sys.argv[1:2]
+    if command == ["migrate"]:
         if migrations is None:
             raise SystemExit(f"{settings.service_name} has no database to migrate")
         from .migrations import upgrade
 
         upgrade(migrations, settings.database_url)
         return
-    serve(factory, settings)
+    if command and (command[0] not in ROLES or (command[0] == "consume" and not consumes)):
+        offered = (
+            ["serve"] + (["consume"] if consumes else []) + (["migrate"] if migrations else [])
+        )
+        raise SystemExit(
+            f"{settings.service_name}: unknown command {command[0]!r} (one of: "
+            f"{', '.join(offered)}{'; none: both in one process' if consumes else ''})"
+        )
+    if command:
+        settings = settings.model_copy(update={"process_role": command[0]})
+    serve(lambda: factory(settings), settings)

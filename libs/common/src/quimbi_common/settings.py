@@ -21,6 +21,11 @@ class CommonSettings(BaseSettings):
     environment: Literal["development", "test", "staging", "production"] = "development"
     host: str = "127.0.0.1"
     port: int = 8000
+    # What this process does (`python -m quimbi_<service> serve|consume` sets it): "serve" the
+    # HTTP API only, "consume" the Kafka consumers, the outbox relay and the jobs (health and
+    # metrics on `consume_port`, default `port` + 1000), "all" both (the default, one port).
+    process_role: Literal["all", "serve", "consume"] = "all"
+    consume_port: int | None = None
     # Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (comma-separated addresses or
     # networks, uvicorn's FORWARDED_ALLOW_IPS): for a service the gateway's address(es), for the
     # gateway the load balancers in front of it. Empty (the default): nobody's; the client
@@ -83,6 +88,14 @@ class CommonSettings(BaseSettings):
     @property
     def cors_origins_list(self) -> list[str]:
         return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
+    @property
+    def listen_port(self) -> int:
+        """The port this process listens on: a consume process answers health and metrics
+        beside its service's API port, so both roles run on one host with the defaults."""
+        if self.process_role != "consume":
+            return self.port
+        return self.consume_port if self.consume_port is not None else self.port + 1000
 
     @property
     def is_production(self) -> bool:

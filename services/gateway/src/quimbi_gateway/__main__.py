@@ -5,4 +5,4 @@ from quimbi_common.runtime import main
 from .main import build_app
 from .settings import Settings
 
-main(build_app, Settings(), None)
+main(build_app, Settings(), None, consumes=False)

@@ -26,4 +26,4 @@ def register(runtime: Runtime, settings: Settings) -> None:
                 log.debug("recalculated %d slots, %d changed", result.slots, result.published)
             await asyncio.sleep(settings.scoring_recalc_poll_seconds)
 
-    runtime.background.append(recalculate_scores)
+    runtime.alongside_consumers(recalculate_scores)

@@ -1,5 +1,7 @@
-"""`python -m quimbi_sla` serves the sla service; with `migrate`, it upgrades the
-database instead (from a source checkout; container images migrate in their entrypoint)."""
+"""`python -m quimbi_sla` runs the sla service: its API and its consumers in one process;
+`serve` the API only, `consume` the consumers, outbox relay and jobs only (health and metrics on
+CONSUME_PORT); `migrate` upgrades the database (from a source checkout; container images
+migrate in their entrypoint)."""
 
 from pathlib import Path
 

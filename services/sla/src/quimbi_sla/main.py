@@ -17,7 +17,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     runtime = Runtime(settings)
     handlers.register(runtime, settings)
     runtime.watch_projections()  # per-ticket routes wait for a ticket that was just created
-    runtime.background.append(sla_scheduler(runtime, settings))
+    runtime.alongside_consumers(sla_scheduler(runtime, settings))
     return create_app(
         runtime,
         title="Quimbi SLA",

@@ -209,10 +209,10 @@ async def search_tickets(
         Query(description="`relevance` (then the inbox order) or `smart` (the inbox order)"),
     ] = "relevance",
 ) -> SearchResults:
-    """Tickets whose subject or any message contains the words (English stemming), with the
-    list's filters and visibility, ranked, with HTML-safe highlighted snippets. A word in more
-    than SEARCH_CANDIDATES messages or subjects is ranked among its newest matches only
-    (`exhaustive: false`; `total` then counts the tickets ranked)."""
+    """Tickets whose text (subject and messages together) contains the words (English
+    stemming), with the list's filters and visibility, ranked, with HTML-safe highlighted
+    snippets. Words in more than SEARCH_CANDIDATES tickets are ranked among a bounded set that
+    holds their newest matches (`exhaustive: false`; `total` then counts the tickets ranked)."""
     assert runtime.engine is not None
     found = await search.search(
         runtime.engine,

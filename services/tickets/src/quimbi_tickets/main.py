@@ -26,7 +26,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     assert runtime.units is not None
     sweeper = Sweeper(runtime.units, storage_from(settings), settings)
     runtime.provide(sweeper)
-    runtime.background.append(sweeper.run)
+    runtime.alongside_api(sweeper.run)  # with the routes that upload and delete the files
     return create_app(
         runtime,
         title="Quimbi tickets",
@@ -47,11 +47,9 @@ def _live_inbox(runtime: Runtime, settings: Settings) -> None:
     key = feed.live_log_key(settings)
     live_hub = hub.LiveHub(settings, key, runtime.revocations)
     runtime.provide(live_hub)
-    runtime.background += [
-        feed.LiveFeed(
-            settings, runtime.engine, runtime.redis, runtime.broker, runtime.sessions
-        ).run,
-        live_hub.run,
-        live_hub.watch_tokens,
-    ]
+    runtime.alongside_consumers(
+        feed.LiveFeed(settings, runtime.engine, runtime.redis, runtime.broker, runtime.sessions).run
+    )
+    runtime.alongside_api(live_hub.run)
+    runtime.alongside_api(live_hub.watch_tokens)
     runtime.on_shutdown.append(live_hub.aclose)

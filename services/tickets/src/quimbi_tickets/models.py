@@ -88,7 +88,7 @@ class Ticket(Base):
             postgresql_using="gin",
             postgresql_ops={"subject": "gin_trgm_ops"},
         ),
-        sa.Index("ix_tickets_search", "search_vector", postgresql_using="gin"),
+        sa.Index("ix_tickets_search_document", "search_document", postgresql_using="gin"),
     )
 
     id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
@@ -129,7 +129,8 @@ class Ticket(Base):
     sla_is_paused: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false())
     sla_total_paused_seconds: Mapped[int] = mapped_column(sa.Integer, server_default="0")
 
-    search_vector: Mapped[str] = _search_vector("subject")
+    # the subject (weight A) and every message, kept by search.document_of (migration 0007)
+    search_document: Mapped[str] = mapped_column(TSVECTOR, server_default="", deferred=True)
 
     customer: Mapped[Customer] = relationship(lazy="raise")
     messages: Mapped[list[Message]] = relationship(
@@ -151,7 +152,6 @@ class Message(Base):
             postgresql_using="gin",
             postgresql_ops={"content": "gin_trgm_ops"},
         ),
-        sa.Index("ix_messages_search", "search_vector", postgresql_using="gin"),
     )
 
     id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)

@@ -394,8 +394,9 @@ class SearchResults(BaseModel):
     query: str
     exhaustive: bool = Field(
         description="True: every match was ranked and `total` counts them all. False: the "
-        "words are in more messages or subjects than the service ranks (SEARCH_CANDIDATES); "
-        "the results are the best of the newest matches and `total` counts those tickets"
+        "words are in more tickets than the service ranks (SEARCH_CANDIDATES); the results "
+        "are the best of a bounded set that holds the newest matches, and `total` counts the "
+        "tickets ranked"
     )
 
 

@@ -1,12 +1,14 @@
-"""Full-text search over ticket subjects and message contents (PostgreSQL, GIN-indexed).
+"""Full-text search over tickets: one document per ticket, its subject and its messages
+(PostgreSQL, GIN-indexed, kept by `document_of` in the transaction that changes them).
 
 The query is read by `websearch_to_tsquery` (quotes, `or`, `-word`; never a syntax error) in
-the English configuration. A ticket matches when its subject or any of its messages does; its
-rank is the best of twice the subject's `ts_rank` and each matching message's. The list filters
-and visibility are the inbox's (`queries.list_filters`); the order is by rank (then oldest
-first, by the time-ordered id) or the inbox's smart order. Only a bounded set of the newest
-matches is ranked (`search_statements`): a word found in most tickets costs that bound, not the
-whole table. Snippets (`ts_headline`) are computed for the page only and returned as HTML-safe
+the English configuration. A ticket matches when its document holds the words (they may be
+spread over its subject and messages); its rank is the document's `ts_rank`, the subject's
+words weighing double. The list filters and visibility are the inbox's
+(`queries.list_filters`), in the same row as the document; the order is by rank (then oldest
+first, by the time-ordered id) or the inbox's smart order. Only a bounded set of matches is
+ranked (`search_statements`): a word found in most tickets costs that bound, not the whole
+table. Snippets (`ts_headline`) are computed for the page only and returned as HTML-safe
 text: everything escaped, the matched words in `<mark>…</mark>`. A statement past its time
 budget is stopped and answered 503.
 """
@@ -20,7 +22,7 @@ from functools import lru_cache
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import TSQUERY
+from sqlalchemy.dialects.postgresql import TSQUERY, TSVECTOR, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from quimbi_common.auth import Principal
@@ -41,7 +43,10 @@ from .queries import (
 
 SearchOrder = Literal["relevance", "smart"]
 CONFIG = "english"
-SUBJECT_WEIGHT = 2.0
+# ts_rank's weights (at most 1) for D, C, B, A: messages are D (to_tsvector's default), the
+# subject A, weighing double
+_WEIGHT_A: sa.ColumnElement[Any] = sa.literal_column("'A'::\"char\"")
+RANK_WEIGHTS: sa.ColumnElement[Any] = sa.literal_column("'{0.5, 0.2, 0.4, 1.0}'::float4[]")
 # ts_headline marks matches with these (private-use characters): the text around them is
 # escaped first, then they become <mark> tags, so a message's own markup is never live.
 _START, _STOP = "\ue000", "\ue001"
@@ -67,36 +72,62 @@ def _config() -> Any:
     return sa.literal_column(f"'{CONFIG}'::regconfig")
 
 
+def document_of(ticket_id: str, subject: str) -> sa.ColumnElement[Any]:
+    """A ticket's search document, to assign in the transaction that changed its subject or a
+    message (after the messages are flushed): the subject with weight A, then every message's
+    stored vector in order (concatenated by the `tsvector_concat_agg` of migration 0007: no
+    text is parsed again but the subject)."""
+    messages = (
+        sa.select(
+            sa.func.tsvector_concat_agg(
+                aggregate_order_by(MESSAGES.c.search_vector, MESSAGES.c.created_at, MESSAGES.c.id)
+            )
+        )
+        .where(MESSAGES.c.ticket_id == ticket_id)
+        .scalar_subquery()
+    )
+    subject_vector = sa.func.setweight(sa.func.to_tsvector(_config(), subject), _WEIGHT_A)
+    return subject_vector.op("||")(sa.func.coalesce(messages, sa.cast("", TSVECTOR)))
+
+
 def _candidates(
-    name: str,
     found: sa.Select[Any],
     newest: sa.Select[Any],
     tsquery: sa.ColumnElement[Any],
     candidates: int,
+    ranked: bool,
     cut_short: sa.ColumnElement[bool] | None = None,
 ) -> tuple[sa.CTE, sa.CTE, sa.ColumnElement[bool]]:
-    """The matches to rank from one table: (any `candidates` + 1 matches, in the order
-    PostgreSQL finds them; the newest matches among the table's latest rows, read only when
-    the first set overflowed, i.e. the words are in more than `candidates` rows).
+    """The matches to rank, as (id, rank) if `ranked`, else as (id and the smart order's
+    keys): (any `candidates` + 1 matches, in the order PostgreSQL finds them; the newest
+    matches among the latest tickets, read only when
+    the first set overflowed, i.e. the words are in more than `candidates` tickets).
 
     No ORDER BY bounds the first set: PostgreSQL stops after `candidates` + 1 matches (a
-    sequential scan for a word in most rows, a bitmap scan of a rarer word's index entries);
-    sorting every match (by date or rank) is what made a common word cost the whole table.
-    `newest` is the table's latest rows by `created_at`, limited, so it costs that many rows
-    whatever the words, and it is read only on overflow (a one-time filter). `cut_short`: the
-    first set may miss matches for another reason (a phrase's bounded pre-scan); the third
-    value is whether the first set is not every match."""
-    first = found.limit(candidates + 1).cte(f"{name}_first").prefix_with("MATERIALIZED")
-    window = newest.subquery(f"{name}_window")
+    sequential scan for a word in most tickets, a bitmap scan of a rarer word's index entries
+    and the filters'); sorting every match (by date or rank) is what made a common word cost
+    the whole table. `newest` is the latest tickets by `created_at`, limited, so it costs that
+    many rows whatever the words, and it is read only on overflow (a one-time filter).
+    `cut_short`: the first set may miss matches for another reason (a phrase's bounded
+    pre-scan); the third value is whether the first set is not every match."""
+
+    def kept(rows: Any) -> list[Any]:
+        if ranked:
+            return [rows.c.id, sa.func.ts_rank(RANK_WEIGHTS, rows.c.vector, tsquery).label("rank")]
+        return [rows.c.id, rows.c.smart_score, rows.c.created_at]  # the smart order's keys
+
+    found_rows = found.limit(candidates + 1).subquery("found")
+    first = sa.select(*kept(found_rows)).cte("first_found").prefix_with("MATERIALIZED")
+    window = newest.subquery("latest")
     overflow = sa.select(sa.func.count()).select_from(first).scalar_subquery() > candidates
     if cut_short is not None:
         overflow = sa.or_(overflow, cut_short)
     recent = (
-        sa.select(window.c.id, window.c.vector)
+        sa.select(*kept(window))
         .where(window.c.vector.op("@@")(tsquery), overflow)
         .order_by(window.c.created_at.desc())
         .limit(candidates)
-        .cte(f"{name}_recent")
+        .cte("newest_found")
         .prefix_with("MATERIALIZED")
     )
     return first, recent, overflow
@@ -120,6 +151,14 @@ def _all_words(tsquery: Any) -> Any:
     return sa.cast(loose, TSQUERY)
 
 
+def _any_word(tsquery: Any) -> Any:
+    """Any of the query's wanted words (negated ones left out by `querytree`, "and" and
+    "followed by" as "or"): what a snippet marks, and how the best message is chosen, since a
+    ticket may match with its words spread over its subject and messages."""
+    loose = sa.func.regexp_replace(sa.func.querytree(tsquery), r"&|<(-|\d+)>", "|", "g")
+    return sa.cast(loose, TSQUERY)
+
+
 def _statements(
     shape: Shape, order: SearchOrder, candidates: int, window: int, phrase: bool = False
 ) -> tuple[sa.Select[Any], sa.Select[Any]]:
@@ -127,118 +166,79 @@ def _statements(
     alone, for a page past the end) for one shape of search, its values left as parameters
     (`q`, the filters', `page_size`, `skip`).
 
-    Only a bounded set is ranked, per table (subjects, messages): when a table has at most
-    `candidates` matches (after the filters) every one is ranked and the answer is exact;
-    with more (a common word), the ranked set is `candidates` + 1 of them as PostgreSQL finds
-    them plus the newest matches among the latest `window` rows, `exhaustive` is false and
-    `total` counts the tickets ranked. A word found in most tickets thus costs a bounded
-    number of rows, never a read of every match."""
+    A ticket matches when its document (subject and messages, `document_of`) holds the words;
+    the filters are in the same row, so PostgreSQL intersects the document's index with
+    theirs. Only a bounded set is ranked: with at most `candidates` matches every one is
+    ranked and the answer is exact; with more (a common word), the ranked set is `candidates`
+    + 1 of them as PostgreSQL finds them plus the newest matches among the latest `window`
+    tickets, `exhaustive` is false and `total` counts the tickets ranked."""
     tsquery = sa.func.websearch_to_tsquery(_config(), sa.bindparam("q", type_=sa.Text))
     tickets = TICKETS
     filters = filters_of(tickets, shape)
-    subject_columns = (
+    document = tickets.c.search_document
+    columns = (
         tickets.c.id.label("id"),
-        tickets.c.search_vector.label("vector"),
+        document.label("vector"),
         tickets.c.created_at.label("created_at"),
+        tickets.c.smart_score.label("smart_score"),
     )
-    subject_first, subject_recent, subject_overflow = _candidates(
-        "subject",
-        sa.select(*subject_columns).where(tickets.c.search_vector.op("@@")(tsquery), *filters),
-        sa.select(*subject_columns)
-        .where(*filters)
-        .order_by(tickets.c.created_at.desc())
-        .limit(window),
-        tsquery,
-        candidates,
-    )
-    message_columns = (
-        MESSAGES.c.ticket_id.label("id"),
-        MESSAGES.c.search_vector.label("vector"),
-        MESSAGES.c.created_at.label("created_at"),
-    )
-    newest = sa.select(*message_columns).order_by(MESSAGES.c.created_at.desc()).limit(window)
     cut_short = None
     if phrase:
-        # a phrase is checked on each row holding all its words (GIN does not know word
-        # positions): at most `window` such rows are examined, then the phrase and filters
+        # a phrase is checked on each ticket holding all its words (GIN does not know word
+        # positions): at most `candidates` such tickets are examined, then the phrase
         examined = (
-            sa.select(*message_columns)
-            .where(MESSAGES.c.search_vector.op("@@")(_all_words(tsquery)))
-            .limit(window)
-            .cte("message_examined")
+            sa.select(*columns)
+            .where(document.op("@@")(_all_words(tsquery)), *filters)
+            .limit(candidates)
+            .cte("examined")
             .prefix_with("MATERIALIZED")
         )
-        cut_short = sa.select(sa.func.count()).select_from(examined).scalar_subquery() >= window
+        cut_short = sa.select(sa.func.count()).select_from(examined).scalar_subquery() >= candidates
         found = sa.select(examined).where(examined.c.vector.op("@@")(tsquery))
-        if filters:
-            found = found.join(tickets, tickets.c.id == examined.c.id).where(*filters)
     else:
-        found = sa.select(*message_columns).where(MESSAGES.c.search_vector.op("@@")(tsquery))
-        if filters:  # without filters every message's ticket counts: no join needed
-            found = found.join(tickets, tickets.c.id == MESSAGES.c.ticket_id).where(*filters)
-    if filters:
-        latest = newest.subquery("latest_messages")
-        newest = (
-            sa.select(latest)
-            .join(tickets, tickets.c.id == latest.c.id)
-            .where(*filters)
-            .order_by(latest.c.created_at.desc())
-        )
-    message_first, message_recent, message_overflow = _candidates(
-        "message", found, newest, tsquery, candidates, cut_short
+        found = sa.select(*columns).where(document.op("@@")(tsquery), *filters)
+    newest = sa.select(*columns).where(*filters).order_by(tickets.c.created_at.desc()).limit(window)
+    relevance = order == "relevance"
+    first, recent, overflow = _candidates(found, newest, tsquery, candidates, relevance, cut_short)
+    hits = sa.union_all(sa.select(first), sa.select(recent)).subquery("hits")
+    matches = (
+        sa.select(hits.c.id, sa.func.max(hits.c.rank).label("rank")).group_by(hits.c.id)
+        if relevance
+        else sa.select(hits).distinct()
     )
-    ranked = (
-        (subject_first, SUBJECT_WEIGHT),
-        (subject_recent, SUBJECT_WEIGHT),
-        (message_first, 1.0),
-        (message_recent, 1.0),
-    )
-    hits = sa.union_all(
-        *(
-            sa.select(cte.c.id, (sa.func.ts_rank(cte.c.vector, tsquery) * weight).label("rank"))
-            for cte, weight in ranked
-        )
-    ).subquery("hits")
-    best = (
-        sa.select(hits.c.id, sa.func.max(hits.c.rank).label("rank"))
-        .group_by(hits.c.id)
-        .cte("best")
-        .prefix_with("MATERIALIZED")
-    )
+    best = matches.cte("best").prefix_with("MATERIALIZED")
     total = sa.select(sa.func.count()).select_from(best).scalar_subquery()
-    exhaustive = sa.not_(sa.or_(subject_overflow, message_overflow))
-    columns = (*(tickets.c[name] for name in LIST_COLUMNS), tickets.c.smart_score)
+    exhaustive = sa.not_(overflow)
+    listed = (*(tickets.c[name] for name in LIST_COLUMNS), tickets.c.smart_score)
     page_size, skip = (
         sa.bindparam("page_size", type_=sa.Integer),
         sa.bindparam("skip", type_=sa.Integer),
     )
-    if order == "relevance":
-        # the page is cut from the matches alone (rank, then id: ids are time-ordered, so
-        # older first); only its rows are joined to their tickets
-        top = (
-            sa.select(best.c.id, best.c.rank)
-            .order_by(best.c.rank.desc(), best.c.id)
-            .limit(page_size)
-            .offset(skip)
-            .subquery("top")
-        )
-        page = sa.select(*columns, top.c.rank).join(top, top.c.id == tickets.c.id).subquery("page")
+    # the page is cut from the matches alone (by rank, then id: ids are time-ordered, so older
+    # first; or in the smart order); only its rows are joined to their tickets
+    keys = (
+        (best.c.rank.desc(), best.c.id)
+        if relevance
+        else (best.c.smart_score.desc(), best.c.created_at, best.c.id)
+    )
+    top = sa.select(best).order_by(*keys).limit(page_size).offset(skip).subquery("top")
+    if relevance:
+        page = sa.select(*listed, top.c.rank).join(top, top.c.id == tickets.c.id).subquery("page")
         page_order: tuple[Any, ...] = (page.c.rank.desc(), page.c.id)
     else:
+        # the smart order needs no rank to cut the page: only the page's rows are ranked
         page = (
-            sa.select(*columns, best.c.rank)
-            .join(best, best.c.id == tickets.c.id)
-            .order_by(tickets.c.smart_score.desc(), tickets.c.created_at, tickets.c.id)
-            .limit(page_size)
-            .offset(skip)
+            sa.select(*listed, document.label("document"))
+            .join(top, top.c.id == tickets.c.id)
             .subquery("page")
         )
         page_order = (page.c.smart_score.desc(), page.c.created_at, page.c.id)
+    marked = _any_word(tsquery)
     best_message = (
         sa.select(MESSAGES.c.id, MESSAGES.c.content)
-        .where(MESSAGES.c.ticket_id == page.c.id, MESSAGES.c.search_vector.op("@@")(tsquery))
+        .where(MESSAGES.c.ticket_id == page.c.id, MESSAGES.c.search_vector.op("@@")(marked))
         .order_by(
-            sa.func.ts_rank(MESSAGES.c.search_vector, tsquery).desc(),
+            sa.func.ts_rank(MESSAGES.c.search_vector, marked).desc(),
             MESSAGES.c.created_at,
             MESSAGES.c.id,
         )
@@ -246,15 +246,20 @@ def _statements(
         .lateral("best_message")
     )
     headline = sa.literal(_HEADLINE)
-    matched_subject = sa.func.ts_headline(_config(), page.c.subject, tsquery, headline)
+    matched_subject = sa.func.ts_headline(_config(), page.c.subject, marked, headline)
+    if relevance:
+        shown: list[Any] = list(page.c)
+    else:
+        rank = sa.func.ts_rank(RANK_WEIGHTS, page.c.document, tsquery).label("rank")
+        shown = [*(c for c in page.c if c.name != "document"), rank]
     rows = (
         sa.select(
-            page,
+            *shown,
             matched_subject.label("subject_headline"),
             total.label("total"),
             exhaustive.label("exhaustive"),
             best_message.c.id.label("message_id"),
-            sa.func.ts_headline(_config(), best_message.c.content, tsquery, headline).label(
+            sa.func.ts_headline(_config(), best_message.c.content, marked, headline).label(
                 "message_headline"
             ),
         )

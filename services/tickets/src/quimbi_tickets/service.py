@@ -34,7 +34,7 @@ from quimbi_common.events import (
 from quimbi_common.runtime import json_safe
 from quimbi_common.uow import UnitOfWork
 
-from . import domain, templates
+from . import domain, search, templates
 from .attachments import records as attachment_records
 from .models import Customer, Message, Ticket
 from .schemas import (
@@ -188,8 +188,10 @@ async def get_customer(
 
 
 async def refresh_derived(session: AsyncSession, settings: Settings, ticket: Ticket) -> None:
-    """Recompute customer_sentiment and estimated_difficulty from the stored conversation."""
+    """Recompute customer_sentiment, estimated_difficulty and the search document from the
+    stored subject and conversation."""
     await session.flush()
+    ticket.search_document = search.document_of(ticket.id, ticket.subject)
     customer_messages = Message.ticket_id == ticket.id, Message.from_agent.is_(False)
     recent = await session.scalars(
         sa.select(Message.sentiment_score)

@@ -45,7 +45,7 @@ class Settings(CommonSettings):
     # Search: how many matching messages (and, apart, subjects) are ranked at most, plus the
     # matches among the latest 2 x as many (a common word costs this, not the table), and
     # PostgreSQL's time budget for one search.
-    search_candidates: int = Field(default=500, ge=1)
+    search_candidates: int = Field(default=200, ge=1)
     search_timeout_ms: int = Field(default=5000, ge=1)
     # Attachments (attachments/): the largest file (413 above it), the types accepted as
     # sniffed from the bytes (415 otherwise), where files live, and how long an uploaded file
