@@ -48,7 +48,8 @@ from .uow import UnitsOfWork
 
 log = logging.getLogger(__name__)
 BackgroundTask = Callable[[], Awaitable[None]]
-_KAFKA_FRESH_SECONDS = 2.0  # a readiness check trusts a ping this recent; also its timeout
+_KAFKA_FRESH_SECONDS = 2.0  # a readiness check trusts a ping this recent; the ping's timeout
+_READY_PING_SECONDS = 1.0  # a readiness check's own ping: well inside the check's 2 s
 T = TypeVar("T")
 SettingsT = TypeVar("SettingsT", bound=CommonSettings)
 
@@ -182,10 +183,10 @@ class Runtime:
         (the background ping is slow while the broker is up: idle processes cost less)."""
         if not self.kafka_connected:
             return False
-        if time.monotonic() - self._kafka_pinged > _KAFKA_FRESH_SECONDS:
+        stale = time.monotonic() - self._kafka_pinged > _KAFKA_FRESH_SECONDS
+        if stale and not self._kafka_ping.locked():  # one in flight: its answer is coming
             async with self._kafka_ping:
-                if time.monotonic() - self._kafka_pinged > _KAFKA_FRESH_SECONDS:
-                    await self._ping_kafka()
+                await self._ping_kafka(timeout=_READY_PING_SECONDS)
         if self.kafka_lost_since is not None:
             raise Degraded("kafka broker unreachable; events wait in the outbox")
         return True
@@ -203,10 +204,12 @@ class Runtime:
             async with self._kafka_ping:
                 await self._ping_kafka()
 
-    async def _ping_kafka(self, remind_every: float = 60.0) -> None:
+    async def _ping_kafka(
+        self, timeout: float = _KAFKA_FRESH_SECONDS, remind_every: float = 60.0
+    ) -> None:
         """Say once that the broker is lost, once that it is back, and remind in between."""
         assert self.broker is not None
-        up = await self.broker.ping(timeout=_KAFKA_FRESH_SECONDS)
+        up = await self.broker.ping(timeout=timeout)
         now = self._kafka_pinged = time.monotonic()
         if not up and self.kafka_lost_since is None:
             self.kafka_lost_since = self._kafka_reminded = now
