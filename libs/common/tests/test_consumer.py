@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.client import AIOKafkaClient
 from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -723,3 +724,37 @@ async def test_a_member_whose_fetch_task_died_joins_again_and_consumes_on(
         await eventually(fetcher_died, timeout=30)
         await _send(settings, second)
         await eventually(lambda: seen(second[0]), timeout=60)
+
+
+async def test_an_idle_member_fetches_rarely_and_still_gets_the_next_event_at_once(
+    settings: CommonSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Idle, a fetch waits in the broker for the first record (30 s here, longer than the
+    checks wait): the member sends a few fetches in 3 idle seconds, not the ~120 of a 25 ms
+    wait, and an event arriving is handled without waiting out the fetch."""
+    settings = settings.model_copy(
+        update={"consumer_idle_fetch_wait_ms": 30_000, "consumer_idle_after_ms": 100}
+    )
+    fetches = 0
+    send = AIOKafkaClient.send
+
+    async def counting(self: AIOKafkaClient, node_id: Any, request: Any, **kw: Any) -> Any:
+        nonlocal fetches
+        fetches += type(request).__name__.startswith("FetchRequest")
+        return await send(self, node_id, request, **kw)
+
+    monkeypatch.setattr(AIOKafkaClient, "send", counting)
+    first, later = _envelope(unique("idle-")), _envelope(unique("idle-"))
+    async with _consuming(settings, _record) as engine:
+        await _send(settings, first)
+
+        async def seen(key: str) -> None:
+            assert await _notes(engine, key)
+
+        await eventually(lambda: seen(first[0]), timeout=30)
+        await asyncio.sleep(1.0)  # idle again
+        before = fetches
+        await asyncio.sleep(3.0)
+        assert fetches - before <= 4
+        await _send(settings, later)
+        await eventually(lambda: seen(later[0]), timeout=15)

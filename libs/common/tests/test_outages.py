@@ -155,3 +155,28 @@ def test_a_database_starting_up_is_an_outage_not_a_bad_message() -> None:
     assert not is_database_outage(IntegrityError("INSERT", {}, Exception("duplicate key")))
     assert _transient(IntegrityError("INSERT", {}, Exception("duplicate key"))) is None
     assert not is_database_outage(ValueError("a bug"))
+
+
+async def test_readiness_pings_a_lost_broker_when_asked_and_says_degraded_within_its_bound() -> (
+    None
+):
+    """The background ping is slow while the broker answered last (`KAFKA_PING_INTERVAL_SECONDS`,
+    10 s; taken out here), so readiness pings on demand: a broker reached once and lost since is
+    `degraded` (200) at the first probe, inside the check's 2 s, not `ok` and not a 503."""
+    settings = CommonSettings(
+        service_name="probe",
+        redis_url=REDIS_URL,
+        kafka_bootstrap_servers="127.0.0.1:9",  # nothing listens: the broker is gone
+        retry_backoff_initial_seconds=5.0,
+    )
+    runtime = Runtime(settings, database=False, kafka=True)
+    runtime._with_consumers.remove(runtime.watch_kafka)
+    app = create_app(runtime, title="p")
+    async with running_app(app) as client:
+        assert (await client.get("/health/ready")).status_code == 503  # never reached yet
+        runtime.kafka_connected = True  # reached once (the broker went away after start-up)
+        answer = await client.get("/health/ready")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["status"] == "degraded", answer.text
+    assert answer.json()["checks"]["kafka"]["degraded"] is True
+    assert runtime.kafka_lost_since is not None

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
 from quimbi_common import consistency
@@ -150,6 +151,34 @@ async def test_rolled_back_event_is_never_published(settings: CommonSettings) ->
         await probe.wait_for("ticket.deleted", lambda e: e["subject"] == committed)
         await asyncio.sleep(1.0)
     assert [e["subject"] for e in probe.events("ticket.deleted")] == [committed]
+
+
+async def test_the_relay_is_woken_by_notify_and_by_losing_its_listen_connection(
+    settings: CommonSettings,
+) -> None:
+    """The fallback poll a minute away: a commit is published on its NOTIFY; after the relay's
+    LISTEN connection is killed, an event whose NOTIFY nobody heard is still published soon,
+    because the closed connection woke the relay, which connected again and looked."""
+    settings = settings.model_copy(update={"outbox_poll_interval_seconds": 60.0})
+    first, second = unique("notify-"), unique("notify-")
+    engine = create_engine(settings)
+    try:
+        async with (
+            EventProbe(["ticket.deleted"], settings.kafka_topic_prefix) as probe,
+            _relay(settings) as relay,
+        ):
+            await _write(settings, [first])
+            await probe.wait_for("ticket.deleted", lambda e: e["subject"] == first, timeout=20)
+            assert relay._listener is not None
+            listener = relay._listener.get_server_pid()
+            async with engine.connect() as conn:
+                await conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": listener})
+            await _write(settings, [second])
+            await probe.wait_for("ticket.deleted", lambda e: e["subject"] == second, timeout=20)
+            assert relay._listener is not None
+            assert relay._listener.get_server_pid() != listener
+    finally:
+        await engine.dispose()
 
 
 class _CrashAfterPublish(OutboxRelay):

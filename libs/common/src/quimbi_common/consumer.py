@@ -25,6 +25,9 @@ the `x-producer-only` header) is dropped before it is even parsed, unrecorded: n
 names it (the outbox leaves it out), so no request waits for it.
 Every transaction that records events sends `pg_notify('quimbi_projection', '*')` (collapsed
 to one per transaction) to wake the requests waiting for a token.
+
+Idle, the member's fetches wait in the broker for the first record (`_fetch_mode`), so an idle
+service is woken about once a second by its consumer, not forty times.
 """
 
 from __future__ import annotations
@@ -235,9 +238,14 @@ class EventConsumer:
             return
         consumer = await self._connect()
         watch = asyncio.create_task(self._watch_lag(consumer))
+        idle = True  # `_connect` leaves the fetches in idle mode
         try:
             while True:
-                batches = await consumer.getmany(timeout_ms=1000)
+                wait = 1000 if idle else self.settings.consumer_idle_after_ms
+                batches = await consumer.getmany(timeout_ms=wait)
+                if bool(batches) == idle:  # before the fetcher runs again: its next request
+                    idle = not batches
+                    self._fetch_mode(consumer, idle=idle)
                 if not batches:
                     self._commit_when_idle(consumer)
                     if (stopped := _fetcher_stopped(consumer)) is not None:
@@ -366,9 +374,26 @@ class EventConsumer:
                 await consumer.stop()
                 raise
             else:
+                self._fetch_mode(consumer, idle=True)
                 return consumer
             await consumer.stop()
             await backoff.sleep()
+
+    def _fetch_mode(self, consumer: AIOKafkaConsumer, *, idle: bool) -> None:
+        """How the broker holds this member's next fetches. Busy: until
+        `consumer_fetch_min_bytes` are there or `consumer_fetch_max_wait_ms` passed (bigger
+        batches under load). Idle: until the first record, up to
+        `consumer_idle_fetch_wait_ms` (a record arriving answers the fetch at once, so the
+        first event after a quiet spell is not delayed; an idle member sends one fetch a
+        second instead of forty). aiokafka reads both values each time it builds a fetch."""
+        fetcher = getattr(consumer, "_fetcher", None)
+        if fetcher is None or not hasattr(fetcher, "_fetch_max_wait_ms"):
+            return  # another aiokafka: its fixed settings (the busy ones) stay
+        settings = self.settings
+        fetcher._fetch_min_bytes = 1 if idle else settings.consumer_fetch_min_bytes
+        fetcher._fetch_max_wait_ms = (
+            settings.consumer_idle_fetch_wait_ms if idle else settings.consumer_fetch_max_wait_ms
+        )
 
     def _commit_when_idle(self, consumer: AIOKafkaConsumer) -> None:
         """Start committing what is pending unless a commit is already in flight."""

@@ -1,8 +1,11 @@
 """Transactional outbox: an event is stored with the change that caused it, and a relay
 publishes committed events to Kafka (idempotent producer, acks=all, keyed) after the commit.
 
-The relay wakes on a PostgreSQL NOTIFY sent by the committing transaction and polls as a
-fallback. Several replicas are safe: a transaction-scoped advisory lock lets one relay
+The relay wakes on a PostgreSQL NOTIFY sent by the committing transaction, and when its
+LISTEN connection closes (so a NOTIFY lost with it is made up for at once); it polls only as a
+slow fallback (`outbox_poll_interval_seconds`, for a connection that hangs without closing).
+Idle, it costs nothing: no poll a second, and no backlog query while it knows the outbox is
+empty. Several replicas are safe: a transaction-scoped advisory lock lets one relay
 publish at a time, which also keeps per-key order across replicas.
 """
 
@@ -129,6 +132,9 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
         self._listener: asyncpg.Connection | None = None
+        # the last pass held the lock and found nothing, and no NOTIFY came since: the backlog
+        # is 0 without asking PostgreSQL
+        self._drained = False
 
     async def run(self) -> None:
         """Run until cancelled, surviving Kafka or database outages."""
@@ -173,6 +179,7 @@ class OutboxRelay:
             )
             if not locked:
                 return 0
+            self._drained = False
             rows = (
                 await conn.execute(
                     sa.text(
@@ -183,6 +190,7 @@ class OutboxRelay:
                 )
             ).all()
             if not rows:
+                self._drained = not self._wake.is_set()
                 return 0
             started = time.perf_counter()
             pending = [await self._send(row) for row in rows]
@@ -209,7 +217,12 @@ class OutboxRelay:
         return future
 
     async def measure_backlog(self) -> None:
-        """Set the backlog gauges: unsent rows and the age of the oldest (one indexed query)."""
+        """Set the backlog gauges: unsent rows and the age of the oldest (one indexed query,
+        none while the relay knows the outbox is empty)."""
+        if self._drained:
+            OUTBOX_BACKLOG.labels(self.settings.service_name).set(0)
+            OUTBOX_OLDEST_AGE.labels(self.settings.service_name).set(0.0)
+            return
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(
@@ -264,9 +277,11 @@ class OutboxRelay:
             self._producer = producer
         if self._listener is None or self._listener.is_closed():
             self._listener = await asyncpg.connect(asyncpg_dsn(self.settings.database_url))
+            self._listener.add_termination_listener(self._on_notify)  # look again, reconnect
             await self._listener.add_listener(NOTIFY_CHANNEL, self._on_notify)
 
     def _on_notify(self, *_: object) -> None:
+        self._drained = False
         self._wake.set()
 
     async def _reset_producer(self) -> None:

@@ -48,6 +48,8 @@ from .uow import UnitsOfWork
 
 log = logging.getLogger(__name__)
 BackgroundTask = Callable[[], Awaitable[None]]
+_KAFKA_FRESH_SECONDS = 2.0  # a readiness check trusts a ping this recent; the ping's timeout
+_READY_PING_SECONDS = 1.0  # a readiness check's own ping: well inside the check's 2 s
 T = TypeVar("T")
 SettingsT = TypeVar("SettingsT", bound=CommonSettings)
 
@@ -101,6 +103,9 @@ class Runtime:
         self.kafka_connected = False
         self._projections: ProjectionWatch | None = None
         self.kafka_lost_since: float | None = None
+        self._kafka_pinged = 0.0  # monotonic time of the last answered or failed ping
+        self._kafka_reminded = 0.0
+        self._kafka_ping = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._provided: list[object] = [settings]
@@ -173,37 +178,55 @@ class Runtime:
         await self.redis.ping()
 
     async def _check_kafka(self) -> bool:
-        """Not ready until Kafka was first reached; afterwards a lost broker is "degraded"."""
+        """Not ready until Kafka was first reached; afterwards a lost broker is "degraded".
+        Asked, it pings the broker unless a ping answered in the last `_KAFKA_FRESH` seconds
+        (the background ping is slow while the broker is up: idle processes cost less)."""
         if not self.kafka_connected:
             return False
+        stale = time.monotonic() - self._kafka_pinged > _KAFKA_FRESH_SECONDS
+        if stale and not self._kafka_ping.locked():  # one in flight: its answer is coming
+            async with self._kafka_ping:
+                await self._ping_kafka(timeout=_READY_PING_SECONDS)
         if self.kafka_lost_since is not None:
             raise Degraded("kafka broker unreachable; events wait in the outbox")
         return True
 
-    async def watch_kafka(self, interval: float = 2.0, remind_every: float = 60.0) -> None:
+    async def watch_kafka(self) -> None:
+        """Ping the broker every `kafka_ping_interval_seconds` while it answers, every 2 s
+        while it does not (to say soon that it is back); readiness checks ping in between."""
+        while True:
+            lost = self.kafka_lost_since is not None
+            interval = _KAFKA_FRESH_SECONDS if lost else self.settings.kafka_ping_interval_seconds
+            wait = self._kafka_pinged + interval - time.monotonic()
+            if wait > 0 or not self.kafka_connected:
+                await asyncio.sleep(wait if wait > 0 else _KAFKA_FRESH_SECONDS)
+                continue
+            async with self._kafka_ping:
+                await self._ping_kafka()
+
+    async def _ping_kafka(
+        self, timeout: float = _KAFKA_FRESH_SECONDS, remind_every: float = 60.0
+    ) -> None:
         """Say once that the broker is lost, once that it is back, and remind in between."""
         assert self.broker is not None
-        reminded = 0.0
-        while True:
-            await asyncio.sleep(interval)
-            if not self.kafka_connected:
-                continue
-            up = await self.broker.ping(timeout=interval)
-            now = time.monotonic()
-            if not up and self.kafka_lost_since is None:
-                self.kafka_lost_since = reminded = now
-                log.warning(
-                    "kafka broker lost (%s); serving on, events wait in the outbox",
-                    self.settings.kafka_bootstrap_servers,
-                )
-            elif not up and self.kafka_lost_since is not None and now - reminded >= remind_every:
-                reminded = now
-                log.warning(
-                    "kafka broker still unreachable after %.0f s", now - self.kafka_lost_since
-                )
-            elif up and self.kafka_lost_since is not None:
-                log.info("kafka broker back after %.1f s", now - self.kafka_lost_since)
-                self.kafka_lost_since = None
+        up = await self.broker.ping(timeout=timeout)
+        now = self._kafka_pinged = time.monotonic()
+        if not up and self.kafka_lost_since is None:
+            self.kafka_lost_since = self._kafka_reminded = now
+            log.warning(
+                "kafka broker lost (%s); serving on, events wait in the outbox",
+                self.settings.kafka_bootstrap_servers,
+            )
+        elif (
+            not up
+            and self.kafka_lost_since is not None
+            and now - self._kafka_reminded >= remind_every
+        ):
+            self._kafka_reminded = now
+            log.warning("kafka broker still unreachable after %.0f s", now - self.kafka_lost_since)
+        elif up and self.kafka_lost_since is not None:
+            log.info("kafka broker back after %.1f s", now - self.kafka_lost_since)
+            self.kafka_lost_since = None
 
     def readiness_checks(self) -> dict[str, Check]:
         checks: dict[str, Check] = {"redis": self._check_redis}

@@ -46,16 +46,26 @@ class CommonSettings(BaseSettings):
     consumer_batch_size: int = 500  # records per fetch, applied in one transaction
     consumer_fetch_min_bytes: int = 32768  # the broker holds a fetch until this much is there,
     consumer_fetch_max_wait_ms: int = 25  # or this long: bigger batches under load
+    # Idle (a poll found nothing for `consumer_idle_after_ms`), a fetch waits in the broker up
+    # to this long for the first record instead (answered at once when one arrives): an idle
+    # member sends one fetch a second, not forty
+    consumer_idle_fetch_wait_ms: int = 1000
+    consumer_idle_after_ms: int = 250
     consumer_max_retries: int = 3
     consumer_retry_backoff_seconds: float = 0.2
     consumer_lag_interval_seconds: float = 5.0  # kafka_consumer_lag refreshed this often
+    # How often the broker is pinged while reachable (a lost broker: every 2 s, to say at once
+    # that it is back); a broker lost in between is noticed by the relay and the consumer too
+    kafka_ping_interval_seconds: float = 10.0
     # Back-off while Kafka or PostgreSQL is away (runtime, outbox relay, consumer): the first
     # wait, doubling up to the cap.
     retry_backoff_initial_seconds: float = INITIAL_SECONDS
     retry_backoff_max_seconds: float = MAX_SECONDS
     consumer_stop_flush_seconds: float = 5.0  # at most this long committing offsets on stop
     consumer_commit_timeout_seconds: float = 10.0  # a commit stuck longer is tried again
-    outbox_poll_interval_seconds: float = 1.0
+    # The relay wakes on the writers' NOTIFY and when its LISTEN connection drops; this poll
+    # is only the fallback (a connection that hangs without closing)
+    outbox_poll_interval_seconds: float = 10.0
     outbox_batch_size: int = 500
     outbox_retention_hours: int = 24
     outbox_metrics_interval_seconds: float = 2.0  # how often the relay measures its backlog
