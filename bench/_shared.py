@@ -72,3 +72,33 @@ def baseline_tree(revision: str) -> Iterator[str]:
             str(p) for p in sorted(Path(where, "services").glob("*/src"))
         ]
         yield ":".join(paths)
+
+
+async def drop_scratch(
+    databases: Iterable[str], prefix: str, groups: Iterable[str] | None = None, kafka: str = ""
+) -> None:
+    """Drop a run's scratch databases, its prefixed Kafka topics and its consumer groups (those
+    named, or every group of the prefix); Kafka errors are ignored (it is tidying up)."""
+    import asyncpg
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from quimbi_common.testing import ADMIN_DSN, KAFKA
+
+    conn = await asyncpg.connect(ADMIN_DSN)
+    try:
+        for database in databases:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    finally:
+        await conn.close()
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka or KAFKA)
+    await admin.start()
+    try:
+        topics = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        with contextlib.suppress(Exception):
+            await admin.delete_topics(topics)
+        with contextlib.suppress(Exception):
+            if groups is None:
+                groups = [g for g, *_ in await admin.list_consumer_groups() if g.startswith(prefix)]
+            await admin.delete_consumer_groups(list(groups))
+    finally:
+        await admin.close()

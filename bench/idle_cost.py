@@ -37,7 +37,7 @@ from pathlib import Path
 
 import asyncpg
 import redis
-from _shared import cpu_seconds, record
+from _shared import cpu_seconds, drop_scratch, record
 from suite_cost import ADMIN_DSN
 
 from quimbi_common.testing import KAFKA, unique
@@ -249,29 +249,7 @@ async def main(args: argparse.Namespace) -> None:
             await profile(suite, args.seconds, opts.log_dir)
     finally:
         await suite.stop()
-        await cleanup(databases, f"{namespace}.", args.kafka)
-
-
-async def cleanup(databases: list[str], prefix: str, kafka: str) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    conn = await asyncpg.connect(ADMIN_DSN)
-    try:
-        for database in databases:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-    finally:
-        await conn.close()
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
-    await admin.start()
-    try:
-        topics = [t for t in await admin.list_topics() if t.startswith(prefix)]
-        with contextlib.suppress(Exception):
-            await admin.delete_topics(topics)
-        with contextlib.suppress(Exception):
-            groups = [g for g, *_ in await admin.list_consumer_groups() if g.startswith(prefix)]
-            await admin.delete_consumer_groups(groups)
-    finally:
-        await admin.close()
+        await drop_scratch(databases, f"{namespace}.", kafka=args.kafka)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import sys
@@ -40,7 +39,7 @@ from pathlib import Path
 
 import asyncpg
 import redis
-from _shared import record
+from _shared import drop_scratch, record
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from suite_cost import (
@@ -296,26 +295,7 @@ async def one_run(replicas: int, rate: float, seconds: float, clients: int, warm
         return run
     finally:
         await suite.stop()
-        await cleanup(databases, prefix, groups)
-
-
-async def cleanup(databases: dict[str, str], prefix: str, groups: list[str]) -> None:
-    conn = await asyncpg.connect(ADMIN_DSN)
-    try:
-        for database in databases.values():
-            await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-    finally:
-        await conn.close()
-    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
-    await admin.start()
-    try:
-        topics = [t for t in await admin.list_topics() if t.startswith(prefix)]
-        with contextlib.suppress(Exception):
-            await admin.delete_topics(topics)
-        with contextlib.suppress(Exception):
-            await admin.delete_consumer_groups(groups)
-    finally:
-        await admin.close()
+        await drop_scratch(databases.values(), prefix, groups)
 
 
 def report(run: Run) -> None:

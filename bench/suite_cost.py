@@ -42,7 +42,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import redis
-from _shared import baseline_tree, cpu_seconds, percentile, record
+from _shared import baseline_tree, cpu_seconds, drop_scratch, percentile, record
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -374,22 +374,7 @@ async def main(
         await report_batches(suite, len(load.done) + warmup)
     finally:
         await suite.stop()
-        conn = await asyncpg.connect(ADMIN_DSN)
-        try:
-            for database in databases.values():
-                await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        finally:
-            await conn.close()
-        admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
-        await admin.start()
-        try:
-            topics = [t for t in await admin.list_topics() if t.startswith(prefix)]
-            with contextlib.suppress(Exception):
-                await admin.delete_topics(topics)
-            with contextlib.suppress(Exception):
-                await admin.delete_consumer_groups(groups)
-        finally:
-            await admin.close()
+        await drop_scratch(databases.values(), prefix, groups)
 
 
 async def report_batches(suite: Suite, tickets: int) -> None:
