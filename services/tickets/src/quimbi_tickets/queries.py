@@ -14,6 +14,8 @@ import json
 import types
 import typing
 import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -24,7 +26,7 @@ from pydantic import BaseModel
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.engine import Engine
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from quimbi_common.auth import Principal
 from quimbi_common.catchup import NotVisibleYet
@@ -440,19 +442,26 @@ def _read_slots(engine: AsyncEngine) -> asyncio.Semaphore:
     return slots
 
 
-async def _fetchrow(engine: AsyncEngine, statement: Compiled, params: dict[str, Any]) -> Any:
-    """One row of a compiled statement, run as-is on a pooled connection's asyncpg driver,
-    held only for that statement: outside a transaction (one statement reads one snapshot),
-    prepared once per connection by asyncpg's statement cache."""
+@asynccontextmanager
+async def read_connection(engine: AsyncEngine) -> AsyncIterator[tuple[AsyncConnection, Any]]:
+    """A pooled connection and its asyncpg driver for reads run as-is, held only while in
+    use and within the read slots; an outage SQLAlchemy did not see keeps it out of the pool."""
     async with _read_slots(engine), engine.connect() as connection:
         driver = (await connection.get_raw_connection()).driver_connection
         assert driver is not None
         try:
-            return await driver.fetchrow(statement.sql, *statement.args(params))
+            yield connection, driver
         except BaseException as exc:
-            if is_database_outage(exc):  # SQLAlchemy did not see it: keep it out of the pool
+            if is_database_outage(exc):
                 await connection.invalidate(exc if isinstance(exc, Exception) else None)
             raise
+
+
+async def _fetchrow(engine: AsyncEngine, statement: Compiled, params: dict[str, Any]) -> Any:
+    """One row of a compiled statement on `read_connection`: outside a transaction (one
+    statement reads one snapshot), prepared once per connection by asyncpg's statement cache."""
+    async with read_connection(engine) as (_, driver):
+        return await driver.fetchrow(statement.sql, *statement.args(params))
 
 
 async def ticket_detail(engine: AsyncEngine, principal: Principal, ticket_id: str) -> bytes:

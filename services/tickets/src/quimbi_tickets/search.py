@@ -26,7 +26,6 @@ from sqlalchemy.dialects.postgresql import TSQUERY, TSVECTOR, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from quimbi_common.auth import Principal
-from quimbi_common.db import is_database_outage
 from quimbi_common.errors import ServiceUnavailableError
 
 from .queries import (
@@ -38,6 +37,7 @@ from .queries import (
     InboxQuery,
     Shape,
     filters_of,
+    read_connection,
     shape_and_params,
 )
 
@@ -160,7 +160,7 @@ def _any_word(tsquery: Any) -> Any:
 
 
 def _statements(
-    shape: Shape, order: SearchOrder, candidates: int, window: int, phrase: bool = False
+    shape: Shape, order: SearchOrder, candidates: int, phrase: bool = False
 ) -> tuple[sa.Select[Any], sa.Select[Any]]:
     """(the page with snippets, each row with the total and whether it is exhaustive; those two
     alone, for a page past the end) for one shape of search, its values left as parameters
@@ -170,8 +170,8 @@ def _statements(
     the filters are in the same row, so PostgreSQL intersects the document's index with
     theirs. Only a bounded set is ranked: with at most `candidates` matches every one is
     ranked and the answer is exact; with more (a common word), the ranked set is `candidates`
-    + 1 of them as PostgreSQL finds them plus the newest matches among the latest `window`
-    tickets, `exhaustive` is false and `total` counts the tickets ranked."""
+    + 1 of them as PostgreSQL finds them plus the newest matches among the latest
+    twice `candidates` tickets, `exhaustive` is false and `total` counts the tickets ranked."""
     tsquery = sa.func.websearch_to_tsquery(_config(), sa.bindparam("q", type_=sa.Text))
     tickets = TICKETS
     filters = filters_of(tickets, shape)
@@ -197,7 +197,12 @@ def _statements(
         found = sa.select(examined).where(examined.c.vector.op("@@")(tsquery))
     else:
         found = sa.select(*columns).where(document.op("@@")(tsquery), *filters)
-    newest = sa.select(*columns).where(*filters).order_by(tickets.c.created_at.desc()).limit(window)
+    newest = (
+        sa.select(*columns)
+        .where(*filters)
+        .order_by(tickets.c.created_at.desc())
+        .limit(2 * candidates)
+    )
     relevance = order == "relevance"
     first, recent, overflow = _candidates(found, newest, tsquery, candidates, relevance, cut_short)
     hits = sa.union_all(sa.select(first), sa.select(recent)).subquery("hits")
@@ -271,10 +276,10 @@ def _statements(
 
 @lru_cache(maxsize=256)
 def _compiled(
-    shape: Shape, order: SearchOrder, candidates: int, window: int, phrase: bool
+    shape: Shape, order: SearchOrder, candidates: int, phrase: bool
 ) -> tuple[Compiled, Compiled]:
     """A search shape's two statements as asyncpg SQL, built and compiled once."""
-    rows, total = _statements(shape, order, candidates, window, phrase)
+    rows, total = _statements(shape, order, candidates, phrase)
     return tuple(  # type: ignore[return-value]
         Compiled(c.string, tuple(c.positiontup or ()), dict(c.params))
         for c in (rows.compile(dialect=DIALECT), total.compile(dialect=DIALECT))
@@ -292,12 +297,10 @@ def search_statements(
     text: str,
     order: SearchOrder,
     candidates: int,
-    window: int | None = None,
 ) -> tuple[sa.Select[Any], sa.Select[Any]]:
     """One search's statements with its values bound (for EXPLAIN in the benchmark)."""
     shape, params = _params(query, principal, text)
-    window = window or 2 * candidates
-    rows, total = _statements(shape, order, candidates, window, is_phrase(text))
+    rows, total = _statements(shape, order, candidates, is_phrase(text))
     return rows.params(params), total.params(params)
 
 
@@ -312,14 +315,12 @@ async def search(
     timeout_ms: int,
 ) -> SearchPage:
     """One search, run as the inbox runs (the shape's SQL compiled once, prepared per
-    connection, on the pooled connection's driver, held for the statement only), cut off after
+    connection, on `queries.read_connection`, held for the statement only), cut off after
     `timeout_ms` (503: too busy for it now) rather than left to run: asyncpg cancels it."""
     shape, params = _params(query, principal, text)
-    rows_sql, total_sql = _compiled(shape, order, candidates, 2 * candidates, is_phrase(text))
+    rows_sql, total_sql = _compiled(shape, order, candidates, is_phrase(text))
     timeout = timeout_ms / 1000
-    async with engine.connect() as connection:
-        driver = (await connection.get_raw_connection()).driver_connection
-        assert driver is not None
+    async with read_connection(engine) as (connection, driver):
         try:
             rows = [
                 dict(r)
@@ -341,7 +342,3 @@ async def search(
                 "narrow it (more words, filters)",
                 retry_after=1,
             ) from None
-        except BaseException as exc:
-            if is_database_outage(exc):  # SQLAlchemy did not see it: keep it out of the pool
-                await connection.invalidate(exc if isinstance(exc, Exception) else None)
-            raise
