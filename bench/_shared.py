@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -102,3 +104,39 @@ async def drop_scratch(
             await admin.delete_consumer_groups(list(groups))
     finally:
         await admin.close()
+
+
+def flushed_redis(db: int) -> str:
+    """The URL of local Redis database `db`, emptied for a run that owns it."""
+    import redis
+
+    url = f"redis://127.0.0.1:6379/{db}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+    return url
+
+
+async def py_spy_record(
+    pid: int, seconds: float, output: Path, rate: int, *options: str
+) -> asyncio.subprocess.Process:
+    """py-spy (installed, or from PyPI through uv) recording `pid` for `seconds` as raw stacks
+    into `output`; wait for the returned process."""
+    spy = ["py-spy"] if shutil.which("py-spy") else ["uv", "tool", "run", "py-spy"]
+    return await asyncio.create_subprocess_exec(
+        *spy,
+        "record",
+        "--pid",
+        str(pid),
+        *options,
+        "--duration",
+        str(round(seconds)),
+        "--rate",
+        str(rate),
+        "--format",
+        "raw",
+        "--output",
+        str(output),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )

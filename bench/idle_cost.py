@@ -30,14 +30,12 @@ import asyncio
 import collections
 import contextlib
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
 
 import asyncpg
-import redis
-from _shared import cpu_seconds, drop_scratch, record
+from _shared import cpu_seconds, drop_scratch, flushed_redis, py_spy_record, record
 from suite_cost import ADMIN_DSN
 
 from quimbi_common.testing import KAFKA, unique
@@ -136,7 +134,6 @@ async def measure(
 
 async def profile(suite: Suite, seconds: float, folder: Path) -> None:
     """py-spy every service for `seconds` at once, then print each one's busiest frames."""
-    spy = ["py-spy"] if shutil.which("py-spy") else ["uv", "tool", "run", "py-spy"]
     runs = {}
     for service in suite.services:
         if service.process is None:
@@ -144,23 +141,8 @@ async def profile(suite: Suite, seconds: float, folder: Path) -> None:
         output = folder / f"{service.name}.idle.pyspy.txt"
         runs[service.name] = (
             output,
-            await asyncio.create_subprocess_exec(
-                *spy,
-                "record",
-                "--pid",
-                str(service.process.pid),
-                "--subprocesses",
-                "--nonblocking",
-                "--duration",
-                str(round(seconds)),
-                "--rate",
-                "100",
-                "--format",
-                "raw",
-                "--output",
-                str(output),
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
+            await py_spy_record(
+                service.process.pid, seconds, output, 100, "--subprocesses", "--nonblocking"
             ),
         )
     for name, (output, process) in runs.items():
@@ -199,10 +181,7 @@ def source_path(checkout: str) -> str:
 
 async def main(args: argparse.Namespace) -> None:
     namespace = unique("_idle")
-    redis_url = f"redis://127.0.0.1:6379/{args.redis_db}"
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    client.close()
+    redis_url = flushed_redis(args.redis_db)
     extra_env = {"AUTO_ASSIGN": "false", "LOG_LEVEL": "WARNING"}
     if args.code:
         extra_env["PYTHONPATH"] = source_path(args.code)

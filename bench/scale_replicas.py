@@ -38,8 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
-import redis
-from _shared import drop_scratch, record
+from _shared import drop_scratch, flushed_redis, record
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from suite_cost import (
@@ -221,10 +220,7 @@ async def apply_violations(
 async def one_run(replicas: int, rate: float, seconds: float, clients: int, warmup: int) -> Run:
     namespace = unique("_scale")
     prefix = f"{namespace}."
-    redis_url = f"redis://127.0.0.1:6379/{REDIS_DB}"
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    client.close()
+    redis_url = flushed_redis(REDIS_DB)
     opts = Options(
         port_offset=PORT_OFFSET,
         namespace=namespace,

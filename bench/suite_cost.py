@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -41,8 +40,15 @@ from pathlib import Path
 
 import asyncpg
 import httpx
-import redis
-from _shared import baseline_tree, cpu_seconds, drop_scratch, percentile, record
+from _shared import (
+    baseline_tree,
+    cpu_seconds,
+    drop_scratch,
+    flushed_redis,
+    percentile,
+    py_spy_record,
+    record,
+)
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -283,22 +289,7 @@ async def start_profiler(suite: Suite, name: str, seconds: float) -> asyncio.sub
     [service] = [s for s in suite.services if s.name == name]
     assert service.process is not None
     output = suite.opts.log_dir / f"{name}.pyspy.txt"
-    return await asyncio.create_subprocess_exec(
-        *(["py-spy"] if shutil.which("py-spy") else ["uv", "tool", "run", "py-spy"]),
-        "record",
-        "--pid",
-        str(service.process.pid),
-        "--duration",
-        str(round(seconds)),
-        "--rate",
-        "200",
-        "--format",
-        "raw",
-        "--output",
-        str(output),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    return await py_spy_record(service.process.pid, seconds, output, 200)
 
 
 async def main(
@@ -313,10 +304,7 @@ async def main(
 ) -> None:
     namespace = unique("_cost")
     prefix = f"{namespace}."
-    redis_url = f"redis://127.0.0.1:6379/{redis_db}"
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    client.close()
+    redis_url = flushed_redis(redis_db)
     opts = Options(
         port_offset=port_offset,
         namespace=namespace,
