@@ -391,3 +391,52 @@ async def test_a_ticket_update_of_only_sentiment_is_not_consumed(
         )
     assert recorded == 0
     assert [d["version"] for d in await scoring.published(created.id)] == [1, 2]
+
+
+async def test_a_mixed_batch_is_applied_together_and_each_ticket_published_once(
+    scoring: Any, new_ticket: Any, new_message: Any
+) -> None:
+    # given a scored ticket of a customer, and a ticket about to be deleted
+    customer = unique("cust-")
+    known = new_ticket(customer_id=customer, hours_ago=200)
+    doomed = new_ticket(hours_ago=200)
+    for created in (known, doomed):
+        await scoring.handled(await scoring.send("ticket.created", created))
+    settings, now = scoring.settings, datetime.now(UTC)
+    # when one consumer batch brings, in a scrambled order: new tickets of the customer, their
+    # first messages (one before its ticket, one edited later in the batch), the customer's
+    # intelligence, a stale replay of the known ticket and the other ticket's deletion
+    fresh = [new_ticket(customer_id=customer, hours_ago=200) for _ in range(2)]
+    early = new_message(fresh[0].id, sentiment=0.0, minutes_ago=99 * 60)
+    edited = new_message(fresh[1].id, sentiment=0.9, minutes_ago=99 * 60)
+    intelligence = CustomerIntelligenceData(
+        customer_id=customer,
+        churn_risk=1.0,
+        churn_risk_level="high",
+        lifetime_value=2000.0,
+        fetched_at=now,
+    )
+    async with scoring.units.begin() as unit:
+        await projections.apply_message(unit, early, settings, now)
+        projections.queue_tickets(unit, [*fresh, known], settings, now)
+        projections.queue_messages(unit, [edited], settings, now)
+        projections.queue_customer_intelligence(unit, [intelligence], settings, now)
+        projections.queue_messages(
+            unit, [edited.model_copy(update={"version": 2, "sentiment_score": 0.0})], settings, now
+        )
+        projections.queue_ticket_deletions(
+            unit,
+            [TicketDeletedData(id=doomed.id, version=2, deleted_at=now)],
+            settings,
+            now,
+        )
+    # then each new ticket is published once, version 1, with its message (wait 3, sentiment
+    # 2 from the newest edit) and the customer's intelligence (LTV 2, churn 3): 1+3+2+2+3
+    for created in fresh:
+        assert [(d["smart_score"], d["version"]) for d in await scoring.published(created.id)] == [
+            (11.0, 1)
+        ]
+    # and the known ticket once more, for the intelligence (1 + 3 + 2 + 3)
+    assert [d["smart_score"] for d in await scoring.published(known.id)] == [4.0, 9.0]
+    # and the deleted one is gone
+    await _breakdown(scoring, doomed.id, expect=404)

@@ -1,26 +1,32 @@
 """What other services' events maintain here: the ticket, message and customer copies the
-score needs, and the rescoring of what an event touched (in the consumer's unit of work).
+score needs, and the rescoring of what the events touched (in the consumer's unit of work).
 
-Locks are always taken in the order customer → ticket → score, so handlers on different
-topics never interleave on one score; the periodic recalculation (service.py) never waits for
-a lock and skips rows a handler holds or rewrote.
+Set-based: the handlers queue a consumer batch's events (`queue_*`); when the unit of work
+ends (its before-commit step) the batch is applied with one statement per kind of change,
+whatever its size: advisory locks on its tickets, the customers (ticket snapshots, then
+intelligence), the messages, the tickets, the tombstones, the conversation facts (one read of
+the touched tickets' messages, one write of those that moved), then one rescore of every
+ticket whose inputs moved (one read, one score write, one outbox insert). Every statement is
+guarded by versions (customers: `fetched_at`, then the snapshot's `updated_at`), so the order
+of the batch's topics does not matter, and replays change nothing.
+
+Locks are taken in the order ticket (advisory) → customer → message → ticket row → score, in
+id order within each; the periodic recalculation (service.py) never waits for a lock and
+skips rows a handler holds or rewrote.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from quimbi_common import tracing
-from quimbi_common.catchup import notify_applied
-from quimbi_common.enums import TicketPriority, TicketStatus
+from quimbi_common.catchup import CHANNEL
 from quimbi_common.events import (
     CustomerIntelligenceData,
     MessageData,
@@ -30,69 +36,107 @@ from quimbi_common.events import (
 from quimbi_common.uow import UnitOfWork
 
 from . import domain, service
-from .models import Customer, Message, Ticket, TicketScore
 from .settings import Settings
 
 log = logging.getLogger(__name__)
-TICKETS = cast(sa.Table, Ticket.__table__)
-MESSAGES = cast(sa.Table, Message.__table__)
-
-# --- projections ----------------------------------------------------------------------------
-#
-# Handlers keep their round trips few: under load each one costs more than the work it does.
-
-_LOCK_TICKET = sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:id, 0))")
 
 
-@dataclass(frozen=True)
-class CustomerValues:
-    lifetime_value: float
-    churn_risk: float
-    changed: bool  # for the customer's other tickets too
+@dataclass
+class _Batch:
+    """A unit of work's queued events, each kept at its newest version."""
+
+    settings: Settings
+    now: datetime
+    tickets: dict[str, TicketData] = field(default_factory=dict)
+    deletions: dict[str, TicketDeletedData] = field(default_factory=dict)
+    messages: dict[str, MessageData] = field(default_factory=dict)
+    message_deletions: dict[str, MessageData] = field(default_factory=dict)
+    intelligence: dict[str, CustomerIntelligenceData] = field(default_factory=dict)
+    causes: dict[str, Any] = field(default_factory=dict)  # per ticket, the span of its first cause
+
+    def note_cause(self, ticket_id: str) -> None:
+        if ticket_id not in self.causes and (span := tracing.cause(ticket_id)) is not None:
+            self.causes[ticket_id] = span
+
+
+_BATCH = "quimbi_scoring.batch"
+
+
+def _batch(unit: UnitOfWork, settings: Settings, now: datetime) -> _Batch:
+    """This unit's batch, applied once when the unit ends (registered on first use)."""
+    session = unit.session
+    transaction = session.sync_session.get_transaction()
+    owner, batch = session.info.get(_BATCH, (None, None))
+    if owner is not transaction or batch is None:
+        batch = _Batch(settings, now)
+        session.info[_BATCH] = (transaction, batch)
+        unit.before_commit(_BATCH, lambda: _apply(unit, batch))
+    batch.now = now  # the time of the last event's handling
+    return batch
+
+
+def queue_tickets(
+    unit: UnitOfWork, tickets: Iterable[TicketData], settings: Settings, now: datetime
+) -> None:
+    """ticket.created / ticket.updated: the newest version replaces the projection."""
+    batch = _batch(unit, settings, now)
+    for ticket in tickets:
+        held = batch.tickets.get(ticket.id)
+        if held is None or held.version < ticket.version:
+            batch.tickets[ticket.id] = ticket
+        batch.note_cause(ticket.id)
+
+
+def queue_ticket_deletions(
+    unit: UnitOfWork, deletions: Iterable[TicketDeletedData], settings: Settings, now: datetime
+) -> None:
+    """ticket.deleted is final whatever its version: a tombstone, the rest dropped."""
+    batch = _batch(unit, settings, now)
+    for deleted in deletions:
+        held = batch.deletions.get(deleted.id)
+        if held is None or held.version < deleted.version:
+            batch.deletions[deleted.id] = deleted
+
+
+def queue_messages(
+    unit: UnitOfWork,
+    messages: Iterable[MessageData],
+    settings: Settings,
+    now: datetime,
+    *,
+    deleted: bool = False,
+) -> None:
+    """message.added / .updated (newer versions win) and .deleted (final)."""
+    batch = _batch(unit, settings, now)
+    into = batch.message_deletions if deleted else batch.messages
+    for message in messages:
+        held = into.get(message.id)
+        if held is None or held.version < message.version:
+            into[message.id] = message
+        batch.note_cause(message.ticket_id)
+
+
+def queue_customer_intelligence(
+    unit: UnitOfWork,
+    intelligence: Iterable[CustomerIntelligenceData],
+    settings: Settings,
+    now: datetime,
+) -> None:
+    """customer.intelligence_updated: per customer the newest `fetched_at` wins."""
+    batch = _batch(unit, settings, now)
+    for item in intelligence:
+        held = batch.intelligence.get(item.customer_id)
+        if held is None or item.fetched_at >= held.fetched_at:
+            batch.intelligence[item.customer_id] = item
+
+
+# One event at a time (tests, tools): the same queue, applied when the unit ends.
 
 
 async def apply_ticket(
     unit: UnitOfWork, ticket: TicketData, settings: Settings, now: datetime
 ) -> None:
-    """ticket.created / ticket.updated: newer versions replace the projection, then rescore."""
-    session = unit.session
-    await _lock_ticket(session, ticket.id)
-    customer, messages = await _apply_customer_snapshot(session, ticket)
-    conversation = domain.summarize_conversation(ticket.created_at, messages)
-    inserted = await _upsert_ticket(session, ticket, conversation)
-    if customer.changed:
-        tickets = await service.load_for_customers(session, [ticket.customer_id])
-        rescore_at_the_end(unit, settings, now, [t.id for t in tickets])
-    elif inserted is not None:
-        rescore_at_the_end(unit, settings, now, [ticket.id], inserted=inserted)
-    await notify_applied(session, ticket.id)  # requests waiting for this ticket look again
-
-
-async def apply_ticket_deleted(unit: UnitOfWork, deleted: TicketDeletedData) -> None:
-    """ticket.deleted is final whatever its version: keep a tombstone, drop the rest."""
-    session = unit.session
-    await _lock_ticket(session, deleted.id)
-    insert = pg_insert(TICKETS).values(
-        id=deleted.id,
-        customer_id="",
-        subject="",
-        status=TicketStatus.CLOSED.value,
-        priority=TicketPriority.NORMAL.value,
-        created_at=deleted.deleted_at,
-        version=deleted.version,
-        deleted=True,
-    )
-    await session.execute(
-        insert.on_conflict_do_update(
-            index_elements=[TICKETS.c.id],
-            set_={
-                "deleted": True,
-                "version": sa.func.greatest(TICKETS.c.version, insert.excluded.version),
-            },
-        )
-    )
-    await session.execute(sa.delete(TicketScore).where(TicketScore.ticket_id == deleted.id))
-    await session.execute(sa.delete(Message).where(Message.ticket_id == deleted.id))
+    queue_tickets(unit, [ticket], settings, now)
 
 
 async def apply_message(
@@ -103,26 +147,7 @@ async def apply_message(
     *,
     deleted: bool = False,
 ) -> None:
-    """message.added / .updated (newer versions win) and .deleted (final), then rescore."""
-    session = unit.session
-    await _lock_ticket(session, message.ticket_id)
-    applied, others = await _upsert_message(session, message, deleted=deleted)
-    if not applied:
-        return
-    this = [] if deleted else [_conversation_message(message)]
-    if await _refresh_conversation(session, message.ticket_id, [*others, *this]):
-        rescore_at_the_end(unit, settings, now, [message.ticket_id])
-
-
-_APPLY_INTELLIGENCE = sa.text(
-    "INSERT INTO customers (id, lifetime_value, churn_risk, fetched_at) "
-    "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:lifetime_values AS float8[]), "
-    "CAST(:churn_risks AS float8[]), CAST(:fetched_at AS timestamptz[])) "
-    "ON CONFLICT (id) DO UPDATE SET lifetime_value = excluded.lifetime_value, "
-    "churn_risk = excluded.churn_risk, fetched_at = excluded.fetched_at "
-    "WHERE customers.fetched_at IS NULL OR customers.fetched_at < excluded.fetched_at "
-    "RETURNING id"
-)
+    queue_messages(unit, [message], settings, now, deleted=deleted)
 
 
 async def apply_customer_intelligence(
@@ -131,286 +156,310 @@ async def apply_customer_intelligence(
     settings: Settings,
     now: datetime,
 ) -> None:
-    """customer.intelligence_updated, a batch at once: per customer the newest `fetched_at`
-    wins (one statement for all), then the tickets of the customers that changed are rescored
-    together (one read, one score write, one outbox insert)."""
-    newest: dict[str, CustomerIntelligenceData] = {}
-    for item in batch:
-        held = newest.get(item.customer_id)
-        if held is None or item.fetched_at >= held.fetched_at:
-            newest[item.customer_id] = item
-    rows = [newest[customer_id] for customer_id in sorted(newest)]  # row locks in id order
-    session = unit.session
-    changed = await session.scalars(
-        _APPLY_INTELLIGENCE,
-        {
-            "ids": [r.customer_id for r in rows],
-            "lifetime_values": [r.lifetime_value for r in rows],
-            "churn_risks": [r.churn_risk for r in rows],
-            "fetched_at": [r.fetched_at for r in rows],
-        },
-    )
-    customer_ids = list(changed)
-    if customer_ids:
-        tickets = await service.load_for_customers(session, customer_ids)
-        rescore_at_the_end(unit, settings, now, [t.id for t in tickets])
+    queue_customer_intelligence(unit, batch, settings, now)
 
 
-@dataclass
-class _Rescore:
-    """The tickets a unit of work changed, rescored once when it ends."""
-
-    ticket_ids: set[str] = field(default_factory=set)
-    unscored: set[str] = field(default_factory=set)  # inserted in this unit: no stored score
-    causes: dict[str, Any] = field(default_factory=dict)  # per ticket, the span of its first cause
-    now: datetime | None = None  # the time of the last event's handling
+# --- the batch, applied ---------------------------------------------------------------------
 
 
-_RESCORE = "quimbi_scoring.rescore"
+def _unnest(*columns: tuple[str, str]) -> str:
+    """`unnest(CAST(:a AS text[]), ...)`: one row per element of the bound arrays."""
+    return "unnest(" + ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in columns) + ")"
 
 
-def rescore_at_the_end(
-    unit: UnitOfWork,
-    settings: Settings,
-    now: datetime,
-    ticket_ids: Sequence[str],
-    *,
-    inserted: bool = False,
-) -> None:
-    """Rescore these tickets when the unit ends (its before-commit step): a consumer batch
-    touching a ticket several times (its ticket.created, first message, customer intelligence)
-    rescores it once, and all of the batch's tickets with one read, one score write and one
-    outbox insert, from the rows as they stand at the end (a ticket deleted meanwhile is not
-    scored). Each ticket.scored keeps the trace of the first event that touched the ticket."""
-    session = unit.session
-    transaction = session.sync_session.get_transaction()
-    owner, pending = session.info.get(_RESCORE, (None, _Rescore()))
-    if owner is not transaction:
-        pending = _Rescore()
-        session.info[_RESCORE] = (transaction, pending)
-    pending.now = now
-    for ticket_id in ticket_ids:
-        if ticket_id not in pending.ticket_ids and inserted:
-            pending.unscored.add(ticket_id)
-        pending.ticket_ids.add(ticket_id)
-        if (cause := tracing.cause(ticket_id)) is not None:
-            pending.causes.setdefault(ticket_id, cause)
-
-    async def rescore() -> None:
-        tickets = await service.load_tickets(session, sorted(pending.ticket_ids))
-        with tracing.causes(pending.causes):
-            await service.score_tickets(
-                unit, settings, pending.now or now, tickets, unscored=pending.unscored
-            )
-
-    unit.before_commit(_RESCORE, rescore)
-
-
-async def _lock_ticket(session: AsyncSession, ticket_id: str) -> None:
-    """Serialize the handlers of one ticket across topics (ticket.created and its first
-    message.added arrive together): neither would see the other's uncommitted row."""
-    await session.execute(_LOCK_TICKET, {"id": ticket_id})
-
-
-# SELECT-list items: the ticket's live messages (but `:without`) as three arrays, in
-# conversation order. (Statements below are built from constant fragments only.)
-_CONVERSATION_ARRAYS = (
-    "(SELECT array_agg(m.from_agent ORDER BY m.created_at, m.id) FROM messages m"
-    "  WHERE m.ticket_id = :ticket_id AND NOT m.deleted AND m.id IS DISTINCT FROM :without)"
-    "  AS messages_from_agent, "
-    "(SELECT array_agg(m.created_at ORDER BY m.created_at, m.id) FROM messages m"
-    "  WHERE m.ticket_id = :ticket_id AND NOT m.deleted AND m.id IS DISTINCT FROM :without)"
-    "  AS messages_created_at, "
-    "(SELECT array_agg(m.sentiment_score ORDER BY m.created_at, m.id) FROM messages m"
-    "  WHERE m.ticket_id = :ticket_id AND NOT m.deleted AND m.id IS DISTINCT FROM :without)"
-    "  AS messages_sentiment_score"
+_LOCK_TICKETS = sa.text(
+    "SELECT pg_advisory_xact_lock(hashtextextended(id, 0)) "
+    "FROM unnest(CAST(:ids AS text[])) WITH ORDINALITY AS i(id, n) ORDER BY n"
 )
-
-
-# The old values come from the statement's snapshot: two ticket events of one customer racing
-# may misjudge "changed" for the customer's other tickets, which the periodic recalculation
-# (reading the customer afresh) heals within one interval.
-_APPLY_CUSTOMER_SNAPSHOT = sa.text(
-    "WITH old AS (SELECT lifetime_value, churn_risk FROM customers WHERE id = :customer_id), "  # noqa: S608
+# Seed customers from ticket snapshots until intelligence arrives (then intelligence owns
+# them; among snapshots the newest, by the ticket's `updated_at`, wins). Returns the customers
+# that existed and whose values moved: their other tickets are rescored too. The old values
+# come from the statement's snapshot: two batches of one customer racing may misjudge
+# "moved", which the periodic recalculation (reading the customer afresh) heals.
+_APPLY_SNAPSHOTS = sa.text(
+    "WITH input AS (SELECT * FROM "  # noqa: S608
+    + _unnest(
+        ("customer_ids", "text"),
+        ("lifetime_values", "float8"),
+        ("churn_risks", "float8"),
+        ("snapshot_at", "timestamptz"),
+    )
+    + " AS i(id, lifetime_value, churn_risk, snapshot_at)), "
+    "old AS (SELECT c.id, c.lifetime_value, c.churn_risk FROM customers c JOIN input USING (id)), "
     "upserted AS ("
     "  INSERT INTO customers (id, lifetime_value, churn_risk, snapshot_at)"
-    "  VALUES (:customer_id, :lifetime_value, :churn_risk, :snapshot_at)"
+    "  SELECT * FROM input ORDER BY id"
     "  ON CONFLICT (id) DO UPDATE SET lifetime_value = excluded.lifetime_value,"
     "    churn_risk = excluded.churn_risk, snapshot_at = excluded.snapshot_at"
     "  WHERE customers.fetched_at IS NULL"
     "    AND (customers.snapshot_at IS NULL OR customers.snapshot_at < excluded.snapshot_at)"
-    "  RETURNING lifetime_value, churn_risk) "
-    "SELECT (SELECT lifetime_value FROM old) AS old_lifetime_value,"
-    "  (SELECT churn_risk FROM old) AS old_churn_risk,"
-    "  (SELECT lifetime_value FROM upserted) AS new_lifetime_value,"
-    "  (SELECT churn_risk FROM upserted) AS new_churn_risk, " + _CONVERSATION_ARRAYS
+    "  RETURNING id, lifetime_value, churn_risk) "
+    "SELECT u.id FROM upserted u JOIN old o USING (id)"
+    " WHERE (o.lifetime_value, o.churn_risk) IS DISTINCT FROM (u.lifetime_value, u.churn_risk)"
 )
-_UPSERT_TICKET = sa.text(
-    "INSERT INTO tickets (id, customer_id, subject, status, priority, assigned_agent_id,"
-    "  created_at, version, waiting_since, customer_sentiment) "
-    "VALUES (:id, :customer_id, :subject, :status, :priority, :assigned_agent_id,"
-    "  :created_at, :version, :waiting_since, :customer_sentiment) "
-    "ON CONFLICT (id) DO UPDATE SET customer_id = excluded.customer_id,"
-    "  subject = excluded.subject, status = excluded.status, priority = excluded.priority,"
-    "  assigned_agent_id = excluded.assigned_agent_id, created_at = excluded.created_at,"
-    "  version = excluded.version, waiting_since = excluded.waiting_since,"
-    "  customer_sentiment = excluded.customer_sentiment "
-    "WHERE tickets.version < excluded.version AND NOT tickets.deleted "
-    "RETURNING (xmax = 0) AS inserted"
+_APPLY_INTELLIGENCE = sa.text(
+    "INSERT INTO customers (id, lifetime_value, churn_risk, fetched_at) "  # noqa: S608
+    "SELECT * FROM "
+    + _unnest(
+        ("ids", "text"),
+        ("lifetime_values", "float8"),
+        ("churn_risks", "float8"),
+        ("fetched_at", "timestamptz"),
+    )
+    + " ON CONFLICT (id) DO UPDATE SET lifetime_value = excluded.lifetime_value, "
+    "churn_risk = excluded.churn_risk, fetched_at = excluded.fetched_at "
+    "WHERE customers.fetched_at IS NULL OR customers.fetched_at < excluded.fetched_at "
+    "RETURNING id"
 )
-_MESSAGE_VALUES = (
-    "INSERT INTO messages (id, ticket_id, from_agent, created_at, sentiment_score, content,"
+_TICKETS_OF_CUSTOMERS = sa.text(
+    "SELECT id FROM tickets WHERE customer_id = ANY(CAST(:ids AS text[])) AND NOT deleted"
+)
+_MESSAGE_COLUMNS = (
+    ("ids", "text"),
+    ("ticket_ids", "text"),
+    ("from_agent", "boolean"),
+    ("created_at", "timestamptz"),
+    ("sentiment_scores", "float8"),
+    ("contents", "text"),
+    ("versions", "int"),
+)
+_MESSAGE_ROWS = (
+    "INSERT INTO messages (id, ticket_id, from_agent, created_at, sentiment_score, content,"  # noqa: S608
     "  version, deleted) "
-    "VALUES (:without, :ticket_id, :from_agent, :created_at, :sentiment_score, :content,"
-    "  :version, :deleted) "
+    "SELECT *, CAST(:deleted AS boolean) FROM " + _unnest(*_MESSAGE_COLUMNS) + " AS m ORDER BY 1 "
 )
-_UPSERT_MESSAGE = sa.text(
-    "WITH upserted AS (" + _MESSAGE_VALUES + "ON CONFLICT (id) DO UPDATE SET"  # noqa: S608
+_UPSERT_MESSAGES = sa.text(
+    _MESSAGE_ROWS + "ON CONFLICT (id) DO UPDATE SET"
     "  ticket_id = excluded.ticket_id, from_agent = excluded.from_agent,"
     "  created_at = excluded.created_at, sentiment_score = excluded.sentiment_score,"
     "  content = excluded.content, version = excluded.version "
-    "WHERE messages.version < excluded.version AND NOT messages.deleted RETURNING id) "
-    "SELECT (SELECT count(*) FROM upserted) AS applied, " + _CONVERSATION_ARRAYS
+    "WHERE messages.version < excluded.version AND NOT messages.deleted "
+    "RETURNING ticket_id"
 )
-_DELETE_MESSAGE = sa.text(
-    "WITH upserted AS (" + _MESSAGE_VALUES + "ON CONFLICT (id) DO UPDATE SET deleted = true,"  # noqa: S608
+_DELETE_MESSAGES = sa.text(
+    _MESSAGE_ROWS + "ON CONFLICT (id) DO UPDATE SET deleted = true,"
     "  content = '', version = greatest(messages.version, excluded.version) "
-    "WHERE NOT messages.deleted RETURNING id) "
-    "SELECT (SELECT count(*) FROM upserted) AS applied, " + _CONVERSATION_ARRAYS
+    "WHERE NOT messages.deleted RETURNING ticket_id"
 )
-_REFRESH_CONVERSATION = sa.text(
-    "UPDATE tickets SET customer_sentiment = :customer_sentiment,"
-    "  waiting_since = CASE WHEN :has_messages THEN CAST(:waiting_since AS timestamptz)"
-    "    ELSE created_at END "
-    "WHERE id = :id AND NOT deleted "
-    "RETURNING id, priority, status, waiting_since, customer_sentiment,"
-    "  coalesce((SELECT lifetime_value FROM customers c WHERE c.id = tickets.customer_id), 0.0)"
-    "    AS lifetime_value,"
-    "  coalesce((SELECT churn_risk FROM customers c WHERE c.id = tickets.customer_id), 0.0)"
-    "    AS churn_risk"
-)
-
-
-def _messages_from(row: Any) -> list[domain.ConversationMessage]:
-    return [
-        domain.ConversationMessage(*fields)
-        for fields in zip(
-            row.messages_from_agent or [],
-            row.messages_created_at or [],
-            row.messages_sentiment_score or [],
-            strict=True,
-        )
-    ]
-
-
-def _conversation_message(message: MessageData) -> domain.ConversationMessage:
-    return domain.ConversationMessage(
-        message.from_agent, message.created_at, message.sentiment_score
+# A new row waits from its creation with neutral sentiment until the conversation step below
+# reads its messages (some may have arrived before it).
+_UPSERT_TICKETS = sa.text(
+    "INSERT INTO tickets (id, customer_id, subject, status, priority, assigned_agent_id,"  # noqa: S608
+    "  created_at, version, waiting_since, customer_sentiment) "
+    "SELECT id, customer_id, subject, status, priority, assigned_agent_id, created_at,"
+    "  version, created_at, 0.5 FROM "
+    + _unnest(
+        ("ids", "text"),
+        ("customer_ids", "text"),
+        ("subjects", "text"),
+        ("statuses", "text"),
+        ("priorities", "text"),
+        ("assigned_agent_ids", "text"),
+        ("created_at", "timestamptz"),
+        ("versions", "int"),
     )
+    + " AS t(id, customer_id, subject, status, priority, assigned_agent_id, created_at, version)"
+    " ORDER BY id "
+    "ON CONFLICT (id) DO UPDATE SET customer_id = excluded.customer_id,"
+    "  subject = excluded.subject, status = excluded.status, priority = excluded.priority,"
+    "  assigned_agent_id = excluded.assigned_agent_id, created_at = excluded.created_at,"
+    "  version = excluded.version "
+    "WHERE tickets.version < excluded.version AND NOT tickets.deleted "
+    "RETURNING id, (xmax = 0) AS inserted"
+)
+_TOMBSTONES = sa.text(
+    "INSERT INTO tickets (id, customer_id, subject, status, priority, created_at, version,"  # noqa: S608
+    "  deleted) "
+    "SELECT id, '', '', 'closed', 'normal', deleted_at, version, true FROM "
+    + _unnest(("ids", "text"), ("deleted_at", "timestamptz"), ("versions", "int"))
+    + " AS d(id, deleted_at, version) ORDER BY id "
+    "ON CONFLICT (id) DO UPDATE SET deleted = true,"
+    "  version = greatest(tickets.version, excluded.version)"
+)
+_DROP_SCORES = sa.text("DELETE FROM ticket_scores WHERE ticket_id = ANY(CAST(:ids AS text[]))")
+_DROP_MESSAGES = sa.text("DELETE FROM messages WHERE ticket_id = ANY(CAST(:ids AS text[]))")
+# The live tickets' conversations, in conversation order (arrays are NULL without messages).
+_CONVERSATIONS = sa.text(
+    "SELECT t.id, t.created_at, t.waiting_since, t.customer_sentiment,"
+    "  array_agg(m.from_agent ORDER BY m.created_at, m.id) FILTER (WHERE m.id IS NOT NULL)"
+    "    AS from_agent,"
+    "  array_agg(m.created_at ORDER BY m.created_at, m.id) FILTER (WHERE m.id IS NOT NULL)"
+    "    AS created_at_list,"
+    "  array_agg(m.sentiment_score ORDER BY m.created_at, m.id) FILTER (WHERE m.id IS NOT NULL)"
+    "    AS sentiment_scores "
+    "FROM tickets t LEFT JOIN messages m ON m.ticket_id = t.id AND NOT m.deleted "
+    "WHERE t.id = ANY(CAST(:ids AS text[])) AND NOT t.deleted GROUP BY t.id"
+)
+_WRITE_CONVERSATIONS = sa.text(
+    "UPDATE tickets t SET waiting_since = c.waiting_since,"  # noqa: S608
+    "  customer_sentiment = c.customer_sentiment FROM "
+    + _unnest(("ids", "text"), ("waiting_since", "timestamptz"), ("sentiments", "float8"))
+    + " AS c(id, waiting_since, customer_sentiment) WHERE t.id = c.id"
+)
+_NOTIFY_APPLIED = sa.text(
+    "SELECT count(pg_notify(:channel, key)) FROM unnest(CAST(:keys AS text[])) AS k(key)"
+)
 
 
-async def _apply_customer_snapshot(
-    session: AsyncSession, ticket: TicketData
-) -> tuple[CustomerValues, list[domain.ConversationMessage]]:
-    """Seed the customer from a ticket's snapshot until intelligence arrives (then intelligence
-    owns it; among snapshots the newest, by the ticket's `updated_at`, wins). Reads the ticket's
-    messages in the same round trip."""
-    snapshot = ticket.customer
-    params = {
-        "customer_id": ticket.customer_id,
-        "lifetime_value": snapshot.lifetime_value,
-        "churn_risk": snapshot.churn_risk,
-        "snapshot_at": ticket.updated_at,
-        "ticket_id": ticket.id,
-        "without": None,
+async def _apply(unit: UnitOfWork, batch: _Batch) -> None:
+    """Apply a unit's queued events (see the module's docstring), then rescore."""
+    session = unit.session
+    touched = sorted(
+        {
+            *batch.tickets,
+            *batch.deletions,
+            *(m.ticket_id for m in batch.messages.values()),
+            *(m.ticket_id for m in batch.message_deletions.values()),
+        }
+    )
+    if touched:
+        await session.execute(_LOCK_TICKETS, {"ids": touched})
+    moved_customers = await _apply_customers(unit, batch)
+    reconsider = set(await _apply_messages(unit, batch.messages, deleted=False))
+    reconsider.update(await _apply_messages(unit, batch.message_deletions, deleted=True))
+    rescore: set[str] = set()
+    inserted: set[str] = set()
+    if batch.tickets:
+        rows = await session.execute(_UPSERT_TICKETS, _ticket_columns(batch.tickets.values()))
+        for row in rows:
+            rescore.add(row.id)
+            if row.inserted:
+                inserted.add(row.id)
+    if batch.deletions:
+        await _apply_deletions(unit, batch.deletions.values())
+    reconsider.update(rescore)
+    reconsider.difference_update(batch.deletions)
+    rescore.update(await _refresh_conversations(unit, sorted(reconsider)))
+    if moved_customers:
+        rows = await session.execute(_TICKETS_OF_CUSTOMERS, {"ids": moved_customers})
+        rescore.update(row.id for row in rows)
+    rescore.difference_update(batch.deletions)
+    if batch.tickets:  # requests waiting for these tickets look again once this commits
+        await session.execute(_NOTIFY_APPLIED, {"channel": CHANNEL, "keys": sorted(batch.tickets)})
+    if rescore:
+        tickets = await service.load_tickets(session, sorted(rescore))
+        with tracing.causes(batch.causes):
+            await service.score_tickets(unit, batch.settings, batch.now, tickets, unscored=inserted)
+
+
+async def _apply_customers(unit: UnitOfWork, batch: _Batch) -> list[str]:
+    """Ticket snapshots, then intelligence (which wins); returns the customers whose values
+    moved for tickets this batch did not bring."""
+    session = unit.session
+    moved: set[str] = set()
+    snapshots: dict[str, TicketData] = {}
+    for ticket in batch.tickets.values():
+        held = snapshots.get(ticket.customer_id)
+        if held is None or held.updated_at < ticket.updated_at:
+            snapshots[ticket.customer_id] = ticket
+    if snapshots:
+        ordered = [snapshots[customer_id] for customer_id in sorted(snapshots)]
+        rows = await session.execute(
+            _APPLY_SNAPSHOTS,
+            {
+                "customer_ids": [t.customer_id for t in ordered],
+                "lifetime_values": [t.customer.lifetime_value for t in ordered],
+                "churn_risks": [t.customer.churn_risk for t in ordered],
+                "snapshot_at": [t.updated_at for t in ordered],
+            },
+        )
+        moved.update(row.id for row in rows)
+    if batch.intelligence:
+        fetched = [batch.intelligence[customer_id] for customer_id in sorted(batch.intelligence)]
+        changed = await session.scalars(
+            _APPLY_INTELLIGENCE,
+            {
+                "ids": [r.customer_id for r in fetched],
+                "lifetime_values": [r.lifetime_value for r in fetched],
+                "churn_risks": [r.churn_risk for r in fetched],
+                "fetched_at": [r.fetched_at for r in fetched],
+            },
+        )
+        moved.update(changed)
+    return sorted(moved)
+
+
+async def _apply_messages(
+    unit: UnitOfWork, messages: dict[str, MessageData], *, deleted: bool
+) -> list[str]:
+    """Upsert (or tombstone) messages newer than held; returns their tickets."""
+    if not messages:
+        return []
+    ordered = [messages[message_id] for message_id in sorted(messages)]
+    rows = await unit.session.execute(
+        _DELETE_MESSAGES if deleted else _UPSERT_MESSAGES,
+        {
+            "ids": [m.id for m in ordered],
+            "ticket_ids": [m.ticket_id for m in ordered],
+            "from_agent": [m.from_agent for m in ordered],
+            "created_at": [m.created_at for m in ordered],
+            "sentiment_scores": [m.sentiment_score for m in ordered],
+            "contents": ["" if deleted else m.content for m in ordered],
+            "versions": [m.version for m in ordered],
+            "deleted": deleted,
+        },
+    )
+    return [row.ticket_id for row in rows]
+
+
+def _ticket_columns(tickets: Iterable[TicketData]) -> dict[str, list[Any]]:
+    ordered = sorted(tickets, key=lambda t: t.id)
+    return {
+        "ids": [t.id for t in ordered],
+        "customer_ids": [t.customer_id for t in ordered],
+        "subjects": [t.subject for t in ordered],
+        "statuses": [t.status.value for t in ordered],
+        "priorities": [t.priority.value for t in ordered],
+        "assigned_agent_ids": [t.assigned_agent_id for t in ordered],
+        "created_at": [t.created_at for t in ordered],
+        "versions": [t.version for t in ordered],
     }
-    row = (await session.execute(_APPLY_CUSTOMER_SNAPSHOT, params)).one()
-    messages = _messages_from(row)
-    if row.new_lifetime_value is not None:
-        changed = row.old_lifetime_value is not None and (
-            row.old_lifetime_value,
-            row.old_churn_risk,
-        ) != (row.new_lifetime_value, row.new_churn_risk)
-        return CustomerValues(row.new_lifetime_value, row.new_churn_risk, changed), messages
-    if row.old_lifetime_value is not None:
-        return CustomerValues(row.old_lifetime_value, row.old_churn_risk, False), messages
-    current = (  # created by a concurrent transaction after this statement's snapshot
-        await session.execute(
-            sa.select(Customer.lifetime_value, Customer.churn_risk).where(
-                Customer.id == ticket.customer_id
+
+
+async def _apply_deletions(unit: UnitOfWork, deletions: Iterable[TicketDeletedData]) -> None:
+    ordered = sorted(deletions, key=lambda d: d.id)
+    ids = [d.id for d in ordered]
+    session = unit.session
+    await session.execute(
+        _TOMBSTONES,
+        {
+            "ids": ids,
+            "deleted_at": [d.deleted_at for d in ordered],
+            "versions": [d.version for d in ordered],
+        },
+    )
+    await session.execute(_DROP_SCORES, {"ids": ids})
+    await session.execute(_DROP_MESSAGES, {"ids": ids})
+
+
+async def _refresh_conversations(unit: UnitOfWork, ticket_ids: Sequence[str]) -> list[str]:
+    """Store the wait origin and customer sentiment of these tickets from their messages
+    (computed by `domain`); returns the tickets whose values moved."""
+    if not ticket_ids:
+        return []
+    session = unit.session
+    moved: list[tuple[str, domain.Conversation]] = []
+    for row in await session.execute(_CONVERSATIONS, {"ids": list(ticket_ids)}):
+        messages = [
+            domain.ConversationMessage(*fields)
+            for fields in zip(
+                row.from_agent or [],
+                row.created_at_list or [],
+                row.sentiment_scores or [],
+                strict=True,
             )
-        )
-    ).one()
-    return CustomerValues(current.lifetime_value, current.churn_risk, False), messages
-
-
-async def _upsert_ticket(
-    session: AsyncSession, ticket: TicketData, conversation: domain.Conversation
-) -> bool | None:
-    """Apply a ticket version if it is newer; True when inserted, False when updated, None
-    when stale (or deleted)."""
-    row = (
+        ]
+        conversation = domain.summarize_conversation(row.created_at, messages)
+        held = (row.waiting_since, row.customer_sentiment)
+        if held != (conversation.waiting_since, conversation.customer_sentiment):
+            moved.append((row.id, conversation))
+    if moved:
         await session.execute(
-            _UPSERT_TICKET,
+            _WRITE_CONVERSATIONS,
             {
-                "id": ticket.id,
-                "customer_id": ticket.customer_id,
-                "subject": ticket.subject,
-                "status": ticket.status.value,
-                "priority": ticket.priority.value,
-                "assigned_agent_id": ticket.assigned_agent_id,
-                "created_at": ticket.created_at,
-                "version": ticket.version,
-                "waiting_since": conversation.waiting_since,
-                "customer_sentiment": conversation.customer_sentiment,
+                "ids": [ticket_id for ticket_id, _ in moved],
+                "waiting_since": [c.waiting_since for _, c in moved],
+                "sentiments": [c.customer_sentiment for _, c in moved],
             },
         )
-    ).first()
-    return None if row is None else bool(row.inserted)
-
-
-async def _upsert_message(
-    session: AsyncSession, message: MessageData, *, deleted: bool
-) -> tuple[bool, list[domain.ConversationMessage]]:
-    """Apply a message version if newer (a deletion always); returns whether it applied and,
-    in the same round trip, the ticket's other live messages."""
-    row = (
-        await session.execute(
-            _DELETE_MESSAGE if deleted else _UPSERT_MESSAGE,
-            {
-                "without": message.id,
-                "ticket_id": message.ticket_id,
-                "from_agent": message.from_agent,
-                "created_at": message.created_at,
-                "sentiment_score": message.sentiment_score,
-                "content": "" if deleted else message.content,
-                "version": message.version,
-                "deleted": deleted,
-            },
-        )
-    ).one()
-    return bool(row.applied), _messages_from(row)
-
-
-async def _refresh_conversation(
-    session: AsyncSession, ticket_id: str, messages: list[domain.ConversationMessage]
-) -> service.Scorable | None:
-    """Store the ticket's wait origin and sentiment for these messages; returns what the score
-    needs (None when the ticket is unknown or deleted)."""
-    # the creation time only matters without messages, and then the row has it
-    conversation = domain.summarize_conversation(datetime.min, messages)
-    row = (
-        await session.execute(
-            _REFRESH_CONVERSATION,
-            {
-                "id": ticket_id,
-                "has_messages": bool(messages),
-                "waiting_since": conversation.waiting_since if messages else None,
-                "customer_sentiment": conversation.customer_sentiment,
-            },
-        )
-    ).first()
-    return None if row is None else service.Scorable(**row._mapping)
-
-
-# --- the breakdown ----------------------------------------------------------------------------
+    return [ticket_id for ticket_id, _ in moved]

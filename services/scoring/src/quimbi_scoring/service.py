@@ -3,7 +3,7 @@ and recompute the due tickets periodically (what the job calls).
 
 Scoring a few tickets: compute in Python (domain.py), store the result, and publish
 ticket.scored when the total changed at 2 decimals. The projections call it once per unit of
-work, at its end, for every ticket the unit touched (`projections.rescore_at_the_end`), so a
+work, at its end, for every ticket whose inputs the unit moved (`projections`), so a
 consumer batch holding a ticket's ticket.created and first message publishes one score.
 Called with the ticket rows already locked (the handler holds them); the score rows are
 locked here before they are read, so the periodic recalculation either finished first or
@@ -94,11 +94,6 @@ _LOCK_SCORES = sa.text(
     "SELECT ticket_id, smart_score, version FROM ticket_scores "
     "WHERE ticket_id = ANY(CAST(:ids AS text[])) ORDER BY ticket_id FOR UPDATE"
 )
-
-
-async def load_for_customers(session: AsyncSession, customer_ids: Sequence[str]) -> list[Scorable]:
-    """Every live ticket of these customers, their rows locked in id order."""
-    return await _load(session, Ticket.customer_id.in_(customer_ids))
 
 
 async def load_tickets(session: AsyncSession, ticket_ids: Sequence[str]) -> list[Scorable]:
