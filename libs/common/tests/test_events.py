@@ -112,6 +112,7 @@ def test_every_architecture_topic_has_a_contract() -> None:
         "sla.updated",
         "sla.warning",
         "sla.breached",
+        "sla.decided",  # issue 15: agents' report reads outcomes, not every clock move
         "agent.created",
         "agent.updated",
         "agent.deleted",

@@ -18,7 +18,6 @@ from quimbi_agents.reports.models import ReportTicket
 from quimbi_common.enums import Role
 from quimbi_common.events import (
     EventType,
-    SlaAlertData,
     SlaTrackingData,
     TicketDeletedData,
     TicketRatedData,
@@ -90,10 +89,10 @@ async def test_figures_per_agent_and_per_team_from_the_event_stream(h: Any, publ
     for ticket, (fr, res), fr_s, res_s in zip(
         tickets, outcomes, first_responses, resolutions, strict=False
     ):
-        await publish(EventType.SLA_UPDATED, sla(ticket, 3, fr, res, fr_s, res_s))
-        await publish(EventType.SLA_UPDATED, sla(ticket, 1, "pending", "pending", 0, 0))  # stale
+        await publish(EventType.SLA_DECIDED, sla(ticket, 3, fr, res, fr_s, res_s))
+        await publish(EventType.SLA_DECIDED, sla(ticket, 1, "pending", "pending", 0, 0))  # stale
     final = sla(tickets[3], 3, "breached", "breached", 0, 0)
-    await publish(EventType.SLA_BREACHED, SlaAlertData(**final.model_dump(), metric="resolution"))
+    await publish(EventType.SLA_DECIDED, final)
     for ticket, stars in zip(tickets, [5, 4, 4], strict=False):
         await publish(
             EventType.TICKET_RATED,

@@ -38,7 +38,7 @@ from quimbi_sla.main import build_app
 from quimbi_sla.settings import Settings
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
-SLA_TOPICS = ["sla.updated", "sla.warning", "sla.breached"]
+SLA_TOPICS = ["sla.updated", "sla.warning", "sla.breached", "sla.decided"]
 
 
 @pytest.fixture(scope="session")

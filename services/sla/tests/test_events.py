@@ -118,6 +118,26 @@ async def test_resolving_meets_the_resolution_and_reopening_clears_it(
     assert reopened["resolution_status"] == "pending"
 
 
+async def test_sla_decided_follows_outcomes_only(tickets: Any, sla: Any, new_ticket: Any) -> None:
+    # given a new ticket (its clock starts pending: sla.updated, no outcome yet)
+    ticket = await tickets.created(new_ticket())
+    await sla.updated(ticket.id)
+    # when a customer writes (nothing decided), then an agent answers (first response met)
+    await tickets.message(ticket, from_agent=False)
+    await tickets.message(ticket, from_agent=True)
+    [met] = await sla.wait("sla.decided", ticket.id, version=2)
+    assert met["first_response_status"] == "met"
+    # when it is resolved (resolution met), then reopened (undecided again)
+    await tickets.updated(ticket, status=TicketStatus.RESOLVED)
+    await sla.wait("sla.decided", ticket.id, version=3)
+    await tickets.updated(ticket, status=TicketStatus.OPEN)
+    reopened = (await sla.wait("sla.decided", ticket.id, version=4))[-1]
+    assert reopened["resolution_status"] == "pending"
+    # then sla.decided came with the three outcome changes only, beside their sla.updated
+    assert [d["version"] for d in sla.all("sla.decided", ticket.id)] == [2, 3, 4]
+    assert [d["version"] for d in sla.all("sla.updated", ticket.id)] == [1, 2, 3, 4]
+
+
 async def test_resolving_after_the_deadline_breaches_the_resolution(
     tickets: Any, sla: Any, new_ticket: Any
 ) -> None:

@@ -239,6 +239,7 @@ class EventType(StrEnum):
     SLA_UPDATED = "sla.updated"
     SLA_WARNING = "sla.warning"
     SLA_BREACHED = "sla.breached"
+    SLA_DECIDED = "sla.decided"
     AGENT_CREATED = "agent.created"
     AGENT_UPDATED = "agent.updated"
     AGENT_DELETED = "agent.deleted"
@@ -300,6 +301,15 @@ TOPICS: dict[str, Topic] = {  # keyed by EventType (a str: a topic read off Kafk
         Topic(_E.SLA_UPDATED, SlaTrackingData, "ticket_id", "ticket_id", "An SLA clock changed."),
         Topic(_E.SLA_WARNING, SlaAlertData, "ticket_id", "ticket_id", "An SLA metric is at risk."),
         Topic(_E.SLA_BREACHED, SlaAlertData, "ticket_id", "ticket_id", "An SLA was breached."),
+        Topic(
+            _E.SLA_DECIDED,
+            SlaTrackingData,
+            "ticket_id",
+            "ticket_id",
+            "An SLA metric's outcome changed: it became met or breached, its decisive time or "
+            "deadline moved, or it was undecided again (a reopened ticket). The same clock, "
+            "with the same version, as the `sla.updated` published beside it.",
+        ),
         Topic(_E.AGENT_CREATED, AgentData, "id", "id", "An agent was created."),
         Topic(_E.AGENT_UPDATED, AgentUpdatedData, "id", "id", "An agent changed."),
         Topic(_E.AGENT_DELETED, AgentData, "id", "id", "An agent was deleted."),

@@ -2,10 +2,10 @@
 
 Every change to a clock goes through `_settle`, which re-evaluates both metrics at `now`,
 stores the deadlines, statuses and the next instant the scheduler must look, and writes
-`sla.updated` (and `sla.warning` / `sla.breached` on each entry into those statuses) to the
-outbox in the same transaction. Work on one ticket is serialized by a transaction-scoped
-advisory lock plus the row lock, so event handlers, API calls and scheduler replicas never
-lose each other's updates.
+`sla.updated` (and `sla.warning` / `sla.breached` on each entry into those statuses, and
+`sla.decided` when a metric's outcome changes) to the outbox in the same transaction. Work
+on one ticket is serialized by a transaction-scoped advisory lock plus the row lock, so event
+handlers, API calls and scheduler replicas never lose each other's updates.
 """
 
 from __future__ import annotations
@@ -157,6 +157,29 @@ def published_state(row: Clock) -> tuple[Any, ...] | None:
     return tuple(getattr(row, name) for name in _PUBLISHED_FIELDS)
 
 
+_DECIDED = (SlaStatus.MET.value, SlaStatus.BREACHED.value)
+_OUTCOME_FIELDS = {
+    "first_response": ("first_response_status", "first_response_at", "first_response_deadline"),
+    "resolution": ("resolution_status", "resolved_at", "resolution_deadline"),
+}
+
+
+def _state(published: tuple[Any, ...] | None) -> dict[str, Any]:
+    return {} if published is None else dict(zip(_PUBLISHED_FIELDS, published, strict=True))
+
+
+def outcomes(state: dict[str, Any]) -> tuple[tuple[Any, ...] | None, ...]:
+    """Per metric, its outcome (status, decisive time, deadline) once met or breached, else
+    None: `sla.decided` is published when this changes (agents' report reads only outcomes,
+    not every move of a pending clock)."""
+    decided = []
+    for status, done_at, deadline in _OUTCOME_FIELDS.values():
+        value = state.get(status)
+        value = getattr(value, "value", value)  # an enum or its stored string
+        decided.append((value, state[done_at], state[deadline]) if value in _DECIDED else None)
+    return tuple(decided)
+
+
 def _set(row: Clock, name: str, value: Any) -> None:
     """Assign only real changes (the scheduler's batches stay small and cheap to flush)."""
     if getattr(row, name) != value:
@@ -207,6 +230,8 @@ def settled_events(
     row.version = 1 if before is None else row.version + 1
     data = tracking_data(row)
     events: list[tuple[EventType, Contract]] = [(EventType.SLA_UPDATED, data)]
+    if outcomes(_state(before)) != outcomes(_state(published_state(row))):
+        events.append((EventType.SLA_DECIDED, data))
     for alert in alerts:
         alert_data = SlaAlertData.model_construct(**dict(data), metric=alert.metric)
         events.append((alert.topic, alert_data))

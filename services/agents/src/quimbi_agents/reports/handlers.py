@@ -7,7 +7,6 @@ from __future__ import annotations
 from quimbi_common.events import (
     Event,
     EventType,
-    SlaAlertData,
     SlaTrackingData,
     TicketRatedData,
 )
@@ -22,12 +21,9 @@ def register(runtime: Runtime) -> None:
     """One call per topic per consumer batch (set-based: one upsert for the batch)."""
     many = runtime.events.handle_many
 
-    @many(EventType.SLA_UPDATED)
-    async def report_slas_updated(unit: UnitOfWork, batch: list[Event[SlaTrackingData]]) -> None:
-        await projection.apply_slas(unit.session, [e.data for e in batch])
-
-    @many(EventType.SLA_BREACHED)
-    async def report_slas_breached(unit: UnitOfWork, batch: list[Event[SlaAlertData]]) -> None:
+    @many(EventType.SLA_DECIDED)
+    async def report_slas_decided(unit: UnitOfWork, batch: list[Event[SlaTrackingData]]) -> None:
+        """Only outcomes count (met or breached, when): not every move of a pending clock."""
         await projection.apply_slas(unit.session, [e.data for e in batch])
 
     @runtime.events.handle(EventType.TICKET_RATED)

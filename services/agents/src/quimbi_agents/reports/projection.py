@@ -151,8 +151,7 @@ def decided_at(status: SlaStatus, done_at: datetime | None, deadline: datetime) 
 
 
 async def apply_slas(session: AsyncSession, batch: list[SlaTrackingData]) -> None:
-    """sla.updated / sla.breached: the clock's statuses as of its highest version (a breach
-    alert carries the same clock, so either may come first)."""
+    """sla.decided: the clock's outcomes as of its highest version."""
     newest: dict[str, SlaTrackingData] = {}
     for data in batch:
         if data.ticket_id not in newest or newest[data.ticket_id].version <= data.version:
