@@ -26,7 +26,6 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .catchup import CONSUMED_KEY
 from .errors import ServiceUnavailableError
@@ -129,27 +128,17 @@ async def _caught_up(runtime: Runtime, token: str) -> bool:
     return await runtime.projections.until_true(CONSUMED_KEY, applied)
 
 
-class ConsistencyMiddleware:
-    """Gives a 2xx write the token of the events it stored (the wait is `catch_up`)."""
+def collect() -> tuple[list[str], contextvars.Token[list[str] | None]]:
+    """Start noting the events this request's writes store (the request layer calls it); the
+    list fills as `note_written`'s sessions commit. Give the token back to `stop_collecting`."""
+    written: list[str] = []
+    return written, _written.set(written)
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        written: list[str] = []
-        reset = _written.set(written)
+def stop_collecting(reset: contextvars.Token[list[str] | None]) -> None:
+    _written.reset(reset)
 
-        async def send_token(message: Message) -> None:
-            start = message["type"] == "http.response.start"
-            if start and written and 200 <= message["status"] < 300:
-                value = ",".join(written[:MAX_ENTRIES]).encode("latin-1")
-                message["headers"] = [*message.get("headers", []), (_HEADER, value)]
-            await send(message)
 
-        try:
-            await self.app(scope, receive, send_token)
-        finally:
-            _written.reset(reset)
+def token_header(written: list[str]) -> tuple[bytes, bytes]:
+    """The `X-Consistency-Token` header a 2xx write answers with."""
+    return _HEADER, ",".join(written[:MAX_ENTRIES]).encode("latin-1")

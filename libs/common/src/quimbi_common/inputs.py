@@ -5,7 +5,8 @@ refuse it ("invalid byte sequence", "unsupported Unicode escape"), so a NUL that
 validation became a 500 at the database. The rule is kept in two places, each covering a whole
 kind of input: request bodies through `Text` / `NoNul` (on every string a request model holds,
 like the lone surrogates pydantic already refuses), and paths and query strings through
-`NulGuard`, which `create_app` puts in front of every app so that no route has to remember it.
+`nul_problem`, which the request layer of every app (`create_app`) asks for each request, so
+that no route has to remember it.
 `PatchModel` makes "null only where it clears" one rule, stated in the schema too.
 """
 
@@ -15,7 +16,8 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.responses import Response
+from starlette.types import Scope
 
 from .errors import problem_response
 
@@ -93,24 +95,17 @@ def _query_has_nul(query_string: bytes) -> bool:
     return b"%00" in query_string or b"\x00" in query_string
 
 
-class NulGuard:
-    """ASGI middleware: a NUL in the (decoded) path or in the query string is a 422."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            where = None
-            if NUL in scope["path"]:
-                where = "path"
-            elif _query_has_nul(scope.get("query_string", b"")):
-                where = "query"
-            if where is not None:
-                errors: list[dict[str, Any]] = [
-                    {"loc": [where], "msg": f"The {where} {NUL_MESSAGE}", "type": "string_nul"}
-                ]
-                response = problem_response(422, f"{where}: {NUL_MESSAGE}", errors=errors)
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+def nul_problem(scope: Scope) -> Response | None:
+    """The 422 for a NUL in the (decoded) path or in the query string of an HTTP request, or
+    None. `request_layer` asks it for every request, so that no route has to remember it."""
+    where = None
+    if NUL in scope["path"]:
+        where = "path"
+    elif _query_has_nul(scope.get("query_string", b"")):
+        where = "query"
+    if where is None:
+        return None
+    errors: list[dict[str, Any]] = [
+        {"loc": [where], "msg": f"The {where} {NUL_MESSAGE}", "type": "string_nul"}
+    ]
+    return problem_response(422, f"{where}: {NUL_MESSAGE}", errors=errors)

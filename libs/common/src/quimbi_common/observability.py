@@ -9,13 +9,11 @@ import logging.handlers
 import queue
 import sys
 import time
-import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import tracing
 
@@ -182,52 +180,6 @@ def configure_logging(service: str, level: str = "INFO", *, as_json: bool = True
     root.setLevel(level.upper())
     for noisy in ("aiokafka", "uvicorn.access", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-
-
-class RequestContextMiddleware:
-    """Gives each request a correlation id (X-Request-ID in, or a new one) and records metrics."""
-
-    def __init__(self, app: ASGIApp, service: str) -> None:
-        self.app = app
-        self.service = service
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        request_id = headers.get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")[:128]
-        request_id = request_id or uuid.uuid4().hex
-        token = correlation_id.set(request_id)
-        started = time.perf_counter()
-        status = 500
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [
-                    *message["headers"],
-                    (REQUEST_ID_HEADER.encode(), request_id.encode("latin-1")),
-                ]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            route = scope.get("route")
-            route_name = getattr(route, "path", "unmatched")
-            method = scope.get("method", "")
-            method = method if method in _METHODS else "_OTHER"  # a label, so a bounded set
-            HTTP_REQUESTS.labels(self.service, method, route_name, str(status)).inc()
-            HTTP_LATENCY.labels(self.service, method, route_name).observe(
-                time.perf_counter() - started
-            )
-            correlation_id.reset(token)
 
 
 metrics_router = APIRouter(include_in_schema=False)

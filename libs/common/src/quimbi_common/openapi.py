@@ -3,8 +3,8 @@
 `HTTPValidationError` on 422 alone.
 
 Most statuses follow from what a route is made of, so routes declare only what is theirs:
-every route can answer 422 (NulGuard refuses a NUL in any path or query); a JSON body adds 400
-(not JSON) and 422; a credential dependency adds 401 (and 503: auth fails closed); the
+every route can answer 422 (`inputs.nul_problem` refuses a NUL in any path or query); a JSON
+body adds 400 (not JSON) and 422; a credential dependency adds 401 (and 503: auth fails closed); the
 agent-only dependency adds 403; a path parameter adds 404 (unknown, or not visible). The rest
 (409, a 403 decided in a use case, a 404 without a path parameter, 429…) a route names with
 `responses=problems(409)`. `create_app` installs this on every app.
