@@ -94,6 +94,14 @@ async def test_request_id_is_passed_on_upstream_and_returned(gateway, agent_head
     assert dict(made.json()["headers"])["x-request-id"] == made_id
 
 
+async def test_proxied_requests_are_counted_under_their_route(gateway, agent_headers) -> None:
+    # given a proxied request
+    assert (await gateway.client.get("/api/tickets", headers=agent_headers)).status_code == 200
+    # then the request metrics name the proxy's route, not `unmatched`
+    metrics = (await gateway.client.get("/metrics")).text
+    assert 'route="/api/{path:path}",service="gateway",status="200"' in metrics
+
+
 async def test_response_headers_lose_hop_by_hop_and_service_cors(gateway, agent_headers) -> None:
     response = await gateway.client.get(
         "/api/tickets/_test/response-headers",

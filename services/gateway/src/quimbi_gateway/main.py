@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from quimbi_common.auth import TokenVerifier
 from quimbi_common.runtime import Runtime, create_app
@@ -18,6 +19,15 @@ from .upstreams import Upstreams
 
 # FastAPI's own document describes only the gateway; ours is the merged one (the docs read it).
 _OWN_OPENAPI_PATH = "/openapi.json"
+
+
+class _ProxyRoute(Route):
+    """A plain route that names itself in the scope, as FastAPI's own routes do, so the
+    request metrics label proxied requests by their route instead of `unmatched`."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["route"] = self
+        await super().handle(scope, receive, send)
 
 
 def build_app(settings: Settings | None = None) -> FastAPI:
@@ -53,8 +63,8 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api.router)
     # First in line: nearly every request is proxied, and the router tries routes in order.
     app.router.routes[:0] = [
-        Route("/api/{path:path}", proxy, include_in_schema=False),
-        Route("/.well-known/jwks.json", proxy, include_in_schema=False),
+        _ProxyRoute("/api/{path:path}", proxy, include_in_schema=False),
+        _ProxyRoute("/.well-known/jwks.json", proxy, include_in_schema=False),
     ]
     runtime.provide(Suite(upstreams, runtime.redis, settings, app.openapi))
     runtime.on_shutdown.append(upstreams.aclose)
