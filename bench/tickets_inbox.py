@@ -297,6 +297,74 @@ async def measure(
     return p99
 
 
+async def histogram(base: str, name: str, **labels: str) -> dict[float, float]:
+    """Cumulative bucket counts (upper bound in s -> count) of one Prometheus histogram."""
+    async with httpx.AsyncClient(base_url=base, trust_env=False) as client:
+        text = (await client.get("/metrics")).text
+    buckets: dict[float, float] = {}
+    for line in text.splitlines():
+        if not line.startswith(f"{name}_bucket{{"):
+            continue
+        label_text, _, count = line.rpartition(" ")
+        found = dict(
+            part.split("=", 1) for part in label_text[label_text.index("{") + 1 : -1].split(",")
+        )
+        if all(found.get(k) == f'"{v}"' for k, v in labels.items()):
+            bound = found["le"].strip('"')
+            buckets[float("inf") if bound == "+Inf" else float(bound)] = float(count)
+    return buckets
+
+
+def bucket_percentile(before: dict[float, float], after: dict[float, float], pct: float) -> str:
+    """The bucket holding the `pct` percentile of what was observed between two snapshots."""
+    counts = {bound: after[bound] - before.get(bound, 0.0) for bound in sorted(after)}
+    total = counts.get(float("inf"), 0.0)
+    if not total:
+        return "n/a"
+    previous = 0.0
+    for bound, count in counts.items():
+        if count >= pct / 100 * total:
+            return f"{previous * 1000:g}-{bound * 1000:g} ms"
+        previous = bound
+    return "n/a"
+
+
+STAGES = {  # where a request through the gateway spends its time, from the services' metrics
+    "gateway, in its app (admit + proxy)": (
+        "gateway",
+        "http_request_duration_seconds",
+        {"route": "unmatched", "method": "GET"},  # the proxy's plain Route leaves no label
+    ),
+    "gateway -> tickets' response headers": (
+        "gateway",
+        "gateway_upstream_seconds",
+        {"upstream": "tickets"},
+    ),
+    "tickets, in its app": (
+        "tickets",
+        "http_request_duration_seconds",
+        {"route": "/api/tickets", "method": "GET"},
+    ),
+}
+
+
+async def stage_snapshot(bases: dict[str, str]) -> dict[str, dict[float, float]]:
+    return {
+        stage: await histogram(bases[process], name, **labels)
+        for stage, (process, name, labels) in STAGES.items()
+    }
+
+
+def print_stages(
+    before: dict[str, dict[float, float]], after: dict[str, dict[float, float]]
+) -> None:
+    print("  where the time goes (bucket of p50 / p99, from the services' histograms):")
+    for stage in STAGES:
+        p50 = bucket_percentile(before[stage], after[stage], 50)
+        p99 = bucket_percentile(before[stage], after[stage], 99)
+        print(f"    {stage:<40} p50 {p50:<14} p99 {p99}")
+
+
 async def measure_idle(pids: dict[str, int], seconds: float = 8.0) -> None:
     """Background CPU of the idle processes (Kafka metadata, health watches, relay polls):
     the shared development broker holds thousands of topics, which inflates it."""
@@ -404,11 +472,16 @@ async def main(args: argparse.Namespace) -> None:
             await spy.wait()
         spy = await spy_on(args, processes[1].pid, "gateway")
         label = f"via the gateway, concurrency {GATEWAY_CONCURRENCY}"
+        bases = {"gateway": gateway, "tickets": tickets}
+        stages = await stage_snapshot(bases)
         gateway_p99 = await measure(
             label, both, gateway, senior, path, requests, GATEWAY_CONCURRENCY
         )
+        print_stages(stages, await stage_snapshot(bases))
         if spy is not None:
             await spy.wait()
+        label = f"direct to tickets, concurrency {GATEWAY_CONCURRENCY} (the same load, no gateway)"
+        await measure(label, service, tickets, senior, path, requests, GATEWAY_CONCURRENCY)
         spy = await spy_on(args, processes[0].pid, "detail")
         detail = f"detail (GET /api/tickets/{DETAIL_TICKET}), direct, concurrency {CONCURRENCY}"
         await measure(detail, service, tickets, senior, f"/api/tickets/{DETAIL_TICKET}", requests)
