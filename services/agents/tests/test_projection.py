@@ -15,6 +15,7 @@ from quimbi_agents.projections import (
     apply_message_added,
     apply_messages_added,
     apply_ticket_deleted,
+    apply_tickets_created,
 )
 from quimbi_common.enums import Role
 from quimbi_common.events import TicketDeletedData
@@ -46,6 +47,37 @@ async def test_a_ticket_created_with_an_assignee_records_that_assignment(
     assert (active.agent_id, active.reason, active.status) == (agent["id"], "manual", "pending")
     events = await probe.wait_for("ticket.assigned", lambda e: e["data"]["ticket_id"] == ticket.id)
     assert events[0]["data"]["agent_id"] == agent["id"]
+
+
+async def test_a_batch_of_new_tickets_is_projected_as_one_event_at_a_time_would(
+    h: Any, probe: EventProbe
+) -> None:
+    # given an agent, and a ticket whose ticket.updated (v2, now pending) came first
+    (agent,) = await h.agents_fast({})
+    overtaken = h.ticket()
+    await h.apply(h.updated(overtaken, status="pending"))
+    unassigned, assigned = h.ticket(), h.ticket(assigned_agent_id=agent["id"])
+    # when a batch brings the three tickets' ticket.created (one of them twice)
+    async with h.units.begin() as unit:
+        await apply_tickets_created(unit, h.settings, [unassigned, overtaken, assigned, unassigned])
+    # then each is projected once, the later version kept, and the assignee recorded
+    async with h.sessions() as session:
+        rows = await session.scalars(
+            sa.select(TicketProjection).where(
+                TicketProjection.id.in_([unassigned.id, overtaken.id, assigned.id])
+            )
+        )
+        by_id = {row.id: (row.status, row.version, row.assigned_agent_id) for row in rows}
+    assert by_id == {
+        unassigned.id: ("open", 1, None),
+        overtaken.id: ("pending", 2, None),
+        assigned.id: ("open", 1, agent["id"]),
+    }
+    assert await h.active(unassigned.id) is None
+    active = await h.active(assigned.id)
+    assert active is not None
+    assert active.agent_id == agent["id"]
+    await probe.wait_for("ticket.assigned", lambda e: e["data"]["ticket_id"] == assigned.id)
 
 
 async def test_an_unknown_assignee_is_not_an_error(h: Any) -> None:

@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from quimbi_ai_proxy import domain
+from quimbi_ai_proxy.service import AiProxy
 from quimbi_common.enums import Role
 from quimbi_common.events import CustomerSnapshot, TicketData, build_event
 from quimbi_common.testing import KAFKA, EventProbe, eventually, unique
@@ -203,3 +204,30 @@ async def test_ticket_created_handling_does_not_wait_for_quimbi(
 
         await eventually(all_asked, timeout=30)
     await engine.dispose()
+
+
+async def test_a_batch_of_new_tickets_warms_each_uncached_customer_once(
+    proxy_app, tickets, standin, redis: aioredis.Redis
+) -> None:
+    # given one customer already cached and two not
+    cached, *fresh = (tickets.add_customer() for _ in range(3))
+    async with (
+        proxy_app() as proxy,
+        EventProbe([TOPIC], proxy.settings.kafka_topic_prefix) as probe,
+    ):
+        await proxy.client.get(_url(cached), headers=proxy.headers(Role.SENIOR_AGENT))
+        await probe.wait_for(TOPIC, lambda e: e["subject"] == cached)
+        # when tickets of all three (one of them twice) arrive together on one partition
+        events = [_ticket_created(c) for c in (cached, fresh[0], fresh[1], fresh[0])]
+        same_key = [(events[0][0], value, event_id) for _, value, event_id in events]
+        await _publish(proxy.settings.topic("ticket.created"), *same_key)
+
+        # then each uncached customer is analyzed and published once, the cached one not again
+        for customer in fresh:
+            await probe.wait_for(TOPIC, lambda e, c=customer: e["subject"] == c, timeout=90)
+        await proxy.app.state.runtime.provided(AiProxy).warmer.drain()
+    for customer in fresh:
+        assert await redis.exists(domain.intelligence_key(customer)) == 1
+        assert len(probe.events(TOPIC, lambda e, c=customer: e["subject"] == c)) == 1
+    assert len(probe.events(TOPIC, lambda e: e["subject"] == cached)) == 1
+    assert (await standin.calls())["analyze"] == 3

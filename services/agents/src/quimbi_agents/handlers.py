@@ -16,17 +16,25 @@ from quimbi_common.events import (
 from quimbi_common.runtime import Runtime
 from quimbi_common.uow import UnitOfWork
 
-from .projections import apply_messages_added, apply_ticket_deleted, apply_ticket_event
+from .projections import (
+    apply_messages_added,
+    apply_ticket_deleted,
+    apply_ticket_event,
+    apply_tickets_created,
+)
 from .reports import projection as reports
 from .settings import Settings
 
 
 def register(runtime: Runtime, settings: Settings) -> None:
-    @runtime.events.handle(EventType.TICKET_CREATED)
-    async def on_ticket_created(unit: UnitOfWork, event: Event[TicketData]) -> None:
-        """Project the ticket; record its assignee, or auto-assign it (AUTO_ASSIGN)."""
-        await apply_ticket_event(unit, settings, event.data)
-        reports.stage(unit, reports.apply_tickets, event.data)
+    @runtime.events.handle_many(EventType.TICKET_CREATED)
+    async def on_ticket_created(unit: UnitOfWork, batch: list[Event[TicketData]]) -> None:
+        """Project the tickets (a batch at once); record each one's assignee, or auto-assign
+        it (AUTO_ASSIGN)."""
+        tickets = [event.data for event in batch]
+        await apply_tickets_created(unit, settings, tickets)
+        for data in tickets:
+            reports.stage(unit, reports.apply_tickets, data)
 
     @runtime.events.handle(EventType.TICKET_UPDATED)
     async def on_ticket_updated(unit: UnitOfWork, event: Event[TicketUpdatedData]) -> None:

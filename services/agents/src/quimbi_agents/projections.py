@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from quimbi_common.catchup import notify_applied
+from quimbi_common.catchup import CHANNEL, notify_applied
 from quimbi_common.enums import AssignmentReason, AssignmentStatus, TicketStatus
 from quimbi_common.events import MessageData, TicketData, TicketDeletedData
 from quimbi_common.uow import UnitOfWork
@@ -176,6 +176,61 @@ async def apply_ticket_event(unit: UnitOfWork, settings: Settings, data: TicketD
     else:
         await _ticket_changed(unit, settings, ticket, before, data.updated_at)
     await notify_applied(session, data.id)  # requests waiting for this ticket look again
+
+
+_FIRST_SIGHTINGS = sa.text(
+    "INSERT INTO ticket_projection "
+    "(id, status, priority, category, assigned_agent_id, created_at, updated_at, version) "
+    "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:statuses AS text[]), "
+    "CAST(:priorities AS text[]), CAST(:categories AS text[]), CAST(:assignees AS text[]), "
+    "CAST(:created AS timestamptz[]), CAST(:updated AS timestamptz[]), "
+    "CAST(:versions AS int[])) "
+    "ON CONFLICT (id) DO NOTHING "
+    "RETURNING id, pg_notify(:channel, id)::text AS woke"
+)
+
+
+async def apply_tickets_created(
+    unit: UnitOfWork, settings: Settings, batch: list[TicketData]
+) -> None:
+    """A batch of ticket.created: the tickets seen for the first time (nearly all) are
+    projected with one statement, which also wakes their waiting requests; only those naming
+    an assignee take a step of their own (the assignment record). A ticket already known (its
+    ticket.updated came first) takes `apply_ticket_event`'s path, as does every event under
+    AUTO_ASSIGN (auto-assignment serialises on its lock, ticket by ticket)."""
+    if settings.auto_assign:
+        for data in batch:
+            await apply_ticket_event(unit, settings, data)
+        return
+    first: dict[str, TicketData] = {}
+    for data in batch:
+        first.setdefault(data.id, data)
+    tickets = [first[i] for i in sorted(first)]  # the row locks in one order
+    session = unit.session
+    inserted = await session.execute(
+        _FIRST_SIGHTINGS,
+        {
+            "ids": [d.id for d in tickets],
+            "statuses": [d.status.value for d in tickets],
+            "priorities": [d.priority.value for d in tickets],
+            "categories": [normalize_label(d.category) if d.category else None for d in tickets],
+            "assignees": [d.assigned_agent_id for d in tickets],
+            "created": [d.created_at for d in tickets],
+            "updated": [d.updated_at for d in tickets],
+            "versions": [d.version for d in tickets],
+            "channel": CHANNEL,
+        },
+    )
+    new = {row.id for row in inserted}
+    for data in batch:
+        if data.id not in new or first[data.id] is not data:
+            await apply_ticket_event(unit, settings, data)
+        elif data.assigned_agent_id and not data.status.is_done:
+            ticket = await session.get(
+                TicketProjection, data.id, with_for_update=True, populate_existing=True
+            )
+            assert ticket is not None
+            await _record_initial_assignee(unit, ticket, data.assigned_agent_id)
 
 
 async def apply_ticket_deleted(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -42,6 +42,21 @@ class Cache:
         except ValueError:
             return None
         return value if isinstance(value, dict) else None
+
+    async def exist(self, keys: Sequence[str], *, kind: str = "other") -> set[str]:
+        """Which of `keys` hold a value (one round trip); none when Redis fails."""
+        if not keys:
+            return set()
+        try:
+            values = await self.redis.mget(keys)
+        except RedisError as exc:
+            log.warning("cache read of %d keys failed: %s", len(keys), exc)
+            CACHE_LOOKUPS.labels(kind, "error").inc(len(keys))
+            return set()
+        found = {key for key, value in zip(keys, values, strict=True) if value is not None}
+        CACHE_LOOKUPS.labels(kind, "hit").inc(len(found))
+        CACHE_LOOKUPS.labels(kind, "miss").inc(len(keys) - len(found))
+        return found
 
     async def put(self, entries: Mapping[str, tuple[dict[str, Any], int]]) -> None:
         """Store `{key: (value, ttl)}` in one round trip."""

@@ -17,7 +17,6 @@ from .service import AiProxy
 def register(runtime: Runtime, proxy: AiProxy) -> None:
     @runtime.events.handle_many(EventType.TICKET_CREATED)
     async def on_ticket_created(unit: UnitOfWork, batch: list[Event[TicketData]]) -> None:
-        """Warm each customer's intelligence in the background (never waits on Quimbi; one
+        """Warm the customers' intelligence in the background (never waits on Quimbi; one
         warm-up per customer at a time, so a batch's repeats cost nothing)."""
-        for event in batch:
-            proxy.warmer.schedule(event.data.customer_id)
+        proxy.warmer.schedule_many(event.data.customer_id for event in batch)

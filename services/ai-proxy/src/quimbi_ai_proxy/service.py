@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -20,7 +21,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from quimbi_common.clock import utcnow
-from quimbi_common.events import CustomerIntelligenceData, EventType
+from quimbi_common.events import Contract, CustomerIntelligenceData, EventType
 from quimbi_common.uow import UnitsOfWork
 
 from . import domain
@@ -43,6 +44,7 @@ from .tickets import TicketReader
 
 log = logging.getLogger(__name__)
 ModelT = TypeVar("ModelT", bound=BaseModel)
+WARM_ROUND = 100  # customers per warm-up round at most
 
 
 @dataclass
@@ -125,8 +127,15 @@ async def customer_intelligence(proxy: AiProxy, customer_id: str) -> CustomerInt
 
 async def fetch_intelligence(proxy: AiProxy, customer_id: str) -> CustomerIntelligenceResponse:
     """Ask Quimbi, cache every part with its TTL, and tell the suite if churn or LTV moved."""
+    intelligence = await analyze(proxy, customer_id)
+    await store_intelligence(proxy, [intelligence])
+    return intelligence
+
+
+async def analyze(proxy: AiProxy, customer_id: str) -> CustomerIntelligenceResponse:
+    """Quimbi's analysis of one customer, as we answer it (nothing stored)."""
     analysis = _parse(QuimbiAnalysis, await proxy.quimbi.analyze(customer_id), "analysis")
-    intelligence = CustomerIntelligenceResponse(
+    return CustomerIntelligenceResponse(
         customer_id=customer_id,
         archetype=analysis.archetype,
         segments=analysis.segments,
@@ -134,40 +143,61 @@ async def fetch_intelligence(proxy: AiProxy, customer_id: str) -> CustomerIntell
         behavioral_metrics=analysis.behavioral_metrics,
         fetched_at=utcnow(),
     )
+
+
+async def store_intelligence(
+    proxy: AiProxy, answers: Sequence[CustomerIntelligenceResponse]
+) -> None:
+    """Cache fresh answers (one Redis round trip for all) and publish the moved ones (one
+    transaction for all)."""
     settings = proxy.settings
-    document = intelligence.model_dump(mode="json", exclude={"cached", "stale"})
-    predictions = analysis.predictions
-    key = domain.intelligence_key(customer_id)
-    await proxy.cache.put(
-        {
-            key: (document, settings.quimbi_cache_intelligence_ttl),
-            domain.stale_key(key): (document, settings.quimbi_stale_ttl),
-            domain.churn_key(customer_id): (
-                {
-                    "churn_risk": predictions.churn_risk,
-                    "churn_risk_level": predictions.churn_risk_level,
-                },
-                settings.quimbi_cache_churn_ttl,
-            ),
-            domain.ltv_key(customer_id): (
-                {"lifetime_value": predictions.lifetime_value},
-                settings.quimbi_cache_ltv_ttl,
-            ),
-        }
-    )
-    await publish_if_changed(proxy, intelligence)
-    return intelligence
+    entries: dict[str, tuple[dict[str, Any], int]] = {}
+    for intelligence in answers:
+        customer_id = intelligence.customer_id
+        document = intelligence.model_dump(mode="json", exclude={"cached", "stale"})
+        predictions = intelligence.predictions
+        key = domain.intelligence_key(customer_id)
+        entries[key] = (document, settings.quimbi_cache_intelligence_ttl)
+        entries[domain.stale_key(key)] = (document, settings.quimbi_stale_ttl)
+        entries[domain.churn_key(customer_id)] = (
+            {
+                "churn_risk": predictions.churn_risk,
+                "churn_risk_level": predictions.churn_risk_level,
+            },
+            settings.quimbi_cache_churn_ttl,
+        )
+        entries[domain.ltv_key(customer_id)] = (
+            {"lifetime_value": predictions.lifetime_value},
+            settings.quimbi_cache_ltv_ttl,
+        )
+    await proxy.cache.put(entries)
+    await publish_changed(proxy, answers)
 
 
 async def publish_if_changed(proxy: AiProxy, intelligence: CustomerIntelligenceResponse) -> bool:
-    """Publish `customer.intelligence_updated` when churn or LTV differs from what we last
-    published for this customer. Best effort: with the database down the answer still goes out,
-    and the next fresh fetch compares again."""
-    churn = round(intelligence.predictions.churn_risk, 2)
-    ltv = round(intelligence.predictions.lifetime_value, 2)
-    values = insert(PublishedIntelligence).values(
-        customer_id=intelligence.customer_id, churn_risk=churn, lifetime_value=ltv
-    )
+    """`publish_changed` for one answer: whether it was published."""
+    return bool(await publish_changed(proxy, [intelligence]))
+
+
+async def publish_changed(
+    proxy: AiProxy, answers: Sequence[CustomerIntelligenceResponse]
+) -> set[str]:
+    """Publish `customer.intelligence_updated` for each customer whose churn or LTV differs
+    from what we last published (one upsert and one outbox insert for all); returns those
+    customers. Best effort: with the database down the answers still go out, and the next
+    fresh fetch compares again."""
+    latest = {a.customer_id: a for a in answers}  # one row per customer in the upsert
+    if not latest:
+        return set()
+    rows = [
+        {
+            "customer_id": customer_id,
+            "churn_risk": round(a.predictions.churn_risk, 2),
+            "lifetime_value": round(a.predictions.lifetime_value, 2),
+        }
+        for customer_id, a in sorted(latest.items())  # row locks in one order
+    ]
+    values = insert(PublishedIntelligence).values(rows)
     statement = values.on_conflict_do_update(
         index_elements=[PublishedIntelligence.customer_id],
         set_={
@@ -180,24 +210,34 @@ async def publish_if_changed(proxy: AiProxy, intelligence: CustomerIntelligenceR
             PublishedIntelligence.lifetime_value.is_distinct_from(values.excluded.lifetime_value),
         ),
     ).returning(PublishedIntelligence.customer_id)
-    data = CustomerIntelligenceData(
+    try:
+        async with proxy.units.begin() as unit:
+            changed = set((await unit.session.execute(statement)).scalars())
+            events: list[tuple[EventType, Contract]] = [
+                (EventType.CUSTOMER_INTELLIGENCE_UPDATED, _published(latest[c], row))
+                for row in rows
+                if (c := row["customer_id"]) in changed
+            ]
+            if events:
+                await unit.emit_many(events)
+    except SQLAlchemyError as exc:
+        log.warning("could not record intelligence of %s: %s", ", ".join(latest), exc)
+        return set()
+    return changed
+
+
+def _published(
+    intelligence: CustomerIntelligenceResponse, row: dict[str, Any]
+) -> CustomerIntelligenceData:
+    return CustomerIntelligenceData(
         customer_id=intelligence.customer_id,
-        churn_risk=churn,
+        churn_risk=row["churn_risk"],
         churn_risk_level=intelligence.predictions.churn_risk_level,
-        lifetime_value=ltv,
+        lifetime_value=row["lifetime_value"],
         archetype=intelligence.archetype,
         segments=intelligence.segments,
         fetched_at=intelligence.fetched_at,
     )
-    try:
-        async with proxy.units.begin() as unit:
-            changed = (await unit.session.execute(statement)).scalar_one_or_none() is not None
-            if changed:
-                await unit.emit(EventType.CUSTOMER_INTELLIGENCE_UPDATED, data)
-    except SQLAlchemyError as exc:
-        log.warning("could not record intelligence of %s: %s", intelligence.customer_id, exc)
-        return False
-    return changed
 
 
 async def customer_predictions(proxy: AiProxy, customer_id: str) -> tuple[Predictions, bool]:
@@ -381,40 +421,70 @@ async def _recommend(proxy: AiProxy, ticket: TicketContext) -> RecommendationRes
 
 
 class IntelligenceWarmer:
-    """Fetches a customer's intelligence in the background (on `ticket.created`), so the first
-    draft is faster; the consumer never waits on Quimbi. One fetch per customer at a time."""
+    """Fetches customers' intelligence in the background (on `ticket.created`), so the first
+    draft is faster; the consumer never waits on Quimbi. Customers are warmed in rounds: one
+    cache lookup for the round, their analyses (Quimbi answers one customer per call) at most
+    INTELLIGENCE_WARM_CONCURRENCY at a time, then one cache write and one transaction for the
+    round's answers. A customer waiting or being warmed is not queued again."""
 
     def __init__(self, proxy: AiProxy) -> None:
         self.proxy = proxy
         self._limit = asyncio.Semaphore(max(1, proxy.settings.intelligence_warm_concurrency))
-        self._running: dict[str, asyncio.Task[None]] = {}
+        self._pending: dict[str, None] = {}  # in arrival order
+        self._warming: set[str] = set()
+        self._worker: asyncio.Task[None] | None = None
         self._closed = False
 
     def schedule(self, customer_id: str) -> None:
-        if self._closed or customer_id in self._running:
-            return
-        task = asyncio.create_task(self._warm(customer_id), name=f"warm-{customer_id}")
-        self._running[customer_id] = task
-        task.add_done_callback(lambda _: self._running.pop(customer_id, None))
+        self.schedule_many([customer_id])
 
-    async def _warm(self, customer_id: str) -> None:
-        async with self._limit:
-            key = domain.intelligence_key(customer_id)
-            if await self.proxy.cache.get(key, kind="warm") is not None:
-                return
+    def schedule_many(self, customer_ids: Iterable[str]) -> None:
+        if self._closed:
+            return
+        for customer_id in customer_ids:
+            if customer_id not in self._warming:
+                self._pending.setdefault(customer_id, None)
+        if self._pending and (self._worker is None or self._worker.done()):
+            self._worker = asyncio.create_task(self._work(), name="intelligence-warmer")
+
+    async def _work(self) -> None:
+        while self._pending:
+            round_ = list(self._pending)[:WARM_ROUND]
+            for customer_id in round_:
+                del self._pending[customer_id]
+            self._warming.update(round_)
             try:
-                await fetch_intelligence(self.proxy, customer_id)
+                await self._warm(round_)
+            except Exception:
+                log.exception("warming intelligence of %d customers failed", len(round_))
+            finally:
+                self._warming.difference_update(round_)
+
+    async def _warm(self, customer_ids: list[str]) -> None:
+        keys = [domain.intelligence_key(c) for c in customer_ids]
+        cached = await self.proxy.cache.exist(keys, kind="warm")
+        missing = [c for c, key in zip(customer_ids, keys, strict=True) if key not in cached]
+        answers = await asyncio.gather(*(self._analyze(c) for c in missing))
+        await store_intelligence(self.proxy, [a for a in answers if a is not None])
+
+    async def _analyze(self, customer_id: str) -> CustomerIntelligenceResponse | None:
+        async with self._limit:
+            try:
+                return await analyze(self.proxy, customer_id)
             except QuimbiError as exc:
                 log.info("could not warm intelligence of %s: %s", customer_id, exc)
             except Exception:
                 log.exception("warming intelligence of %s failed", customer_id)
+            return None
 
     async def drain(self) -> None:
-        """Wait for the warm-ups under way (tests and shutdown)."""
-        await asyncio.gather(*list(self._running.values()), return_exceptions=True)
+        """Wait for the warm-ups under way and queued (tests and shutdown)."""
+        while self._worker is not None and not self._worker.done():
+            await asyncio.gather(self._worker, return_exceptions=True)
 
     async def aclose(self) -> None:
         self._closed = True
-        for task in list(self._running.values()):
-            task.cancel()
+        self._pending.clear()
+        if self._worker is not None:
+            self._worker.cancel()
         await self.drain()

@@ -11,12 +11,13 @@ per batch, run at the end of the unit (its before-commit step)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from quimbi_common.enums import SlaStatus, TicketStatus
@@ -34,8 +35,6 @@ from .models import ReportTicket
 
 _DONE = {TicketStatus.RESOLVED.value, TicketStatus.CLOSED.value}
 _T = cast(sa.Table, ReportTicket.__table__)
-_ROW = _T.c
-Guard = Callable[[Any], sa.ColumnElement[bool]]  # the incoming row (`excluded`) → set or keep
 
 
 def is_resolution(data: TicketData) -> bool:
@@ -47,29 +46,45 @@ def is_resolution(data: TicketData) -> bool:
     return change.new in _DONE and change.old not in _DONE
 
 
+@functools.cache
+def _upsert_statement(
+    columns: tuple[str, ...], guard: str, always: frozenset[str]
+) -> sa.TextClause:
+    """`INSERT … SELECT FROM unnest(…) ON CONFLICT DO UPDATE` of these columns: compiled once
+    per shape, not built per batch (it was a third of the projection's CPU, issue 15)."""
+    arrays = ", ".join(
+        f"CAST(:{c} AS {_T.c[c].type.compile(dialect=postgresql.dialect())}[])" for c in columns
+    )
+    sets = ", ".join(
+        f"{c} = excluded.{c}"
+        if c in always
+        else f"{c} = CASE WHEN {guard} THEN excluded.{c} ELSE report_tickets.{c} END"
+        for c in columns
+        if c != "ticket_id"
+    )
+    return sa.text(
+        f"INSERT INTO report_tickets ({', '.join(columns)}) "  # noqa: S608 (column names)
+        f"SELECT * FROM unnest({arrays}) "
+        f"ON CONFLICT (ticket_id) DO UPDATE SET {sets}"
+    )
+
+
 async def _upsert(
     session: AsyncSession,
     rows: Iterable[dict[str, Any]],
-    guard: Guard,
+    guard: str,
     always: frozenset[str] = frozenset(),
 ) -> None:
     """Insert the rows (one per ticket, same keys), or, for tickets already there, set their
-    columns where `guard` holds (those in `always` whatever it says)."""
-    rows = list(rows)
-    if not rows:
+    columns where `guard` (SQL on `report_tickets`, the stored row, and `excluded`, the
+    incoming one) holds (those in `always` whatever it says)."""
+    ordered = sorted(rows, key=lambda row: row["ticket_id"])  # the row locks in one order
+    if not ordered:
         return
-    statement = insert(_T).values(rows)
-    incoming = statement.excluded
-    condition = guard(incoming)
-    columns = [name for name in rows[0] if name != "ticket_id"]
-    update = {
-        name: incoming[name]
-        if name in always
-        else sa.case((condition, incoming[name]), else_=_ROW[name])
-        for name in columns
-    }
+    columns = tuple(ordered[0])
     await session.execute(
-        statement.on_conflict_do_update(index_elements=[_ROW.ticket_id], set_=update)
+        _upsert_statement(columns, guard, always),
+        {c: [row[c] for row in ordered] for c in columns},
     )
 
 
@@ -108,7 +123,7 @@ async def apply_tickets(session: AsyncSession, batch: list[TicketData]) -> None:
         session,
         rows.values(),
         # a row without a resolution (NULL version) compares NULL: the stored one stays
-        lambda incoming: sa.func.coalesce(_ROW.resolution_version, 0) < incoming.resolution_version,
+        "coalesce(report_tickets.resolution_version, 0) < excluded.resolution_version",
         always=frozenset({"created_at"}),  # never changes
     )
 
@@ -116,7 +131,7 @@ async def apply_tickets(session: AsyncSession, batch: list[TicketData]) -> None:
 async def apply_deletions(session: AsyncSession, batch: list[TicketDeletedData]) -> None:
     """A deleted ticket leaves every report (its row stays, so late events find it gone)."""
     rows = {d.id: {"ticket_id": d.id, "deleted_at": d.deleted_at} for d in batch}
-    await _upsert(session, rows.values(), lambda incoming: sa.true())
+    await _upsert(session, rows.values(), "true")
 
 
 async def apply_messages(session: AsyncSession, batch: list[MessageData]) -> None:
@@ -135,10 +150,8 @@ async def apply_messages(session: AsyncSession, batch: list[MessageData]) -> Non
     await _upsert(
         session,
         rows.values(),
-        lambda incoming: sa.or_(
-            _ROW.first_response_at.is_(None),
-            _ROW.first_response_at > incoming.first_response_at,
-        ),
+        "report_tickets.first_response_at IS NULL "
+        "OR report_tickets.first_response_at > excluded.first_response_at",
     )
 
 
@@ -174,7 +187,7 @@ async def apply_slas(session: AsyncSession, batch: list[SlaTrackingData]) -> Non
     await _upsert(
         session,
         rows,
-        lambda incoming: sa.func.coalesce(_ROW.sla_version, -1) <= incoming.sla_version,
+        "coalesce(report_tickets.sla_version, -1) <= excluded.sla_version",
     )
 
 
