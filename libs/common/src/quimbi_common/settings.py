@@ -63,6 +63,10 @@ class CommonSettings(BaseSettings):
     retry_backoff_max_seconds: float = MAX_SECONDS
     consumer_stop_flush_seconds: float = 5.0  # at most this long committing offsets on stop
     consumer_commit_timeout_seconds: float = 10.0  # a commit stuck longer is tried again
+    # Under load, applied offsets are committed at most this often, not after every batch (an
+    # OffsetCommit per batch was 2.5 per ticket, the broker's group coordinator busy with them);
+    # a crash redelivers what came since, which the event ids skip. An empty poll commits at once
+    consumer_commit_interval_ms: int = 500
     # The relay wakes on the writers' NOTIFY and when its LISTEN connection drops; this poll
     # is only the fallback (a connection that hangs without closing)
     outbox_poll_interval_seconds: float = 10.0
