@@ -76,6 +76,7 @@ class CommonSettings(BaseSettings):
     outbox_poll_interval_seconds: float = 10.0
     outbox_batch_size: int = 500
     outbox_retention_hours: int = 24
+    outbox_prune_interval_seconds: float = 60.0  # how often a relay deletes rows past retention
     outbox_metrics_interval_seconds: float = 2.0  # how often the relay measures its backlog
     # Read-your-writes: how long a request for a ticket the projection does not know (or the
     # caller may not see) yet may wait for its event; then it is a 404. Unknown ids wait only
