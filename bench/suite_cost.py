@@ -13,8 +13,9 @@ consumer lag 0, processed_events still), then prints:
   tickets figure includes its HTTP work) and events consumed per ticket+message, per handler;
 - the rate sustained, and created -> score visible in the tickets list, p50/p99.
 
-Kafka and PostgreSQL are shared: their CPU includes whatever else runs on them meanwhile
-(the idle baseline removes a steady background, not a burst).
+`KAFKA_BOOTSTRAP_SERVERS` names another broker (one of your own, to measure its settings); the
+Kafka CPU is then that broker's. Kafka and PostgreSQL are shared: their CPU includes whatever
+else runs on them meanwhile (the idle baseline removes a steady background, not a burst).
 
     uv run python bench/suite_cost.py [--rate 10] [--seconds 30] [--clients 8]
                                       [--profile scoring]   # py-spy on one service (PyPI)
@@ -66,12 +67,15 @@ CONSUMERS = ("tickets", "agents", "sla", "scoring", "ai-proxy")
 PG_WRITERS = ("walwriter", "checkpointer", "background writer")
 
 
-def kafka_pid() -> int | None:
-    """The broker's JVM (the shared one on :9092)."""
+def kafka_pid(bootstrap: str = KAFKA) -> int | None:
+    """The JVM of the broker at `bootstrap` (KAFKA_BOOTSTRAP_SERVERS, default the shared one on
+    :9092): the `kafka.Kafka` process whose server.properties listens on that address."""
+    listener = f"PLAINTEXT://{bootstrap.split(',', 1)[0]}".encode()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError):
-                if b"kafka.Kafka" in (entry / "cmdline").read_bytes():
+                args = (entry / "cmdline").read_bytes().split(b"\0")
+                if b"kafka.Kafka" in args and listener in Path(args[-2].decode()).read_bytes():
                     return int(entry.name)
     return None
 
@@ -308,6 +312,7 @@ async def main(
     opts = Options(
         port_offset=port_offset,
         namespace=namespace,
+        kafka=KAFKA,
         redis_url=redis_url,
         log_dir=ROOT / ".local" / "logs" / namespace.strip("_"),
         seed=False,

@@ -758,3 +758,38 @@ async def test_an_idle_member_fetches_rarely_and_still_gets_the_next_event_at_on
         assert fetches - before <= 4
         await _send(settings, later)
         await eventually(lambda: seen(later[0]), timeout=15)
+
+
+async def test_under_load_offsets_are_committed_once_an_interval_and_at_once_when_idle(
+    settings: CommonSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An OffsetCommit per batch was 2.5 requests per ticket on the broker: batches arriving
+    back to back commit at most once per `consumer_commit_interval_ms`; the first empty poll
+    commits the rest, so the lag still returns to 0."""
+    real_commit = AIOKafkaConsumer.commit
+    commits: list[object] = []
+
+    async def counted(self: AIOKafkaConsumer, *a: Any, **kw: Any) -> None:
+        commits.append(a)
+        await real_commit(self, *a, **kw)
+
+    monkeypatch.setattr(AIOKafkaConsumer, "commit", counted)
+    settings = settings.model_copy(
+        update={"consumer_commit_interval_ms": 60_000, "consumer_idle_after_ms": 3000}
+    )
+    messages = [_envelope(unique("steady-")) for _ in range(12)]
+    async with _consuming(settings, _record) as engine:
+        for message in messages:  # one batch each, no poll in between finds nothing
+            await _send(settings, message)
+
+        # applied by now or soon: wait for the last one
+        async def applied() -> None:
+            assert await _notes(engine, messages[-1][0])
+
+        await eventually(applied, timeout=30)
+        assert len(commits) <= 2, commits  # the first batch's, at most one more
+
+        async def committed() -> None:
+            assert await _committed(settings) == len(messages)
+
+        await eventually(committed, timeout=30)

@@ -266,3 +266,28 @@ async def test_events_written_while_kafka_is_down_are_delivered_when_it_returns(
         assert subjects == set(ids)
     finally:
         await asyncio.to_thread(_private_kafka, "stop-kafka", tmp_path)
+
+
+async def test_rows_past_retention_are_pruned_once_an_interval_not_in_every_pass(
+    settings: CommonSettings,
+) -> None:
+    """The DELETE of old published rows was a round trip in every relay pass."""
+    settings = settings.model_copy(
+        update={"outbox_retention_hours": 1, "outbox_prune_interval_seconds": 3600}
+    )
+    engine = create_engine(settings)
+    relay = OutboxRelay(engine, settings)
+    old = sa.text(
+        "INSERT INTO outbox (event_id, topic, key, payload, published_at) VALUES "
+        "(gen_random_uuid(), 'ticket.deleted', :key, '{}', now() - interval '2 hours')"
+    )
+    left = sa.text("SELECT count(*) FROM outbox WHERE key = ANY(:keys)")
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(old, {"key": "old-1"})
+            await relay._prune(conn)  # the first pass prunes
+            await conn.execute(old, {"key": "old-2"})
+            await relay._prune(conn)  # the next, within the interval, does not
+            assert await conn.scalar(left, {"keys": ["old-1", "old-2"]}) == 1
+    finally:
+        await engine.dispose()

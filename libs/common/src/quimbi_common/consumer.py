@@ -5,7 +5,8 @@ up to `consumer_batch_size` records. A batch is applied in ONE database transact
 `(consumer, event id)` pairs are recorded with one set statement, ids already recorded are
 skipped, and the handlers run in offset order (so per key, i.e. per partition, in order).
 Offsets are committed after that transaction commits (in the background while the next batch
-is applied; before a rebalance or a stop the member waits for them): a crash redelivers at
+is applied, at most every `consumer_commit_interval_ms` under load, at once when a poll finds
+nothing; before a rebalance or a stop the member waits for them): a crash redelivers at
 most what was applied since the last commit, which the event ids then skip. (Per message, the
 old consumer spent ~3-5 ms of CPU: a transaction, FastStream's per-message pipeline and an
 offset commit each; see bench/suite_cost.py and bench/results/latest.md.)
@@ -196,6 +197,7 @@ class EventConsumer:
         self._offsets: dict[TopicPartition, int] = {}  # applied, not yet committed
         self._position: dict[TopicPartition, int] = {}  # next offset to apply (for the lag)
         self._committing: asyncio.Task[None] | None = None
+        self._next_commit = 0.0  # monotonic: a batch commits its offsets from then on
 
     def handle(
         self, topic: EventType, *, when: Wants | None = None
@@ -270,7 +272,7 @@ class EventConsumer:
                     self._offsets.update(applied)
                     self._position.update(applied)
                     self._measure_lag(consumer, applied)
-                    self._commit_when_idle(consumer)
+                    self._commit_when_idle(consumer, busy=True)
         finally:
             watch.cancel()
             await self._leave(consumer)
@@ -395,9 +397,14 @@ class EventConsumer:
             settings.consumer_idle_fetch_wait_ms if idle else settings.consumer_fetch_max_wait_ms
         )
 
-    def _commit_when_idle(self, consumer: AIOKafkaConsumer) -> None:
-        """Start committing what is pending unless a commit is already in flight."""
+    def _commit_when_idle(self, consumer: AIOKafkaConsumer, *, busy: bool = False) -> None:
+        """Start committing what is pending unless a commit is already in flight; after a
+        batch (`busy`), at most every `consumer_commit_interval_ms` (an empty poll, a
+        rebalance or a stop commits at once)."""
+        if busy and time.monotonic() < self._next_commit:
+            return
         if self._offsets and (self._committing is None or self._committing.done()):
+            self._next_commit = time.monotonic() + self.settings.consumer_commit_interval_ms / 1000
             self._committing = asyncio.create_task(self._commit_pending(consumer))
 
     async def _commit_pending(self, consumer: AIOKafkaConsumer) -> None:
@@ -406,18 +413,18 @@ class EventConsumer:
         partitions still held and go with the next commit, or the next idle poll: dropping
         them would leave the group's committed offsets, and so its lag, behind for good on a
         partition that receives nothing more."""
-        while self._offsets:
-            offsets, self._offsets = self._offsets, {}
-            try:
-                async with asyncio.timeout(self.settings.consumer_commit_timeout_seconds):
-                    await consumer.commit(offsets)  # aiokafka retries some errors forever
-            except (KafkaError, TimeoutError) as exc:
-                held = consumer.assignment()
-                for tp, offset in offsets.items():
-                    if tp in held:
-                        self._offsets[tp] = max(offset, self._offsets.get(tp, offset))
-                log.info("offsets not committed (%r); trying again", exc)
-                return
+        if not self._offsets:
+            return
+        offsets, self._offsets = self._offsets, {}
+        try:
+            async with asyncio.timeout(self.settings.consumer_commit_timeout_seconds):
+                await consumer.commit(offsets)  # aiokafka retries some errors forever
+        except (KafkaError, TimeoutError) as exc:
+            held = consumer.assignment()
+            for tp, offset in offsets.items():
+                if tp in held:
+                    self._offsets[tp] = max(offset, self._offsets.get(tp, offset))
+            log.info("offsets not committed (%r); trying again", exc)
 
     async def _flush(self, consumer: AIOKafkaConsumer) -> None:
         """Wait for the commit in flight and commit what is left (before a rebalance, a stop)."""

@@ -135,6 +135,7 @@ class OutboxRelay:
         # the last pass held the lock and found nothing, and no NOTIFY came since: the backlog
         # is 0 without asking PostgreSQL
         self._drained = False
+        self._prune_after = 0.0  # monotonic: the next pass deletes old published rows
 
     async def run(self) -> None:
         """Run until cancelled, surviving Kafka or database outages."""
@@ -253,6 +254,11 @@ class OutboxRelay:
         )
 
     async def _prune(self, conn: Any) -> None:
+        """Delete rows published over `outbox_retention_hours` ago, at most once every
+        `outbox_prune_interval_seconds` (not in every pass: one round trip less per batch)."""
+        if time.monotonic() < self._prune_after:
+            return
+        self._prune_after = time.monotonic() + self.settings.outbox_prune_interval_seconds
         await conn.execute(
             sa.text("DELETE FROM outbox WHERE published_at < now() - make_interval(hours => :h)"),
             {"h": self.settings.outbox_retention_hours},
