@@ -317,9 +317,51 @@ def _message_author(principal: Principal, body: MessageCreate) -> bool:
     return from_agent
 
 
+# A new ticket and its first message (if any) in one statement. The derived fields of a new
+# ticket follow from the request alone; its search document is the subject (weight A) and the
+# message's vector, as `search.document_of` builds it from the stored rows.
+_INSERT_TICKET = sa.text(
+    "WITH new_ticket AS (INSERT INTO tickets (id, customer_id, subject, status, priority, "
+    "channel, category, assigned_agent_id, created_by_agent_id, created_at, updated_at, version, "
+    "smart_score, customer_sentiment, estimated_difficulty, search_document) VALUES (:id, "
+    ":customer_id, CAST(:subject AS text), :status, :priority, :channel, :category, "
+    ":assigned_agent_id, :created_by_agent_id, CAST(:at AS timestamptz), "
+    "CAST(:at AS timestamptz), 1, 0, :customer_sentiment, :estimated_difficulty, "
+    "setweight(to_tsvector('english'::regconfig, CAST(:subject AS text)), 'A') "
+    "|| coalesce(to_tsvector('english'::regconfig, CAST(:content AS text)), '')) RETURNING id) "
+    "INSERT INTO messages (id, ticket_id, from_agent, author_agent_id, content, from_name, "
+    "from_email, created_at, updated_at, sentiment_score, detected_intent, version) "
+    "SELECT CAST(:message_id AS text), new_ticket.id, CAST(:from_agent AS boolean), "
+    "CAST(:author_agent_id AS text), CAST(:content AS text), CAST(:from_name AS text), "
+    "CAST(:from_email AS text), CAST(:at AS timestamptz), CAST(:at AS timestamptz), "
+    "CAST(:sentiment_score AS numeric), CAST(:detected_intent AS text), 1 "
+    "FROM new_ticket WHERE CAST(:message_id AS text) IS NOT NULL"
+)
+
+
+def _derived_for_new(settings: Settings, ticket: Ticket, messages: list[Message]) -> None:
+    """customer_sentiment and estimated_difficulty of a ticket whose messages are all in hand
+    (as `refresh_derived` computes them from the stored rows)."""
+    customer_messages = [m for m in messages if not m.from_agent]
+    recent = [m.sentiment_score for m in customer_messages[::-1]]
+    ticket.customer_sentiment = domain.customer_sentiment(
+        recent[: settings.customer_sentiment_window]
+    )
+    subject_intent = domain.detect_intent(ticket.subject, domain.sentiment_score(ticket.subject))
+    intents = {m.detected_intent for m in customer_messages if m.detected_intent}
+    ticket.estimated_difficulty = domain.estimated_difficulty(
+        priority=TicketPriority(ticket.priority),
+        intents=[subject_intent, *(Intent(i) for i in intents)],
+        message_count=len(messages),
+        sentiment=ticket.customer_sentiment,
+    )
+
+
 async def create_ticket(
     unit: UnitOfWork, settings: Settings, principal: Principal, body: TicketCreate
 ) -> TicketView:
+    """Insert the ticket (and its first message) with plain statements: the ticket and message
+    returned are records of what was stored, not objects of the session."""
     session = unit.session
     at = utcnow()
     assignee = _initial_assignee(principal, body.assigned_agent_id)
@@ -339,18 +381,58 @@ async def create_ticket(
         updated_at=at,
         version=1,
         smart_score=0.0,
+        score_version=0,
+        sla_version=0,
     )
     ticket.customer = customer
-    session.add(ticket)
     messages = []
     if body.message is not None:
         messages.append(_new_message(ticket, body.message, principal, from_agent, at))
-        session.add_all(messages)
-    await refresh_derived(session, settings, ticket)
-    await unit.emit(EventType.TICKET_CREATED, ticket_data(ticket))
-    for message in messages:
-        await unit.emit(EventType.MESSAGE_ADDED, message_data(message, ticket.status))
+    _derived_for_new(settings, ticket, messages)
+    first = messages[0] if messages else None
+    await session.execute(
+        _INSERT_TICKET,
+        {
+            "id": ticket.id,
+            "customer_id": ticket.customer_id,
+            "subject": ticket.subject,
+            "status": ticket.status,
+            "priority": ticket.priority,
+            "channel": ticket.channel,
+            "category": ticket.category,
+            "assigned_agent_id": ticket.assigned_agent_id,
+            "created_by_agent_id": ticket.created_by_agent_id,
+            "at": at,
+            "customer_sentiment": ticket.customer_sentiment,
+            "estimated_difficulty": ticket.estimated_difficulty,
+            **_message_params(first),
+        },
+    )
+    await unit.emit_many(
+        [
+            (EventType.TICKET_CREATED, ticket_data(ticket)),
+            *((EventType.MESSAGE_ADDED, message_data(m, ticket.status)) for m in messages),
+        ]
+    )
     return TicketView(ticket, messages)
+
+
+def _message_params(message: Message | None) -> dict[str, Any]:
+    """A new message's columns as statement parameters (all None for no message)."""
+    if message is None:
+        return {"message_id": None, **dict.fromkeys(_MESSAGE_PARAMS)}
+    return {"message_id": message.id, **{name: getattr(message, name) for name in _MESSAGE_PARAMS}}
+
+
+_MESSAGE_PARAMS = (
+    "from_agent",
+    "author_agent_id",
+    "content",
+    "from_name",
+    "from_email",
+    "sentiment_score",
+    "detected_intent",
+)
 
 
 async def update_ticket(
@@ -422,6 +504,88 @@ async def delete_ticket(
 # --- messages -----------------------------------------------------------------------------------
 
 
+_TICKET_FOR_MESSAGE = (
+    Ticket.id,
+    Ticket.customer_id,
+    Ticket.subject,
+    Ticket.status,
+    Ticket.priority,
+    Ticket.channel,
+    Ticket.category,
+    Ticket.assigned_agent_id,
+    Ticket.created_by_agent_id,
+    Ticket.created_at,
+    Ticket.updated_at,
+    Ticket.version,
+    Ticket.customer_sentiment,
+    Ticket.estimated_difficulty,
+)
+_CUSTOMER_FOR_MESSAGE = (
+    Customer.id,
+    Customer.email,
+    Customer.name,
+    Customer.lifetime_value,
+    Customer.churn_risk_score,
+)
+
+
+async def _lock_ticket_record(
+    session: AsyncSession, principal: Principal, ticket_id: str
+) -> Ticket:
+    """`load_ticket(lock=True)` read as plain rows: a record of the ticket (with its customer)
+    that the session does not track, so nothing is flushed from it."""
+    stmt = (
+        sa.select(*_TICKET_FOR_MESSAGE, *_CUSTOMER_FOR_MESSAGE)
+        .join(Customer, Customer.id == Ticket.customer_id)
+        .where(Ticket.id == ticket_id, *visibility(principal))
+        .with_for_update(of=Ticket)
+    )
+    row = (await session.execute(stmt)).one_or_none()
+    if row is None:
+        hidden = not principal.sees_all_tickets and await session.scalar(
+            sa.select(Ticket.id).where(Ticket.id == ticket_id)
+        )
+        raise (NotVisibleYet if hidden else NotFoundError)(f"Ticket {ticket_id} not found")
+    values = tuple(row)
+    ticket_count = len(_TICKET_FOR_MESSAGE)
+    ticket = Ticket(**{c.key: v for c, v in zip(_TICKET_FOR_MESSAGE, values, strict=False)})
+    ticket.customer = Customer(
+        **{c.key: v for c, v in zip(_CUSTOMER_FOR_MESSAGE, values[ticket_count:], strict=True)}
+    )
+    return ticket
+
+
+# What `refresh_derived` reads, in one statement (after the ticket's lock, so a message
+# committed meanwhile is seen).
+_CONVERSATION_FACTS = sa.text(
+    "SELECT ARRAY(SELECT m.sentiment_score::float8 FROM messages m "
+    "WHERE m.ticket_id = :ticket_id AND NOT m.from_agent "
+    "ORDER BY m.created_at DESC, m.id DESC LIMIT :window) AS recent, "
+    "ARRAY(SELECT DISTINCT m.detected_intent FROM messages m "
+    "WHERE m.ticket_id = :ticket_id AND NOT m.from_agent) AS intents, "
+    "(SELECT count(*) FROM messages m WHERE m.ticket_id = :ticket_id) AS message_count"
+)
+
+# The message and the ticket's new state in one statement; the search document is rebuilt as
+# `search.document_of` does, with the new message (not visible to the statement's own scan).
+_INSERT_MESSAGE = sa.text(
+    "WITH new_message AS (INSERT INTO messages (id, ticket_id, from_agent, author_agent_id, "
+    "content, from_name, from_email, created_at, updated_at, sentiment_score, detected_intent, "
+    "version) VALUES (:message_id, :ticket_id, :from_agent, :author_agent_id, :content, "
+    ":from_name, :from_email, :at, :at, :sentiment_score, :detected_intent, 1) "
+    "RETURNING id, created_at, search_vector) "
+    "UPDATE tickets SET status = :status, customer_sentiment = :customer_sentiment, "
+    "estimated_difficulty = :estimated_difficulty, version = :version, "
+    "updated_at = :updated_at, search_document = "
+    "setweight(to_tsvector('english'::regconfig, tickets.subject), 'A') "
+    "|| coalesce((SELECT tsvector_concat_agg(s.vector ORDER BY s.created_at, s.id) FROM ("
+    "SELECT m.search_vector, m.created_at, m.id FROM messages m "
+    "WHERE m.ticket_id = :ticket_id UNION ALL "
+    "SELECT search_vector, created_at, id FROM new_message) AS s(vector, created_at, id)), '') "
+    "WHERE tickets.id = :ticket_id"
+)
+
+
 async def add_message(
     unit: UnitOfWork,
     settings: Settings,
@@ -430,10 +594,13 @@ async def add_message(
     body: MessageCreate,
 ) -> tuple[Message, str]:
     """Store a message; a customer's reopens a pending or resolved ticket, a closed one refuses.
-    A canned response (`template_id`) is rendered for the ticket into the content."""
+    A canned response (`template_id`) is rendered for the ticket into the content.
+
+    Plain statements (lock, read the conversation's facts, insert + update, outbox): the
+    message and ticket are records of what was stored, not objects of the session."""
     session = unit.session
     from_agent = _message_author(principal, body)
-    ticket = await load_ticket(session, principal, ticket_id, lock=True)
+    ticket = await _lock_ticket_record(session, principal, ticket_id)
     if isinstance(body, MessagePost) and body.template_id is not None:
         body = await _from_template(session, principal, ticket, body, from_agent=from_agent)
     try:
@@ -442,17 +609,67 @@ async def add_message(
         raise ConflictError("The ticket is closed; open a new ticket instead") from None
     at = utcnow()
     message = _new_message(ticket, body, principal, from_agent, at)
+    claimed = []
     if isinstance(body, MessagePost) and body.attachment_ids:
-        message.attachments = await attachment_records.claim(
-            session, principal, ticket.id, body.attachment_ids
+        claimed = await attachment_records.claim(session, principal, ticket.id, body.attachment_ids)
+    facts = (
+        await session.execute(
+            _CONVERSATION_FACTS,
+            {"ticket_id": ticket.id, "window": settings.customer_sentiment_window},
         )
-    session.add(message)
+    ).one()
     before = snapshot(ticket, TRACKED_FIELDS)
     ticket.status = status.value
-    await refresh_derived(session, settings, ticket)
-    await bump_and_publish(unit, ticket, before, at)
-    await unit.emit(EventType.MESSAGE_ADDED, message_data(message, ticket.status))
+    _derive(settings, ticket, message, facts.recent, facts.intents, facts.message_count)
+    changes = _changes(before, ticket)
+    if changes:
+        ticket.version += 1
+        ticket.updated_at = at
+    await session.execute(
+        _INSERT_MESSAGE,
+        {
+            **_message_params(message),
+            "ticket_id": ticket.id,
+            "at": at,
+            "status": ticket.status,
+            "customer_sentiment": ticket.customer_sentiment,
+            "estimated_difficulty": ticket.estimated_difficulty,
+            "version": ticket.version,
+            "updated_at": ticket.updated_at,
+        },
+    )
+    for attachment in claimed:  # flushed with the next statement, after the message exists
+        attachment.message_id = message.id
+    message.attachments = claimed
+    events: list[tuple[EventType, Contract]] = []
+    if changes:
+        events.append((EventType.TICKET_UPDATED, ticket_data(ticket, changes=changes)))
+    events.append((EventType.MESSAGE_ADDED, message_data(message, ticket.status)))
+    await unit.emit_many(events)
     return message, ticket.status
+
+
+def _derive(
+    settings: Settings,
+    ticket: Ticket,
+    message: Message,
+    recent: list[float | None],
+    intents: list[str | None],
+    message_count: int,
+) -> None:
+    """customer_sentiment and estimated_difficulty with `message` added to the stored
+    conversation (its facts read before the insert), as `refresh_derived` computes them."""
+    if not message.from_agent:  # the newest customer message
+        recent = [message.sentiment_score, *recent][: settings.customer_sentiment_window]
+        intents = [*intents, message.detected_intent]
+    ticket.customer_sentiment = domain.customer_sentiment(recent)
+    subject_intent = domain.detect_intent(ticket.subject, domain.sentiment_score(ticket.subject))
+    ticket.estimated_difficulty = domain.estimated_difficulty(
+        priority=TicketPriority(ticket.priority),
+        intents=[subject_intent, *(Intent(i) for i in dict.fromkeys(intents) if i)],
+        message_count=message_count + 1,
+        sentiment=ticket.customer_sentiment,
+    )
 
 
 async def _from_template(
