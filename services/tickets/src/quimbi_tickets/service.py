@@ -11,7 +11,6 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
@@ -258,27 +257,47 @@ async def _customer_for(session: AsyncSession, body: TicketCreate, at: datetime)
     return await _find_or_create_customer(session, body.customer, at)
 
 
+# The customer with this email, inserted if new, in one statement: the inserted row, else the
+# existing one (a row committed by a concurrent creation after this statement began is not
+# seen by its SELECT: `_find_or_create_customer` then reads again).
+_FIND_OR_CREATE_CUSTOMER = sa.text(
+    "WITH inserted AS (INSERT INTO customers (id, email, name, created_at, updated_at) "
+    "VALUES (:id, :email, :name, :at, :at) ON CONFLICT DO NOTHING "
+    "RETURNING id, email, name, lifetime_value::float8, churn_risk_score::float8) "
+    "SELECT * FROM inserted UNION ALL "
+    "SELECT id, email, name, lifetime_value::float8, churn_risk_score::float8 FROM customers "
+    "WHERE email = :email AND NOT EXISTS (SELECT FROM inserted)"
+)
+_CUSTOMER_BY_EMAIL = sa.text(
+    "SELECT id, email, name, lifetime_value::float8, churn_risk_score::float8 FROM customers "
+    "WHERE email = :email"
+)
+_NAME_CUSTOMER = sa.text(
+    "UPDATE customers SET name = :name, updated_at = :at WHERE id = :id AND name IS NULL"
+)
+
+
 async def _find_or_create_customer(
     session: AsyncSession, wanted: CustomerIn, at: datetime
 ) -> Customer:
-    """The customer with this email, created if new (safe against concurrent creation)."""
-    await session.execute(
-        pg_insert(Customer)
-        .values(
-            id=wanted.id or new_id("cust"),
-            email=wanted.email,
-            name=wanted.name,
-            created_at=at,
-            updated_at=at,
-        )
-        .on_conflict_do_nothing()
-    )
-    customer = await session.scalar(sa.select(Customer).where(Customer.email == wanted.email))
-    if customer is None or (wanted.id is not None and customer.id != wanted.id):
+    """The customer with this email, created if new (safe against concurrent creation), as a
+    record the session does not track."""
+    params = {"id": wanted.id or new_id("cust"), "email": wanted.email, "name": wanted.name}
+    row = (await session.execute(_FIND_OR_CREATE_CUSTOMER, {**params, "at": at})).first()
+    if row is None:
+        row = (await session.execute(_CUSTOMER_BY_EMAIL, {"email": wanted.email})).first()
+    if row is None or (wanted.id is not None and row.id != wanted.id):
         raise ConflictError("That customer id belongs to a customer with another email")
+    customer = Customer(
+        id=row.id,
+        email=row.email,
+        name=row.name,
+        lifetime_value=row.lifetime_value,
+        churn_risk_score=row.churn_risk_score,
+    )
     if customer.name is None and wanted.name:
+        await session.execute(_NAME_CUSTOMER, {"id": customer.id, "name": wanted.name, "at": at})
         customer.name = wanted.name
-        customer.updated_at = at
     return customer
 
 
