@@ -523,28 +523,28 @@ async def delete_ticket(
 # --- messages -----------------------------------------------------------------------------------
 
 
-_TICKET_FOR_MESSAGE = (
-    Ticket.id,
-    Ticket.customer_id,
-    Ticket.subject,
-    Ticket.status,
-    Ticket.priority,
-    Ticket.channel,
-    Ticket.category,
-    Ticket.assigned_agent_id,
-    Ticket.created_by_agent_id,
-    Ticket.created_at,
-    Ticket.updated_at,
-    Ticket.version,
-    Ticket.customer_sentiment,
-    Ticket.estimated_difficulty,
+_TICKETS, _CUSTOMERS = Ticket.__table__, Customer.__table__
+_TICKET_FOR_MESSAGE = tuple(
+    _TICKETS.c[name]
+    for name in (
+        "id",
+        "customer_id",
+        "subject",
+        "status",
+        "priority",
+        "channel",
+        "category",
+        "assigned_agent_id",
+        "created_by_agent_id",
+        "created_at",
+        "updated_at",
+        "version",
+        "customer_sentiment",
+        "estimated_difficulty",
+    )
 )
-_CUSTOMER_FOR_MESSAGE = (
-    Customer.id,
-    Customer.email,
-    Customer.name,
-    Customer.lifetime_value,
-    Customer.churn_risk_score,
+_CUSTOMER_FOR_MESSAGE = tuple(
+    _CUSTOMERS.c[name] for name in ("id", "email", "name", "lifetime_value", "churn_risk_score")
 )
 
 
@@ -555,10 +555,12 @@ async def _lock_ticket_record(
     that the session does not track, so nothing is flushed from it."""
     stmt = (
         sa.select(*_TICKET_FOR_MESSAGE, *_CUSTOMER_FOR_MESSAGE)
-        .join(Customer, Customer.id == Ticket.customer_id)
-        .where(Ticket.id == ticket_id, *visibility(principal))
-        .with_for_update(of=Ticket)
+        .join(_CUSTOMERS, _CUSTOMERS.c.id == _TICKETS.c.customer_id)
+        .where(_TICKETS.c.id == ticket_id)
+        .with_for_update(of=_TICKETS)
     )
+    if not principal.sees_all_tickets:  # `visibility`, on the table (a Core statement)
+        stmt = stmt.where(_TICKETS.c.assigned_agent_id == principal.agent_id)
     row = (await session.execute(stmt)).one_or_none()
     if row is None:
         hidden = not principal.sees_all_tickets and await session.scalar(
