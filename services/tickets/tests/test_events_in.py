@@ -322,6 +322,42 @@ async def test_a_batch_with_several_scores_and_sla_versions_of_a_ticket_keeps_th
     assert detail["sla"]["total_paused_seconds"] == 300
 
 
+async def test_a_batch_of_intelligence_fetches_keeps_each_customers_newest(world: World) -> None:
+    # given two customers' tickets, one customer already holding a fetch newer than the batch's
+    senior = world.agent(Role.SENIOR_AGENT)
+    first = (await world.create_ticket(senior))["customer_id"]
+    second = (await world.create_ticket(senior))["customer_id"]
+    await world.processed(
+        await world.publish(
+            "customer.intelligence_updated",
+            _intelligence(second, 900.0, 0.3, T0 + timedelta(hours=2)),
+        )
+    )
+    # when one consumer batch carries three fetches of the first (newest in the middle) and an
+    # older one of the second
+    engine = create_engine(world.settings)
+    try:
+        units = UnitsOfWork(create_sessionmaker(engine), world.settings.service_name)
+        async with units.begin() as unit:
+            await projections.apply_customer_intelligence(
+                unit,
+                [
+                    _intelligence(first, 10.0, 0.1, T0 - timedelta(hours=1)),
+                    _intelligence(first, 1250.0, 0.72, T0),
+                    _intelligence(first, 20.0, 0.2, T0 - timedelta(hours=2)),
+                    _intelligence(second, 5.0, 0.9, T0),
+                ],
+            )
+    finally:
+        await engine.dispose()
+    # then each customer carries its newest fetch
+    for customer_id, wanted in ((first, (1250.0, 0.72)), (second, (900.0, 0.3))):
+        customer = (
+            await world.client.get(f"/api/customers/{customer_id}", headers=senior.headers)
+        ).json()
+        assert (customer["lifetime_value"], customer["churn_risk"]) == wanted
+
+
 # --- read-your-writes: the agent's view depends on ticket.assigned from the agents service ------
 
 

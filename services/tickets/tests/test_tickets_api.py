@@ -80,6 +80,8 @@ async def test_integration_key_creates_unassigned_tickets_and_reuses_customers_b
     # then both belong to the same customer, are unassigned, and the message is the customer's
     assert second["customer_id"] == first["customer_id"]
     assert second["customer"]["name"] == "Sam"
+    stored_name = "SELECT name FROM customers WHERE id = $1"
+    assert await world.db.fetchval(stored_name, first["customer_id"]) == "Sam"
     assert first["assigned_agent_id"] is None
     assert second["assigned_agent_id"] is None
     assert second["messages"][0]["from_agent"] is False

@@ -44,12 +44,12 @@ def register(runtime: Runtime) -> None:
         """Keep the SLA summary shown on the ticket (a batch in one statement)."""
         await projections.apply_slas(unit, [e.data for e in batch])
 
-    @events.handle(EventType.CUSTOMER_INTELLIGENCE_UPDATED)
+    @events.handle_many(EventType.CUSTOMER_INTELLIGENCE_UPDATED)
     async def on_customer_intelligence_updated(
-        unit: UnitOfWork, event: Event[CustomerIntelligenceData]
+        unit: UnitOfWork, batch: list[Event[CustomerIntelligenceData]]
     ) -> None:
-        """Keep the customer's lifetime value and churn risk as last fetched."""
-        await projections.apply_customer_intelligence(unit, event.data)
+        """Keep the customers' lifetime value and churn risk as last fetched (one statement)."""
+        await projections.apply_customer_intelligence(unit, [e.data for e in batch])
 
     @events.handle(EventType.AGENT_CREATED)
     async def on_agent_created(unit: UnitOfWork, event: Event[AgentData]) -> None:

@@ -21,7 +21,7 @@ from quimbi_common.events import (
 from quimbi_common.uow import UnitOfWork
 
 from . import domain
-from .models import AgentName, Customer, Ticket
+from .models import AgentName, Ticket
 from .service import TRACKED_FIELDS, bump_and_publish, snapshot
 
 
@@ -97,24 +97,40 @@ def _sla_value(value: Any) -> Any:
     return value.value if hasattr(value, "value") else value
 
 
-async def apply_customer_intelligence(unit: UnitOfWork, data: CustomerIntelligenceData) -> None:
-    """Keep the customer's LTV and churn risk as last fetched; older fetches are ignored."""
+_APPLY_INTELLIGENCE = sa.text(
+    "UPDATE customers SET lifetime_value = i.lifetime_value, churn_risk_score = i.churn_risk, "
+    "churn_risk_level = i.churn_risk_level, intelligence_fetched_at = i.fetched_at, "
+    "updated_at = :at "
+    "FROM unnest(CAST(:ids AS text[]), CAST(:lifetime_values AS numeric[]), "
+    "CAST(:churn_risks AS numeric[]), CAST(:churn_risk_levels AS text[]), "
+    "CAST(:fetched_at AS timestamptz[])) "
+    "AS i(id, lifetime_value, churn_risk, churn_risk_level, fetched_at) "
+    "WHERE customers.id = i.id AND (customers.intelligence_fetched_at IS NULL "
+    "OR customers.intelligence_fetched_at < i.fetched_at)"
+)
+
+
+async def apply_customer_intelligence(
+    unit: UnitOfWork, updates: list[CustomerIntelligenceData]
+) -> None:
+    """Keep the customers' LTV and churn risk as last fetched, one statement for a batch (the
+    newest fetch per customer); older fetches are ignored."""
+    newest: dict[str, CustomerIntelligenceData] = {}
+    for data in updates:
+        held = newest.get(data.customer_id)
+        if held is None or data.fetched_at > held.fetched_at:
+            newest[data.customer_id] = data
+    rows = sorted(newest.values(), key=lambda d: d.customer_id)  # lock order: by id
     await unit.session.execute(
-        sa.update(Customer)
-        .where(
-            Customer.id == data.customer_id,
-            sa.or_(
-                Customer.intelligence_fetched_at.is_(None),
-                Customer.intelligence_fetched_at < data.fetched_at,
-            ),
-        )
-        .values(
-            lifetime_value=round(data.lifetime_value, 2),
-            churn_risk_score=round(domain.clamp(data.churn_risk), 2),
-            churn_risk_level=data.churn_risk_level,
-            intelligence_fetched_at=data.fetched_at,
-            updated_at=utcnow(),
-        )
+        _APPLY_INTELLIGENCE,
+        {
+            "ids": [d.customer_id for d in rows],
+            "lifetime_values": [round(d.lifetime_value, 2) for d in rows],
+            "churn_risks": [round(domain.clamp(d.churn_risk), 2) for d in rows],
+            "churn_risk_levels": [d.churn_risk_level for d in rows],
+            "fetched_at": [d.fetched_at for d in rows],
+            "at": utcnow(),
+        },
     )
 
 

@@ -11,7 +11,6 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
@@ -258,27 +257,47 @@ async def _customer_for(session: AsyncSession, body: TicketCreate, at: datetime)
     return await _find_or_create_customer(session, body.customer, at)
 
 
+# The customer with this email, inserted if new, in one statement: the inserted row, else the
+# existing one (a row committed by a concurrent creation after this statement began is not
+# seen by its SELECT: `_find_or_create_customer` then reads again).
+_FIND_OR_CREATE_CUSTOMER = sa.text(
+    "WITH inserted AS (INSERT INTO customers (id, email, name, created_at, updated_at) "
+    "VALUES (:id, :email, :name, :at, :at) ON CONFLICT DO NOTHING "
+    "RETURNING id, email, name, lifetime_value::float8, churn_risk_score::float8) "
+    "SELECT * FROM inserted UNION ALL "
+    "SELECT id, email, name, lifetime_value::float8, churn_risk_score::float8 FROM customers "
+    "WHERE email = :email AND NOT EXISTS (SELECT FROM inserted)"
+)
+_CUSTOMER_BY_EMAIL = sa.text(
+    "SELECT id, email, name, lifetime_value::float8, churn_risk_score::float8 FROM customers "
+    "WHERE email = :email"
+)
+_NAME_CUSTOMER = sa.text(
+    "UPDATE customers SET name = :name, updated_at = :at WHERE id = :id AND name IS NULL"
+)
+
+
 async def _find_or_create_customer(
     session: AsyncSession, wanted: CustomerIn, at: datetime
 ) -> Customer:
-    """The customer with this email, created if new (safe against concurrent creation)."""
-    await session.execute(
-        pg_insert(Customer)
-        .values(
-            id=wanted.id or new_id("cust"),
-            email=wanted.email,
-            name=wanted.name,
-            created_at=at,
-            updated_at=at,
-        )
-        .on_conflict_do_nothing()
-    )
-    customer = await session.scalar(sa.select(Customer).where(Customer.email == wanted.email))
-    if customer is None or (wanted.id is not None and customer.id != wanted.id):
+    """The customer with this email, created if new (safe against concurrent creation), as a
+    record the session does not track."""
+    params = {"id": wanted.id or new_id("cust"), "email": wanted.email, "name": wanted.name}
+    row = (await session.execute(_FIND_OR_CREATE_CUSTOMER, {**params, "at": at})).first()
+    if row is None:
+        row = (await session.execute(_CUSTOMER_BY_EMAIL, {"email": wanted.email})).first()
+    if row is None or (wanted.id is not None and row.id != wanted.id):
         raise ConflictError("That customer id belongs to a customer with another email")
+    customer = Customer(
+        id=row.id,
+        email=row.email,
+        name=row.name,
+        lifetime_value=row.lifetime_value,
+        churn_risk_score=row.churn_risk_score,
+    )
     if customer.name is None and wanted.name:
+        await session.execute(_NAME_CUSTOMER, {"id": customer.id, "name": wanted.name, "at": at})
         customer.name = wanted.name
-        customer.updated_at = at
     return customer
 
 
@@ -317,9 +336,51 @@ def _message_author(principal: Principal, body: MessageCreate) -> bool:
     return from_agent
 
 
+# A new ticket and its first message (if any) in one statement. The derived fields of a new
+# ticket follow from the request alone; its search document is the subject (weight A) and the
+# message's vector, as `search.document_of` builds it from the stored rows.
+_INSERT_TICKET = sa.text(
+    "WITH new_ticket AS (INSERT INTO tickets (id, customer_id, subject, status, priority, "
+    "channel, category, assigned_agent_id, created_by_agent_id, created_at, updated_at, version, "
+    "smart_score, customer_sentiment, estimated_difficulty, search_document) VALUES (:id, "
+    ":customer_id, CAST(:subject AS text), :status, :priority, :channel, :category, "
+    ":assigned_agent_id, :created_by_agent_id, CAST(:at AS timestamptz), "
+    "CAST(:at AS timestamptz), 1, 0, :customer_sentiment, :estimated_difficulty, "
+    "setweight(to_tsvector('english'::regconfig, CAST(:subject AS text)), 'A') "
+    "|| coalesce(to_tsvector('english'::regconfig, CAST(:content AS text)), '')) RETURNING id) "
+    "INSERT INTO messages (id, ticket_id, from_agent, author_agent_id, content, from_name, "
+    "from_email, created_at, updated_at, sentiment_score, detected_intent, version) "
+    "SELECT CAST(:message_id AS text), new_ticket.id, CAST(:from_agent AS boolean), "
+    "CAST(:author_agent_id AS text), CAST(:content AS text), CAST(:from_name AS text), "
+    "CAST(:from_email AS text), CAST(:at AS timestamptz), CAST(:at AS timestamptz), "
+    "CAST(:sentiment_score AS numeric), CAST(:detected_intent AS text), 1 "
+    "FROM new_ticket WHERE CAST(:message_id AS text) IS NOT NULL"
+)
+
+
+def _derived_for_new(settings: Settings, ticket: Ticket, messages: list[Message]) -> None:
+    """customer_sentiment and estimated_difficulty of a ticket whose messages are all in hand
+    (as `refresh_derived` computes them from the stored rows)."""
+    customer_messages = [m for m in messages if not m.from_agent]
+    recent = [m.sentiment_score for m in customer_messages[::-1]]
+    ticket.customer_sentiment = domain.customer_sentiment(
+        recent[: settings.customer_sentiment_window]
+    )
+    subject_intent = domain.detect_intent(ticket.subject, domain.sentiment_score(ticket.subject))
+    intents = {m.detected_intent for m in customer_messages if m.detected_intent}
+    ticket.estimated_difficulty = domain.estimated_difficulty(
+        priority=TicketPriority(ticket.priority),
+        intents=[subject_intent, *(Intent(i) for i in intents)],
+        message_count=len(messages),
+        sentiment=ticket.customer_sentiment,
+    )
+
+
 async def create_ticket(
     unit: UnitOfWork, settings: Settings, principal: Principal, body: TicketCreate
 ) -> TicketView:
+    """Insert the ticket (and its first message) with plain statements: the ticket and message
+    returned are records of what was stored, not objects of the session."""
     session = unit.session
     at = utcnow()
     assignee = _initial_assignee(principal, body.assigned_agent_id)
@@ -339,18 +400,58 @@ async def create_ticket(
         updated_at=at,
         version=1,
         smart_score=0.0,
+        score_version=0,
+        sla_version=0,
     )
     ticket.customer = customer
-    session.add(ticket)
     messages = []
     if body.message is not None:
         messages.append(_new_message(ticket, body.message, principal, from_agent, at))
-        session.add_all(messages)
-    await refresh_derived(session, settings, ticket)
-    await unit.emit(EventType.TICKET_CREATED, ticket_data(ticket))
-    for message in messages:
-        await unit.emit(EventType.MESSAGE_ADDED, message_data(message, ticket.status))
+    _derived_for_new(settings, ticket, messages)
+    first = messages[0] if messages else None
+    await session.execute(
+        _INSERT_TICKET,
+        {
+            "id": ticket.id,
+            "customer_id": ticket.customer_id,
+            "subject": ticket.subject,
+            "status": ticket.status,
+            "priority": ticket.priority,
+            "channel": ticket.channel,
+            "category": ticket.category,
+            "assigned_agent_id": ticket.assigned_agent_id,
+            "created_by_agent_id": ticket.created_by_agent_id,
+            "at": at,
+            "customer_sentiment": ticket.customer_sentiment,
+            "estimated_difficulty": ticket.estimated_difficulty,
+            **_message_params(first),
+        },
+    )
+    await unit.emit_many(
+        [
+            (EventType.TICKET_CREATED, ticket_data(ticket)),
+            *((EventType.MESSAGE_ADDED, message_data(m, ticket.status)) for m in messages),
+        ]
+    )
     return TicketView(ticket, messages)
+
+
+def _message_params(message: Message | None) -> dict[str, Any]:
+    """A new message's columns as statement parameters (all None for no message)."""
+    if message is None:
+        return {"message_id": None, **dict.fromkeys(_MESSAGE_PARAMS)}
+    return {"message_id": message.id, **{name: getattr(message, name) for name in _MESSAGE_PARAMS}}
+
+
+_MESSAGE_PARAMS = (
+    "from_agent",
+    "author_agent_id",
+    "content",
+    "from_name",
+    "from_email",
+    "sentiment_score",
+    "detected_intent",
+)
 
 
 async def update_ticket(
@@ -422,6 +523,90 @@ async def delete_ticket(
 # --- messages -----------------------------------------------------------------------------------
 
 
+_TICKETS, _CUSTOMERS = Ticket.__table__, Customer.__table__
+_TICKET_FOR_MESSAGE = tuple(
+    _TICKETS.c[name]
+    for name in (
+        "id",
+        "customer_id",
+        "subject",
+        "status",
+        "priority",
+        "channel",
+        "category",
+        "assigned_agent_id",
+        "created_by_agent_id",
+        "created_at",
+        "updated_at",
+        "version",
+        "customer_sentiment",
+        "estimated_difficulty",
+    )
+)
+_CUSTOMER_FOR_MESSAGE = tuple(
+    _CUSTOMERS.c[name] for name in ("id", "email", "name", "lifetime_value", "churn_risk_score")
+)
+
+
+async def _lock_ticket_record(
+    session: AsyncSession, principal: Principal, ticket_id: str
+) -> Ticket:
+    """`load_ticket(lock=True)` read as plain rows: a record of the ticket (with its customer)
+    that the session does not track, so nothing is flushed from it."""
+    stmt = (
+        sa.select(*_TICKET_FOR_MESSAGE, *_CUSTOMER_FOR_MESSAGE)
+        .join(_CUSTOMERS, _CUSTOMERS.c.id == _TICKETS.c.customer_id)
+        .where(_TICKETS.c.id == ticket_id)
+        .with_for_update(of=_TICKETS)
+    )
+    if not principal.sees_all_tickets:  # `visibility`, on the table (a Core statement)
+        stmt = stmt.where(_TICKETS.c.assigned_agent_id == principal.agent_id)
+    row = (await session.execute(stmt)).one_or_none()
+    if row is None:
+        hidden = not principal.sees_all_tickets and await session.scalar(
+            sa.select(Ticket.id).where(Ticket.id == ticket_id)
+        )
+        raise (NotVisibleYet if hidden else NotFoundError)(f"Ticket {ticket_id} not found")
+    values = tuple(row)
+    ticket_count = len(_TICKET_FOR_MESSAGE)
+    ticket = Ticket(**{c.key: v for c, v in zip(_TICKET_FOR_MESSAGE, values, strict=False)})
+    ticket.customer = Customer(
+        **{c.key: v for c, v in zip(_CUSTOMER_FOR_MESSAGE, values[ticket_count:], strict=True)}
+    )
+    return ticket
+
+
+# What `refresh_derived` reads, in one statement (after the ticket's lock, so a message
+# committed meanwhile is seen).
+_CONVERSATION_FACTS = sa.text(
+    "SELECT ARRAY(SELECT m.sentiment_score::float8 FROM messages m "
+    "WHERE m.ticket_id = :ticket_id AND NOT m.from_agent "
+    "ORDER BY m.created_at DESC, m.id DESC LIMIT :window) AS recent, "
+    "ARRAY(SELECT DISTINCT m.detected_intent FROM messages m "
+    "WHERE m.ticket_id = :ticket_id AND NOT m.from_agent) AS intents, "
+    "(SELECT count(*) FROM messages m WHERE m.ticket_id = :ticket_id) AS message_count"
+)
+
+# The message and the ticket's new state in one statement; the search document is rebuilt as
+# `search.document_of` does, with the new message (not visible to the statement's own scan).
+_INSERT_MESSAGE = sa.text(
+    "WITH new_message AS (INSERT INTO messages (id, ticket_id, from_agent, author_agent_id, "
+    "content, from_name, from_email, created_at, updated_at, sentiment_score, detected_intent, "
+    "version) VALUES (:message_id, :ticket_id, :from_agent, :author_agent_id, :content, "
+    ":from_name, :from_email, :at, :at, :sentiment_score, :detected_intent, 1) "
+    "RETURNING id, created_at, search_vector) "
+    "UPDATE tickets SET status = :status, customer_sentiment = :customer_sentiment, "
+    "estimated_difficulty = :estimated_difficulty, version = :version, "
+    "updated_at = :updated_at, search_document = "
+    "setweight(to_tsvector('english'::regconfig, tickets.subject), 'A') "
+    "|| coalesce((SELECT tsvector_concat_agg(s.vector ORDER BY s.created_at, s.id) FROM ("
+    "SELECT m.search_vector, m.created_at, m.id FROM messages m "
+    "WHERE m.ticket_id = :ticket_id UNION ALL "
+    "SELECT search_vector, created_at, id FROM new_message) AS s(vector, created_at, id)), '') "
+    "WHERE tickets.id = :ticket_id"
+)
+
+
 async def add_message(
     unit: UnitOfWork,
     settings: Settings,
@@ -430,10 +615,13 @@ async def add_message(
     body: MessageCreate,
 ) -> tuple[Message, str]:
     """Store a message; a customer's reopens a pending or resolved ticket, a closed one refuses.
-    A canned response (`template_id`) is rendered for the ticket into the content."""
+    A canned response (`template_id`) is rendered for the ticket into the content.
+
+    Plain statements (lock, read the conversation's facts, insert + update, outbox): the
+    message and ticket are records of what was stored, not objects of the session."""
     session = unit.session
     from_agent = _message_author(principal, body)
-    ticket = await load_ticket(session, principal, ticket_id, lock=True)
+    ticket = await _lock_ticket_record(session, principal, ticket_id)
     if isinstance(body, MessagePost) and body.template_id is not None:
         body = await _from_template(session, principal, ticket, body, from_agent=from_agent)
     try:
@@ -442,17 +630,67 @@ async def add_message(
         raise ConflictError("The ticket is closed; open a new ticket instead") from None
     at = utcnow()
     message = _new_message(ticket, body, principal, from_agent, at)
+    claimed = []
     if isinstance(body, MessagePost) and body.attachment_ids:
-        message.attachments = await attachment_records.claim(
-            session, principal, ticket.id, body.attachment_ids
+        claimed = await attachment_records.claim(session, principal, ticket.id, body.attachment_ids)
+    facts = (
+        await session.execute(
+            _CONVERSATION_FACTS,
+            {"ticket_id": ticket.id, "window": settings.customer_sentiment_window},
         )
-    session.add(message)
+    ).one()
     before = snapshot(ticket, TRACKED_FIELDS)
     ticket.status = status.value
-    await refresh_derived(session, settings, ticket)
-    await bump_and_publish(unit, ticket, before, at)
-    await unit.emit(EventType.MESSAGE_ADDED, message_data(message, ticket.status))
+    _derive(settings, ticket, message, facts.recent, facts.intents, facts.message_count)
+    changes = _changes(before, ticket)
+    if changes:
+        ticket.version += 1
+        ticket.updated_at = at
+    await session.execute(
+        _INSERT_MESSAGE,
+        {
+            **_message_params(message),
+            "ticket_id": ticket.id,
+            "at": at,
+            "status": ticket.status,
+            "customer_sentiment": ticket.customer_sentiment,
+            "estimated_difficulty": ticket.estimated_difficulty,
+            "version": ticket.version,
+            "updated_at": ticket.updated_at,
+        },
+    )
+    for attachment in claimed:  # flushed with the next statement, after the message exists
+        attachment.message_id = message.id
+    message.attachments = claimed
+    events: list[tuple[EventType, Contract]] = []
+    if changes:
+        events.append((EventType.TICKET_UPDATED, ticket_data(ticket, changes=changes)))
+    events.append((EventType.MESSAGE_ADDED, message_data(message, ticket.status)))
+    await unit.emit_many(events)
     return message, ticket.status
+
+
+def _derive(
+    settings: Settings,
+    ticket: Ticket,
+    message: Message,
+    recent: list[float | None],
+    intents: list[str | None],
+    message_count: int,
+) -> None:
+    """customer_sentiment and estimated_difficulty with `message` added to the stored
+    conversation (its facts read before the insert), as `refresh_derived` computes them."""
+    if not message.from_agent:  # the newest customer message
+        recent = [message.sentiment_score, *recent][: settings.customer_sentiment_window]
+        intents = [*intents, message.detected_intent]
+    ticket.customer_sentiment = domain.customer_sentiment(recent)
+    subject_intent = domain.detect_intent(ticket.subject, domain.sentiment_score(ticket.subject))
+    ticket.estimated_difficulty = domain.estimated_difficulty(
+        priority=TicketPriority(ticket.priority),
+        intents=[subject_intent, *(Intent(i) for i in dict.fromkeys(intents) if i)],
+        message_count=message_count + 1,
+        sentiment=ticket.customer_sentiment,
+    )
 
 
 async def _from_template(
