@@ -193,18 +193,32 @@ async def refresh_derived(session: AsyncSession, settings: Settings, ticket: Tic
         .order_by(Message.created_at.desc(), Message.id.desc())
         .limit(settings.customer_sentiment_window)
     )
-    ticket.customer_sentiment = domain.customer_sentiment(list(recent))
     intents = await session.scalars(
         sa.select(Message.detected_intent).where(*customer_messages).distinct()
     )
     message_count = await session.scalar(
         sa.select(sa.func.count()).where(Message.ticket_id == ticket.id)
     )
+    set_derived(settings, ticket, list(recent), list(intents), message_count or 0)
+
+
+def set_derived(
+    settings: Settings,
+    ticket: Ticket,
+    recent: list[float | None],
+    intents: list[str | None],
+    message_count: int,
+) -> None:
+    """customer_sentiment and estimated_difficulty from the conversation's facts: the customer
+    messages' sentiments, newest first; their detected intents; how many messages it holds."""
+    ticket.customer_sentiment = domain.customer_sentiment(
+        recent[: settings.customer_sentiment_window]
+    )
     subject_intent = domain.detect_intent(ticket.subject, domain.sentiment_score(ticket.subject))
     ticket.estimated_difficulty = domain.estimated_difficulty(
         priority=TicketPriority(ticket.priority),
-        intents=[subject_intent, *(Intent(i) for i in intents if i)],
-        message_count=message_count or 0,
+        intents=[subject_intent, *(Intent(i) for i in dict.fromkeys(intents) if i)],
+        message_count=message_count,
         sentiment=ticket.customer_sentiment,
     )
 
@@ -214,12 +228,19 @@ async def bump_and_publish(
 ) -> str | None:
     """If a tracked field changed: new version, updated_at, and a ticket.updated event (its id
     is returned; None when nothing changed)."""
-    changes = _changes(before, ticket)
+    changes = _bump(ticket, before, at)
     if not changes:
         return None
-    ticket.version += 1
-    ticket.updated_at = at
     return await unit.emit(EventType.TICKET_UPDATED, ticket_data(ticket, changes=changes))
+
+
+def _bump(ticket: Ticket, before: dict[str, Any], at: datetime) -> dict[str, FieldChange]:
+    """The tracked fields changed since `before`; if any, a new version and updated_at."""
+    changes = _changes(before, ticket)
+    if changes:
+        ticket.version += 1
+        ticket.updated_at = at
+    return changes
 
 
 # --- tickets ------------------------------------------------------------------------------------
@@ -359,20 +380,14 @@ _INSERT_TICKET = sa.text(
 
 
 def _derived_for_new(settings: Settings, ticket: Ticket, messages: list[Message]) -> None:
-    """customer_sentiment and estimated_difficulty of a ticket whose messages are all in hand
-    (as `refresh_derived` computes them from the stored rows)."""
+    """The derived fields of a ticket whose messages are all in hand."""
     customer_messages = [m for m in messages if not m.from_agent]
-    recent = [m.sentiment_score for m in customer_messages[::-1]]
-    ticket.customer_sentiment = domain.customer_sentiment(
-        recent[: settings.customer_sentiment_window]
-    )
-    subject_intent = domain.detect_intent(ticket.subject, domain.sentiment_score(ticket.subject))
-    intents = {m.detected_intent for m in customer_messages if m.detected_intent}
-    ticket.estimated_difficulty = domain.estimated_difficulty(
-        priority=TicketPriority(ticket.priority),
-        intents=[subject_intent, *(Intent(i) for i in intents)],
-        message_count=len(messages),
-        sentiment=ticket.customer_sentiment,
+    set_derived(
+        settings,
+        ticket,
+        [m.sentiment_score for m in reversed(customer_messages)],
+        [m.detected_intent for m in customer_messages],
+        len(messages),
     )
 
 
@@ -557,10 +572,9 @@ async def _lock_ticket_record(
         sa.select(*_TICKET_FOR_MESSAGE, *_CUSTOMER_FOR_MESSAGE)
         .join(_CUSTOMERS, _CUSTOMERS.c.id == _TICKETS.c.customer_id)
         .where(_TICKETS.c.id == ticket_id)
+        .where(*visibility(principal))
         .with_for_update(of=_TICKETS)
     )
-    if not principal.sees_all_tickets:  # `visibility`, on the table (a Core statement)
-        stmt = stmt.where(_TICKETS.c.assigned_agent_id == principal.agent_id)
     row = (await session.execute(stmt)).one_or_none()
     if row is None:
         hidden = not principal.sees_all_tickets and await session.scalar(
@@ -642,10 +656,7 @@ async def add_message(
     before = snapshot(ticket, TRACKED_FIELDS)
     ticket.status = status.value
     _derive(settings, ticket, message, facts.recent, facts.intents, facts.message_count)
-    changes = _changes(before, ticket)
-    if changes:
-        ticket.version += 1
-        ticket.updated_at = at
+    changes = _bump(ticket, before, at)
     await session.execute(
         _INSERT_MESSAGE,
         {
@@ -678,19 +689,12 @@ def _derive(
     intents: list[str | None],
     message_count: int,
 ) -> None:
-    """customer_sentiment and estimated_difficulty with `message` added to the stored
-    conversation (its facts read before the insert), as `refresh_derived` computes them."""
+    """The derived fields with `message` added to the stored conversation (its facts read
+    before the insert)."""
     if not message.from_agent:  # the newest customer message
-        recent = [message.sentiment_score, *recent][: settings.customer_sentiment_window]
+        recent = [message.sentiment_score, *recent]
         intents = [*intents, message.detected_intent]
-    ticket.customer_sentiment = domain.customer_sentiment(recent)
-    subject_intent = domain.detect_intent(ticket.subject, domain.sentiment_score(ticket.subject))
-    ticket.estimated_difficulty = domain.estimated_difficulty(
-        priority=TicketPriority(ticket.priority),
-        intents=[subject_intent, *(Intent(i) for i in dict.fromkeys(intents) if i)],
-        message_count=message_count + 1,
-        sentiment=ticket.customer_sentiment,
-    )
+    set_derived(settings, ticket, recent, intents, message_count + 1)
 
 
 async def _from_template(
