@@ -174,11 +174,6 @@ async def store_intelligence(
     await publish_changed(proxy, answers)
 
 
-async def publish_if_changed(proxy: AiProxy, intelligence: CustomerIntelligenceResponse) -> bool:
-    """`publish_changed` for one answer: whether it was published."""
-    return bool(await publish_changed(proxy, [intelligence]))
-
-
 async def publish_changed(
     proxy: AiProxy, answers: Sequence[CustomerIntelligenceResponse]
 ) -> set[str]:
@@ -434,9 +429,6 @@ class IntelligenceWarmer:
         self._warming: set[str] = set()
         self._worker: asyncio.Task[None] | None = None
         self._closed = False
-
-    def schedule(self, customer_id: str) -> None:
-        self.schedule_many([customer_id])
 
     def schedule_many(self, customer_ids: Iterable[str]) -> None:
         if self._closed:
